@@ -1,0 +1,112 @@
+"""The ``streamworker`` command: ``run`` a processor, or the ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+from .config import WorkerConfig
+from .errors import ConfigError, SourceError
+from .loader import load_processor
+from .log import configure_logging
+from .records import InitialPosition
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SIGNAL = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, exit 2
+        self.exit(EXIT_USAGE, f"streamworker: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="streamworker", description="KCL-style stream consumers in pure Python.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run a RecordProcessor over a Kinesis stream")
+    run.add_argument("processor", nargs="?", help="MODULE:CLASS or path/to/file.py:CLASS")
+    run.add_argument("--config", help="TOML file with settings (flags and STREAMWORKER_* env win)")
+    run.add_argument("--stream", help="Kinesis stream name or ARN")
+    run.add_argument("--application-name", help="application name; also the lease table name")
+    run.add_argument("--lease-table", help="lease table name (default: the application name)")
+    run.add_argument("--initial-position", choices=[p.value for p in InitialPosition])
+    run.add_argument("--initial-timestamp", help="ISO 8601 time, with --initial-position AT_TIMESTAMP")
+    run.add_argument("--worker-id", help="default: host:pid:random")
+    run.add_argument("--failover-time", type=float, metavar="SECONDS", help="lease expiry (default 10)")
+    run.add_argument("--max-records", type=int, help="GetRecords limit (default 10000)")
+    run.add_argument("--idle-time-between-reads", type=float, metavar="SECONDS",
+                     help="wait after an empty read (default 1.5, min 0.2)")
+    run.add_argument("--shutdown-timeout", type=float, metavar="SECONDS",
+                     help="graceful shutdown bound (default 20)")
+    run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument("--log-format", choices=["auto", "json", "console"])
+
+    demo = sub.add_parser("demo", help="the metrics demo on embedded local servers")
+    demo.add_argument("--duration", type=float, default=40.0, help="seconds (default 40)")
+    demo.add_argument("--shards", type=int, default=4)
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    flags = {k: getattr(args, k) for k in (
+        "processor", "stream", "application_name", "lease_table", "initial_position", "initial_timestamp",
+        "worker_id", "failover_time", "max_records", "idle_time_between_reads", "shutdown_timeout",
+        "log_level", "log_format")}
+    config = WorkerConfig.load(flags, args.config)
+    configure_logging(config.log_level, config.log_format)
+    if not config.processor:
+        raise ConfigError("no processor given: streamworker run MODULE:CLASS (or `processor` in the config)")
+    processor_cls = load_processor(config.processor)
+
+    from .worker import Worker
+
+    worker = Worker(config, processor_cls)
+    signals = {"count": 0}
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        signals["count"] += 1
+        if signals["count"] > 1:
+            sys.stderr.write("streamworker: second signal, exiting now\n")
+            os._exit(EXIT_SIGNAL)
+        worker.request_shutdown()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker.start()
+    while not worker.wait(0.5):
+        pass
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "demo":
+            from .demo import run_demo
+
+            return run_demo(duration=args.duration, shards=args.shards)
+    except ConfigError as exc:
+        sys.stderr.write(f"streamworker: configuration error: {exc}\n")
+        return EXIT_USAGE
+    except SourceError as exc:
+        sys.stderr.write(f"streamworker: error: {exc}\n")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_SIGNAL
+    except Exception as exc:  # one clear line, not a traceback
+        sys.stderr.write(f"streamworker: error: {type(exc).__name__}: {exc}\n")
+        if os.environ.get("STREAMWORKER_LOG_LEVEL", "").upper() == "DEBUG":
+            raise
+        return EXIT_ERROR
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

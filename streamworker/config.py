@@ -1,0 +1,135 @@
+"""Worker settings: flags > ``STREAMWORKER_*`` environment > TOML file (``--config``) > defaults.
+
+Endpoints, region and credentials are not settings of ours: boto3 reads ``AWS_ENDPOINT_URL``,
+``AWS_ENDPOINT_URL_KINESIS``, ``AWS_ENDPOINT_URL_DYNAMODB``, ``AWS_REGION`` and profiles itself.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import ConfigError
+from .records import InitialPosition
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def default_worker_id() -> str:
+    """host:pid:random — unique per process, readable in the lease table."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class WorkerConfig(BaseSettings):
+    """Every setting of a worker. Durations are in seconds."""
+
+    model_config = SettingsConfigDict(env_prefix="STREAMWORKER_", extra="forbid", validate_default=True)
+
+    processor: str | None = Field(None, description="MODULE:CLASS or path/to/file.py:CLASS")
+    stream: str = Field(..., min_length=1, description="Kinesis stream name or ARN")
+    application_name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]{3,255}$")
+    lease_table: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{3,255}$")
+    initial_position: InitialPosition = InitialPosition.LATEST
+    initial_timestamp: datetime | None = None
+    worker_id: str = Field(default_factory=default_worker_id, min_length=1)
+    failover_time: float = Field(10.0, gt=0)
+    max_records: int = Field(10000, ge=1, le=10000)
+    idle_time_between_reads: float = Field(1.5, ge=0.2)
+    take_interval: float = Field(1.0, gt=0)
+    shard_sync_interval: float = Field(60.0, gt=0)
+    max_leases_for_worker: int | None = Field(None, ge=1)
+    max_leases_to_steal_at_one_time: int = Field(3, ge=0)
+    max_pending_batches: int = Field(4, ge=1, le=100)
+    processor_retries: int = Field(3, ge=0)
+    shutdown_timeout: float = Field(20.0, gt=0)
+    parent_poll_interval: float = Field(1.0, gt=0)
+    call_process_records_even_for_empty_list: bool = False
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @model_validator(mode="after")
+    def _check(self) -> WorkerConfig:
+        if self.initial_position == InitialPosition.AT_TIMESTAMP and self.initial_timestamp is None:
+            raise ValueError("initial_position AT_TIMESTAMP needs initial_timestamp")
+        return self
+
+    @property
+    def table_name(self) -> str:
+        return self.lease_table or self.application_name
+
+    @classmethod
+    def load(cls, overrides: dict[str, Any] | None = None, config_file: str | Path | None = None) -> WorkerConfig:
+        """Build the config from flags (``overrides``), environment and an optional TOML file.
+        Raises ConfigError with one line naming the bad setting."""
+        file_values = read_toml(config_file) if config_file else {}
+        flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+
+        class _Layered(cls):  # type: ignore[valid-type,misc]
+            @classmethod
+            def settings_customise_sources(
+                cls_, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                file_secret_settings: PydanticBaseSettingsSource,
+            ) -> tuple[PydanticBaseSettingsSource, ...]:
+                return (init_settings, env_settings, _DictSource(settings_cls, file_values))
+
+        try:
+            layered = _Layered(**flags)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc)) from None
+        return cls.model_validate(layered.model_dump())
+
+
+class _DictSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._values = values
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read settings from a TOML file: top-level keys or a ``[streamworker]`` table; dashes in
+    names are accepted for underscores."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {p}: invalid TOML: {exc}") from None
+    section = data.get("streamworker", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {p}: [streamworker] must be a table")
+    return {k.replace("-", "_"): v for k, v in section.items()}
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "config"
+        msg = err["msg"]
+        if err["type"] == "missing":
+            parts.append(f"{loc} is required (flag --{loc.replace('_', '-')}, "
+                         f"env STREAMWORKER_{loc.upper()}, or the config file)")
+        elif err["type"] == "extra_forbidden":
+            parts.append(f"unknown setting {loc!r}")
+        else:
+            parts.append(f"invalid setting {loc}: {msg} (got {err.get('input')!r})")
+    return "; ".join(parts)

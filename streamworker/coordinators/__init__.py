@@ -1,0 +1,1 @@
+"""Coordinators decide which shards a worker owns and store checkpoints."""

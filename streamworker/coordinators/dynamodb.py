@@ -1,0 +1,374 @@
+"""The DynamoDB lease coordinator: renews, takes, steals (by graceful handoff) and releases leases
+in a KCL-compatible lease table, and stores fenced checkpoints.
+
+Threads: one coordinator thread runs the renew and take cycles; ``checkpoint``, ``release`` and
+the other public methods are called from shard-consumer threads. Each held lease has a lock, so
+writes to one lease are serialised and its counter is always the one we last wrote.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+
+from ..clock import Clock, SystemClock
+from ..errors import CheckpointThrottledError, LeaseLostError
+from ..records import TRIM_HORIZON, ExtendedSequenceNumber, InitialPosition
+from ..sources.base import ShardInfo
+from .balancing import ExpiryTracker, parents_complete, plan_takes
+from .lease import Lease
+from .lease_table import LeaseConflict, LeaseTable, LeaseTableUnavailable
+
+log = structlog.get_logger("streamworker.coordinator")
+
+#: A holder stops using a lease this fraction of the failover time after its last successful
+#: write, so it has stopped before any observer (who waits the full failover time) can take it.
+VALIDITY_FRACTION = 0.8
+
+
+class LeaseListener(Protocol):
+    """Receives lease events. Called on the coordinator thread: must not block."""
+
+    def lease_acquired(self, lease: Lease) -> None: ...
+
+    def lease_lost(self, lease_key: str) -> None: ...
+
+    def handoff_requested(self, lease_key: str) -> None: ...
+
+
+@dataclass
+class _Held:
+    lease: Lease
+    last_renewed: float
+    handing_off: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class CoordinatorStats:
+    taken: int = 0
+    stolen: int = 0
+    lost: int = 0
+    released: int = 0
+    renew_failures: int = 0
+
+
+class DynamoDBCoordinator:
+    """Lease management against one lease table, for one worker."""
+
+    def __init__(
+        self,
+        table: LeaseTable,
+        worker_id: str,
+        listener: LeaseListener,
+        *,
+        failover_time: float = 10.0,
+        take_interval: float = 1.0,
+        max_leases: int | None = None,
+        max_steal: int = 3,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.table = table
+        self.worker_id = worker_id
+        self.listener = listener
+        self.failover_time = failover_time
+        self.renew_interval = failover_time / 3
+        self.take_interval = take_interval
+        self.max_leases = max_leases
+        self.max_steal = max_steal
+        self.clock = clock or SystemClock()
+        self.stats = CoordinatorStats()
+        self._rng = rng or random.Random()
+        self._held: dict[str, _Held] = {}
+        self._held_lock = threading.Lock()
+        self._tracker = ExpiryTracker(failover_time)
+        self._taking = True
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._log = log.bind(worker_id=worker_id, table=table.table_name)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"coordinator-{self.worker_id}", daemon=True)
+        self._thread.start()
+
+    def stop_taking(self) -> None:
+        """Stop acquiring leases (graceful shutdown); held ones are still renewed."""
+        self._taking = False
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        next_renew = next_take = self.clock.monotonic()
+        while not self._stop.is_set():
+            now = self.clock.monotonic()
+            try:
+                if now >= next_renew:
+                    retry_soon = self.renew_all()
+                    next_renew = now + (min(0.5, self.renew_interval) if retry_soon else self.renew_interval)
+                if now >= next_take:
+                    self.take_cycle()
+                    next_take = self.clock.monotonic() + self.take_interval
+            except LeaseTableUnavailable as exc:
+                self._log.warning("lease table unavailable; will retry", error=str(exc))
+            except Exception:  # the coordinator thread must survive anything
+                self._log.exception("coordinator cycle failed; will retry")
+            self.clock.sleep(max(0.01, min(next_renew, next_take) - self.clock.monotonic()), self._stop)
+
+    # -- lease creation --------------------------------------------------------------------
+
+    def ensure_leases(self, shards: Iterable[ShardInfo], initial_position: InitialPosition) -> list[str]:
+        """Create a lease for every shard that has none. Children of leased shards start at
+        TRIM_HORIZON (nothing of theirs may be skipped); with LATEST, closed shards are skipped."""
+        existing = {lease.lease_key for lease in self.table.list_leases()}
+        shards = list(shards)
+        wanted = [
+            s for s in shards
+            if s.shard_id not in existing and (s.is_open or initial_position != InitialPosition.LATEST)
+        ]
+        planned = existing | {s.shard_id for s in wanted}
+        created: list[str] = []
+        for s in wanted:
+            start = TRIM_HORIZON if any(p in planned for p in s.parent_shard_ids) else initial_position.value
+            lease = Lease(
+                lease_key=s.shard_id,
+                checkpoint=ExtendedSequenceNumber(start),
+                parent_shard_ids=frozenset(s.parent_shard_ids),
+                starting_hash_key=s.starting_hash_key,
+                ending_hash_key=s.ending_hash_key,
+            )
+            if self.table.create_if_absent(lease):
+                created.append(s.shard_id)
+        if created:
+            self._log.info("created leases", leases=sorted(created))
+        return created
+
+    def ensure_child_leases(self, children: Iterable[tuple[str, tuple[str, ...]]]) -> None:
+        for child_id, parents in children:
+            self.table.create_if_absent(Lease(
+                lease_key=child_id, checkpoint=ExtendedSequenceNumber(TRIM_HORIZON),
+                parent_shard_ids=frozenset(parents)))
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def held_keys(self) -> list[str]:
+        with self._held_lock:
+            return sorted(self._held)
+
+    def _valid(self, h: _Held, now: float | None = None) -> bool:
+        now = self.clock.monotonic() if now is None else now
+        return now - h.last_renewed < self.failover_time * VALIDITY_FRACTION
+
+    def is_held(self, lease_key: str) -> bool:
+        """True while this worker may process the shard (it renewed the lease recently enough)."""
+        with self._held_lock:
+            h = self._held.get(lease_key)
+        return h is not None and self._valid(h)
+
+    def current_lease(self, lease_key: str) -> Lease | None:
+        with self._held_lock:
+            h = self._held.get(lease_key)
+        return h.lease if h else None
+
+    def parents_complete(self, lease: Lease) -> bool:
+        if not lease.parent_shard_ids:
+            return True
+        by_key = {p: le for p in lease.parent_shard_ids if (le := self.table.get(p)) is not None}
+        return parents_complete(lease, by_key)
+
+    # -- renew -----------------------------------------------------------------------------
+
+    def _drop(self, lease_key: str, why: str) -> None:
+        with self._held_lock:
+            h = self._held.pop(lease_key, None)
+        if h is not None:
+            self.stats.lost += 1
+            self._log.warning("lease lost", shard_id=h.lease.shard_id, reason=why)
+            self.listener.lease_lost(lease_key)
+
+    def _resolve_conflict(self, h: _Held) -> bool:
+        """After a failed conditional write: True if we still hold the lease (and ``h`` is
+        refreshed), False if it is gone. Must be called with ``h.lock`` held."""
+        current = self.table.get(h.lease.lease_key)
+        if current is None:
+            return False
+        if current.lease_owner == self.worker_id and current.checkpoint_owner is None:
+            # Only this worker writes its own id as owner: the counter moved through one of our
+            # own writes whose reply was lost. Safe to adopt.
+            h.lease, h.handing_off = current, False
+            return True
+        if current.checkpoint_owner == self.worker_id:
+            newly = not h.handing_off
+            h.lease, h.handing_off = current, True
+            if newly:
+                self._log.info("lease handoff requested", shard_id=current.shard_id, to=current.lease_owner)
+                self.listener.handoff_requested(current.lease_key)
+            return True
+        return False
+
+    def renew_all(self) -> bool:
+        """Renew every held lease; return True if a transient failure asks for a quick retry."""
+        with self._held_lock:
+            held = list(self._held.items())
+        retry_soon = False
+        for key, h in held:
+            if not self._valid(h):
+                self._drop(key, "not renewed within the failover time")
+                continue
+            started = self.clock.monotonic()
+            with h.lock:
+                try:
+                    for _ in range(2):
+                        try:
+                            h.lease = self.table.renew(key, h.lease.lease_counter, self.worker_id,
+                                                       as_checkpoint_owner=h.handing_off)
+                            h.last_renewed = started
+                            break
+                        except LeaseConflict:
+                            if not self._resolve_conflict(h):
+                                raise
+                except LeaseConflict:
+                    lost = True
+                except LeaseTableUnavailable as exc:
+                    self.stats.renew_failures += 1
+                    self._log.warning("lease renewal failed; keeping the lease and retrying",
+                                      shard_id=h.lease.shard_id, error=str(exc))
+                    retry_soon, lost = True, False
+                else:
+                    lost = False
+            if lost:
+                self._drop(key, "taken by another worker")
+        return retry_soon
+
+    # -- take ------------------------------------------------------------------------------
+
+    def _acquire(self, lease: Lease, started: float) -> None:
+        with self._held_lock:
+            self._held[lease.lease_key] = _Held(lease, started)
+        self._log.info("lease acquired", shard_id=lease.shard_id, checkpoint=str(lease.checkpoint),
+                       counter=lease.lease_counter)
+        self.listener.lease_acquired(lease)
+
+    def take_cycle(self) -> None:
+        leases = self.table.list_leases()
+        now = self.clock.monotonic()
+        held = set(self.held_keys())
+        expired = self._tracker.observe(leases, now) - held
+        by_key = {le.lease_key: le for le in leases}
+        if not self._taking:
+            return
+        # Leases already ours in the table but not held here: a finished handoff to us, or a
+        # previous process with the same worker id. A stalled handoff is ended once it expires.
+        for lease in leases:
+            if lease.lease_key in held or lease.lease_owner != self.worker_id or lease.is_finished:
+                continue
+            if lease.checkpoint_owner is None or lease.lease_key in expired:
+                self._try_take(lease, stolen=False)
+        plan = plan_takes(
+            [le for le in leases if le.lease_key not in held] + [self._held_view(k, by_key) for k in held],
+            self.worker_id, expired, max_leases=self.max_leases, max_steal=self.max_steal, rng=self._rng,
+        )
+        for lease in plan.take:
+            if lease.lease_owner != self.worker_id:
+                self._try_take(lease, stolen=False)
+        for lease in plan.steal:
+            try:
+                self.table.request_handoff(lease, self.worker_id)
+                self.stats.stolen += 1
+                self._log.info("lease handoff started", shard_id=lease.shard_id, from_worker=lease.lease_owner,
+                               target=plan.target, workers=plan.workers)
+            except LeaseConflict:
+                pass
+
+    def _held_view(self, key: str, by_key: dict[str, Lease]) -> Lease:
+        with self._held_lock:
+            h = self._held.get(key)
+        return h.lease if h is not None else by_key[key]
+
+    def _try_take(self, lease: Lease, *, stolen: bool) -> None:
+        started = self.clock.monotonic()
+        try:
+            taken = self.table.take(lease, self.worker_id)
+        except LeaseConflict:
+            return
+        self.stats.taken += 1
+        self._acquire(taken, started)
+
+    # -- writes from shard consumers ---------------------------------------------------------
+
+    def _fenced_write(self, lease_key: str, op: str, write: _Write) -> Lease:
+        with self._held_lock:
+            h = self._held.get(lease_key)
+        if h is None or not self._valid(h):
+            raise LeaseLostError(f"shard {lease_key}: {op} refused: this worker no longer holds the lease")
+        started = self.clock.monotonic()
+        with h.lock:
+            try:
+                for attempt in range(2):
+                    try:
+                        h.lease = write(h.lease.lease_counter, h.handing_off)
+                        h.last_renewed = started
+                        return h.lease
+                    except LeaseConflict:
+                        if attempt == 1 or not self._resolve_conflict(h):
+                            raise
+            except LeaseConflict:
+                pass
+            except LeaseTableUnavailable as exc:
+                raise CheckpointThrottledError(f"shard {lease_key}: {op} failed: {exc}") from None
+        self._drop(lease_key, f"{op} refused by the lease table")
+        raise LeaseLostError(f"shard {lease_key}: {op} refused: the lease is owned by another worker")
+
+    def checkpoint(self, lease_key: str, checkpoint: ExtendedSequenceNumber,
+                   pending: ExtendedSequenceNumber | None = None) -> None:
+        self._fenced_write(lease_key, "checkpoint", lambda counter, co: self.table.checkpoint(
+            lease_key, counter, self.worker_id, checkpoint, pending, as_checkpoint_owner=co))
+
+    def prepare_checkpoint(self, lease_key: str, pending: ExtendedSequenceNumber) -> None:
+        self._fenced_write(lease_key, "prepare_checkpoint", lambda counter, co: self.table.prepare_checkpoint(
+            lease_key, counter, self.worker_id, pending, as_checkpoint_owner=co))
+
+    def record_children(self, lease_key: str, child_ids: list[str]) -> None:
+        self._fenced_write(lease_key, "record child shards", lambda counter, co: self.table.set_child_shards(
+            lease_key, counter, self.worker_id, child_ids, as_checkpoint_owner=co))
+
+    def release(self, lease_key: str) -> bool:
+        """Give a held lease up (after its processor has shut down): another worker can take it
+        at once; during a handoff the new owner starts. Returns False if it was already gone."""
+        with self._held_lock:
+            h = self._held.get(lease_key)
+        if h is None:
+            return False
+        try:
+            self._fenced_write(lease_key, "release", lambda counter, co: self.table.release(
+                lease_key, counter, self.worker_id, as_checkpoint_owner=co))
+        except LeaseLostError:
+            return False
+        except CheckpointThrottledError as exc:
+            self._log.warning("lease release failed; it will expire instead", shard_id=h.lease.shard_id,
+                              error=str(exc))
+        with self._held_lock:
+            self._held.pop(lease_key, None)
+        self.stats.released += 1
+        self._log.info("lease released", shard_id=h.lease.shard_id)
+        return True
+
+    def forget(self, lease_key: str) -> None:
+        """Stop renewing a lease without writing (its consumer has ended after a loss)."""
+        with self._held_lock:
+            self._held.pop(lease_key, None)
+
+
+class _Write(Protocol):
+    def __call__(self, counter: int, as_checkpoint_owner: bool) -> Lease: ...
+

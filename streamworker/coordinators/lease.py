@@ -1,0 +1,125 @@
+"""The lease record, in the KCL lease table's own attribute names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..records import SHARD_END, ExtendedSequenceNumber
+
+# Attribute names from KCL's DynamoDBLeaseSerializer (2.x / 3.x), so tables are interchangeable.
+LEASE_KEY = "leaseKey"
+LEASE_OWNER = "leaseOwner"
+LEASE_COUNTER = "leaseCounter"
+OWNER_SWITCHES = "ownerSwitchesSinceCheckpoint"
+CHECKPOINT = "checkpoint"
+CHECKPOINT_SUB = "checkpointSubSequenceNumber"
+PENDING_CHECKPOINT = "pendingCheckpoint"
+PENDING_CHECKPOINT_SUB = "pendingCheckpointSubSequenceNumber"
+PENDING_CHECKPOINT_STATE = "pendingCheckpointState"
+PARENT_SHARD_IDS = "parentShardId"
+CHILD_SHARD_IDS = "childShardIds"
+STARTING_HASH_KEY = "startingHashKey"
+ENDING_HASH_KEY = "endingHashKey"
+CHECKPOINT_OWNER = "checkpointOwner"
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One row of the lease table.
+
+    During a graceful handoff (KCL 3.x semantics) ``lease_owner`` is the new owner and
+    ``checkpoint_owner`` the old one, which keeps processing until it checkpoints and clears it.
+    """
+
+    lease_key: str
+    lease_counter: int = 0
+    lease_owner: str | None = None
+    checkpoint: ExtendedSequenceNumber = field(default_factory=lambda: ExtendedSequenceNumber("TRIM_HORIZON"))
+    pending_checkpoint: ExtendedSequenceNumber | None = None
+    owner_switches_since_checkpoint: int = 0
+    parent_shard_ids: frozenset[str] = frozenset()
+    child_shard_ids: frozenset[str] = frozenset()
+    starting_hash_key: str | None = None
+    ending_hash_key: str | None = None
+    checkpoint_owner: str | None = None
+
+    @property
+    def shard_id(self) -> str:
+        """The shard id; multi-stream keys are ``account:stream:creationEpoch:shardId``."""
+        parts = self.lease_key.split(":")
+        return parts[-1] if len(parts) == 4 else self.lease_key
+
+    @property
+    def is_finished(self) -> bool:
+        return self.checkpoint.sequence_number == SHARD_END
+
+    def with_counter(self, counter: int) -> Lease:
+        return replace(self, lease_counter=counter)
+
+
+def _s(item: dict[str, Any], name: str) -> str | None:
+    v = item.get(name)
+    return v["S"] if v and "S" in v else None
+
+
+def _n(item: dict[str, Any], name: str, default: int = 0) -> int:
+    v = item.get(name)
+    return int(v["N"]) if v and "N" in v else default
+
+
+def _ss(item: dict[str, Any], name: str) -> frozenset[str]:
+    v = item.get(name)
+    if not v:
+        return frozenset()
+    if "SS" in v:
+        return frozenset(v["SS"])
+    if "S" in v:  # tolerate a single string written by hand
+        return frozenset([v["S"]])
+    return frozenset()
+
+
+def lease_from_item(item: dict[str, Any]) -> Lease:
+    """Decode a low-level DynamoDB item (as returned by the client, not the resource)."""
+    pending_seq = _s(item, PENDING_CHECKPOINT)
+    return Lease(
+        lease_key=_s(item, LEASE_KEY) or "",
+        lease_counter=_n(item, LEASE_COUNTER),
+        lease_owner=_s(item, LEASE_OWNER),
+        checkpoint=ExtendedSequenceNumber(_s(item, CHECKPOINT) or "TRIM_HORIZON", _n(item, CHECKPOINT_SUB)),
+        pending_checkpoint=(
+            ExtendedSequenceNumber(pending_seq, _n(item, PENDING_CHECKPOINT_SUB)) if pending_seq else None
+        ),
+        owner_switches_since_checkpoint=_n(item, OWNER_SWITCHES),
+        parent_shard_ids=_ss(item, PARENT_SHARD_IDS),
+        child_shard_ids=_ss(item, CHILD_SHARD_IDS),
+        starting_hash_key=_s(item, STARTING_HASH_KEY),
+        ending_hash_key=_s(item, ENDING_HASH_KEY),
+        checkpoint_owner=_s(item, CHECKPOINT_OWNER),
+    )
+
+
+def lease_to_item(lease: Lease) -> dict[str, Any]:
+    """Encode a new lease the way KCL's serializer does (absent fields are omitted)."""
+    item: dict[str, Any] = {
+        LEASE_KEY: {"S": lease.lease_key},
+        LEASE_COUNTER: {"N": str(lease.lease_counter)},
+        OWNER_SWITCHES: {"N": str(lease.owner_switches_since_checkpoint)},
+        CHECKPOINT: {"S": lease.checkpoint.sequence_number},
+        CHECKPOINT_SUB: {"N": str(lease.checkpoint.sub_sequence_number)},
+    }
+    if lease.lease_owner:
+        item[LEASE_OWNER] = {"S": lease.lease_owner}
+    if lease.parent_shard_ids:
+        item[PARENT_SHARD_IDS] = {"SS": sorted(lease.parent_shard_ids)}
+    if lease.child_shard_ids:
+        item[CHILD_SHARD_IDS] = {"SS": sorted(lease.child_shard_ids)}
+    if lease.pending_checkpoint is not None:
+        item[PENDING_CHECKPOINT] = {"S": lease.pending_checkpoint.sequence_number}
+        item[PENDING_CHECKPOINT_SUB] = {"N": str(lease.pending_checkpoint.sub_sequence_number)}
+    if lease.starting_hash_key is not None and lease.ending_hash_key is not None:
+        item[STARTING_HASH_KEY] = {"S": lease.starting_hash_key}
+        item[ENDING_HASH_KEY] = {"S": lease.ending_hash_key}
+    if lease.checkpoint_owner:
+        item[CHECKPOINT_OWNER] = {"S": lease.checkpoint_owner}
+    return item

@@ -1,0 +1,256 @@
+"""DynamoDB I/O for the KCL lease table. Every mutation is conditional on the lease counter.
+
+A write that fails its condition raises ``LeaseConflict``; transient faults (throttling, 5xx,
+timeouts, refused connections) are retried with jittered backoff for up to ``retry_deadline``
+seconds and then raise ``LeaseTableUnavailable``. The caller decides what a conflict means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import botocore.exceptions
+import structlog
+
+from ..backoff import Backoff
+from ..clock import Clock, SystemClock
+from ..errors import StreamworkerError
+from ..records import ExtendedSequenceNumber
+from ..sources.kinesis import CONNECTION_ERRORS, error_code
+from .lease import (
+    CHECKPOINT,
+    CHECKPOINT_OWNER,
+    CHECKPOINT_SUB,
+    CHILD_SHARD_IDS,
+    LEASE_COUNTER,
+    LEASE_KEY,
+    LEASE_OWNER,
+    OWNER_SWITCHES,
+    PENDING_CHECKPOINT,
+    PENDING_CHECKPOINT_STATE,
+    PENDING_CHECKPOINT_SUB,
+    Lease,
+    lease_from_item,
+    lease_to_item,
+)
+
+log = structlog.get_logger("streamworker.lease_table")
+T = TypeVar("T")
+
+_TRANSIENT_CODES = frozenset({
+    "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+    "InternalServerError", "ServiceUnavailable", "LimitExceededException",
+})
+
+
+class LeaseConflict(StreamworkerError):
+    """A conditional write failed: someone else changed the lease."""
+
+
+class LeaseTableUnavailable(StreamworkerError):
+    """The lease table could not be reached within the retry deadline."""
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, CONNECTION_ERRORS):
+        return True
+    if isinstance(exc, botocore.exceptions.ClientError):
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        return error_code(exc) in _TRANSIENT_CODES or status >= 500
+    return False
+
+
+class LeaseTable:
+    """The lease table of one application."""
+
+    def __init__(self, client: Any, table_name: str, *, retry_deadline: float = 5.0,
+                 clock: Clock | None = None) -> None:
+        self.client = client
+        self.table_name = table_name
+        self.retry_deadline = retry_deadline
+        self._clock = clock or SystemClock()
+        #: Count of DynamoDB calls by operation, for the cost figures.
+        self.calls: dict[str, int] = {}
+
+    def _call(self, op: str, fn: Callable[[], T]) -> T:
+        backoff = Backoff(base=0.05, cap=1.0)
+        deadline = self._clock.monotonic() + self.retry_deadline
+        while True:
+            self.calls[op] = self.calls.get(op, 0) + 1
+            try:
+                return fn()
+            except botocore.exceptions.ClientError as exc:
+                if error_code(exc) == "ConditionalCheckFailedException":
+                    raise LeaseConflict(op) from None
+                if not _is_transient(exc):
+                    raise
+                err: BaseException = exc
+            except CONNECTION_ERRORS as exc:
+                err = exc
+            delay = backoff.next_delay()
+            if self._clock.monotonic() + delay > deadline:
+                raise LeaseTableUnavailable(
+                    f"lease table {self.table_name!r}: {op} failed: {error_code(err) or err}"
+                ) from None
+            self._clock.sleep(delay)
+
+    # -- table -----------------------------------------------------------------------------
+
+    def ensure_table(self, wait_seconds: float = 60.0) -> bool:
+        """Create the table (PAY_PER_REQUEST) if missing; return True if this call created it."""
+        created = False
+        try:
+            self.client.describe_table(TableName=self.table_name)
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) != "ResourceNotFoundException":
+                raise
+            try:
+                self.client.create_table(
+                    TableName=self.table_name,
+                    KeySchema=[{"AttributeName": LEASE_KEY, "KeyType": "HASH"}],
+                    AttributeDefinitions=[{"AttributeName": LEASE_KEY, "AttributeType": "S"}],
+                    BillingMode="PAY_PER_REQUEST",
+                )
+                created = True
+                log.info("created lease table", table=self.table_name)
+            except botocore.exceptions.ClientError as exc2:
+                if error_code(exc2) != "ResourceInUseException":  # another worker created it
+                    raise
+        waiter = self.client.get_waiter("table_exists")
+        waiter.wait(TableName=self.table_name,
+                    WaiterConfig={"Delay": 1, "MaxAttempts": max(1, int(wait_seconds))})
+        return created
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def list_leases(self) -> list[Lease]:
+        leases: list[Lease] = []
+        args: dict[str, Any] = {"TableName": self.table_name, "ConsistentRead": True}
+        while True:
+            resp = self._call("Scan", lambda: self.client.scan(**args))
+            leases.extend(lease_from_item(i) for i in resp.get("Items", []))
+            last = resp.get("LastEvaluatedKey")
+            if not last:
+                return leases
+            args["ExclusiveStartKey"] = last
+
+    def get(self, lease_key: str) -> Lease | None:
+        resp = self._call("GetItem", lambda: self.client.get_item(
+            TableName=self.table_name, Key={LEASE_KEY: {"S": lease_key}}, ConsistentRead=True))
+        item = resp.get("Item")
+        return lease_from_item(item) if item else None
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def create_if_absent(self, lease: Lease) -> bool:
+        try:
+            self._call("PutItem", lambda: self.client.put_item(
+                TableName=self.table_name, Item=lease_to_item(lease),
+                ConditionExpression="attribute_not_exists(#k)", ExpressionAttributeNames={"#k": LEASE_KEY}))
+            return True
+        except LeaseConflict:
+            return False
+
+    def _update(self, op: str, lease_key: str, counter: int, update: str, condition: str,
+                names: dict[str, str], values: dict[str, Any]) -> dict[str, Any]:
+        names = {"#c": LEASE_COUNTER, **names}
+        values = {":c": {"N": str(counter)}, ":c1": {"N": str(counter + 1)}, **values}
+        resp = self._call(op, lambda: self.client.update_item(
+            TableName=self.table_name,
+            Key={LEASE_KEY: {"S": lease_key}},
+            UpdateExpression=update,
+            ConditionExpression=f"#c = :c AND ({condition})" if condition else "#c = :c",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_NEW",
+        ))
+        return dict(resp.get("Attributes", {}))
+
+    @staticmethod
+    def _holder_condition(as_checkpoint_owner: bool) -> tuple[str, dict[str, str]]:
+        if as_checkpoint_owner:
+            return "#co = :me", {"#co": CHECKPOINT_OWNER}
+        return "#o = :me AND attribute_not_exists(#co)", {"#o": LEASE_OWNER, "#co": CHECKPOINT_OWNER}
+
+    def renew(self, lease_key: str, counter: int, owner: str, *, as_checkpoint_owner: bool = False) -> Lease:
+        cond, names = self._holder_condition(as_checkpoint_owner)
+        item = self._update("Renew", lease_key, counter, "SET #c = :c1", cond, names, {":me": {"S": owner}})
+        return lease_from_item(item)
+
+    def take(self, lease: Lease, owner: str) -> Lease:
+        """Take an expired or unowned lease (also ends a stalled handoff)."""
+        update = "SET #c = :c1, #o = :me REMOVE #co"
+        names = {"#o": LEASE_OWNER, "#co": CHECKPOINT_OWNER}
+        values: dict[str, Any] = {":me": {"S": owner}}
+        if lease.lease_owner not in (None, owner) or lease.checkpoint_owner is not None:
+            update = "SET #c = :c1, #o = :me ADD #sw :one REMOVE #co"
+            names["#sw"] = OWNER_SWITCHES
+            values[":one"] = {"N": "1"}
+        return lease_from_item(self._update("Take", lease.lease_key, lease.lease_counter, update, "",
+                                            names, values))
+
+    def request_handoff(self, lease: Lease, new_owner: str) -> Lease:
+        """Steal gracefully (KCL 3.x): the current owner keeps the shard as checkpoint owner until
+        it has checkpointed, then clears ``checkpointOwner`` and the new owner starts."""
+        if lease.lease_owner is None:
+            raise ValueError("an unowned lease is taken, not handed off")
+        item = self._update(
+            "Handoff", lease.lease_key, lease.lease_counter,
+            "SET #c = :c1, #o = :new, #co = :old",
+            "#o = :old AND attribute_not_exists(#co)",
+            {"#o": LEASE_OWNER, "#co": CHECKPOINT_OWNER},
+            {":new": {"S": new_owner}, ":old": {"S": lease.lease_owner}},
+        )
+        return lease_from_item(item)
+
+    def checkpoint(self, lease_key: str, counter: int, owner: str, checkpoint: ExtendedSequenceNumber,
+                   pending: ExtendedSequenceNumber | None, *, as_checkpoint_owner: bool = False) -> Lease:
+        cond, names = self._holder_condition(as_checkpoint_owner)
+        names = {**names, "#cp": CHECKPOINT, "#cps": CHECKPOINT_SUB, "#sw": OWNER_SWITCHES,
+                 "#p": PENDING_CHECKPOINT, "#ps": PENDING_CHECKPOINT_SUB, "#pst": PENDING_CHECKPOINT_STATE}
+        values: dict[str, Any] = {
+            ":me": {"S": owner}, ":cp": {"S": checkpoint.sequence_number},
+            ":cps": {"N": str(checkpoint.sub_sequence_number)}, ":zero": {"N": "0"},
+        }
+        update = "SET #c = :c1, #cp = :cp, #cps = :cps, #sw = :zero"
+        if pending is None:
+            update += " REMOVE #p, #ps, #pst"
+        else:
+            update += ", #p = :p, #ps = :ps"
+            values[":p"] = {"S": pending.sequence_number}
+            values[":ps"] = {"N": str(pending.sub_sequence_number)}
+            del names["#pst"]
+        return lease_from_item(self._update("Checkpoint", lease_key, counter, update, cond, names, values))
+
+    def prepare_checkpoint(self, lease_key: str, counter: int, owner: str, pending: ExtendedSequenceNumber,
+                           *, as_checkpoint_owner: bool = False) -> Lease:
+        cond, names = self._holder_condition(as_checkpoint_owner)
+        names = {**names, "#p": PENDING_CHECKPOINT, "#ps": PENDING_CHECKPOINT_SUB}
+        values = {":me": {"S": owner}, ":p": {"S": pending.sequence_number},
+                  ":ps": {"N": str(pending.sub_sequence_number)}}
+        return lease_from_item(self._update("PrepareCheckpoint", lease_key, counter,
+                                            "SET #c = :c1, #p = :p, #ps = :ps", cond, names, values))
+
+    def set_child_shards(self, lease_key: str, counter: int, owner: str, children: list[str],
+                         *, as_checkpoint_owner: bool = False) -> Lease:
+        cond, names = self._holder_condition(as_checkpoint_owner)
+        names = {**names, "#ch": CHILD_SHARD_IDS}
+        values = {":me": {"S": owner}, ":ch": {"SS": sorted(children)}}
+        return lease_from_item(self._update("SetChildShards", lease_key, counter,
+                                            "SET #c = :c1, #ch = :ch", cond, names, values))
+
+    def release(self, lease_key: str, counter: int, owner: str, *, as_checkpoint_owner: bool = False) -> Lease:
+        """Give the lease up at once: the next taker needs no failover wait. A handing-off
+        holder clears ``checkpointOwner`` so the new owner starts."""
+        cond, names = self._holder_condition(as_checkpoint_owner)
+        update = "SET #c = :c1 REMOVE #co" if as_checkpoint_owner else "SET #c = :c1 REMOVE #o"
+        if not as_checkpoint_owner:
+            names = {**names, "#o": LEASE_OWNER}
+        return lease_from_item(self._update("Release", lease_key, counter, update, cond, names,
+                                            {":me": {"S": owner}}))
+
+    def delete_all(self) -> None:
+        """Remove every lease (tests and the demo only)."""
+        for lease in self.list_leases():
+            self.client.delete_item(TableName=self.table_name, Key={LEASE_KEY: {"S": lease.lease_key}})

@@ -1,0 +1,180 @@
+"""``streamworker demo``: two workers share a 4-shard ``metrics-stream`` on an embedded moto,
+then one stops and the other takes its shards over. Ends by itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from .config import WorkerConfig
+from .log import configure_logging
+from .processor import ProcessRecordsInput, RecordProcessor
+from .records import InitialPosition
+from .worker import Worker
+
+STREAM = "metrics-stream"
+METRICS = ("cpu", "memory", "disk_io", "net_in", "net_out", "latency_ms", "errors", "requests",
+           "gc_pause_ms", "queue_depth", "threads", "open_files")
+HOSTS = ("web-1", "web-2", "db-1", "cache-1")
+
+
+@dataclass
+class Aggregates:
+    """Shared by the demo's processors: per-metric figures and per-shard progress."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    count: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    total: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    peak: dict[str, float] = field(default_factory=dict)
+    seen: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    by_worker: dict[str, str] = field(default_factory=dict)
+
+    def add(self, worker: str, shard_id: str, seq: str, metric: str, value: float) -> None:
+        with self.lock:
+            self.seen[(shard_id, seq)] += 1
+            self.by_worker[shard_id] = worker
+            self.count[metric] += 1
+            self.total[metric] += value
+            self.peak[metric] = max(self.peak.get(metric, value), value)
+
+
+class DemoMetricsProcessor(RecordProcessor):
+    def __init__(self, worker: str, agg: Aggregates) -> None:
+        self.worker, self.agg = worker, agg
+
+    def process_records(self, process_records_input: ProcessRecordsInput) -> None:
+        for r in process_records_input.records:
+            m = json.loads(r.data)
+            self.agg.add(self.worker, r.shard_id, r.sequence_number, m["metric"], float(m["value"]))
+        process_records_input.checkpointer.checkpoint()
+
+
+def _producer(client: Any, stop: threading.Event, produced: list[int]) -> None:
+    rng = random.Random(7)
+    while not stop.is_set():
+        entries = []
+        for _ in range(25):
+            metric, host = rng.choice(METRICS), rng.choice(HOSTS)
+            value = round(rng.uniform(0, 100), 2)
+            entries.append({"Data": json.dumps({"host": host, "metric": metric, "value": value}).encode(),
+                            "PartitionKey": metric})
+        resp = client.put_records(StreamName=STREAM, Records=entries)
+        produced[0] += len(entries) - int(resp.get("FailedRecordCount", 0))
+        stop.wait(0.25)
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join("    " + x for x in out)
+
+
+def _print_progress(workers: list[Worker], agg: Aggregates, produced: int, t0: float) -> None:
+    rows = []
+    for w in workers:
+        for s in w.status():
+            rows.append([s.shard_id, w.worker_id, s.state, str(s.records),
+                         "-" if s.millis_behind_latest is None else f"{s.millis_behind_latest} ms",
+                         s.checkpoint[-12:]])
+    with agg.lock:
+        processed = sum(agg.seen.values())
+        metrics = [[m, str(agg.count[m]), f"{agg.total[m] / agg.count[m]:.1f}", f"{agg.peak[m]:.1f}"]
+                   for m in sorted(agg.count)]
+    print(f"\n[{time.monotonic() - t0:5.1f}s] produced {produced}, processed {processed}")
+    print(_table(sorted(rows), ["shard", "worker", "state", "records", "behind", "checkpoint"]))
+    print(_table(metrics, ["metric", "count", "avg", "max"]))
+
+
+def _print_leases(worker: Worker, title: str) -> None:
+    rows = [[le.lease_key, le.lease_owner or "(none)", str(le.lease_counter), str(le.checkpoint)[-20:]]
+            for le in sorted(worker.table.list_leases(), key=lambda x: x.lease_key)]
+    print(f"\n== lease table {worker.table.table_name!r}: {title}")
+    print(_table(rows, ["shard", "owner", "counter", "checkpoint"]))
+
+
+def _wait(cond: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def run_demo(duration: float = 40.0, shards: int = 4) -> int:
+    from .local import MotoServer
+
+    configure_logging("INFO", "console")
+    server = MotoServer().start()
+    # Point boto3 at the embedded server through its own settings, only in this process.
+    os.environ.update({"AWS_ENDPOINT_URL": server.endpoint, "AWS_ACCESS_KEY_ID": "demo",
+                       "AWS_SECRET_ACCESS_KEY": "demo", "AWS_DEFAULT_REGION": "us-east-1"})
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_KINESIS", "AWS_ENDPOINT_URL_DYNAMODB"):
+        os.environ.pop(var, None)
+    print(f"embedded Kinesis + DynamoDB (moto) at {server.endpoint}")
+    kinesis = boto3.client("kinesis")
+    kinesis.create_stream(StreamName=STREAM, ShardCount=shards)
+    kinesis.get_waiter("stream_exists").wait(StreamName=STREAM, WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
+    print(f"created stream {STREAM!r} with {shards} shards; producing metric records keyed by metric name")
+
+    agg = Aggregates()
+    stop_producing = threading.Event()
+    produced = [0]
+    producer = threading.Thread(target=_producer, args=(kinesis, stop_producing, produced), daemon=True)
+    producer.start()
+
+    def make_worker(name: str) -> Worker:
+        cfg = WorkerConfig.load({"stream": STREAM, "application_name": "metrics-demo", "worker_id": name,
+                                 "initial_position": InitialPosition.TRIM_HORIZON, "failover_time": 6.0,
+                                 "idle_time_between_reads": 0.3, "take_interval": 0.5,
+                                 "log_format": "console"})
+        return Worker(cfg, lambda: DemoMetricsProcessor(name, agg))
+
+    t0 = time.monotonic()
+    a, b = make_worker("worker-A"), make_worker("worker-B")
+    a.start()
+    b.start()
+    split = _wait(lambda: len(a.coordinator.held_keys()) == len(b.coordinator.held_keys()) == shards // 2, 15)
+    print(f"\nworker-A holds {a.coordinator.held_keys()}, worker-B holds {b.coordinator.held_keys()}"
+          f"{'' if split else ' (not split evenly yet)'}")
+    phase_end = t0 + duration * 0.4
+    while time.monotonic() < phase_end:
+        time.sleep(2.0)
+        _print_progress([a, b], agg, produced[0], t0)
+    _print_leases(a, "both workers running")
+
+    print("\n>>> stopping worker-A (graceful: shutdown_requested, checkpoint, release its leases)")
+    handed = time.monotonic()
+    a.shutdown()
+    took_over = _wait(lambda: len(b.coordinator.held_keys()) == shards, 15)
+    print(f">>> worker-B holds {b.coordinator.held_keys()} "
+          f"({'all shards' if took_over else 'not all shards yet'}, {time.monotonic() - handed:.1f}s after the stop)")
+    phase_end = t0 + duration * 0.8
+    while time.monotonic() < phase_end:
+        time.sleep(2.0)
+        _print_progress([b], agg, produced[0], t0)
+
+    stop_producing.set()
+    producer.join(5)
+    caught_up = _wait(lambda: sum(agg.seen.values()) >= produced[0] and len(agg.seen) >= produced[0],
+                      max(5.0, duration * 0.2))
+    _print_progress([b], agg, produced[0], t0)
+    _print_leases(b, "after the takeover")
+    b.shutdown()
+    distinct = len(agg.seen)
+    dupes = sum(agg.seen.values()) - distinct
+    print(f"\nproduced {produced[0]} records; processed {distinct} distinct, {dupes} twice; "
+          f"{'nothing lost' if distinct >= produced[0] else 'NOT ALL PROCESSED'} "
+          f"({time.monotonic() - t0:.0f}s)")
+    server.stop()
+    return 0 if caught_up and took_over else 1

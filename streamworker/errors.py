@@ -1,0 +1,43 @@
+"""Exceptions raised to processors and by the worker."""
+
+from __future__ import annotations
+
+
+class StreamworkerError(Exception):
+    """Base class of every error streamworker raises on purpose."""
+
+
+class ConfigError(StreamworkerError):
+    """A setting is missing or invalid; the CLI exits with status 2."""
+
+
+class SourceError(StreamworkerError):
+    """The stream cannot be read: it does not exist, or its endpoint is unreachable."""
+
+
+class CheckpointError(StreamworkerError):
+    """Base of checkpoint failures. ``value`` matches amazon-kclpy's CheckpointError names."""
+
+    value = "CheckpointError"
+
+
+class LeaseLostError(CheckpointError):
+    """This worker no longer holds the lease: the checkpoint was refused (fenced)."""
+
+    value = "ShutdownException"
+
+
+class InvalidCheckpointError(CheckpointError, ValueError):
+    """The sequence number is behind the current checkpoint or past the last delivered record."""
+
+    value = "InvalidStateException"
+
+
+class CheckpointThrottledError(CheckpointError):
+    """The lease table throttled the write after retries; the checkpoint may be retried."""
+
+    value = "ThrottlingException"
+
+
+class ShardEndNotCheckpointedError(StreamworkerError):
+    """``shard_ended`` returned without checkpointing SHARD_END."""

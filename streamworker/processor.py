@@ -1,0 +1,109 @@
+"""The RecordProcessor contract and the objects passed to it."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .records import ExtendedSequenceNumber, Record
+
+if TYPE_CHECKING:
+    from .checkpointer import Checkpointer
+
+
+class ShutdownReason(str, enum.Enum):
+    """Why a processor's shard is being taken away."""
+
+    #: Another worker took the lease (or this one could not renew it): checkpointing is refused.
+    LEASE_LOST = "LEASE_LOST"
+    #: Every record of the shard was delivered; checkpoint SHARD_END so its children can start.
+    SHARD_END = "SHARD_END"
+    #: The worker is stopping, or handing the shard to another worker: checkpoint what is done.
+    REQUESTED = "REQUESTED"
+
+
+@dataclass(frozen=True)
+class ChildShard:
+    shard_id: str
+    parent_shard_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class InitializationInput:
+    shard_id: str
+    #: The checkpoint the shard resumes after (a sentinel such as TRIM_HORIZON when none yet).
+    extended_sequence_number: ExtendedSequenceNumber
+    #: A prepared checkpoint a previous owner left uncommitted, if any.
+    pending_checkpoint: ExtendedSequenceNumber | None = None
+    stream: str = ""
+
+
+@dataclass(frozen=True)
+class ProcessRecordsInput:
+    records: Sequence[Record]
+    checkpointer: Checkpointer
+    shard_id: str
+    millis_behind_latest: int | None = None
+    #: True for the last delivery of a closed shard (``shard_ended`` follows).
+    is_at_shard_end: bool = False
+    child_shards: tuple[ChildShard, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class LeaseLostInput:
+    shard_id: str
+
+
+@dataclass(frozen=True)
+class ShardEndedInput:
+    shard_id: str
+    checkpointer: Checkpointer
+    child_shards: tuple[ChildShard, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class ShutdownRequestedInput:
+    shard_id: str
+    checkpointer: Checkpointer
+
+
+class RecordProcessor:
+    """Subclass this; one instance processes one shard, called from one thread, strictly in order.
+
+    Contract:
+    - ``initialize`` once, then ``process_records`` for each batch in sequence-number order, then
+      exactly one of ``lease_lost``, ``shard_ended`` or ``shutdown_requested``.
+    - Methods may block; a slow processor applies backpressure to its shard only.
+    - An exception from ``process_records`` redelivers the same batch (with backoff); after the
+      configured retries the shard halts with its checkpoint kept. Records are never skipped.
+    - ``shard_ended`` must checkpoint (``input.checkpointer.checkpoint()`` writes SHARD_END).
+    - The three ending methods default to ``shutdown(reason, checkpointer)``, whose default
+      checkpoints everything delivered on SHARD_END and REQUESTED (every batch delivered so far
+      has been returned from ``process_records``) and does nothing on LEASE_LOST.
+    """
+
+    def initialize(self, initialization_input: InitializationInput) -> None:
+        """Called once before the first batch."""
+
+    def process_records(self, process_records_input: ProcessRecordsInput) -> None:
+        """Process one batch; checkpoint through ``process_records_input.checkpointer`` when ready."""
+        raise NotImplementedError
+
+    def lease_lost(self, lease_lost_input: LeaseLostInput) -> None:
+        """Another worker owns the shard now; no checkpoint is possible."""
+        self.shutdown(ShutdownReason.LEASE_LOST, None)
+
+    def shard_ended(self, shard_ended_input: ShardEndedInput) -> None:
+        """Every record was delivered; must checkpoint SHARD_END."""
+        self.shutdown(ShutdownReason.SHARD_END, shard_ended_input.checkpointer)
+
+    def shutdown_requested(self, shutdown_requested_input: ShutdownRequestedInput) -> None:
+        """The worker is stopping or handing the shard over; checkpoint what is done."""
+        self.shutdown(ShutdownReason.REQUESTED, shutdown_requested_input.checkpointer)
+
+    def shutdown(self, reason: ShutdownReason, checkpointer: Checkpointer | None) -> None:
+        """Catch-all for the three ending methods (KCL v1 / amazon-kclpy v1 style)."""
+        if checkpointer is not None and reason in (ShutdownReason.SHARD_END, ShutdownReason.REQUESTED):
+            checkpointer.checkpoint()

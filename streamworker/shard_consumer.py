@@ -1,0 +1,408 @@
+"""One shard's lifecycle: wait for parents, initialize, process in order, shut down.
+
+States (explicit, KCL-style): WAITING_ON_PARENTS -> INITIALIZING -> PROCESSING -> one of
+LEASE_LOST / SHUTTING_DOWN / SHARD_ENDING -> DONE; HALTED when the processor keeps failing.
+A prefetch thread reads ahead into a bounded queue (``max_pending_batches``): a slow processor
+slows only its own shard's reads.
+"""
+
+from __future__ import annotations
+
+import enum
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+import structlog
+
+from .backoff import Backoff
+from .checkpointer import Checkpointer
+from .clock import Clock, SystemClock
+from .coordinators.lease import Lease
+from .errors import CheckpointError, ShardEndNotCheckpointedError
+from .processor import (
+    ChildShard,
+    InitializationInput,
+    LeaseLostInput,
+    ProcessRecordsInput,
+    RecordProcessor,
+    ShardEndedInput,
+    ShutdownRequestedInput,
+)
+from .records import ExtendedSequenceNumber, StartPosition
+from .sources.base import Batch, ShardReader, Source
+from .sources.kinesis import StopReading
+
+log = structlog.get_logger("streamworker.shard")
+
+
+class ConsumerState(str, enum.Enum):
+    WAITING_ON_PARENTS = "WAITING_ON_PARENTS"
+    INITIALIZING = "INITIALIZING"
+    PROCESSING = "PROCESSING"
+    SHUTTING_DOWN = "SHUTTING_DOWN"
+    SHARD_ENDING = "SHARD_ENDING"
+    LEASE_LOST = "LEASE_LOST"
+    HALTED = "HALTED"
+    DONE = "DONE"
+
+
+class LeaseAccess(Protocol):
+    """What a shard consumer needs from the coordinator."""
+
+    def is_held(self, lease_key: str) -> bool: ...
+
+    def parents_complete(self, lease: Lease) -> bool: ...
+
+    def checkpoint(self, lease_key: str, checkpoint: ExtendedSequenceNumber,
+                   pending: ExtendedSequenceNumber | None = None) -> None: ...
+
+    def prepare_checkpoint(self, lease_key: str, pending: ExtendedSequenceNumber) -> None: ...
+
+    def record_children(self, lease_key: str, child_ids: list[str]) -> None: ...
+
+    def ensure_child_leases(self, children: list[tuple[str, tuple[str, ...]]]) -> None: ...
+
+    def release(self, lease_key: str) -> bool: ...
+
+    def forget(self, lease_key: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    max_pending_batches: int = 4
+    processor_retries: int = 3
+    retry_backoff: float = 0.5
+    parent_poll_interval: float = 1.0
+    call_process_records_even_for_empty_list: bool = False
+    initial_timestamp: datetime | None = None
+    stream: str = ""
+    worker_id: str = ""
+
+
+@dataclass
+class ShardProgress:
+    """Live figures for status displays."""
+
+    records: int = 0
+    batches: int = 0
+    last_sequence: str | None = None
+    millis_behind_latest: int | None = None
+    failures: int = 0
+
+
+class _ProcessorFailed(Exception):
+    pass
+
+
+class ShardConsumer:
+    """Drives one RecordProcessor over one leased shard."""
+
+    def __init__(
+        self,
+        lease: Lease,
+        processor: RecordProcessor,
+        source: Source,
+        leases: LeaseAccess,
+        settings: ConsumerSettings,
+        *,
+        on_done: Callable[[ShardConsumer], None] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.lease = lease
+        self.shard_id = lease.shard_id
+        self.processor = processor
+        self.source = source
+        self.leases = leases
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.state = ConsumerState.WAITING_ON_PARENTS
+        self.progress = ShardProgress()
+        self.end_reason: str | None = None
+        self._on_done = on_done
+        self._lost = threading.Event()
+        self._shutdown = threading.Event()
+        self._wake = threading.Event()
+        self._done = threading.Event()
+        self._queue: queue.Queue[Batch | BaseException] = queue.Queue(maxsize=max(1, settings.max_pending_batches))
+        self._reader_stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"shard-{self.shard_id}", daemon=True)
+        self._log = log.bind(shard_id=self.shard_id, worker_id=settings.worker_id, stream=settings.stream)
+        self.checkpointer = Checkpointer(leases, lease.lease_key, self.shard_id, lease.checkpoint)
+
+    # -- control from the scheduler ---------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def request_shutdown(self) -> None:
+        self._shutdown.set()
+        self._wake.set()
+
+    def notify_lease_lost(self) -> None:
+        self._lost.set()
+        self._wake.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _lease_gone(self) -> bool:
+        return self._lost.is_set() or not self.leases.is_held(self.lease.lease_key)
+
+    def _interrupted(self) -> bool:
+        return self._shutdown.is_set() or self._lease_gone()
+
+    def _pause(self, seconds: float) -> None:
+        self._wake.clear()
+        if not self._interrupted():
+            self.clock.sleep(seconds, self._wake)
+
+    # -- the lifecycle -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            if self.lease.is_finished:
+                self._finish_released("already at SHARD_END")
+                return
+            if not self._wait_for_parents():
+                self._end_interrupted()
+                return
+            self.state = ConsumerState.INITIALIZING
+            if not self._initialize():
+                self._end_interrupted()
+                return
+            self.state = ConsumerState.PROCESSING
+            self._process_loop()
+        except Exception:
+            self._log.exception("shard consumer failed unexpectedly")
+            self.state = ConsumerState.HALTED
+            self._wait_until_interrupted()
+            self._end_interrupted(call_processor=False)
+        finally:
+            self._reader_stop.set()
+            if self.state != ConsumerState.DONE:
+                self.state = ConsumerState.DONE
+            self._done.set()
+            if self._on_done is not None:
+                self._on_done(self)
+
+    def _wait_for_parents(self) -> bool:
+        waited = False
+        while not self._interrupted():
+            if self.leases.parents_complete(self.lease):
+                if waited:
+                    self._log.info("parent shards complete; starting")
+                return True
+            if not waited:
+                self._log.info("waiting for parent shards to reach SHARD_END",
+                               parents=sorted(self.lease.parent_shard_ids))
+                waited = True
+            self._pause(self.settings.parent_poll_interval)
+        return False
+
+    def _with_retries(self, what: str, call: Callable[[], None]) -> None:
+        backoff = Backoff(base=self.settings.retry_backoff, cap=10.0, floor=self.settings.retry_backoff / 2)
+        attempt = 0
+        while True:
+            try:
+                call()
+                return
+            except CheckpointError:
+                raise
+            except Exception as exc:
+                attempt += 1
+                self.progress.failures += 1
+                if attempt > self.settings.processor_retries:
+                    self._log.error(f"processor {what} failed; shard halted with its checkpoint kept",
+                                    attempts=attempt, error=repr(exc), exc_info=True)
+                    raise _ProcessorFailed(what) from exc
+                delay = backoff.next_delay()
+                self._log.warning(f"processor {what} raised; retrying the same records",
+                                  attempt=attempt, retry_in=round(delay, 2), error=repr(exc))
+                self._pause(delay)
+                if self._interrupted():
+                    raise _ProcessorFailed(what) from exc
+
+    def _initialize(self) -> bool:
+        init = InitializationInput(
+            shard_id=self.shard_id, extended_sequence_number=self.lease.checkpoint,
+            pending_checkpoint=self.lease.pending_checkpoint, stream=self.settings.stream,
+        )
+        try:
+            self._with_retries("initialize", lambda: self.processor.initialize(init))
+        except _ProcessorFailed:
+            self.state = ConsumerState.HALTED
+            self._wait_until_interrupted()
+            return False
+        position = StartPosition.from_checkpoint(self.lease.checkpoint, self.settings.initial_timestamp)
+        reader = self.source.open_reader(self.shard_id, position)
+        threading.Thread(target=self._prefetch, args=(reader,), name=f"read-{self.shard_id}", daemon=True).start()
+        self._log.info("shard processing started", checkpoint=str(self.lease.checkpoint))
+        return True
+
+    def _prefetch(self, rd: ShardReader) -> None:
+        stopper = threading.Thread(target=lambda: (self._reader_stop.wait(), rd.close()), daemon=True)
+        stopper.start()
+        try:
+            while not self._reader_stop.is_set():
+                batch = rd.read()
+                while not self._reader_stop.is_set():
+                    try:
+                        self._queue.put(batch, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if batch.shard_end:
+                    return
+        except StopReading:
+            return
+        except BaseException as exc:  # hand permanent read errors to the consumer thread
+            self._queue.put(exc)
+        finally:
+            self._wake.set()
+
+    def _process_loop(self) -> None:
+        while True:
+            if self._lease_gone():
+                self._end_lease_lost()
+                return
+            if self._shutdown.is_set():
+                self._end_shutdown()
+                return
+            try:
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if isinstance(item, BaseException):
+                self._log.error("reading the shard failed; shard halted", error=repr(item))
+                self.state = ConsumerState.HALTED
+                self._wait_until_interrupted()
+                self._end_interrupted(call_processor=False)
+                return
+            if not self._deliver(item):
+                return
+            if item.shard_end:
+                self._end_shard(item.child_shards)
+                return
+
+    def _deliver(self, batch: Batch) -> bool:
+        self.progress.millis_behind_latest = batch.millis_behind_latest
+        if not batch.records and not self.settings.call_process_records_even_for_empty_list:
+            return True
+        if self._lease_gone():
+            self._end_lease_lost()
+            return False
+        previous = self.checkpointer.largest_permitted
+        if batch.records:
+            self.checkpointer._advance(batch.records[-1].extended_sequence_number)
+        pri = ProcessRecordsInput(
+            records=batch.records, checkpointer=self.checkpointer, shard_id=self.shard_id,
+            millis_behind_latest=batch.millis_behind_latest, is_at_shard_end=batch.shard_end,
+            child_shards=batch.child_shards,
+        )
+        try:
+            self._with_retries("process_records", lambda: self.processor.process_records(pri))
+        except CheckpointError as exc:
+            self._log.warning("checkpoint inside process_records refused", error=str(exc))
+            self._end_lease_lost()
+            return False
+        except _ProcessorFailed:
+            self.checkpointer._largest_permitted = previous  # the failed batch is not done
+            self.state = ConsumerState.HALTED
+            self._wait_until_interrupted()
+            self._end_interrupted(call_processor=False)
+            return False
+        self.progress.batches += 1
+        self.progress.records += len(batch.records)
+        if batch.records:
+            self.progress.last_sequence = batch.records[-1].sequence_number
+        return True
+
+    def _wait_until_interrupted(self) -> None:
+        while not self._interrupted():
+            self._pause(1.0)
+
+    # -- endings -------------------------------------------------------------------------------
+
+    def _end_interrupted(self, call_processor: bool = True) -> None:
+        if self._lease_gone():
+            self._end_lease_lost(call_processor)
+        else:
+            self._end_shutdown(call_processor)
+
+    def _end_lease_lost(self, call_processor: bool = True) -> None:
+        self.state = ConsumerState.LEASE_LOST
+        self._reader_stop.set()
+        if call_processor:
+            try:
+                self.processor.lease_lost(LeaseLostInput(self.shard_id))
+            except Exception:
+                self._log.exception("processor lease_lost raised")
+        self.leases.forget(self.lease.lease_key)
+        self.end_reason = "lease lost"
+        self._log.info("shard processing ended: lease lost", records=self.progress.records)
+
+    def _end_shutdown(self, call_processor: bool = True) -> None:
+        self.state = ConsumerState.SHUTTING_DOWN
+        self._reader_stop.set()
+        if call_processor:
+            try:
+                self.processor.shutdown_requested(ShutdownRequestedInput(self.shard_id, self.checkpointer))
+            except CheckpointError as exc:
+                self._log.warning("checkpoint at shutdown refused", error=str(exc))
+            except Exception:
+                self._log.exception("processor shutdown_requested raised")
+        released = self.leases.release(self.lease.lease_key)
+        self.end_reason = "shutdown requested"
+        self._log.info("shard processing ended: shutdown requested", records=self.progress.records,
+                       checkpoint=str(self.checkpointer.last_checkpoint), released=released)
+
+    def _end_shard(self, children: tuple[ChildShard, ...]) -> None:
+        self.state = ConsumerState.SHARD_ENDING
+        self._reader_stop.set()
+        self.checkpointer._mark_shard_end()
+        if children:
+            self.leases.ensure_child_leases([(c.shard_id, c.parent_shard_ids) for c in children])
+        backoff = Backoff(base=1.0, cap=30.0, floor=0.5)
+        while True:
+            if self._lease_gone():
+                self._end_lease_lost()
+                return
+            try:
+                self.processor.shard_ended(ShardEndedInput(self.shard_id, self.checkpointer, children))
+            except CheckpointError as exc:
+                self._log.warning("checkpoint at shard end refused", error=str(exc))
+            except Exception:
+                self._log.exception("processor shard_ended raised")
+            if self.checkpointer.last_checkpoint.is_shard_end:
+                break
+            err = ShardEndNotCheckpointedError(
+                f"shard {self.shard_id}: shard_ended returned without checkpointing SHARD_END; call "
+                f"shard_ended_input.checkpointer.checkpoint() in shard_ended. Its child shards "
+                f"{sorted(c.shard_id for c in children) or ''} cannot start until it does; retrying."
+            )
+            self._log.error(str(err))
+            self._pause(backoff.next_delay())
+            if self._shutdown.is_set():
+                self._end_shutdown(call_processor=False)
+                return
+        if children:
+            try:
+                self.leases.record_children(self.lease.lease_key, [c.shard_id for c in children])
+            except CheckpointError:
+                pass
+        self._finish_released("shard end")
+
+    def _finish_released(self, why: str) -> None:
+        self.leases.release(self.lease.lease_key)
+        self.end_reason = why
+        self._log.info("shard processing ended: shard end", records=self.progress.records)

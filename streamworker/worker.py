@@ -1,0 +1,239 @@
+"""The Worker: wiring only. It discovers shards, lets the coordinator decide ownership and runs
+one ShardConsumer per owned shard. Lease events arrive on a queue and are handled on the
+scheduler thread, so the coordinator never blocks on a processor."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import botocore.config
+import botocore.exceptions
+import structlog
+
+from .clock import Clock, SystemClock
+from .config import WorkerConfig
+from .coordinators.dynamodb import DynamoDBCoordinator
+from .coordinators.lease import Lease
+from .coordinators.lease_table import LeaseTable
+from .errors import SourceError
+from .processor import RecordProcessor
+from .shard_consumer import ConsumerSettings, ConsumerState, ShardConsumer
+from .sources.kinesis import KinesisSource
+
+log = structlog.get_logger("streamworker.worker")
+
+ProcessorFactory = Callable[[], RecordProcessor]
+
+
+@dataclass(frozen=True)
+class ShardStatus:
+    shard_id: str
+    state: str
+    records: int
+    last_sequence: str | None
+    millis_behind_latest: int | None
+    checkpoint: str
+
+
+def _client(service: str, session: boto3.session.Session | None) -> Any:
+    cfg = botocore.config.Config(retries={"mode": "standard", "max_attempts": 3},
+                                 connect_timeout=5, read_timeout=30, max_pool_connections=50)
+    return (session or boto3.session.Session()).client(service, config=cfg)  # type: ignore[call-overload]
+
+
+class Worker:
+    """Consumes one stream with a processor per owned shard.
+
+    ``start()`` returns once the lease table and the stream are checked; ``request_shutdown()``
+    begins a graceful stop (processors get ``shutdown_requested``, leases are released) and
+    ``wait()`` returns when it is complete.
+    """
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        processor_factory: ProcessorFactory,
+        *,
+        kinesis_client: Any = None,
+        dynamodb_client: Any = None,
+        session: boto3.session.Session | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = config
+        self.worker_id = config.worker_id
+        self._factory = processor_factory
+        self._clock = clock or SystemClock()
+        kinesis = kinesis_client or _client("kinesis", session)
+        dynamodb = dynamodb_client or _client("dynamodb", session)
+        self.source = KinesisSource(kinesis, config.stream, max_records=config.max_records,
+                                    idle_time=config.idle_time_between_reads, clock=self._clock)
+        self.table = LeaseTable(dynamodb, config.table_name, clock=self._clock)
+        self.coordinator = DynamoDBCoordinator(
+            self.table, self.worker_id, self, failover_time=config.failover_time,
+            take_interval=config.take_interval, max_leases=config.max_leases_for_worker,
+            max_steal=config.max_leases_to_steal_at_one_time, clock=self._clock,
+        )
+        self._settings = ConsumerSettings(
+            max_pending_batches=config.max_pending_batches, processor_retries=config.processor_retries,
+            parent_poll_interval=config.parent_poll_interval,
+            call_process_records_even_for_empty_list=config.call_process_records_even_for_empty_list,
+            initial_timestamp=config.initial_timestamp, stream=config.stream, worker_id=self.worker_id,
+        )
+        self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._consumers: dict[str, ShardConsumer] = {}
+        self._lock = threading.Lock()
+        self._shutting_down = threading.Event()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._log = log.bind(worker_id=self.worker_id, stream=config.stream)
+
+    # -- LeaseListener (called on the coordinator thread) -------------------------------------
+
+    def lease_acquired(self, lease: Lease) -> None:
+        self._events.put(("acquired", lease))
+
+    def lease_lost(self, lease_key: str) -> None:
+        self._events.put(("lost", lease_key))
+
+    def handoff_requested(self, lease_key: str) -> None:
+        self._events.put(("handoff", lease_key))
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Check the stream, create the lease table if needed, create leases, start threads.
+        Raises SourceError for a missing stream or unreachable endpoint."""
+        self.source.describe()
+        try:
+            self.table.ensure_table()
+        except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError):
+            raise SourceError(f"cannot reach DynamoDB at {self.table.client.meta.endpoint_url}") from None
+        except botocore.exceptions.ClientError as exc:
+            raise SourceError(f"lease table {self.table.table_name!r}: {exc}") from None
+        self.sync_shards()
+        self._log.info("worker started", table=self.table.table_name, failover_time=self.config.failover_time)
+        self.coordinator.start()
+        self._thread = threading.Thread(target=self._run, name=f"scheduler-{self.worker_id}", daemon=True)
+        self._thread.start()
+
+    def sync_shards(self) -> None:
+        shards = self.source.list_shards()
+        self.coordinator.ensure_leases(shards, self.config.initial_position)
+
+    def request_shutdown(self) -> None:
+        """Begin a graceful shutdown; returns at once."""
+        if not self._shutting_down.is_set():
+            self._log.info("graceful shutdown requested")
+            self._shutting_down.set()
+            self._events.put(("shutdown", None))
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout)
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        self.request_shutdown()
+        return self.wait(timeout if timeout is not None else self.config.shutdown_timeout + 5)
+
+    def run(self) -> None:
+        """start() and block until the worker has stopped."""
+        self.start()
+        while not self._stopped.wait(0.5):
+            pass
+
+    # -- the scheduler thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_sync = self._clock.monotonic() + self.config.shard_sync_interval
+        try:
+            while True:
+                timeout = max(0.05, min(0.5, next_sync - self._clock.monotonic()))
+                try:
+                    kind, payload = self._events.get(timeout=timeout)
+                except queue.Empty:
+                    kind, payload = "tick", None
+                if kind == "acquired":
+                    self._start_consumer(payload)
+                elif kind == "lost":
+                    c = self._consumer(payload)
+                    if c is not None:
+                        c.notify_lease_lost()
+                elif kind == "handoff":
+                    c = self._consumer(payload)
+                    if c is not None:
+                        c.request_shutdown()
+                elif kind == "done":
+                    with self._lock:
+                        if self._consumers.get(payload.lease.lease_key) is payload:
+                            del self._consumers[payload.lease.lease_key]
+                elif kind == "shutdown":
+                    self._graceful_stop()
+                    return
+                if self._clock.monotonic() >= next_sync:
+                    next_sync = self._clock.monotonic() + self.config.shard_sync_interval
+                    try:
+                        self.sync_shards()
+                    except Exception as exc:
+                        self._log.warning("shard sync failed; will retry", error=str(exc))
+        finally:
+            self._stopped.set()
+
+    def _consumer(self, lease_key: str) -> ShardConsumer | None:
+        with self._lock:
+            return self._consumers.get(lease_key)
+
+    def _start_consumer(self, lease: Lease) -> None:
+        if self._shutting_down.is_set():
+            self.coordinator.release(lease.lease_key)
+            return
+        with self._lock:
+            old = self._consumers.get(lease.lease_key)
+        if old is not None and not old.done:
+            # A previous consumer of this shard (lease lost, then re-taken) must end first:
+            # never two processors on one shard.
+            old.notify_lease_lost()
+            old.join(self.config.shutdown_timeout)
+        try:
+            processor = self._factory()
+        except Exception:
+            self._log.exception("processor factory failed; releasing the lease", shard_id=lease.shard_id)
+            self.coordinator.release(lease.lease_key)
+            return
+        consumer = ShardConsumer(lease, processor, self.source, self.coordinator, self._settings,
+                                 on_done=lambda c: self._events.put(("done", c)), clock=self._clock)
+        with self._lock:
+            self._consumers[lease.lease_key] = consumer
+        consumer.start()
+
+    def _graceful_stop(self) -> None:
+        self.coordinator.stop_taking()
+        with self._lock:
+            consumers = list(self._consumers.values())
+        for c in consumers:
+            c.request_shutdown()
+        deadline = self._clock.monotonic() + self.config.shutdown_timeout
+        for c in consumers:
+            if not c.join(max(0.0, deadline - self._clock.monotonic())):
+                self._log.warning("shard did not shut down in time; its lease will expire",
+                                  shard_id=c.shard_id, state=c.state.value)
+        # Anything acquired while stopping is handed straight back.
+        for key in self.coordinator.held_keys():
+            self.coordinator.release(key)
+        self.coordinator.stop()
+        self._log.info("worker stopped")
+
+    # -- status -------------------------------------------------------------------------------------
+
+    def status(self) -> list[ShardStatus]:
+        with self._lock:
+            consumers = list(self._consumers.values())
+        return sorted(
+            (ShardStatus(c.shard_id, c.state.value, c.progress.records, c.progress.last_sequence,
+                         c.progress.millis_behind_latest, str(c.checkpointer.last_checkpoint))
+             for c in consumers if c.state != ConsumerState.DONE),
+            key=lambda s: s.shard_id,
+        )
