@@ -24,7 +24,7 @@ from .records import InitialPosition
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 
 def default_worker_id() -> str:

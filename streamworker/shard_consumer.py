@@ -250,8 +250,11 @@ class ShardConsumer:
         return True
 
     def _prefetch(self, rd: ShardReader) -> None:
-        stopper = threading.Thread(target=lambda: (self._reader_stop.wait(), rd.close()), daemon=True)
-        stopper.start()
+        def close_on_stop() -> None:
+            self._reader_stop.wait()
+            rd.close()
+
+        threading.Thread(target=close_on_stop, daemon=True).start()
         try:
             while not self._reader_stop.is_set():
                 batch = rd.read()

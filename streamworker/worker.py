@@ -167,6 +167,7 @@ class Worker:
                     if c is not None:
                         c.request_shutdown()
                 elif kind == "done":
+                    assert isinstance(payload, ShardConsumer)
                     with self._lock:
                         if self._consumers.get(payload.lease.lease_key) is payload:
                             del self._consumers[payload.lease.lease_key]

@@ -1,0 +1,76 @@
+import pytest
+
+from streamworker.checkpointer import Checkpointer
+from streamworker.errors import InvalidCheckpointError
+from streamworker.records import ExtendedSequenceNumber as ESN
+from streamworker.records import Record
+
+
+class Store:
+    def __init__(self):
+        self.writes = []
+
+    def checkpoint(self, key, checkpoint, pending=None):
+        self.writes.append(("checkpoint", key, checkpoint, pending))
+
+    def prepare_checkpoint(self, key, pending):
+        self.writes.append(("prepare", key, pending))
+
+
+def rec(seq, sub=0):
+    return Record(data=b"", partition_key="k", sequence_number=str(seq), sub_sequence_number=sub)
+
+
+def test_checkpoint_without_argument_covers_everything_delivered():
+    store = Store()
+    cp = Checkpointer(store, "lease", "shard", ESN("TRIM_HORIZON"))
+    cp._advance(ESN("30"))
+    cp.checkpoint()
+    assert store.writes == [("checkpoint", "lease", ESN("30"), None)]
+    assert cp.last_checkpoint == ESN("30")
+
+
+def test_checkpoint_at_record_and_at_sequence_with_sub_sequence():
+    store = Store()
+    cp = Checkpointer(store, "lease", "shard", ESN("5"))
+    cp._advance(ESN("40", 3))
+    cp.checkpoint(rec(10))
+    cp.checkpoint("40", 2)
+    cp.checkpoint(rec(40, 3))
+    assert [w[2] for w in store.writes] == [ESN("10"), ESN("40", 2), ESN("40", 3)]
+
+
+def test_out_of_range_checkpoints_are_refused_and_nothing_is_written():
+    store = Store()
+    cp = Checkpointer(store, "lease", "shard-7", ESN("20"))
+    cp._advance(ESN("50"))
+    with pytest.raises(InvalidCheckpointError, match="shard-7.*before the current checkpoint"):
+        cp.checkpoint("19")
+    with pytest.raises(InvalidCheckpointError, match="past the last delivered"):
+        cp.checkpoint("51")
+    with pytest.raises(InvalidCheckpointError, match="past the last delivered"):
+        cp.checkpoint("SHARD_END")
+    with pytest.raises(InvalidCheckpointError, match="not a sequence number"):
+        cp.checkpoint("abc")
+    assert store.writes == []
+
+
+def test_shard_end_checkpoint_only_after_the_shard_ended():
+    store = Store()
+    cp = Checkpointer(store, "lease", "shard", ESN("1"))
+    cp._advance(ESN("9"))
+    cp._mark_shard_end()
+    cp.checkpoint()
+    assert store.writes[-1][2] == ESN("SHARD_END")
+
+
+def test_two_phase_checkpoint():
+    store = Store()
+    cp = Checkpointer(store, "lease", "shard", ESN("1"))
+    cp._advance(ESN("9"))
+    prepared = cp.prepare_checkpoint("7")
+    assert store.writes == [("prepare", "lease", ESN("7"))]
+    assert prepared.pending_checkpoint == ESN("7")
+    prepared.checkpoint()
+    assert store.writes[-1] == ("checkpoint", "lease", ESN("7"), None)
+    assert cp.last_checkpoint == ESN("7")

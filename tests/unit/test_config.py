@@ -1,0 +1,53 @@
+import pytest
+
+from streamworker.config import WorkerConfig
+from streamworker.errors import ConfigError
+from streamworker.records import InitialPosition
+
+
+def test_flags_beat_environment_beat_file(tmp_path, monkeypatch):
+    f = tmp_path / "app.toml"
+    f.write_text('[streamworker]\nstream = "from-file"\napplication-name = "file-app"\nfailover_time = 7\n'
+                 'max_records = 500\n')
+    monkeypatch.setenv("STREAMWORKER_FAILOVER_TIME", "8")
+    monkeypatch.setenv("STREAMWORKER_APPLICATION_NAME", "env-app")
+    cfg = WorkerConfig.load({"application_name": "flag-app", "stream": None}, f)
+    assert cfg.application_name == "flag-app"
+    assert cfg.failover_time == 8.0
+    assert cfg.stream == "from-file"
+    assert cfg.max_records == 500
+    assert cfg.table_name == "flag-app"
+
+
+def test_defaults_follow_kcl():
+    cfg = WorkerConfig.load({"stream": "s", "application_name": "app"})
+    assert cfg.failover_time == 10 and cfg.max_records == 10000 and cfg.idle_time_between_reads == 1.5
+    assert cfg.initial_position == InitialPosition.LATEST
+    assert cfg.worker_id.count(":") == 2
+    assert WorkerConfig.load({"stream": "s", "application_name": "app", "lease_table": "tbl1"}).table_name == "tbl1"
+
+
+@pytest.mark.parametrize("flags, message", [
+    ({"stream": "s", "application_name": "app", "failover_time": 0}, "failover_time"),
+    ({"stream": "s", "application_name": "app", "max_records": 20000}, "max_records"),
+    ({"stream": "s", "application_name": "app", "idle_time_between_reads": 0.05}, "idle_time_between_reads"),
+    ({"stream": "s", "application_name": "app", "initial_position": "AT_TIMESTAMP"}, "initial_timestamp"),
+    ({"stream": "s", "application_name": "app", "initial_position": "EARLIEST"}, "initial_position"),
+    ({"stream": "s"}, "application_name is required"),
+])
+def test_invalid_settings_name_the_setting(flags, message):
+    with pytest.raises(ConfigError, match=message):
+        WorkerConfig.load(flags)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        WorkerConfig.load({}, tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("stream = \n")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        WorkerConfig.load({}, bad)
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text('stream = "s"\napplication_name = "app"\nfailover = 3\n')
+    with pytest.raises(ConfigError, match="unknown setting 'failover'"):
+        WorkerConfig.load({}, unknown)

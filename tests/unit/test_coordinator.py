@@ -1,0 +1,165 @@
+import pytest
+
+from streamworker.clock import FakeClock
+from streamworker.coordinators.dynamodb import DynamoDBCoordinator
+from streamworker.coordinators.lease_table import LeaseTable, LeaseTableUnavailable
+from streamworker.errors import LeaseLostError
+from streamworker.records import ExtendedSequenceNumber as ESN
+from streamworker.records import InitialPosition
+from streamworker.sources.base import ShardInfo
+
+
+class Events:
+    def __init__(self):
+        self.acquired, self.lost, self.handoff = [], [], []
+
+    def lease_acquired(self, lease):
+        self.acquired.append(lease.lease_key)
+
+    def lease_lost(self, key):
+        self.lost.append(key)
+
+    def handoff_requested(self, key):
+        self.handoff.append(key)
+
+
+FAILOVER = 10.0
+
+
+@pytest.fixture
+def fleet(table):
+    clock = FakeClock()
+    shared = LeaseTable(table.client, table.table_name, clock=clock)
+
+    def make(name):
+        ev = Events()
+        return DynamoDBCoordinator(shared, name, ev, failover_time=FAILOVER, clock=clock), ev
+
+    shards = [ShardInfo(f"shardId-{i}") for i in range(4)]
+    a, ev_a = make("A")
+    a.ensure_leases(shards, InitialPosition.TRIM_HORIZON)
+    b, ev_b = make("B")
+    return clock, (a, ev_a), (b, ev_b)
+
+
+def test_leases_are_created_with_lineage_and_children_start_at_trim_horizon(table):
+    c = DynamoDBCoordinator(table, "A", Events(), clock=FakeClock())
+    shards = [ShardInfo("closed", is_open=False), ShardInfo("open-1"),
+              ShardInfo("child", parent_shard_ids=("closed",), starting_hash_key="0", ending_hash_key="9")]
+    assert sorted(c.ensure_leases(shards, InitialPosition.LATEST)) == ["child", "open-1"]
+    child = table.get("child")
+    assert child.checkpoint == ESN("LATEST")  # its parent was skipped under LATEST
+    assert child.parent_shard_ids == {"closed"} and child.ending_hash_key == "9"
+    c2 = DynamoDBCoordinator(table, "A", Events(), clock=FakeClock())
+    table.delete_all()
+    c2.ensure_leases(shards, InitialPosition.TRIM_HORIZON)
+    assert table.get("child").checkpoint == ESN("TRIM_HORIZON")
+    assert table.get("closed").checkpoint == ESN("TRIM_HORIZON")
+
+
+def test_second_worker_gets_half_by_graceful_handoff(fleet):
+    clock, (a, ev_a), (b, ev_b) = fleet
+    a.take_cycle()
+    assert len(a.held_keys()) == 4
+    b.take_cycle()
+    assert b.held_keys() == [] and b.stats.stolen == 2  # handoff requested, not yet granted
+    a.renew_all()
+    assert len(ev_a.handoff) == 2 and ev_a.lost == []
+    # A's consumers checkpoint (as checkpoint owner) and release, as ShardConsumer does
+    for key in ev_a.handoff:
+        a.checkpoint(key, ESN("100"))
+        assert a.release(key)
+    b.take_cycle()
+    assert sorted(b.held_keys()) == sorted(ev_a.handoff)
+    assert len(a.held_keys()) == 2
+    assert all(b.current_lease(k).checkpoint == ESN("100") for k in b.held_keys())
+    # balanced now: further cycles move nothing
+    for _ in range(3):
+        clock.advance(1)
+        a.renew_all(), b.renew_all(), a.take_cycle(), b.take_cycle()
+    assert len(a.held_keys()) == len(b.held_keys()) == 2 and ev_a.lost == ev_b.lost == []
+
+
+def test_a_silent_holder_stops_before_anyone_can_take_its_leases(fleet):
+    clock, (a, ev_a), (b, ev_b) = fleet
+    b.max_steal = 0  # expiry alone here; stealing has its own test
+    a.take_cycle()
+    b.take_cycle()  # B first observes A's counters now
+    key = a.held_keys()[0]
+    a.checkpoint(key, ESN("10"))  # moves the counter: B's clock for this lease restarts
+    # A is paused (SIGSTOP): it neither renews nor takes.
+    clock.advance(FAILOVER * 0.8)
+    assert not a.is_held(key)  # the holder has already stopped feeding the shard...
+    b.take_cycle()
+    assert b.held_keys() == []  # ...while B still waits out the failover time
+    clock.advance(FAILOVER * 0.2)
+    b.take_cycle()
+    # three leases expired; A still counts as alive through the fourth, so B takes its share
+    assert len(b.held_keys()) == 2 and key not in b.held_keys()
+    clock.advance(FAILOVER * 0.8)
+    b.take_cycle()
+    assert len(b.held_keys()) == 4
+    # A wakes up: its checkpoint is refused and it learns it lost every lease
+    with pytest.raises(LeaseLostError):
+        a.checkpoint(key, ESN("20"))
+    a.renew_all()
+    assert sorted(ev_a.lost) == sorted(b.held_keys())
+    assert b.current_lease(key).checkpoint == ESN("10")
+
+
+def test_a_fenced_checkpoint_never_overwrites_the_new_owner(fleet):
+    clock, (a, _), (b, _) = fleet
+    b.max_steal = 0
+    a.take_cycle()
+    key = a.held_keys()[0]
+    b.take_cycle()
+    clock.advance(FAILOVER)
+    b.take_cycle()
+    b.checkpoint(key, ESN("500"))
+    # A's lease is not valid locally any more, and a forced write would fail its condition too
+    with pytest.raises(LeaseLostError):
+        a.checkpoint(key, ESN("400"))
+    assert b.table.get(key).checkpoint == ESN("500")
+
+
+def test_one_failed_renewal_does_not_drop_a_lease(fleet, monkeypatch):
+    clock, (a, ev_a), _ = fleet
+    a.take_cycle()
+    real = a.table.renew
+    calls = {"n": 0}
+
+    def flaky(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] <= 4:
+            raise LeaseTableUnavailable("throttled")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(a.table, "renew", flaky)
+    assert a.renew_all() is True  # asks for a quick retry
+    assert len(a.held_keys()) == 4 and ev_a.lost == []
+    clock.advance(1)
+    assert a.renew_all() is False
+    assert len(a.held_keys()) == 4 and ev_a.lost == []
+
+
+def test_released_leases_are_taken_without_waiting(fleet):
+    clock, (a, _), (b, ev_b) = fleet
+    a.take_cycle()
+    b.take_cycle()
+    for key in a.held_keys():
+        a.release(key)
+    b.take_cycle()
+    assert len(b.held_keys()) == 4 and len(ev_b.acquired) == 4
+
+
+def test_children_are_taken_only_after_parents_reach_shard_end(table):
+    clock = FakeClock()
+    c = DynamoDBCoordinator(table, "A", Events(), clock=clock)
+    c.ensure_leases([ShardInfo("parent", is_open=False), ShardInfo("child", parent_shard_ids=("parent",))],
+                    InitialPosition.TRIM_HORIZON)
+    c.take_cycle()
+    assert c.held_keys() == ["parent"]
+    c.checkpoint("parent", ESN("SHARD_END"))
+    c.release("parent")
+    c.take_cycle()
+    assert c.held_keys() == ["child"]

@@ -1,0 +1,134 @@
+import botocore.exceptions
+import pytest
+
+from streamworker.aggregation import UserRecord, aggregate
+from streamworker.clock import FakeClock
+from streamworker.records import ExtendedSequenceNumber as ESN
+from streamworker.records import StartPosition
+from streamworker.sources.kinesis import KinesisShardReader, KinesisSource
+
+
+def client_error(code, status=400):
+    return botocore.exceptions.ClientError(
+        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op")
+
+
+class ScriptedKinesis:
+    """Answers GetRecords from a script of responses and exceptions."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.iterator_requests = []
+
+    def get_shard_iterator(self, **kw):
+        self.iterator_requests.append(kw)
+        return {"ShardIterator": f"it-{len(self.iterator_requests)}"}
+
+    def get_records(self, ShardIterator, Limit):
+        step = self.script.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+
+def raw(seq, data=b"x", pk="k"):
+    return {"SequenceNumber": str(seq), "Data": data, "PartitionKey": pk}
+
+
+def resp(records, behind=0, next_it="next"):
+    return {"Records": records, "MillisBehindLatest": behind, "NextShardIterator": next_it}
+
+
+def reader(client, position=StartPosition("TRIM_HORIZON"), clock=None):
+    return KinesisShardReader(client, "stream", "shard-1", position, max_records=100, idle_time=1.0,
+                              clock=clock or FakeClock())
+
+
+def test_aggregated_records_are_split_with_sub_sequence_numbers():
+    agg = aggregate([UserRecord("a", None, b"1"), UserRecord("b", None, b"2"), UserRecord("c", None, b"3")])
+    r = reader(ScriptedKinesis([resp([raw(10), raw(11, agg)])]))
+    batch = r.read()
+    assert [(x.sequence_number, x.sub_sequence_number, x.data, x.partition_key) for x in batch.records] == [
+        ("10", 0, b"x", "k"), ("11", 0, b"1", "a"), ("11", 1, b"2", "b"), ("11", 2, b"3", "c")]
+    assert [x.aggregated for x in batch.records] == [False, True, True, True]
+
+
+def test_resuming_inside_an_aggregate_skips_what_was_checkpointed():
+    agg = aggregate([UserRecord("a", None, b"1"), UserRecord("b", None, b"2"), UserRecord("c", None, b"3")])
+    client = ScriptedKinesis([resp([raw(11, agg), raw(12)])])
+    r = reader(client, StartPosition("AT_SEQUENCE_NUMBER", sequence=ESN("11", 1)))
+    batch = r.read()
+    assert client.iterator_requests[0]["ShardIteratorType"] == "AT_SEQUENCE_NUMBER"
+    assert client.iterator_requests[0]["StartingSequenceNumber"] == "11"
+    assert [(x.sequence_number, x.sub_sequence_number) for x in batch.records] == [("11", 2), ("12", 0)]
+
+
+def test_expired_iterator_resumes_at_the_last_delivered_record():
+    client = ScriptedKinesis([resp([raw(1), raw(2)], behind=100), client_error("ExpiredIteratorException"),
+                              resp([raw(2), raw(3)])])
+    r = reader(client)
+    assert [x.sequence_number for x in r.read().records] == ["1", "2"]
+    assert [x.sequence_number for x in r.read().records] == ["3"]  # "2" is not delivered twice
+    assert client.iterator_requests[-1]["ShardIteratorType"] == "AT_SEQUENCE_NUMBER"
+    assert client.iterator_requests[-1]["StartingSequenceNumber"] == "2"
+    assert r.stats.expired_iterators == 1
+
+
+@pytest.mark.parametrize("error", [client_error("ProvisionedThroughputExceededException"),
+                                   client_error("InternalFailure", 500),
+                                   botocore.exceptions.EndpointConnectionError(endpoint_url="http://x")])
+def test_throttling_and_5xx_are_retried_with_backoff(error):
+    clock = FakeClock()
+    client = ScriptedKinesis([error, error, resp([raw(1)])])
+    r = reader(client, clock=clock)
+    t0 = clock.monotonic()
+    assert [x.sequence_number for x in r.read().records] == ["1"]
+    assert r.stats.retries == 2
+    assert clock.monotonic() - t0 >= 0.4  # at least the 200 ms floor per retry
+
+
+def test_permanent_errors_are_raised():
+    r = reader(ScriptedKinesis([client_error("AccessDeniedException")]))
+    with pytest.raises(botocore.exceptions.ClientError):
+        r.read()
+
+
+def test_reads_are_paced_at_most_five_per_second_and_idle_when_caught_up():
+    clock = FakeClock()
+    client = ScriptedKinesis([resp([raw(1)], behind=5000), resp([raw(2)], behind=0), resp([]), resp([])])
+    r = reader(client, clock=clock)
+    times = []
+    for _ in range(4):
+        r.read()
+        times.append(clock.monotonic())
+    gaps = [round(b - a, 3) for a, b in zip(times, times[1:], strict=False)]
+    assert gaps == [0.2, 1.0, 1.0]
+
+
+def test_shard_end_reports_children():
+    end = resp([raw(9)], next_it=None)
+    end["ChildShards"] = [{"ShardId": "shard-2", "ParentShards": ["shard-1"]}]
+    r = reader(ScriptedKinesis([end]))
+    batch = r.read()
+    assert batch.shard_end and batch.child_shards[0].shard_id == "shard-2"
+    assert r.read().shard_end and r.read().records == []
+
+
+def test_list_shards_follows_pages_with_the_token_alone():
+    class Pages:
+        calls = []
+
+        def list_shards(self, **kw):
+            self.calls.append(kw)
+            if "NextToken" not in kw:
+                return {"Shards": [{"ShardId": "s0", "SequenceNumberRange": {"StartingSequenceNumber": "1",
+                                                                               "EndingSequenceNumber": "9"}}],
+                        "NextToken": "t1"}
+            return {"Shards": [{"ShardId": "s1", "ParentShardId": "s0", "SequenceNumberRange": {},
+                                "HashKeyRange": {"StartingHashKey": "0", "EndingHashKey": "5"}}]}
+
+    pages = Pages()
+    shards = KinesisSource(pages, "stream").list_shards()
+    assert [(s.shard_id, s.is_open, s.parent_shard_ids) for s in shards] == [("s0", False, ()),
+                                                                           ("s1", True, ("s0",))]
+    assert pages.calls == [{"StreamName": "stream"}, {"NextToken": "t1"}]

@@ -1,0 +1,244 @@
+import queue
+import threading
+import time
+
+import pytest
+from structlog.testing import capture_logs
+
+from streamworker.coordinators.lease import Lease
+from streamworker.processor import ChildShard, RecordProcessor
+from streamworker.records import ExtendedSequenceNumber as ESN
+from streamworker.records import Record
+from streamworker.shard_consumer import ConsumerSettings, ConsumerState, ShardConsumer
+from streamworker.sources.base import Batch
+from streamworker.sources.kinesis import StopReading
+
+
+def wait_for(cond, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.01)
+    raise AssertionError("condition not met before the deadline")
+
+
+class FakeReader:
+    def __init__(self, batches):
+        self.q = queue.Queue()
+        for b in batches:
+            self.q.put(b)
+        self.closed = threading.Event()
+
+    def read(self):
+        while not self.closed.is_set():
+            try:
+                return self.q.get(timeout=0.02)
+            except queue.Empty:
+                pass
+        raise StopReading()
+
+    def close(self):
+        self.closed.set()
+
+
+class FakeSource:
+    stream = "s"
+
+    def __init__(self, batches):
+        self.reader = FakeReader(batches)
+        self.opened_at = None
+
+    def open_reader(self, shard_id, position):
+        self.opened_at = position
+        return self.reader
+
+
+class FakeLeases:
+    def __init__(self):
+        self.held = True
+        self.parents_done = True
+        self.parent_polls = 0
+        self.checkpoints, self.released, self.forgotten, self.children = [], [], [], []
+
+    def is_held(self, key):
+        return self.held
+
+    def parents_complete(self, lease):
+        self.parent_polls += 1
+        return self.parents_done
+
+    def checkpoint(self, key, checkpoint, pending=None):
+        self.checkpoints.append(checkpoint)
+
+    def prepare_checkpoint(self, key, pending):
+        pass
+
+    def record_children(self, key, ids):
+        self.children.append(("recorded", tuple(ids)))
+
+    def ensure_child_leases(self, children):
+        self.children.append(("created", tuple(children)))
+
+    def release(self, key):
+        self.released.append(key)
+        return True
+
+    def forget(self, key):
+        self.forgotten.append(key)
+
+
+def recs(*seqs):
+    return [Record(data=str(s).encode(), partition_key="k", sequence_number=str(s), shard_id="shard-1")
+            for s in seqs]
+
+
+class Recorder(RecordProcessor):
+    def __init__(self, fail_times=0, checkpoint_at_end=True):
+        self.calls, self.delivered = [], []
+        self.fail_times = fail_times
+        self.checkpoint_at_end = checkpoint_at_end
+        self.shard_ended_calls = 0
+
+    def initialize(self, i):
+        self.calls.append(("initialize", str(i.extended_sequence_number)))
+
+    def process_records(self, p):
+        if self.fail_times:
+            self.fail_times -= 1
+            raise RuntimeError("boom")
+        self.delivered.extend(r.sequence_number for r in p.records)
+        p.checkpointer.checkpoint()
+
+    def lease_lost(self, i):
+        self.calls.append(("lease_lost",))
+
+    def shard_ended(self, i):
+        self.shard_ended_calls += 1
+        self.calls.append(("shard_ended",))
+        if self.checkpoint_at_end or self.shard_ended_calls > 1:
+            i.checkpointer.checkpoint()
+
+    def shutdown_requested(self, i):
+        self.calls.append(("shutdown_requested",))
+        i.checkpointer.checkpoint()
+
+
+SETTINGS = ConsumerSettings(retry_backoff=0.01, processor_retries=2, parent_poll_interval=0.02, worker_id="w")
+
+
+def make(batches, processor, leases=None, lease=None):
+    leases = leases or FakeLeases()
+    source = FakeSource(batches)
+    c = ShardConsumer(lease or Lease("shard-1", checkpoint=ESN("TRIM_HORIZON")), processor, source, leases,
+                      SETTINGS)
+    return c, leases, source
+
+
+def test_records_are_delivered_in_order_and_shutdown_checkpoints_and_releases():
+    p = Recorder()
+    c, leases, _ = make([Batch(recs(1, 2)), Batch([]), Batch(recs(3))], p)
+    c.start()
+    wait_for(lambda: p.delivered == ["1", "2", "3"])
+    c.request_shutdown()
+    assert c.join(5)
+    assert p.calls == [("initialize", "TRIM_HORIZON"), ("shutdown_requested",)]
+    assert leases.checkpoints == [ESN("2"), ESN("3"), ESN("3")]
+    assert leases.released == ["shard-1"] and leases.forgotten == []
+
+
+def test_a_raising_processor_gets_the_same_records_again_never_skipped():
+    p = Recorder(fail_times=2)
+    c, leases, _ = make([Batch(recs(1, 2)), Batch(recs(3))], p)
+    c.start()
+    wait_for(lambda: p.delivered == ["1", "2", "3"])
+    c.request_shutdown()
+    assert c.join(5)
+    assert c.progress.failures == 2
+
+
+def test_a_processor_that_keeps_raising_halts_the_shard_with_its_checkpoint_kept():
+    p = Recorder(fail_times=100)
+    c, leases, _ = make([Batch(recs(1, 2)), Batch(recs(3))], p)
+    c.start()
+    wait_for(lambda: c.state == ConsumerState.HALTED)
+    assert p.delivered == [] and leases.checkpoints == []
+    c.request_shutdown()
+    assert c.join(5)
+    # shutdown_requested is not called: its default checkpoint would skip the failed records
+    assert ("shutdown_requested",) not in p.calls
+    assert leases.checkpoints == [] and leases.released == ["shard-1"]
+
+
+def test_lease_loss_stops_delivery_and_calls_lease_lost():
+    p = Recorder()
+    leases = FakeLeases()
+    c, _, source = make([Batch(recs(1))], p, leases)
+    c.start()
+    wait_for(lambda: p.delivered == ["1"])
+    leases.held = False
+    source.reader.q.put(Batch(recs(2)))
+    assert c.join(5)
+    assert p.delivered == ["1"] and p.calls[-1] == ("lease_lost",)
+    assert leases.forgotten == ["shard-1"] and leases.released == []
+
+
+def test_shard_end_without_checkpoint_is_reported_by_name_and_retried():
+    p = Recorder(checkpoint_at_end=False)
+    children = (ChildShard("shard-2", ("shard-1",)), ChildShard("shard-3", ("shard-1",)))
+    c, leases, _ = make([Batch(recs(1), shard_end=True, child_shards=children)], p)
+    with capture_logs() as logs:
+        c.start()
+        assert c.join(10)
+    errors = [e["event"] for e in logs if e["log_level"] == "error"]
+    assert any("shard shard-1: shard_ended returned without checkpointing SHARD_END" in e for e in errors)
+    assert p.shard_ended_calls == 2
+    assert leases.checkpoints[-1] == ESN("SHARD_END")
+    assert leases.children == [("created", (("shard-2", ("shard-1",)), ("shard-3", ("shard-1",)))),
+                               ("recorded", ("shard-2", "shard-3"))]
+    assert leases.released == ["shard-1"]
+
+
+def test_a_child_waits_for_its_parents_before_initialize():
+    p = Recorder()
+    leases = FakeLeases()
+    leases.parents_done = False
+    lease = Lease("child", parent_shard_ids=frozenset({"parent"}))
+    c, _, _ = make([Batch(recs(1))], p, leases, lease)
+    c.start()
+    wait_for(lambda: leases.parent_polls >= 3)
+    assert c.state == ConsumerState.WAITING_ON_PARENTS and p.calls == []
+    leases.parents_done = True
+    wait_for(lambda: p.delivered == ["1"])
+    c.request_shutdown()
+    assert c.join(5)
+
+
+def test_resume_position_comes_from_the_checkpoint():
+    p = Recorder()
+    c, _, source = make([], p, lease=Lease("shard-1", checkpoint=ESN("77", 2)))
+    c.start()
+    wait_for(lambda: source.opened_at is not None)
+    assert source.opened_at.kind == "AT_SEQUENCE_NUMBER" and source.opened_at.sequence == ESN("77", 2)
+    c.request_shutdown()
+    assert c.join(5)
+
+
+@pytest.mark.parametrize("reason", ["lease_lost", "shard_ended", "shutdown_requested"])
+def test_default_endings_route_to_shutdown(reason):
+    seen = []
+
+    class Simple(RecordProcessor):
+        def process_records(self, p):
+            pass
+
+        def shutdown(self, r, checkpointer):
+            seen.append((r.value, checkpointer is not None))
+
+    from streamworker.processor import LeaseLostInput, ShardEndedInput, ShutdownRequestedInput
+    inputs = {"lease_lost": LeaseLostInput("s"), "shard_ended": ShardEndedInput("s", object()),
+              "shutdown_requested": ShutdownRequestedInput("s", object())}
+    getattr(Simple(), reason)(inputs[reason])
+    expected = {"lease_lost": ("LEASE_LOST", False), "shard_ended": ("SHARD_END", True),
+                "shutdown_requested": ("REQUESTED", True)}
+    assert seen == [expected[reason]]
