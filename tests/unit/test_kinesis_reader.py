@@ -39,7 +39,8 @@ def resp(records, behind=0, next_it="next"):
     return {"Records": records, "MillisBehindLatest": behind, "NextShardIterator": next_it}
 
 
-def reader(client, position=StartPosition("TRIM_HORIZON"), clock=None):
+def reader(client, position=None, clock=None):
+    position = position or StartPosition("TRIM_HORIZON")
     return KinesisShardReader(client, "stream", "shard-1", position, max_records=100, idle_time=1.0,
                               clock=clock or FakeClock())
 
