@@ -24,7 +24,7 @@ def all_processed(log, total):
 
 def test_two_workers_split_four_shards_and_kill9_loses_nothing(stream4, names, workers):
     log = workers.log
-    a, b = workers("A"), workers("B")
+    a, _ = workers("A"), workers("B")
     produce(stream4, names["stream"], 0, 400)
     wait_for(lambda: settled(names["app"], log, {"A": 2, "B": 2}), 30, "a 2/2 split")
     wait_for(all_processed(log, 400), 30, "first 400 records")
@@ -49,7 +49,7 @@ def test_two_workers_split_four_shards_and_kill9_loses_nothing(stream4, names, w
     seen = {}
     for e in recs:
         seen.setdefault(int(e["data"]), []).append(e)
-    for number, hits in seen.items():
+    for hits in seen.values():
         if len(hits) > 1:
             first = hits[0]
             assert first["w"] == "A" and first["shard"] in a_shards, f"unexpected duplicate {hits}"
@@ -61,7 +61,7 @@ def test_two_workers_split_four_shards_and_kill9_loses_nothing(stream4, names, w
 
 def test_sigterm_hands_shards_over_gracefully_with_nothing_processed_twice(stream4, names, workers):
     log = workers.log
-    a, b = workers("A"), workers("B")
+    a, _ = workers("A"), workers("B")
     produce(stream4, names["stream"], 0, 300)
     wait_for(lambda: settled(names["app"], log, {"A": 2, "B": 2}), 30, "a 2/2 split")
     wait_for(all_processed(log, 300), 30, "first 300 records")
@@ -87,7 +87,7 @@ def test_sigstopped_worker_is_fenced_and_gets_lease_lost(stream4, names, workers
     hold = tmp_path / "hold"
     a = workers("A", hold_file=hold)
     wait_for(lambda: settled(names["app"], log, {"A": 4}), 30, "A to own every shard")
-    b = workers("B")
+    workers("B")
     wait_for(lambda: settled(names["app"], log, {"A": 2, "B": 2}), 30, "a 2/2 split")
     hold.touch()
     produce(stream4, names["stream"], 0, 200)
