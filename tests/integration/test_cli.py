@@ -1,0 +1,85 @@
+"""`streamworker run` on bad input: one clear line on stderr, a non-zero exit, no traceback."""
+
+import subprocess
+import sys
+
+import boto3
+import pytest
+
+from .conftest import PROCESSOR, make_stream
+
+pytestmark = pytest.mark.integration
+
+
+def run_cli(*args, env=None, timeout=60):
+    return subprocess.run([sys.executable, "-m", "streamworker", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def one_clear_line(result):
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def env(aws_env):
+    import os
+
+    return {**os.environ, **aws_env}
+
+
+def test_processor_that_does_not_import(env, names):
+    r = run_cli("run", "no_such_module:Processor", "--stream", names["stream"], "--application-name",
+                names["app"], env=env)
+    assert r.returncode == 2
+    assert "import failed" in one_clear_line(r) and "no_such_module" in r.stderr
+
+
+def test_processor_file_without_the_class(env, names):
+    r = run_cli("run", PROCESSOR.replace("RecordingProcessor", "Nope"), "--stream", names["stream"],
+                "--application-name", names["app"], env=env)
+    assert r.returncode == 2 and "has no attribute 'Nope'" in one_clear_line(r)
+
+
+def test_invalid_setting(env, names):
+    r = run_cli("run", PROCESSOR, "--stream", names["stream"], "--application-name", names["app"],
+                "--failover-time", "-3", env=env)
+    assert r.returncode == 2 and "failover_time" in one_clear_line(r)
+    r = run_cli("run", PROCESSOR, "--stream", names["stream"], "--application-name", names["app"],
+                "--failover-time", "soon", env=env)
+    assert r.returncode == 2 and "--failover-time" in one_clear_line(r)
+
+
+def test_missing_stream(env, names):
+    r = run_cli("run", PROCESSOR, "--stream", "does-not-exist", "--application-name", names["app"], env=env)
+    assert r.returncode == 1
+    assert "'does-not-exist' not found" in one_clear_line(r)
+
+
+def test_unreachable_endpoint(env, names):
+    bad = {**env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    r = run_cli("run", PROCESSOR, "--stream", names["stream"], "--application-name", names["app"], env=bad)
+    assert r.returncode == 1 and "cannot reach Kinesis at http://127.0.0.1:9" in one_clear_line(r)
+
+
+def test_config_file_and_env(env, names, tmp_path):
+    make_stream(boto3.client("kinesis"), names["stream"], 1)
+    cfg = tmp_path / "app.toml"
+    cfg.write_text(f'[streamworker]\nstream = "{names["stream"]}"\napplication_name = "{names["app"]}"\n'
+                   f'processor = "{PROCESSOR}"\nfailover_time = "abc"\n')
+    r = run_cli("run", "--config", str(cfg), env=env)
+    assert r.returncode == 2 and "failover_time" in one_clear_line(r)
+    # the environment overrides the bad file value; the worker starts, then SIGTERM stops it
+    good = {**env, "STREAMWORKER_FAILOVER_TIME": "3", "RECORD_LOG": str(tmp_path / "r.jsonl")}
+    p = subprocess.Popen([sys.executable, "-m", "streamworker", "run", "--config", str(cfg), "--log-format",
+                          "json"], env=good, stderr=subprocess.PIPE, text=True)
+    import json
+    import signal
+
+    for line in p.stderr:
+        if json.loads(line).get("event") == "shard processing started":
+            break
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(30) == 0
