@@ -9,7 +9,7 @@ from typing import Any
 import botocore.exceptions
 import structlog
 
-from ..aggregation import deaggregate
+from ..aggregation import MAGIC, deaggregate
 from ..backoff import Backoff
 from ..clock import Clock, SystemClock
 from ..errors import SourceError
@@ -197,27 +197,28 @@ class KinesisShardReader:
                      child_shards=children)
 
     def _convert(self, raw_records: list[dict[str, Any]]) -> list[Record]:
-        out: list[Record] = []
+        # Records come in sequence order, so only the head of a batch can be at or before the
+        # resume point: compare until the first record past it, then stop paying for it.
         threshold = self._last_delivered or self._skip_through
+        out: list[Record] = []
+        shard_id = self.shard_id
         for raw in raw_records:
             seq = raw["SequenceNumber"]
             arrival = raw.get("ApproximateArrivalTimestamp")
             data: bytes = raw["Data"]
-            users = deaggregate(data)
+            users = deaggregate(data) if data[:4] == MAGIC else None
             if users is None:
-                rec = Record(data=data, partition_key=raw["PartitionKey"], sequence_number=seq,
-                             approximate_arrival_timestamp=arrival, shard_id=self.shard_id,
-                             explicit_hash_key=raw.get("ExplicitHashKey"))
+                rec = Record(data, raw["PartitionKey"], seq, 0, arrival, shard_id, raw.get("ExplicitHashKey"))
                 if threshold is None or rec.extended_sequence_number > threshold:
                     out.append(rec)
+                    threshold = None
                 continue
             for sub, user in enumerate(users):
-                rec = Record(data=user.data, partition_key=user.partition_key, sequence_number=seq,
-                             sub_sequence_number=sub, approximate_arrival_timestamp=arrival,
-                             shard_id=self.shard_id, explicit_hash_key=user.explicit_hash_key,
-                             aggregated=True)
+                rec = Record(user.data, user.partition_key, seq, sub, arrival, shard_id, user.explicit_hash_key,
+                             True)
                 if threshold is None or rec.extended_sequence_number > threshold:
                     out.append(rec)
+                    threshold = None
         return out
 
 
