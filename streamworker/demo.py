@@ -124,7 +124,7 @@ def run_demo(duration: float = 40.0, shards: int = 4) -> int:
     print(f"embedded Kinesis + DynamoDB (moto) at {server.endpoint}")
     kinesis = boto3.client("kinesis")
     kinesis.create_stream(StreamName=STREAM, ShardCount=shards)
-    kinesis.get_waiter("stream_exists").wait(StreamName=STREAM, WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
+    kinesis.get_waiter("stream_exists").wait(StreamName=STREAM, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
     print(f"created stream {STREAM!r} with {shards} shards; producing metric records keyed by metric name")
 
     agg = Aggregates()

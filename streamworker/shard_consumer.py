@@ -122,6 +122,8 @@ class ShardConsumer:
         self.state = ConsumerState.WAITING_ON_PARENTS
         self.progress = ShardProgress()
         self.end_reason: str | None = None
+        # The ending calls (lease_lost, shutdown_requested) go only to an initialized processor.
+        self._initialized = False
         self._on_done = on_done
         self._lost = threading.Event()
         self._shutdown = threading.Event()
@@ -239,6 +241,7 @@ class ShardConsumer:
         )
         try:
             self._with_retries("initialize", lambda: self.processor.initialize(init))
+            self._initialized = True
         except _ProcessorFailed:
             self.state = ConsumerState.HALTED
             self._wait_until_interrupted()
@@ -345,7 +348,7 @@ class ShardConsumer:
     def _end_lease_lost(self, call_processor: bool = True) -> None:
         self.state = ConsumerState.LEASE_LOST
         self._reader_stop.set()
-        if call_processor:
+        if call_processor and self._initialized:
             try:
                 self.processor.lease_lost(LeaseLostInput(self.shard_id))
             except Exception:
@@ -357,7 +360,7 @@ class ShardConsumer:
     def _end_shutdown(self, call_processor: bool = True) -> None:
         self.state = ConsumerState.SHUTTING_DOWN
         self._reader_stop.set()
-        if call_processor:
+        if call_processor and self._initialized:
             try:
                 self.processor.shutdown_requested(ShutdownRequestedInput(self.shard_id, self.checkpointer))
             except CheckpointError as exc:

@@ -214,6 +214,18 @@ def test_a_child_waits_for_its_parents_before_initialize():
     assert c.join(5)
 
 
+def test_a_consumer_stopped_before_initialize_never_calls_the_processor():
+    p = Recorder()
+    leases = FakeLeases()
+    leases.parents_done = False
+    c, _, _ = make([], p, leases, Lease("child", parent_shard_ids=frozenset({"parent"})))
+    c.start()
+    wait_for(lambda: leases.parent_polls >= 1)
+    c.request_shutdown()
+    assert c.join(5)
+    assert p.calls == [] and leases.checkpoints == [] and leases.released == ["child"]
+
+
 def test_resume_position_comes_from_the_checkpoint():
     p = Recorder()
     c, _, source = make([], p, lease=Lease("shard-1", checkpoint=ESN("77", 2)))
