@@ -76,7 +76,7 @@ class Worker:
         self.coordinator = DynamoDBCoordinator(
             self.table, self.worker_id, self, failover_time=config.failover_time,
             take_interval=config.take_interval, max_leases=config.max_leases_for_worker,
-            max_steal=config.max_leases_to_steal_at_one_time, clock=self._clock,
+            max_steal=config.max_leases_to_steal_at_one_time, clock=self._clock, stream=config.stream,
         )
         self._settings = ConsumerSettings(
             max_pending_batches=config.max_pending_batches, processor_retries=config.processor_retries,

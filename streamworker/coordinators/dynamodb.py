@@ -73,6 +73,7 @@ class DynamoDBCoordinator:
         max_steal: int = 3,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        stream: str = "",
     ) -> None:
         self.table = table
         self.worker_id = worker_id
@@ -91,7 +92,7 @@ class DynamoDBCoordinator:
         self._taking = True
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._log = log.bind(worker_id=worker_id, table=table.table_name)
+        self._log = log.bind(worker_id=worker_id, table=table.table_name, stream=stream)
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -133,3 +133,19 @@ def test_list_shards_follows_pages_with_the_token_alone():
     assert [(s.shard_id, s.is_open, s.parent_shard_ids) for s in shards] == [("s0", False, ()),
                                                                            ("s1", True, ("s0",))]
     assert pages.calls == [{"StreamName": "stream"}, {"NextToken": "t1"}]
+
+
+def test_at_timestamp_and_after_sequence_number_positions():
+    from datetime import datetime, timezone
+
+    when = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    client = ScriptedKinesis([resp([raw(5)])])
+    reader(client, StartPosition("AT_TIMESTAMP", timestamp=when)).read()
+    assert client.iterator_requests[0]["ShardIteratorType"] == "AT_TIMESTAMP"
+    assert client.iterator_requests[0]["Timestamp"] == when
+    client = ScriptedKinesis([resp([raw(7), raw(8)])])
+    batch = reader(client, StartPosition("AFTER_SEQUENCE_NUMBER", sequence=ESN("7"))).read()
+    assert [r.sequence_number for r in batch.records] == ["8"]
+    client = ScriptedKinesis([resp([raw(9)])])
+    reader(client, StartPosition("LATEST")).read()
+    assert client.iterator_requests[0]["ShardIteratorType"] == "LATEST"
