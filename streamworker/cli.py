@@ -31,7 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a RecordProcessor over a Kinesis stream")
     run.add_argument("processor", nargs="?", help="MODULE:CLASS or path/to/file.py:CLASS")
     run.add_argument("--config", help="TOML file with settings (flags and STREAMWORKER_* env win)")
+    run.add_argument("--source", choices=["kinesis", "kafka"], help="default kinesis")
+    run.add_argument("--coordinator", choices=["dynamodb", "kafka-group"],
+                     help="who decides shard ownership (default: dynamodb for Kinesis, kafka-group for Kafka)")
     run.add_argument("--stream", help="Kinesis stream name or ARN")
+    run.add_argument("--topic", dest="topics", action="append", help="Kafka topic (repeatable)")
+    run.add_argument("--topic-pattern", help="Kafka topic regex (new matching topics are picked up)")
+    run.add_argument("--bootstrap-servers", help="Kafka bootstrap servers HOST:PORT[,HOST:PORT]")
+    run.add_argument("--group-id", help="Kafka consumer group (default: the application name)")
+    run.add_argument("-X", dest="kafka_properties", action="append", metavar="KEY=VALUE",
+                     help="librdkafka property, passed through (repeatable)")
+    run.add_argument("--static-membership", action="store_true", default=None,
+                     help="Kafka static membership: group.instance.id = worker id")
     run.add_argument("--application-name", help="application name; also the lease table name")
     run.add_argument("--lease-table", help="lease table name (default: the application name)")
     run.add_argument("--initial-position", choices=[p.value for p in InitialPosition])
@@ -49,12 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the metrics demo on embedded local servers")
     demo.add_argument("--duration", type=float, default=40.0, help="seconds (default 40)")
     demo.add_argument("--shards", type=int, default=4)
+    demo.add_argument("--source", choices=["kinesis", "kafka"], default="kinesis")
     return p
 
 
 def _run(args: argparse.Namespace) -> int:
     flags = {k: getattr(args, k) for k in (
-        "processor", "stream", "application_name", "lease_table", "initial_position", "initial_timestamp",
+        "processor", "source", "coordinator", "topics", "topic_pattern", "bootstrap_servers", "group_id",
+        "kafka_properties", "static_membership", "stream", "application_name", "lease_table", "initial_position", "initial_timestamp",
         "worker_id", "failover_time", "max_records", "idle_time_between_reads", "shutdown_timeout",
         "log_level", "log_format")}
     config = WorkerConfig.load(flags, args.config)
@@ -91,6 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from .demo import run_demo
 
+            if args.source == "kafka":
+                from .demo_kafka import run_kafka_demo
+
+                return run_kafka_demo(duration=args.duration, partitions=args.shards)
             return run_demo(duration=args.duration, shards=args.shards)
     except ConfigError as exc:
         sys.stderr.write(f"streamworker: configuration error: {exc}\n")

@@ -12,11 +12,11 @@ import socket
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
 from .records import InitialPosition
@@ -38,7 +38,17 @@ class WorkerConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STREAMWORKER_", extra="forbid", validate_default=True)
 
     processor: str | None = Field(None, description="MODULE:CLASS or path/to/file.py:CLASS")
-    stream: str = Field(..., min_length=1, description="Kinesis stream name or ARN")
+    source: Literal["kinesis", "kafka"] = "kinesis"
+    coordinator: Literal["dynamodb", "kafka-group"] | None = Field(
+        None, description="default: dynamodb for Kinesis, kafka-group for Kafka")
+    stream: str | None = Field(None, min_length=1, description="Kinesis stream name or ARN")
+    topics: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Kafka topics")
+    topic_pattern: str | None = Field(None, description="Kafka topic regex")
+    bootstrap_servers: str | None = None
+    group_id: str | None = Field(None, description="Kafka consumer group (default: the application name)")
+    kafka_properties: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, description="librdkafka properties passed through (-X key=value)")
+    static_membership: bool = Field(False, description="group.instance.id = worker id")
     application_name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]{3,255}$")
     lease_table: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{3,255}$")
     initial_position: InitialPosition = InitialPosition.LATEST
@@ -59,11 +69,56 @@ class WorkerConfig(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 
+    @field_validator("topics", mode="before")
+    @classmethod
+    def _split_topics(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [t.strip() for t in v.split(",") if t.strip()]
+        return v
+
+    @field_validator("kafka_properties", mode="before")
+    @classmethod
+    def _parse_properties(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [p for p in v.split(",") if p.strip()]
+        if isinstance(v, list):
+            out: dict[str, str] = {}
+            for item in v:
+                key, eq, value = str(item).partition("=")
+                if not eq or not key.strip():
+                    raise ValueError(f"expected key=value, got {item!r}")
+                out[key.strip()] = value.strip()
+            return out
+        if isinstance(v, dict):
+            return {str(k): str(val).lower() if isinstance(val, bool) else str(val) for k, val in v.items()}
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> WorkerConfig:
         if self.initial_position == InitialPosition.AT_TIMESTAMP and self.initial_timestamp is None:
             raise ValueError("initial_position AT_TIMESTAMP needs initial_timestamp")
+        if self.source == "kinesis":
+            if not self.stream:
+                raise ValueError("stream is required for the Kinesis source (--stream)")
+            if self.coordinator == "kafka-group":
+                raise ValueError("coordinator kafka-group needs source kafka")
+        else:
+            if not self.topics and not self.topic_pattern:
+                raise ValueError("the Kafka source needs --topic or --topic-pattern")
+            if not self.bootstrap_servers and "bootstrap.servers" not in self.kafka_properties:
+                raise ValueError("the Kafka source needs --bootstrap-servers")
         return self
+
+    @property
+    def coordinator_kind(self) -> str:
+        return self.coordinator or ("dynamodb" if self.source == "kinesis" else "kafka-group")
+
+    @property
+    def stream_label(self) -> str:
+        """What logs call the stream: the Kinesis stream, or the Kafka topics."""
+        if self.source == "kinesis":
+            return self.stream or ""
+        return ",".join(self.topics) if self.topics else f"/{self.topic_pattern}/"
 
     @property
     def table_name(self) -> str:
@@ -125,7 +180,9 @@ def describe_validation_error(exc: ValidationError) -> str:
     for err in exc.errors():
         loc = ".".join(str(x) for x in err["loc"]) or "config"
         msg = err["msg"]
-        if err["type"] == "missing":
+        if err["type"] == "value_error" and not err["loc"]:
+            parts.append(msg.removeprefix("Value error, "))
+        elif err["type"] == "missing":
             parts.append(f"{loc} is required (flag --{loc.replace('_', '-')}, "
                          f"env STREAMWORKER_{loc.upper()}, or the config file)")
         elif err["type"] == "extra_forbidden":

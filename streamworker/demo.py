@@ -96,6 +96,7 @@ def _print_progress(workers: list[Worker], agg: Aggregates, produced: int, t0: f
 
 
 def _print_leases(worker: Worker, title: str) -> None:
+    assert worker.table is not None
     rows = [[le.lease_key, le.lease_owner or "(none)", str(le.lease_counter), str(le.checkpoint)[-20:]]
             for le in sorted(worker.table.list_leases(), key=lambda x: x.lease_key)]
     print(f"\n== lease table {worker.table.table_name!r}: {title}")

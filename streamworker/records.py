@@ -72,9 +72,17 @@ class Record:
     explicit_hash_key: str | None = None
     #: True when the record was split out of a KPL aggregate.
     aggregated: bool = False
-    #: Kafka only: message key and headers (None / empty for Kinesis).
+    #: Kafka only: message key, headers, topic and partition (None / empty for Kinesis); the
+    #: offset is ``int(sequence_number)``.
     key: bytes | None = None
     headers: tuple[tuple[str, bytes | None], ...] = field(default_factory=tuple)
+    topic: str | None = None
+    partition: int | None = None
+
+    @property
+    def offset(self) -> int:
+        """The Kafka offset (Kafka records only)."""
+        return int(self.sequence_number)
 
     @property
     def extended_sequence_number(self) -> ExtendedSequenceNumber:

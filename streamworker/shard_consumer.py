@@ -33,8 +33,7 @@ from .processor import (
     ShutdownRequestedInput,
 )
 from .records import ExtendedSequenceNumber, StartPosition
-from .sources.base import Batch, ShardReader, Source
-from .sources.kinesis import StopReading
+from .sources.base import Batch, ShardReader, Source, StopReading
 
 log = structlog.get_logger("streamworker.shard")
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 import botocore.config
@@ -18,11 +18,15 @@ import structlog
 from .clock import Clock, SystemClock
 from .config import WorkerConfig
 from .coordinators.dynamodb import DynamoDBCoordinator
+from .coordinators.kafka_group import KafkaGroupCoordinator
 from .coordinators.lease import Lease
 from .coordinators.lease_table import LeaseTable
 from .errors import SourceError
 from .processor import RecordProcessor
-from .shard_consumer import ConsumerSettings, ConsumerState, ShardConsumer
+from .records import InitialPosition
+from .shard_consumer import ConsumerSettings, ConsumerState, LeaseAccess, ShardConsumer
+from .sources.base import ShardInfo, Source
+from .sources.kafka import KafkaClient, KafkaSource
 from .sources.kinesis import KinesisSource
 
 log = structlog.get_logger("streamworker.worker")
@@ -38,6 +42,39 @@ class ShardStatus:
     last_sequence: str | None
     millis_behind_latest: int | None
     checkpoint: str
+
+
+class Coordinator(LeaseAccess, Protocol):
+    """What the scheduler needs from a coordinator (DynamoDB leases or the Kafka group)."""
+
+    def start(self) -> None: ...
+
+    def stop_taking(self) -> None: ...
+
+    def stop(self, timeout: float = ...) -> None: ...
+
+    def held_keys(self) -> list[str]: ...
+
+    def ensure_leases(self, shards: Iterable[ShardInfo], initial_position: InitialPosition) -> list[str]: ...
+
+
+def kafka_conf(config: WorkerConfig) -> dict[str, Any]:
+    """librdkafka settings: streamworker's defaults, then every -X property as given."""
+    conf: dict[str, Any] = {
+        "group.id": config.group_id or config.application_name,
+        "client.id": config.worker_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "latest" if config.initial_position == InitialPosition.LATEST else "earliest",
+        # librdkafka's default (1000 ms) stalls a consumer with a deep prefetch queue for ~1 s.
+        "fetch.queue.backoff.ms": 20,
+    }
+    if config.bootstrap_servers:
+        conf["bootstrap.servers"] = config.bootstrap_servers
+    if config.static_membership:
+        conf["group.instance.id"] = config.worker_id
+    conf.update(config.kafka_properties)
+    return conf
 
 
 def _client(service: str, session: boto3.session.Session | None) -> Any:
@@ -62,27 +99,48 @@ class Worker:
         kinesis_client: Any = None,
         dynamodb_client: Any = None,
         session: boto3.session.Session | None = None,
+        kafka_consumer_factory: Callable[[dict[str, Any]], Any] | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.config = config
         self.worker_id = config.worker_id
         self._factory = processor_factory
         self._clock = clock or SystemClock()
-        kinesis = kinesis_client or _client("kinesis", session)
-        dynamodb = dynamodb_client or _client("dynamodb", session)
-        self.source = KinesisSource(kinesis, config.stream, max_records=config.max_records,
-                                    idle_time=config.idle_time_between_reads, clock=self._clock)
-        self.table = LeaseTable(dynamodb, config.table_name, clock=self._clock)
-        self.coordinator = DynamoDBCoordinator(
-            self.table, self.worker_id, self, failover_time=config.failover_time,
-            take_interval=config.take_interval, max_leases=config.max_leases_for_worker,
-            max_steal=config.max_leases_to_steal_at_one_time, clock=self._clock, stream=config.stream,
-        )
+        self.kafka: KafkaClient | None = None
+        self.source: Source
+        if config.source == "kinesis":
+            assert config.stream is not None
+            kinesis = kinesis_client or _client("kinesis", session)
+            self.source = KinesisSource(kinesis, config.stream, max_records=config.max_records,
+                                        idle_time=config.idle_time_between_reads, clock=self._clock)
+        else:
+            self.kafka = KafkaClient(kafka_conf(config), consumer_factory=kafka_consumer_factory,
+                                     buffer_records=config.max_pending_batches * min(config.max_records, 500))
+            self.source = KafkaSource(self.kafka, config.topics, config.topic_pattern,
+                                      max_records=config.max_records, wait=min(config.idle_time_between_reads, 0.5),
+                                      assign_on_open=config.coordinator_kind == "dynamodb")
+        self.table: LeaseTable | None = None
+        self.coordinator: Coordinator
+        if config.coordinator_kind == "dynamodb":
+            dynamodb = dynamodb_client or _client("dynamodb", session)
+            self.table = LeaseTable(dynamodb, config.table_name, clock=self._clock)
+            self.coordinator = DynamoDBCoordinator(
+                self.table, self.worker_id, self, failover_time=config.failover_time,
+                take_interval=config.take_interval, max_leases=config.max_leases_for_worker,
+                max_steal=config.max_leases_to_steal_at_one_time, clock=self._clock, stream=config.stream_label,
+                checkpoint_mirror=self.source.mirror_checkpoint if isinstance(self.source, KafkaSource) else None,
+            )
+        else:
+            assert isinstance(self.source, KafkaSource)
+            self.coordinator = KafkaGroupCoordinator(
+                self.source, self.worker_id, self, initial_position=config.initial_position,
+                initial_timestamp=config.initial_timestamp, revoke_timeout=config.shutdown_timeout,
+                stream=config.stream_label)
         self._settings = ConsumerSettings(
             max_pending_batches=config.max_pending_batches, processor_retries=config.processor_retries,
             parent_poll_interval=config.parent_poll_interval,
             call_process_records_even_for_empty_list=config.call_process_records_even_for_empty_list,
-            initial_timestamp=config.initial_timestamp, stream=config.stream, worker_id=self.worker_id,
+            initial_timestamp=config.initial_timestamp, stream=config.stream_label, worker_id=self.worker_id,
         )
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._consumers: dict[str, ShardConsumer] = {}
@@ -90,7 +148,7 @@ class Worker:
         self._shutting_down = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
-        self._log = log.bind(worker_id=self.worker_id, stream=config.stream)
+        self._log = log.bind(worker_id=self.worker_id, stream=config.stream_label)
 
     # -- LeaseListener (called on the coordinator thread) -------------------------------------
 
@@ -109,14 +167,18 @@ class Worker:
         """Check the stream, create the lease table if needed, create leases, start threads.
         Raises SourceError for a missing stream or unreachable endpoint."""
         self.source.describe()
-        try:
-            self.table.ensure_table()
-        except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError):
-            raise SourceError(f"cannot reach DynamoDB at {self.table.client.meta.endpoint_url}") from None
-        except botocore.exceptions.ClientError as exc:
-            raise SourceError(f"lease table {self.table.table_name!r}: {exc}") from None
+        if self.table is not None:
+            try:
+                self.table.ensure_table()
+            except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError):
+                raise SourceError(f"cannot reach DynamoDB at {self.table.client.meta.endpoint_url}") from None
+            except botocore.exceptions.ClientError as exc:
+                raise SourceError(f"lease table {self.table.table_name!r}: {exc}") from None
         self.sync_shards()
-        self._log.info("worker started", table=self.table.table_name, failover_time=self.config.failover_time)
+        self._log.info("worker started", source=self.config.source, coordinator=self.config.coordinator_kind,
+                       failover_time=self.config.failover_time)
+        if self.kafka is not None and self.config.coordinator_kind == "dynamodb":
+            self.kafka.start()  # assign() mode: the poll thread serves the partitions we lease
         self.coordinator.start()
         self._thread = threading.Thread(target=self._run, name=f"scheduler-{self.worker_id}", daemon=True)
         self._thread.start()
@@ -225,6 +287,8 @@ class Worker:
         for key in self.coordinator.held_keys():
             self.coordinator.release(key)
         self.coordinator.stop()
+        if self.kafka is not None and self.config.coordinator_kind == "dynamodb":
+            self.kafka.stop()
         self._log.info("worker stopped")
 
     # -- status -------------------------------------------------------------------------------------

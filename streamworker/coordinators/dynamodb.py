@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -74,6 +74,7 @@ class DynamoDBCoordinator:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         stream: str = "",
+        checkpoint_mirror: Callable[[str, ExtendedSequenceNumber], None] | None = None,
     ) -> None:
         self.table = table
         self.worker_id = worker_id
@@ -85,6 +86,8 @@ class DynamoDBCoordinator:
         self.max_steal = max_steal
         self.clock = clock or SystemClock()
         self.stats = CoordinatorStats()
+        #: Called after each successful checkpoint (Kafka: mirror to the committed offsets).
+        self.checkpoint_mirror = checkpoint_mirror
         self._rng = rng or random.Random()
         self._held: dict[str, _Held] = {}
         self._held_lock = threading.Lock()
@@ -334,6 +337,8 @@ class DynamoDBCoordinator:
                    pending: ExtendedSequenceNumber | None = None) -> None:
         self._fenced_write(lease_key, "checkpoint", lambda counter, co: self.table.checkpoint(
             lease_key, counter, self.worker_id, checkpoint, pending, as_checkpoint_owner=co))
+        if self.checkpoint_mirror is not None:
+            self.checkpoint_mirror(lease_key, checkpoint)
 
     def prepare_checkpoint(self, lease_key: str, pending: ExtendedSequenceNumber) -> None:
         self._fenced_write(lease_key, "prepare_checkpoint", lambda counter, co: self.table.prepare_checkpoint(

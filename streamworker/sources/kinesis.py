@@ -15,7 +15,7 @@ from ..clock import Clock, SystemClock
 from ..errors import SourceError
 from ..processor import ChildShard
 from ..records import ExtendedSequenceNumber, Record, StartPosition
-from .base import Batch, ShardInfo
+from .base import Batch, ShardInfo, StopReading
 
 log = structlog.get_logger("streamworker.kinesis")
 
@@ -45,10 +45,6 @@ CONNECTION_ERRORS = (
 
 #: Kinesis allows 5 GetRecords calls per second per shard.
 MIN_READ_INTERVAL = 0.2
-
-
-class StopReading(Exception):
-    """The reader was closed while waiting."""
 
 
 def error_code(exc: BaseException) -> str:

@@ -1,0 +1,232 @@
+"""The ``kafka-group`` coordinator: the consumer-group protocol decides ownership.
+
+``on_assign`` becomes lease-acquired events (resuming from the committed offsets); ``on_revoke``
+asks the revoked shards to shut down, waits (bounded) until their in-flight batch finished and
+their checkpoint is committed, and only then returns to librdkafka; ``on_lost`` becomes
+lease-lost with no commit. A checkpoint at offset N commits N + 1. Works with eager assignors,
+cooperative-sticky and KIP-848 (incremental assignment in both of the latter).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from ..errors import CheckpointThrottledError, LeaseLostError
+from ..records import ExtendedSequenceNumber, InitialPosition, StartPosition
+from ..sources.base import ShardInfo
+from ..sources.kafka import KafkaSource, parse_shard, shard_key, start_offset
+from .dynamodb import LeaseListener
+from .lease import Lease
+
+log = structlog.get_logger("streamworker.kafka_group")
+
+_FENCED_ERRORS = ("ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID", "REBALANCE_IN_PROGRESS", "FENCED_INSTANCE_ID",
+                  "STALE_MEMBER_EPOCH", "UNKNOWN_TOPIC_OR_PART", "_ASSIGNMENT_LOST", "_STATE")
+PENDING_PREFIX = "streamworker:pending="
+
+
+@dataclass
+class _Assigned:
+    lease: Lease
+    released: threading.Event = field(default_factory=threading.Event)
+    checkpoint: ExtendedSequenceNumber | None = None
+
+
+class KafkaGroupCoordinator:
+    """Lease events from the Kafka consumer-group protocol; checkpoints as offset commits."""
+
+    def __init__(self, source: KafkaSource, worker_id: str, listener: LeaseListener, *,
+                 initial_position: InitialPosition, initial_timestamp: datetime | None = None,
+                 revoke_timeout: float = 20.0, stream: str = "") -> None:
+        self.source = source
+        self.client = source.client
+        self.worker_id = worker_id
+        self.listener = listener
+        self.initial_position = initial_position
+        self.initial_timestamp = initial_timestamp
+        self.revoke_timeout = revoke_timeout
+        self._held: dict[str, _Assigned] = {}
+        self._lock = threading.Lock()
+        self._log = log.bind(worker_id=worker_id, stream=stream)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.client.consumer.subscribe(self.source.subscription(), on_assign=self._on_assign,
+                                       on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self.client.start()
+
+    def stop_taking(self) -> None:
+        """The group keeps assigning until the consumer leaves it in ``stop``."""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.client.stop(timeout)
+
+    def ensure_leases(self, shards: Iterable[ShardInfo], initial_position: InitialPosition) -> list[str]:
+        return []  # the group protocol discovers partitions (and regex topics) itself
+
+    # -- rebalance callbacks (on the poll thread) ---------------------------------------------
+
+    def _incremental(self, consumer: Any) -> bool:
+        try:
+            return str(consumer.rebalance_protocol()).upper() == "COOPERATIVE"
+        except Exception:
+            return False
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        from confluent_kafka import TopicPartition
+
+        committed = consumer.committed(partitions, timeout=10) if partitions else []
+        start = StartPosition(self.initial_position.value, timestamp=self.initial_timestamp)
+        assign: list[Any] = []
+        leases: list[Lease] = []
+        for tp in committed:
+            pending = None
+            meta = getattr(tp, "metadata", None) or ""
+            if meta.startswith(PENDING_PREFIX):
+                pending = ExtendedSequenceNumber(meta[len(PENDING_PREFIX):])
+            if tp.offset >= 0:
+                offset = tp.offset
+                checkpoint = ExtendedSequenceNumber(str(tp.offset - 1))
+            else:
+                offset = start_offset(start, consumer, tp.topic, tp.partition)
+                checkpoint = ExtendedSequenceNumber(self.initial_position.value)
+            assign.append(TopicPartition(tp.topic, tp.partition, offset))
+            self.client.open_buffer(tp.topic, tp.partition, next_offset=offset if offset >= 0 else None)
+            leases.append(Lease(lease_key=shard_key(tp.topic, tp.partition), lease_owner=self.worker_id,
+                                checkpoint=checkpoint, pending_checkpoint=pending))
+        if self._incremental(consumer):
+            consumer.incremental_assign(assign)
+        else:
+            consumer.assign(assign)
+        for lease in leases:
+            with self._lock:
+                self._held[lease.lease_key] = _Assigned(lease, checkpoint=lease.checkpoint)
+            self._log.info("partition assigned", shard_id=lease.lease_key, checkpoint=str(lease.checkpoint))
+            self.listener.lease_acquired(lease)
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        keys = [shard_key(tp.topic, tp.partition) for tp in partitions]
+        with self._lock:
+            waiting = {k: self._held[k] for k in keys if k in self._held}
+        for k in waiting:
+            self.listener.handoff_requested(k)
+        deadline = time.monotonic() + self.revoke_timeout
+        while time.monotonic() < deadline and not all(a.released.is_set() for a in waiting.values()):
+            # The revoked shards' final checkpoints are commits queued for this (the poll) thread.
+            self.client.drain_control()
+            time.sleep(0.005)
+        self.client.drain_control()
+        for k, a in waiting.items():
+            if not a.released.is_set():
+                self._log.warning("revoked partition did not finish in time; its un-checkpointed records "
+                                  "will be processed again by the new owner", shard_id=k)
+                self._drop(k)
+        for tp in partitions:
+            self.client.close_buffer(tp.topic, tp.partition)
+        if self._incremental(consumer):
+            consumer.incremental_unassign(partitions)
+        else:
+            consumer.unassign()
+        if waiting:
+            self._log.info("partitions revoked", shards=sorted(waiting))
+
+    def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
+        for tp in partitions:
+            self._drop(shard_key(tp.topic, tp.partition))
+            self.client.close_buffer(tp.topic, tp.partition)
+        try:
+            if self._incremental(consumer):
+                consumer.incremental_unassign(partitions)
+            else:
+                consumer.unassign()
+        except Exception as exc:
+            self._log.warning("unassign after a lost assignment failed", error=str(exc))
+
+    def _drop(self, key: str) -> None:
+        with self._lock:
+            a = self._held.pop(key, None)
+        if a is not None:
+            a.released.set()
+            self._log.warning("partition lost", shard_id=key)
+            self.listener.lease_lost(key)
+
+    # -- LeaseAccess ---------------------------------------------------------------------------
+
+    def held_keys(self) -> list[str]:
+        with self._lock:
+            return sorted(self._held)
+
+    def is_held(self, lease_key: str) -> bool:
+        with self._lock:
+            return lease_key in self._held
+
+    def parents_complete(self, lease: Lease) -> bool:
+        return True
+
+    def _commit(self, lease_key: str, next_offset: int, metadata: str | None, op: str) -> None:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        if not self.is_held(lease_key):
+            raise LeaseLostError(f"shard {lease_key}: {op} refused: the partition is no longer assigned here")
+        topic, partition = parse_shard(lease_key)
+        tp = TopicPartition(topic, partition, next_offset, metadata) if metadata else \
+            TopicPartition(topic, partition, next_offset)
+        try:
+            self.client.commit_offsets([tp])
+        except concurrent.futures.TimeoutError:
+            raise CheckpointThrottledError(f"shard {lease_key}: {op} timed out") from None
+        except KafkaException as exc:
+            err: Any = exc.args[0] if exc.args else None
+            name = str(err.name()) if err is not None and hasattr(err, "name") else str(exc)
+            if any(f in name for f in _FENCED_ERRORS):
+                raise LeaseLostError(f"shard {lease_key}: {op} refused by the group ({name})") from None
+            raise CheckpointThrottledError(f"shard {lease_key}: {op} failed: {name}") from None
+
+    def checkpoint(self, lease_key: str, checkpoint: ExtendedSequenceNumber,
+                   pending: ExtendedSequenceNumber | None = None) -> None:
+        if checkpoint.is_sentinel:
+            return  # nothing processed yet: there is no offset to commit
+        self._commit(lease_key, int(checkpoint.sequence_number) + 1,
+                     f"{PENDING_PREFIX}{pending.sequence_number}" if pending else "", "checkpoint")
+        with self._lock:
+            if lease_key in self._held:
+                self._held[lease_key].checkpoint = checkpoint
+
+    def prepare_checkpoint(self, lease_key: str, pending: ExtendedSequenceNumber) -> None:
+        """Kafka has no pending offset: the current offset is committed again carrying the pending
+        one in its metadata, where the next owner finds it (``InitializationInput.pending_checkpoint``)."""
+        with self._lock:
+            a = self._held.get(lease_key)
+        current = a.checkpoint if a else None
+        if current is None or current.is_sentinel:
+            if not self.is_held(lease_key):
+                raise LeaseLostError(f"shard {lease_key}: prepare_checkpoint refused: not assigned here")
+            return
+        self._commit(lease_key, int(current.sequence_number) + 1, f"{PENDING_PREFIX}{pending.sequence_number}",
+                     "prepare_checkpoint")
+
+    def record_children(self, lease_key: str, child_ids: list[str]) -> None:
+        return None
+
+    def ensure_child_leases(self, children: list[tuple[str, tuple[str, ...]]]) -> None:
+        return None
+
+    def release(self, lease_key: str) -> bool:
+        with self._lock:
+            a = self._held.pop(lease_key, None)
+        if a is None:
+            return False
+        a.released.set()
+        return True
+
+    def forget(self, lease_key: str) -> None:
+        self.release(lease_key)

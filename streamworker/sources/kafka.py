@@ -1,0 +1,399 @@
+"""Apache Kafka source: a shard is a topic-partition, a sequence number an offset.
+
+One confluent-kafka Consumer per worker runs on a poll thread that calls ``consume(n)`` and
+demultiplexes messages into a bounded buffer per partition. A partition whose buffer is full is
+paused (the poll loop keeps running, so ``max.poll.interval.ms`` is never exceeded) and resumed
+with a seek to the next offset once its processor has caught up.
+
+Partitions are assigned either by the consumer-group protocol (``KafkaGroupCoordinator``
+drives ``subscribe``) or explicitly by ``open_reader`` (``assign``, for the DynamoDB coordinator).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import queue
+import re
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import structlog
+
+from ..errors import ConfigError, SourceError
+from ..records import ExtendedSequenceNumber, Record, StartPosition
+from .base import Batch, ShardInfo, StopReading
+
+log = structlog.get_logger("streamworker.kafka")
+T = TypeVar("T")
+
+
+def shard_key(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
+
+
+def parse_shard(shard_id: str) -> tuple[str, int]:
+    topic, _, part = shard_id.rpartition(":")
+    return topic, int(part)
+
+
+@dataclass(eq=False)
+class PartitionBuffer:
+    """Messages fetched for one partition and not yet handed to its reader."""
+
+    topic: str
+    partition: int
+    capacity: int
+    messages: deque[Any] = field(default_factory=deque)
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    #: Offset of the next message the buffer expects (duplicates after a resume are dropped).
+    next_offset: int | None = None
+    paused: bool = False
+    closed: bool = False
+
+
+class KafkaClient:
+    """The worker's one Consumer and its poll thread."""
+
+    def __init__(self, conf: dict[str, Any], *, poll_batch: int = 1000, buffer_records: int = 2000,
+                 consumer_factory: Callable[[dict[str, Any]], Any] | None = None) -> None:
+        try:
+            from confluent_kafka import Consumer
+        except ImportError:
+            raise ConfigError("the Kafka source needs confluent-kafka: pip install 'streamworker[kafka]'") from None
+
+        self.conf = conf
+        self.consumer = (consumer_factory or Consumer)(conf)
+        self.poll_batch = poll_batch
+        self.buffer_records = buffer_records
+        self._buffers: dict[tuple[str, int], PartitionBuffer] = {}
+        self._lock = threading.Lock()
+        self._control: queue.Queue[Callable[[], None]] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.errors: int = 0
+
+    # -- buffers ---------------------------------------------------------------------------
+
+    def open_buffer(self, topic: str, partition: int, next_offset: int | None = None) -> PartitionBuffer:
+        with self._lock:
+            buf = self._buffers.get((topic, partition))
+            if buf is None or buf.closed:
+                buf = PartitionBuffer(topic, partition, self.buffer_records, next_offset=next_offset)
+                self._buffers[(topic, partition)] = buf
+            return buf
+
+    def close_buffer(self, topic: str, partition: int) -> None:
+        with self._lock:
+            buf = self._buffers.pop((topic, partition), None)
+        if buf is not None:
+            with buf.cond:
+                buf.closed = True
+                buf.messages.clear()
+                buf.cond.notify_all()
+
+    def buffer(self, topic: str, partition: int) -> PartitionBuffer | None:
+        with self._lock:
+            return self._buffers.get((topic, partition))
+
+    # -- the poll thread ---------------------------------------------------------------------
+
+    def call_on_poll_thread(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` between two ``consume`` calls (assign, pause, resume, seek)."""
+        self._control.put(fn)
+
+    def run_on_poll_thread(self, fn: Callable[[], T], timeout: float = 30.0) -> T:
+        """Run ``fn`` on the poll thread and return its result. A synchronous commit made from any
+        other thread would wait until the poll thread leaves ``consume()``; here it does not."""
+        if threading.current_thread() is self._thread or self._thread is None or not self._thread.is_alive():
+            return fn()
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn())
+                except BaseException as exc:
+                    fut.set_exception(exc)
+
+        self._control.put(run)
+        return fut.result(timeout)
+
+    def drain_control(self) -> None:
+        """Run queued control operations now (the poll loop, and waits inside rebalance callbacks)."""
+        while True:
+            try:
+                op = self._control.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                op()
+            except Exception:
+                log.exception("kafka control operation failed")
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="kafka-poll", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        try:
+            self.consumer.close()
+        except Exception as exc:  # closing a consumer whose broker is gone must not hang shutdown
+            log.warning("kafka consumer close failed", error=str(exc))
+        with self._lock:
+            buffers = list(self._buffers.values())
+        for buf in buffers:
+            self.close_buffer(buf.topic, buf.partition)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._poll_once()
+            except Exception:  # the poll thread must never die silently: that stalls every shard
+                self.errors += 1
+                log.exception("kafka poll loop failed; continuing")
+                self._stop.wait(0.5)
+
+    def _poll_once(self) -> None:
+        from confluent_kafka import KafkaError
+
+        self.drain_control()
+        try:
+            messages = self.consumer.consume(self.poll_batch, 0.1)
+        except Exception as exc:
+            self.errors += 1
+            log.warning("kafka consume failed; retrying", error=str(exc))
+            self._stop.wait(0.5)
+            return
+        touched: set[PartitionBuffer] = set()
+        for m in messages:
+            err = m.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    self.errors += 1
+                    log.warning("kafka error", error=str(err), fatal=err.fatal())
+                continue
+            topic, partition, offset = m.topic(), m.partition(), m.offset()
+            if topic is None or partition is None or offset is None:
+                continue
+            buf = self.buffer(topic, partition)
+            if buf is None:
+                continue  # a partition no longer ours: its new owner reads from the commit
+            with buf.cond:
+                if buf.next_offset is not None and offset < buf.next_offset:
+                    continue  # re-fetched after a resume: already buffered
+                buf.messages.append(m)
+                buf.next_offset = offset + 1
+            touched.add(buf)
+        for buf in touched:
+            with buf.cond:
+                buf.cond.notify_all()
+                full = len(buf.messages) >= buf.capacity and not buf.paused
+                if full:
+                    buf.paused = True
+            if full:
+                self._pause(buf)
+
+    def _pause(self, buf: PartitionBuffer) -> None:
+        from confluent_kafka import TopicPartition
+
+        try:
+            self.consumer.pause([TopicPartition(buf.topic, buf.partition)])
+        except Exception as exc:
+            log.warning("pause failed", shard_id=shard_key(buf.topic, buf.partition), error=str(exc))
+
+    def request_resume(self, buf: PartitionBuffer) -> None:
+        from confluent_kafka import TopicPartition
+
+        def resume() -> None:
+            with buf.cond:
+                if not buf.paused or buf.closed:
+                    return
+                buf.paused = False
+                nxt = buf.next_offset
+            tp = TopicPartition(buf.topic, buf.partition)
+            try:
+                self.consumer.resume([tp])
+                if nxt is not None:
+                    # Fetching restarts exactly after the last buffered message.
+                    self.consumer.seek(TopicPartition(buf.topic, buf.partition, nxt))
+            except Exception as exc:
+                log.warning("resume failed", shard_id=shard_key(buf.topic, buf.partition), error=str(exc))
+
+        self.call_on_poll_thread(resume)
+
+    # -- commits -----------------------------------------------------------------------------
+
+    def commit(self, topic: str, partition: int, next_offset: int, *, asynchronous: bool = False) -> None:
+        from confluent_kafka import TopicPartition
+
+        self.commit_offsets([TopicPartition(topic, partition, next_offset)], asynchronous=asynchronous)
+
+    def commit_offsets(self, offsets: list[Any], *, asynchronous: bool = False) -> None:
+        """Commit on the poll thread; synchronous commits return once the broker answered."""
+        if asynchronous:
+            self.call_on_poll_thread(lambda: self.consumer.commit(offsets=offsets, asynchronous=True))
+        else:
+            self.run_on_poll_thread(lambda: self.consumer.commit(offsets=offsets, asynchronous=False))
+
+
+def to_record(m: Any) -> Record:
+    ts_type, ts = m.timestamp()
+    key = m.key()
+    topic, partition = m.topic(), m.partition()
+    return Record(
+        data=m.value() or b"",
+        partition_key=key.decode("utf-8", "replace") if key is not None else "",
+        sequence_number=str(m.offset()),
+        approximate_arrival_timestamp=datetime.fromtimestamp(ts / 1000, timezone.utc) if ts_type else None,
+        shard_id=f"{topic}:{partition}",
+        key=key,
+        headers=tuple(m.headers() or ()),
+        topic=topic,
+        partition=partition,
+    )
+
+
+class KafkaPartitionReader:
+    """Reads one partition's buffer. See ``ShardReader`` for the contract."""
+
+    def __init__(self, client: KafkaClient, buf: PartitionBuffer, *, skip_through: int | None,
+                 max_records: int, wait: float, on_close: Callable[[], None] | None = None) -> None:
+        self._client = client
+        self._buf = buf
+        self._skip_through = skip_through
+        self._max = max_records
+        self._wait = wait
+        self._on_close = on_close
+        self._closed = threading.Event()
+
+    def read(self) -> Batch:
+        buf = self._buf
+        with buf.cond:
+            if not buf.messages:
+                buf.cond.wait(self._wait)
+            if self._closed.is_set() or buf.closed:
+                raise StopReading()
+            n = min(self._max, len(buf.messages))
+            taken = [buf.messages.popleft() for _ in range(n)]
+            resume = buf.paused and len(buf.messages) <= buf.capacity // 2
+        if resume:
+            self._client.request_resume(buf)
+        records = [to_record(m) for m in taken]
+        if self._skip_through is not None:
+            records = [r for r in records if int(r.sequence_number) > self._skip_through]
+            if records:
+                self._skip_through = None
+        return Batch(records=records)
+
+    def close(self) -> None:
+        if not self._closed.is_set():
+            self._closed.set()
+            with self._buf.cond:
+                self._buf.cond.notify_all()
+            if self._on_close is not None:
+                self._on_close()
+
+
+def start_offset(position: StartPosition, consumer: Any, topic: str, partition: int) -> int:
+    """The offset to fetch from for a start position."""
+    from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, TopicPartition
+
+    if position.sequence is not None:
+        return int(position.sequence.sequence_number) + 1
+    if position.kind == "TRIM_HORIZON":
+        return int(OFFSET_BEGINNING)
+    if position.kind == "LATEST":
+        return int(OFFSET_END)
+    if position.kind == "AT_TIMESTAMP" and position.timestamp is not None:
+        ms = int(position.timestamp.timestamp() * 1000)
+        (tp,) = consumer.offsets_for_times([TopicPartition(topic, partition, ms)], timeout=10)
+        return int(tp.offset) if tp.offset >= 0 else int(OFFSET_END)
+    raise ValueError(f"unsupported start position {position}")
+
+
+class KafkaSource:
+    """Topic-partitions as shards, over one shared KafkaClient."""
+
+    def __init__(self, client: KafkaClient, topics: list[str], topic_pattern: str | None, *,
+                 max_records: int = 10000, wait: float = 0.5, assign_on_open: bool = True) -> None:
+        self.client = client
+        self.topics = list(topics)
+        self.topic_pattern = topic_pattern
+        self.max_records = max_records
+        self.wait = wait
+        self.assign_on_open = assign_on_open
+
+    @property
+    def stream(self) -> str:
+        return ",".join(self.topics) if self.topics else f"/{self.topic_pattern}/"
+
+    def subscription(self) -> list[str]:
+        """Topic names, with the pattern as librdkafka's ``^regex`` form."""
+        subs = list(self.topics)
+        if self.topic_pattern:
+            subs.append(self.topic_pattern if self.topic_pattern.startswith("^") else f"^{self.topic_pattern}")
+        return subs
+
+    def _matches(self, topic: str) -> bool:
+        if topic in self.topics:
+            return True
+        return bool(self.topic_pattern and re.fullmatch(self.topic_pattern.lstrip("^"), topic))
+
+    def describe(self) -> str:
+        """Check the broker answers and the topics exist; SourceError otherwise."""
+        try:
+            md = self.client.consumer.list_topics(timeout=10)
+        except Exception as exc:
+            raise SourceError(f"cannot reach Kafka at {self.client.conf.get('bootstrap.servers')}: {exc}") from None
+        missing = [t for t in self.topics if t not in md.topics or md.topics[t].error is not None]
+        if missing:
+            raise SourceError(f"Kafka topic(s) {', '.join(missing)} not found at "
+                              f"{self.client.conf.get('bootstrap.servers')}")
+        return "ACTIVE"
+
+    def list_shards(self) -> list[ShardInfo]:
+        md = self.client.consumer.list_topics(timeout=10)
+        shards: list[ShardInfo] = []
+        for name, t in sorted(md.topics.items()):
+            if t.error is None and not name.startswith("__") and self._matches(name):
+                shards.extend(ShardInfo(shard_key(name, p)) for p in sorted(t.partitions))
+        return shards
+
+    def open_reader(self, shard_id: str, position: StartPosition) -> KafkaPartitionReader:
+        topic, partition = parse_shard(shard_id)
+        skip = int(position.sequence.sequence_number) if position.sequence is not None else None
+        if not self.assign_on_open:
+            buf = self.client.open_buffer(topic, partition)
+            return KafkaPartitionReader(self.client, buf, skip_through=skip, max_records=self.max_records,
+                                        wait=self.wait)
+        from confluent_kafka import TopicPartition
+
+        offset = start_offset(position, self.client.consumer, topic, partition)
+        buf = self.client.open_buffer(topic, partition, next_offset=offset if offset >= 0 else None)
+        self.client.call_on_poll_thread(
+            lambda: self.client.consumer.incremental_assign([TopicPartition(topic, partition, offset)]))
+
+        def unassign() -> None:
+            self.client.close_buffer(topic, partition)
+            self.client.call_on_poll_thread(
+                lambda: self.client.consumer.incremental_unassign([TopicPartition(topic, partition)]))
+
+        return KafkaPartitionReader(self.client, buf, skip_through=skip, max_records=self.max_records,
+                                    wait=self.wait, on_close=unassign)
+
+    def mirror_checkpoint(self, lease_key: str, checkpoint: ExtendedSequenceNumber) -> None:
+        """Copy a lease-table checkpoint to Kafka's committed offsets, for standard lag tools."""
+        if checkpoint.is_sentinel:
+            return
+        topic, partition = parse_shard(lease_key)
+        try:
+            self.client.commit(topic, partition, int(checkpoint.sequence_number) + 1, asynchronous=True)
+        except Exception as exc:  # the lease table holds the truth; the mirror is best effort
+            log.warning("mirroring the checkpoint to Kafka failed", shard_id=lease_key, error=str(exc))
