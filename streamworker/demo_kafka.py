@@ -1,0 +1,94 @@
+"""``streamworker demo --source kafka``: the metrics demo on a local Kafka-compatible broker
+(tansu), with the consumer-group protocol deciding which worker owns which partition."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+
+from .config import WorkerConfig
+from .demo import HOSTS, METRICS, Aggregates, DemoMetricsProcessor, _print_progress, _wait
+from .log import configure_logging
+from .records import InitialPosition
+from .worker import Worker
+
+TOPIC = "metrics"
+
+
+def _producer(bootstrap: str, stop: threading.Event, produced: list[int]) -> None:
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    rng = random.Random(7)
+    while not stop.is_set():
+        for _ in range(25):
+            metric, host = rng.choice(METRICS), rng.choice(HOSTS)
+            value = round(rng.uniform(0, 100), 2)
+            p.produce(TOPIC, key=metric.encode(), value=json.dumps({"host": host, "metric": metric,
+                                                                    "value": value}).encode())
+        p.flush(10)
+        produced[0] += 25
+        stop.wait(0.25)
+
+
+def run_kafka_demo(duration: float = 40.0, partitions: int = 4) -> int:
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+    from .local import KafkaBroker
+
+    configure_logging("INFO", "console")
+    broker = KafkaBroker().start()
+    print(f"embedded Kafka-compatible broker (tansu) at {broker.bootstrap}")
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic(TOPIC, num_partitions=partitions, replication_factor=1)])[TOPIC].result(15)
+    print(f"created topic {TOPIC!r} with {partitions} partitions; producing metric records keyed by metric name")
+
+    agg = Aggregates()
+    stop_producing = threading.Event()
+    produced = [0]
+    threading.Thread(target=_producer, args=(broker.bootstrap, stop_producing, produced), daemon=True).start()
+
+    def make_worker(name: str) -> Worker:
+        cfg = WorkerConfig.load({
+            "source": "kafka", "topics": [TOPIC], "bootstrap_servers": broker.bootstrap,
+            "application_name": "metrics-demo", "worker_id": name,
+            "initial_position": InitialPosition.TRIM_HORIZON, "idle_time_between_reads": 0.3,
+            "kafka_properties": ["session.timeout.ms=6000", "heartbeat.interval.ms=1000"],
+            "log_format": "console"})
+        return Worker(cfg, lambda: DemoMetricsProcessor(name, agg))
+
+    t0 = time.monotonic()
+    a, b = make_worker("worker-A"), make_worker("worker-B")
+    a.start()
+    b.start()
+    split = _wait(lambda: len(a.coordinator.held_keys()) + len(b.coordinator.held_keys()) == partitions
+                  and len(a.coordinator.held_keys()) > 0 and len(b.coordinator.held_keys()) > 0, 30)
+    print(f"\nthe group assigned worker-A {a.coordinator.held_keys()} and worker-B {b.coordinator.held_keys()}"
+          f"{'' if split else ' (not settled yet)'}")
+    phase_end = t0 + duration * 0.45
+    while time.monotonic() < phase_end:
+        time.sleep(2.0)
+        _print_progress([a, b], agg, produced[0], t0)
+
+    print("\n>>> stopping worker-A (graceful: shutdown_requested, commit, leave the group)")
+    handed = time.monotonic()
+    a.shutdown()
+    took_over = _wait(lambda: len(b.coordinator.held_keys()) == partitions, 30)
+    print(f">>> worker-B holds {b.coordinator.held_keys()} "
+          f"({'all partitions' if took_over else 'not all yet'}, {time.monotonic() - handed:.1f}s after the stop)")
+    phase_end = t0 + duration * 0.85
+    while time.monotonic() < phase_end:
+        time.sleep(2.0)
+        _print_progress([b], agg, produced[0], t0)
+    stop_producing.set()
+    caught_up = _wait(lambda: len(agg.seen) >= produced[0], max(5.0, duration * 0.2))
+    _print_progress([b], agg, produced[0], t0)
+    b.shutdown()
+    distinct = len(agg.seen)
+    dupes = sum(agg.seen.values()) - distinct
+    print(f"\nproduced {produced[0]} records; processed {distinct} distinct, {dupes} twice; "
+          f"{'nothing lost' if distinct >= produced[0] else 'NOT ALL PROCESSED'} ({time.monotonic() - t0:.0f}s)")
+    broker.stop()
+    return 0 if caught_up and took_over else 1
