@@ -22,7 +22,7 @@ from .backoff import Backoff
 from .checkpointer import Checkpointer
 from .clock import Clock, SystemClock
 from .coordinators.lease import Lease
-from .errors import CheckpointError, ShardEndNotCheckpointedError
+from .errors import CheckpointError, LeaseLostError, ShardEndNotCheckpointedError
 from .processor import (
     ChildShard,
     InitializationInput,
@@ -217,9 +217,9 @@ class ShardConsumer:
             try:
                 call()
                 return
-            except CheckpointError:
+            except LeaseLostError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # incl. a checkpoint that failed for a transient reason
                 attempt += 1
                 self.progress.failures += 1
                 if attempt > self.settings.processor_retries:
@@ -316,7 +316,7 @@ class ShardConsumer:
         )
         try:
             self._with_retries("process_records", lambda: self.processor.process_records(pri))
-        except CheckpointError as exc:
+        except LeaseLostError as exc:
             self._log.warning("checkpoint inside process_records refused", error=str(exc))
             self._end_lease_lost()
             return False

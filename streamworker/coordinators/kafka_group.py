@@ -28,8 +28,15 @@ from .lease import Lease
 
 log = structlog.get_logger("streamworker.kafka_group")
 
-_FENCED_ERRORS = ("ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID", "REBALANCE_IN_PROGRESS", "FENCED_INSTANCE_ID",
-                  "STALE_MEMBER_EPOCH", "UNKNOWN_TOPIC_OR_PART", "_ASSIGNMENT_LOST", "_STATE")
+#: Another instance took this static member id: nothing this worker commits counts any more.
+_FENCED_ERRORS = ("FENCED_INSTANCE_ID",)
+#: Commits refused while a rebalance is under way (or the coordinator moves). With incremental
+#: protocols the member keeps the partitions it was not asked to give up, and the commit succeeds
+#: once the rebalance completes; whether a partition is still ours is decided by the rebalance
+#: callbacks (on_revoke / on_lost remove it), which the retry loop checks before every attempt.
+_RETRY_ERRORS = ("REBALANCE_IN_PROGRESS", "ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID", "STALE_MEMBER_EPOCH",
+                 "COORDINATOR_LOAD_IN_PROGRESS", "NOT_COORDINATOR", "COORDINATOR_NOT_AVAILABLE",
+                 "REQUEST_TIMED_OUT", "_TIMED_OUT", "_TRANSPORT", "_WAIT_COORD")
 PENDING_PREFIX = "streamworker:pending="
 
 
@@ -45,7 +52,7 @@ class KafkaGroupCoordinator:
 
     def __init__(self, source: KafkaSource, worker_id: str, listener: LeaseListener, *,
                  initial_position: InitialPosition, initial_timestamp: datetime | None = None,
-                 revoke_timeout: float = 20.0, stream: str = "") -> None:
+                 revoke_timeout: float = 20.0, commit_timeout: float = 15.0, stream: str = "") -> None:
         self.source = source
         self.client = source.client
         self.worker_id = worker_id
@@ -53,6 +60,7 @@ class KafkaGroupCoordinator:
         self.initial_position = initial_position
         self.initial_timestamp = initial_timestamp
         self.revoke_timeout = revoke_timeout
+        self.commit_timeout = commit_timeout
         self._held: dict[str, _Assigned] = {}
         self._lock = threading.Lock()
         self._log = log.bind(worker_id=worker_id, stream=stream)
@@ -76,10 +84,12 @@ class KafkaGroupCoordinator:
     # -- rebalance callbacks (on the poll thread) ---------------------------------------------
 
     def _incremental(self, consumer: Any) -> bool:
-        try:
-            return str(consumer.rebalance_protocol()).upper() == "COOPERATIVE"
-        except Exception:
-            return False
+        """Incremental (cooperative) assignment: cooperative-sticky or KIP-848. Fixed by the
+        configuration, so it is read from there (the binding has no rebalance_protocol())."""
+        conf = self.client.conf
+        if str(conf.get("group.protocol", "classic")).lower() == "consumer":
+            return True
+        return "cooperative" in str(conf.get("partition.assignment.strategy", "")).lower()
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         from confluent_kafka import TopicPartition
@@ -175,21 +185,30 @@ class KafkaGroupCoordinator:
     def _commit(self, lease_key: str, next_offset: int, metadata: str | None, op: str) -> None:
         from confluent_kafka import KafkaException, TopicPartition
 
-        if not self.is_held(lease_key):
-            raise LeaseLostError(f"shard {lease_key}: {op} refused: the partition is no longer assigned here")
         topic, partition = parse_shard(lease_key)
         tp = TopicPartition(topic, partition, next_offset, metadata) if metadata else \
             TopicPartition(topic, partition, next_offset)
-        try:
-            self.client.commit_offsets([tp])
-        except concurrent.futures.TimeoutError:
-            raise CheckpointThrottledError(f"shard {lease_key}: {op} timed out") from None
-        except KafkaException as exc:
-            err: Any = exc.args[0] if exc.args else None
-            name = str(err.name()) if err is not None and hasattr(err, "name") else str(exc)
-            if any(f in name for f in _FENCED_ERRORS):
-                raise LeaseLostError(f"shard {lease_key}: {op} refused by the group ({name})") from None
-            raise CheckpointThrottledError(f"shard {lease_key}: {op} failed: {name}") from None
+        deadline = time.monotonic() + self.commit_timeout
+        delay = 0.05
+        while True:
+            if not self.is_held(lease_key):
+                raise LeaseLostError(f"shard {lease_key}: {op} refused: the partition is no longer assigned here")
+            try:
+                # Retries wait here, on the caller's thread; each attempt runs on the poll thread,
+                # which keeps serving the rebalance in between.
+                self.client.commit_offsets([tp])
+                return
+            except concurrent.futures.TimeoutError:
+                raise CheckpointThrottledError(f"shard {lease_key}: {op} timed out") from None
+            except KafkaException as exc:
+                err: Any = exc.args[0] if exc.args else None
+                name = str(err.name()) if err is not None and hasattr(err, "name") else str(exc)
+                if any(f in name for f in _FENCED_ERRORS):
+                    raise LeaseLostError(f"shard {lease_key}: {op} refused by the group ({name})") from None
+                if not any(r in name for r in _RETRY_ERRORS) or time.monotonic() + delay > deadline:
+                    raise CheckpointThrottledError(f"shard {lease_key}: {op} failed: {name}") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     def checkpoint(self, lease_key: str, checkpoint: ExtendedSequenceNumber,
                    pending: ExtendedSequenceNumber | None = None) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from streamworker.local import KinesisMock, MotoServer
+from streamworker.local import KafkaBroker, KinesisMock, MotoServer
 
 HERE = Path(__file__).parent
 PROCESSOR = f"{HERE / 'recording_processor.py'}:RecordingProcessor"
@@ -126,10 +126,11 @@ def settled(table_name, log, expected):
 
 
 class WorkerProcess:
-    def __init__(self, name, names, env, log, tmp, failover=3.0, hold_file=None, extra=()):
+    def __init__(self, name, names, env, log, tmp, failover=3.0, hold_file=None, extra=(), source=None):
         self.name = name
         self.stderr_path = tmp / f"{name}.stderr"
-        cmd = [sys.executable, "-m", "streamworker", "run", PROCESSOR, "--stream", names["stream"],
+        source = source or ["--stream", names["stream"]]
+        cmd = [sys.executable, "-m", "streamworker", "run", PROCESSOR, *source,
                "--application-name", names["app"], "--worker-id", name, "--failover-time", str(failover),
                "--initial-position", "TRIM_HORIZON", "--idle-time-between-reads", "0.2",
                "--log-format", "json", *extra]
@@ -185,3 +186,58 @@ def owner_counts(table_name):
     except Exception:
         return {}
     return counts
+
+
+# -- Kafka --------------------------------------------------------------------------------------
+
+KAFKA_GROUP_TIMING = ["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000"]
+
+
+@pytest.fixture(scope="session")
+def kafka_broker():
+    with KafkaBroker() as broker:
+        yield broker
+
+
+class KafkaTopics:
+    def __init__(self, bootstrap):
+        from confluent_kafka.admin import AdminClient
+
+        self.bootstrap = bootstrap
+        self.admin = AdminClient({"bootstrap.servers": bootstrap})
+        self.producer = None
+
+    def create(self, name, partitions=4):
+        from confluent_kafka.admin import NewTopic
+
+        self.admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])[name].result(15)
+        return name
+
+    def produce(self, topic, start, count, keys=16, partitions=None):
+        """Records start..start+count-1; key-N goes to partition N % partitions (librdkafka's
+        CRC32 partitioner would put all sixteen keys on two of four partitions)."""
+        from confluent_kafka import Producer
+
+        if self.producer is None:
+            self.producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5})
+        if partitions is None:
+            partitions = len(self.admin.list_topics(topic, timeout=10).topics[topic].partitions)
+        for i in range(start, start + count):
+            self.producer.produce(topic, key=f"key-{i % keys}".encode(), value=str(i).encode(),
+                                  partition=(i % keys) % partitions)
+        assert self.producer.flush(15) == 0
+
+    def committed(self, group, topic, partitions=4):
+        from confluent_kafka import Consumer, TopicPartition
+
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group})
+        try:
+            return {tp.partition: tp.offset for tp in
+                    c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)}
+        finally:
+            c.close()
+
+
+@pytest.fixture
+def kafka(kafka_broker):
+    return KafkaTopics(kafka_broker.bootstrap)

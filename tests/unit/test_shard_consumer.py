@@ -10,8 +10,7 @@ from streamworker.processor import ChildShard, RecordProcessor
 from streamworker.records import ExtendedSequenceNumber as ESN
 from streamworker.records import Record
 from streamworker.shard_consumer import ConsumerSettings, ConsumerState, ShardConsumer
-from streamworker.sources.base import Batch
-from streamworker.sources.base import StopReading
+from streamworker.sources.base import Batch, StopReading
 
 
 def wait_for(cond, timeout=5.0):

@@ -1,0 +1,103 @@
+"""Kafka: the same RecordingProcessor class as the Kinesis tests, run unchanged on topics."""
+
+import signal
+import time
+
+import pytest
+
+from .conftest import KAFKA_GROUP_TIMING, running_shards, settled, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def kafka_args(kafka, topic, *extra):
+    return ["--source", "kafka", "--topic", topic, "--bootstrap-servers", kafka.bootstrap, *KAFKA_GROUP_TIMING,
+            *extra]
+
+
+def split(log, a, b, total=4):
+    ra, rb = running_shards(log, a), running_shards(log, b)
+    return len(ra) + len(rb) == total and ra and rb and not (ra & rb)
+
+
+def test_group_splits_partitions_and_kill9_resumes_from_committed_offsets(kafka, names, workers):
+    log = workers.log
+    topic = kafka.create(names["stream"])
+    a = workers("A", source=kafka_args(kafka, topic))
+    workers("B", source=kafka_args(kafka, topic))
+    kafka.produce(topic, 0, 400)
+    wait_for(lambda: split(log, "A", "B") and set(log.data()) >= set(range(400)), 60, "a split and 400 records")
+    a_parts = running_shards(log, "A")
+    a.proc.kill()
+    killed_wall = time.time()
+    a.proc.wait(5)
+    kafka.produce(topic, 400, 400)
+    wait_for(lambda: running_shards(log, "B") == {f"{topic}:{p}" for p in range(4)}, 60, "B to get every partition")
+    wait_for(lambda: set(log.data()) >= set(range(800)), 60, "all 800 records")
+    last_commit = {}
+    for e in log.events("checkpointed"):
+        if e["w"] == "A":
+            last_commit[e["shard"]] = max(last_commit.get(e["shard"], -1), int(e["seq"]))
+    seen = {}
+    for e in log.events("rec"):
+        seen.setdefault(int(e["data"]), []).append(e)
+    for hits in seen.values():
+        if len(hits) > 1:
+            first = hits[0]
+            assert first["w"] == "A" and first["shard"] in a_parts
+            assert int(first["seq"]) > last_commit.get(first["shard"], -1), f"committed record redone: {hits}"
+    resumed = [e for e in log.events("init") if e["w"] == "B" and e["t"] > killed_wall and e["shard"] in a_parts]
+    assert resumed and all(e["checkpoint"] != "TRIM_HORIZON" for e in resumed)
+    committed = kafka.committed(names["app"], topic)
+    assert sum(committed.values()) == 800  # offset N+1 is committed for a checkpoint at N
+
+
+def test_rolling_restart_with_sigterm_processes_nothing_twice(kafka, names, workers):
+    log = workers.log
+    topic = kafka.create(names["stream"])
+    a = workers("A", source=kafka_args(kafka, topic))
+    b = workers("B", source=kafka_args(kafka, topic))
+    kafka.produce(topic, 0, 300)
+    wait_for(lambda: split(log, "A", "B") and set(log.data()) >= set(range(300)), 60, "first 300")
+    for old, new, start in ((a, "A2", 300), (b, "B2", 600)):
+        old.signal(signal.SIGTERM)
+        assert old.proc.wait(30) == 0
+        workers(new, source=kafka_args(kafka, topic))
+        kafka.produce(topic, start, 300)
+        wait_for(lambda s=start: set(log.data()) >= set(range(s + 300)), 60, f"records up to {start + 300}")
+    data = log.data()
+    assert sorted(data) == list(range(900)), "a record was lost or processed twice"
+    assert not log.events("lease_lost")
+
+
+def test_dynamodb_leases_for_kafka_with_commits_mirrored(kafka, aws_env, names, workers):
+    log = workers.log
+    topic = kafka.create(names["stream"])
+    args = kafka_args(kafka, topic, "--coordinator", "dynamodb")
+    workers("A", source=args)
+    workers("B", source=args)
+    kafka.produce(topic, 0, 400)
+    wait_for(lambda: settled(names["app"], log, {"A": 2, "B": 2}) and set(log.data()) >= set(range(400)), 60,
+             "a 2/2 split by the lease table and 400 records")
+    import boto3
+
+    items = boto3.client("dynamodb").scan(TableName=names["app"])["Items"]
+    assert sorted(i["leaseKey"]["S"] for i in items) == [f"{topic}:{p}" for p in range(4)]
+    wait_for(lambda: sum(v for v in kafka.committed(names["app"], topic).values() if v > 0) == 400, 30,
+             "checkpoints mirrored to Kafka's committed offsets")
+    data = log.data()
+    assert len(data) == len(set(data)) == 400
+
+
+def test_topic_pattern_picks_up_new_topics(kafka, names, workers):
+    log = workers.log
+    prefix = names["stream"]
+    first = kafka.create(f"{prefix}-a", partitions=2)
+    workers("A", source=["--source", "kafka", "--topic-pattern", f"^{prefix}-.*", "--bootstrap-servers",
+                         kafka.bootstrap, *KAFKA_GROUP_TIMING, "-X", "topic.metadata.refresh.interval.ms=1000"])
+    kafka.produce(first, 0, 100)
+    wait_for(lambda: set(log.data()) >= set(range(100)), 60, "the first topic")
+    second = kafka.create(f"{prefix}-b", partitions=2)
+    kafka.produce(second, 100, 100)
+    wait_for(lambda: set(log.data()) >= set(range(200)), 60, "the topic created later")
+    assert {e["shard"] for e in log.events("init")} == {f"{first}:0", f"{first}:1", f"{second}:0", f"{second}:1"}

@@ -1,0 +1,72 @@
+"""Incremental rebalancing (cooperative-sticky, KIP-848) on librdkafka's in-process mock cluster,
+which tansu does not offer (KIP-848) or offers only slowly (cooperative-sticky)."""
+
+import uuid
+
+import pytest
+
+from streamworker import Worker, WorkerConfig
+
+from .conftest import wait_for
+from .inprocess import Collected, CollectingProcessor
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def mock_cluster():
+    from confluent_kafka import Producer
+
+    creator = Producer({"test.mock.num.brokers": 1, "bootstrap.servers": ""})
+    broker = next(iter(creator.list_topics(timeout=10).brokers.values()))
+    yield creator, f"{broker.host}:{broker.port}"  # the cluster lives as long as its creator
+
+
+def kafka_worker(name, bootstrap, topic, out, props):
+    cfg = WorkerConfig.load({"source": "kafka", "topics": [topic], "bootstrap_servers": bootstrap,
+                             "application_name": f"proto-{topic}", "worker_id": name,
+                             "initial_position": "TRIM_HORIZON", "idle_time_between_reads": 0.2,
+                             "kafka_properties": props})
+    w = Worker(cfg, lambda: CollectingProcessor(name, out))
+    w.start()
+    return w
+
+
+@pytest.mark.parametrize("props", [
+    ["partition.assignment.strategy=cooperative-sticky", "session.timeout.ms=6000", "heartbeat.interval.ms=1000"],
+    ["group.protocol=consumer"],
+], ids=["cooperative-sticky", "kip-848"])
+def test_incremental_rebalance_moves_only_what_it_must_and_loses_nothing(mock_cluster, props):
+    creator, bootstrap = mock_cluster
+    topic = f"t-{uuid.uuid4().hex[:6]}"
+    for i in range(200):
+        creator.produce(topic, value=str(i).encode(), partition=i % 4)
+    assert creator.flush(10) == 0
+    out = Collected()
+    a = kafka_worker("A", bootstrap, topic, out, props)
+    wait_for(lambda: len(a.coordinator.held_keys()) == 4, 30, "A to hold every partition")
+    b = kafka_worker("B", bootstrap, topic, out, props)
+    try:
+        wait_for(lambda: len(a.coordinator.held_keys()) == 2 and len(b.coordinator.held_keys()) == 2, 60,
+                 "an incremental 2/2 split")
+        for i in range(200, 400):
+            creator.produce(topic, value=str(i).encode(), partition=i % 4)
+        assert creator.flush(10) == 0
+        wait_for(lambda: set(out.data()) >= {str(i) for i in range(400)}, 30, "400 records")
+        kept = set(a.coordinator.held_keys())
+        with out.lock:
+            a_inits = [e for e in out.events if e[0] == "init" and e[1] == "A"]
+        # incremental: A kept two partitions throughout, so it initialized only its first four
+        assert len(a_inits) == 4 and kept <= {e[2] for e in a_inits}
+        a.shutdown(20)
+        wait_for(lambda: len(b.coordinator.held_keys()) == 4, 60, "B to take A's partitions")
+        for i in range(400, 600):
+            creator.produce(topic, value=str(i).encode(), partition=i % 4)
+        assert creator.flush(10) == 0
+        wait_for(lambda: set(out.data()) >= {str(i) for i in range(600)}, 30, "600 records")
+    finally:
+        a.shutdown(20)
+        b.shutdown(20)
+    data = out.data()
+    assert sorted(set(data), key=int) == [str(i) for i in range(600)]
+    assert len(data) == len(set(data)), "graceful rebalances must not process a record twice"
