@@ -1,0 +1,101 @@
+"""The Kafka poll loop's demultiplexing, backpressure (pause) and resume-at-the-right-offset."""
+
+import pytest
+
+pytest.importorskip("confluent_kafka")
+
+from streamworker.sources.kafka import KafkaClient, KafkaPartitionReader, to_record  # noqa: E402
+
+
+class Msg:
+    def __init__(self, topic, partition, offset, key=b"k"):
+        self._t, self._p, self._o, self._k = topic, partition, offset, key
+
+    def topic(self):
+        return self._t
+
+    def partition(self):
+        return self._p
+
+    def offset(self):
+        return self._o
+
+    def error(self):
+        return None
+
+    def key(self):
+        return self._k
+
+    def value(self):
+        return str(self._o).encode()
+
+    def headers(self):
+        return [("h", b"v")]
+
+    def timestamp(self):
+        return (1, 1_700_000_000_000)
+
+
+class FakeConsumer:
+    def __init__(self, conf):
+        self.script = []
+        self.calls = []
+
+    def consume(self, n, timeout):
+        return self.script.pop(0) if self.script else []
+
+    def pause(self, tps):
+        self.calls.append(("pause", [(t.topic, t.partition) for t in tps]))
+
+    def resume(self, tps):
+        self.calls.append(("resume", [(t.topic, t.partition) for t in tps]))
+
+    def seek(self, tp):
+        self.calls.append(("seek", (tp.topic, tp.partition, tp.offset)))
+
+
+def make(capacity=4):
+    client = KafkaClient({}, buffer_records=capacity, consumer_factory=FakeConsumer)
+    return client, client.consumer
+
+
+def test_messages_are_routed_to_their_partition_and_never_dropped_when_full():
+    client, consumer = make(capacity=4)
+    b0 = client.open_buffer("t", 0, next_offset=0)
+    b1 = client.open_buffer("t", 1, next_offset=0)
+    consumer.script = [[Msg("t", 0, o) for o in range(6)] + [Msg("t", 1, 0), Msg("other", 0, 0)]]
+    client._poll_once()
+    assert [m.offset() for m in b0.messages] == [0, 1, 2, 3, 4, 5]
+    assert [m.offset() for m in b1.messages] == [0]
+    assert b0.paused and not b1.paused
+    assert consumer.calls == [("pause", [("t", 0)])]
+
+
+def test_a_drained_partition_resumes_exactly_after_its_last_buffered_offset():
+    client, consumer = make(capacity=4)
+    buf = client.open_buffer("t", 0, next_offset=10)
+    consumer.script = [[Msg("t", 0, o) for o in range(10, 16)]]
+    client._poll_once()
+    reader = KafkaPartitionReader(client, buf, skip_through=None, max_records=3, wait=0.01)
+    assert [r.offset for r in reader.read().records] == [10, 11, 12]
+    client._poll_once()
+    assert ("resume", [("t", 0)]) not in consumer.calls  # still above half the capacity
+    assert [r.offset for r in reader.read().records] == [13, 14, 15]
+    consumer.script = [[Msg("t", 0, 15), Msg("t", 0, 16), Msg("t", 0, 17)]]  # a re-fetch overlaps
+    client._poll_once()
+    assert consumer.calls[-2:] == [("resume", [("t", 0)]), ("seek", ("t", 0, 16))]
+    assert [r.offset for r in reader.read().records] == [16, 17]  # offset 15 not delivered twice
+
+
+def test_reader_skips_through_the_checkpoint_and_maps_kafka_fields():
+    client, consumer = make()
+    buf = client.open_buffer("orders", 3)
+    consumer.script = [[Msg("orders", 3, o, key=b"user-1") for o in (7, 8, 9)]]
+    client._poll_once()
+    reader = KafkaPartitionReader(client, buf, skip_through=8, max_records=100, wait=0.01)
+    (rec,) = reader.read().records
+    assert (rec.shard_id, rec.topic, rec.partition, rec.offset, rec.sequence_number) == ("orders:3", "orders", 3, 9,
+                                                                                         "9")
+    assert rec.key == b"user-1" and rec.partition_key == "user-1" and rec.data == b"9"
+    assert rec.headers == (("h", b"v"),) and rec.approximate_arrival_timestamp.year == 2023
+    assert to_record(Msg("t", 0, 1, key=None)).partition_key == ""
