@@ -115,7 +115,7 @@ class Worker:
                                         idle_time=config.idle_time_between_reads, clock=self._clock)
         else:
             self.kafka = KafkaClient(kafka_conf(config), consumer_factory=kafka_consumer_factory,
-                                     buffer_records=config.max_pending_batches * min(config.max_records, 500))
+                                     buffer_bytes=config.kafka_buffer_bytes)
             self.source = KafkaSource(self.kafka, config.topics, config.topic_pattern,
                                       max_records=config.max_records, wait=min(config.idle_time_between_reads, 0.5),
                                       assign_on_open=config.coordinator_kind == "dynamodb")

@@ -55,7 +55,8 @@ class FakeConsumer:
 
 
 def make(capacity=4):
-    client = KafkaClient({}, buffer_records=capacity, consumer_factory=FakeConsumer)
+    # each test message weighs len(value) + 64 bytes of accounted overhead: ~65-66 bytes
+    client = KafkaClient({}, buffer_bytes=capacity * 66, consumer_factory=FakeConsumer)
     return client, client.consumer
 
 
