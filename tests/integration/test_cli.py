@@ -83,3 +83,14 @@ def test_config_file_and_env(env, names, tmp_path):
             break
     p.send_signal(signal.SIGTERM)
     assert p.wait(30) == 0
+
+
+def test_kafka_missing_topic_and_unreachable_broker(env, names, kafka_broker):
+    r = run_cli("run", PROCESSOR, "--source", "kafka", "--topic", "no-such-topic", "--bootstrap-servers",
+                kafka_broker.bootstrap, "--application-name", names["app"], env=env)
+    assert r.returncode == 1 and "topic(s) no-such-topic not found" in one_clear_line(r)
+    r = run_cli("run", PROCESSOR, "--source", "kafka", "--topic", "t", "--bootstrap-servers", "127.0.0.1:9",
+                "--application-name", names["app"], env=env)
+    assert r.returncode == 1 and "cannot reach Kafka at 127.0.0.1:9" in one_clear_line(r)
+    r = run_cli("run", PROCESSOR, "--source", "kafka", "--application-name", names["app"], env=env)
+    assert r.returncode == 2 and "--topic" in one_clear_line(r)

@@ -29,6 +29,8 @@ def test_two_workers_split_four_shards_and_kill9_loses_nothing(stream4, names, w
     wait_for(lambda: settled(names["app"], log, {"A": 2, "B": 2}), 30, "a 2/2 split")
     wait_for(all_processed(log, 400), 30, "first 400 records")
     a_shards = sorted(s for s, o in lease_owners(names["app"]).items() if o == "A")
+    wait_for(lambda: {e["shard"] for e in log.events("checkpointed") if e["w"] == "A"} >= set(a_shards), 30,
+             "A's checkpoints")  # resuming from them is what this test checks
 
     a.proc.kill()  # kill -9
     killed, killed_wall = time.monotonic(), time.time()

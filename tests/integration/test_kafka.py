@@ -28,6 +28,9 @@ def test_group_splits_partitions_and_kill9_resumes_from_committed_offsets(kafka,
     kafka.produce(topic, 0, 400)
     wait_for(lambda: split(log, "A", "B") and set(log.data()) >= set(range(400)), 60, "a split and 400 records")
     a_parts = running_shards(log, "A")
+    # kill only once A has committed on its partitions: resuming from those commits is the point
+    wait_for(lambda: {e["shard"] for e in log.events("checkpointed") if e["w"] == "A"} >= a_parts, 30,
+             "A's first commits")
     a.proc.kill()
     killed_wall = time.time()
     a.proc.wait(5)

@@ -1,0 +1,52 @@
+import pytest
+
+from streamworker.config import WorkerConfig
+from streamworker.errors import ConfigError
+from streamworker.worker import kafka_conf
+
+
+def kcfg(**kw):
+    base = {"source": "kafka", "topics": ["orders"], "bootstrap_servers": "b:9092", "application_name": "app"}
+    return WorkerConfig.load({**base, **kw})
+
+
+def test_defaults_and_passthrough():
+    conf = kafka_conf(kcfg(worker_id="w-1", kafka_properties=["security.protocol=SASL_SSL", "sasl.mechanism=PLAIN",
+                                                              "fetch.queue.backoff.ms=5"]))
+    assert conf["bootstrap.servers"] == "b:9092" and conf["group.id"] == "app" and conf["client.id"] == "w-1"
+    assert conf["enable.auto.commit"] is False and conf["auto.offset.reset"] == "latest"
+    assert conf["security.protocol"] == "SASL_SSL" and conf["sasl.mechanism"] == "PLAIN"
+    assert conf["fetch.queue.backoff.ms"] == "5"  # -X wins over streamworker's defaults
+    assert "group.instance.id" not in conf
+
+
+def test_group_id_static_membership_and_initial_position():
+    conf = kafka_conf(kcfg(group_id="g", static_membership=True, worker_id="w-2",
+                           initial_position="TRIM_HORIZON"))
+    assert conf["group.id"] == "g" and conf["group.instance.id"] == "w-2"
+    assert conf["auto.offset.reset"] == "earliest"
+
+
+def test_coordinator_defaults_and_environment(monkeypatch):
+    assert kcfg().coordinator_kind == "kafka-group"
+    assert kcfg(coordinator="dynamodb").coordinator_kind == "dynamodb"
+    assert WorkerConfig.load({"stream": "s", "application_name": "app"}).coordinator_kind == "dynamodb"
+    monkeypatch.setenv("STREAMWORKER_TOPICS", "a,b")
+    monkeypatch.setenv("STREAMWORKER_KAFKA_PROPERTIES", "session.timeout.ms=6000,heartbeat.interval.ms=1000")
+    cfg = WorkerConfig.load({"source": "kafka", "bootstrap_servers": "b:1", "application_name": "app"})
+    assert cfg.topics == ["a", "b"]
+    assert cfg.kafka_properties == {"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"}
+    assert cfg.stream_label == "a,b"
+
+
+@pytest.mark.parametrize("flags, message", [
+    ({"source": "kafka", "bootstrap_servers": "b:1", "application_name": "app"}, "--topic or --topic-pattern"),
+    ({"source": "kafka", "topics": ["t"], "application_name": "app"}, "--bootstrap-servers"),
+    ({"stream": "s", "application_name": "app", "coordinator": "kafka-group"}, "needs source kafka"),
+    ({"application_name": "app"}, "stream is required"),
+    ({"source": "kafka", "topics": ["t"], "bootstrap_servers": "b:1", "application_name": "app",
+      "kafka_properties": ["novalue"]}, "key=value"),
+])
+def test_kafka_settings_are_validated(flags, message):
+    with pytest.raises(ConfigError, match=message):
+        WorkerConfig.load(flags)
