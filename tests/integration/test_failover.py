@@ -29,13 +29,16 @@ def test_two_workers_split_four_shards_and_kill9_loses_nothing(stream4, names, w
     wait_for(lambda: settled(names["app"], log, {"A": 2, "B": 2}), 30, "a 2/2 split")
     wait_for(all_processed(log, 400), 30, "first 400 records")
     a_shards = sorted(s for s, o in lease_owners(names["app"]).items() if o == "A")
+    # more records after the split, so A processes and checkpoints its own shards: resuming from
+    # A's checkpoints is what this test checks
+    produce(stream4, names["stream"], 400, 200)
     wait_for(lambda: {e["shard"] for e in log.events("checkpointed") if e["w"] == "A"} >= set(a_shards), 30,
-             "A's checkpoints")  # resuming from them is what this test checks
+             "A's checkpoints")
 
     a.proc.kill()  # kill -9
     killed, killed_wall = time.monotonic(), time.time()
     a.proc.wait(5)
-    produce(stream4, names["stream"], 400, 400)
+    produce(stream4, names["stream"], 600, 200)
     wait_for(lambda: owner_counts(names["app"]) == {"B": 4}, 30, "B to take A's shards")
     wait_for(all_processed(log, 800), 30, "all 800 records")
     took = time.monotonic() - killed
