@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a RecordProcessor over a Kinesis stream")
     run.add_argument("processor", nargs="?", help="MODULE:CLASS or path/to/file.py:CLASS")
     run.add_argument("--config", help="TOML file with settings (flags and STREAMWORKER_* env win)")
+    run.add_argument("--properties", help="a KCL MultiLangDaemon .properties file (its executableName runs "
+                                          "as a MultiLang child per shard unless PROCESSOR is given)")
     run.add_argument("--source", choices=["kinesis", "kafka"], help="default kinesis")
     run.add_argument("--coordinator", choices=["dynamodb", "kafka-group"],
                      help="who decides shard ownership (default: dynamodb for Kinesis, kafka-group for Kafka)")
@@ -70,15 +72,40 @@ def _run(args: argparse.Namespace) -> int:
         "kafka_properties", "static_membership", "stream", "application_name", "lease_table", "initial_position", "initial_timestamp",
         "worker_id", "failover_time", "max_records", "idle_time_between_reads", "shutdown_timeout",
         "log_level", "log_format")}
-    config = WorkerConfig.load(flags, args.config)
+    props = None
+    if args.properties:
+        from .kcl_properties import load_properties
+
+        props = load_properties(args.properties)
+    config = WorkerConfig.load(flags, args.config, props.settings if props else None)
     configure_logging(config.log_level, config.log_format)
-    if not config.processor:
-        raise ConfigError("no processor given: streamworker run MODULE:CLASS (or `processor` in the config)")
-    processor_cls = load_processor(config.processor)
+    import structlog
 
-    from .worker import Worker
+    for warning in props.warnings if props else ():
+        structlog.get_logger("streamworker.properties").warning(warning)
+    factory: Any
+    if config.processor:
+        factory = load_processor(config.processor)
+    elif props is not None and props.command:
+        from .multilang import MultiLangProcessor
 
-    worker = Worker(config, processor_cls)
+        command, workdir = props.command, props.workdir
+        factory = lambda: MultiLangProcessor(command, workdir)  # noqa: E731
+    else:
+        raise ConfigError("no processor given: streamworker run MODULE:CLASS (or `processor` in the config, "
+                          "or executableName in --properties)")
+
+    from .worker import Worker, make_client
+
+    clients: dict[str, Any] = {}
+    if props is not None and (props.region or props.profile or props.kinesis_endpoint or props.dynamodb_endpoint):
+        import boto3
+
+        session = boto3.session.Session(region_name=props.region, profile_name=props.profile)
+        if config.source == "kinesis":
+            clients["kinesis_client"] = make_client("kinesis", session, props.kinesis_endpoint)
+        clients["dynamodb_client"] = make_client("dynamodb", session, props.dynamodb_endpoint)
+    worker = Worker(config, factory, **clients)
     signals = {"count": 0}
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

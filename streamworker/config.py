@@ -126,10 +126,12 @@ class WorkerConfig(BaseSettings):
         return self.lease_table or self.application_name
 
     @classmethod
-    def load(cls, overrides: dict[str, Any] | None = None, config_file: str | Path | None = None) -> WorkerConfig:
-        """Build the config from flags (``overrides``), environment and an optional TOML file.
-        Raises ConfigError with one line naming the bad setting."""
-        file_values = read_toml(config_file) if config_file else {}
+    def load(cls, overrides: dict[str, Any] | None = None, config_file: str | Path | None = None,
+             file_values: dict[str, Any] | None = None) -> WorkerConfig:
+        """Build the config from flags (``overrides``), environment and an optional TOML file
+        (or ``file_values``, e.g. from a KCL properties file). Raises ConfigError with one line
+        naming the bad setting."""
+        merged = {**(file_values or {}), **(read_toml(config_file) if config_file else {})}
         flags = {k: v for k, v in (overrides or {}).items() if v is not None}
 
         class _Layered(cls):  # type: ignore[valid-type,misc]
@@ -139,7 +141,7 @@ class WorkerConfig(BaseSettings):
                 env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
                 file_secret_settings: PydanticBaseSettingsSource,
             ) -> tuple[PydanticBaseSettingsSource, ...]:
-                return (init_settings, env_settings, _DictSource(settings_cls, file_values))
+                return (init_settings, env_settings, _DictSource(settings_cls, merged))
 
         try:
             layered = _Layered(**flags)

@@ -40,6 +40,15 @@ def load_processor(spec: str) -> type[RecordProcessor]:
     cls = getattr(module, class_name, None)
     if cls is None:
         raise ConfigError(f"processor {spec!r}: {target} has no attribute {class_name!r}")
+    from .kclpy.adapter import KclpyAdapter, is_kclpy_processor
+
+    if is_kclpy_processor(cls):
+        kclpy_cls = cls
+
+        def init(self: KclpyAdapter) -> None:
+            KclpyAdapter.__init__(self, kclpy_cls())
+
+        return type(f"Kclpy{class_name}", (KclpyAdapter,), {"__init__": init})
     if not (isinstance(cls, type) and issubclass(cls, RecordProcessor)):
         # Duck typing: any class with process_records is accepted, wrapped in the base defaults.
         if isinstance(cls, type) and callable(getattr(cls, "process_records", None)):

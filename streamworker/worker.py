@@ -77,10 +77,15 @@ def kafka_conf(config: WorkerConfig) -> dict[str, Any]:
     return conf
 
 
-def _client(service: str, session: boto3.session.Session | None) -> Any:
+def make_client(service: str, session: boto3.session.Session | None = None, endpoint_url: str | None = None) -> Any:
+    """A boto3 client with streamworker's timeouts; endpoint and region come from boto3's own
+    settings unless given."""
     cfg = botocore.config.Config(retries={"mode": "standard", "max_attempts": 3},
                                  connect_timeout=5, read_timeout=30, max_pool_connections=50)
-    return (session or boto3.session.Session()).client(service, config=cfg)  # type: ignore[call-overload]
+    kwargs: dict[str, Any] = {"config": cfg}
+    if endpoint_url:
+        kwargs["endpoint_url"] = endpoint_url
+    return (session or boto3.session.Session()).client(service, **kwargs)  # type: ignore[call-overload]
 
 
 class Worker:
@@ -110,7 +115,7 @@ class Worker:
         self.source: Source
         if config.source == "kinesis":
             assert config.stream is not None
-            kinesis = kinesis_client or _client("kinesis", session)
+            kinesis = kinesis_client or make_client("kinesis", session)
             self.source = KinesisSource(kinesis, config.stream, max_records=config.max_records,
                                         idle_time=config.idle_time_between_reads, clock=self._clock)
         else:
@@ -122,13 +127,14 @@ class Worker:
         self.table: LeaseTable | None = None
         self.coordinator: Coordinator
         if config.coordinator_kind == "dynamodb":
-            dynamodb = dynamodb_client or _client("dynamodb", session)
+            dynamodb = dynamodb_client or make_client("dynamodb", session)
             self.table = LeaseTable(dynamodb, config.table_name, clock=self._clock)
             self.coordinator = DynamoDBCoordinator(
                 self.table, self.worker_id, self, failover_time=config.failover_time,
                 take_interval=config.take_interval, max_leases=config.max_leases_for_worker,
                 max_steal=config.max_leases_to_steal_at_one_time, clock=self._clock, stream=config.stream_label,
                 checkpoint_mirror=self.source.mirror_checkpoint if isinstance(self.source, KafkaSource) else None,
+                stream_name=(config.stream or "").rsplit("/", 1)[-1] if config.source == "kinesis" else None,
             )
         else:
             assert isinstance(self.source, KafkaSource)

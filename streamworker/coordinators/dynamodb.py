@@ -21,7 +21,7 @@ from ..errors import CheckpointThrottledError, LeaseLostError
 from ..records import TRIM_HORIZON, ExtendedSequenceNumber, InitialPosition
 from ..sources.base import ShardInfo
 from .balancing import ExpiryTracker, parents_complete, plan_takes
-from .lease import Lease
+from .lease import Lease, stream_of
 from .lease_table import LeaseConflict, LeaseTable, LeaseTableUnavailable
 
 log = structlog.get_logger("streamworker.coordinator")
@@ -75,6 +75,7 @@ class DynamoDBCoordinator:
         rng: random.Random | None = None,
         stream: str = "",
         checkpoint_mirror: Callable[[str, ExtendedSequenceNumber], None] | None = None,
+        stream_name: str | None = None,
     ) -> None:
         self.table = table
         self.worker_id = worker_id
@@ -96,6 +97,11 @@ class DynamoDBCoordinator:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._log = log.bind(worker_id=worker_id, table=table.table_name, stream=stream)
+        #: The Kinesis stream name, to recognise its leases in a KCL multi-stream table.
+        self.stream_name = stream_name
+        #: ``account:stream:creationEpoch:`` when the table holds this stream's leases in KCL's
+        #: multi-stream form: new leases (children) are written the same way.
+        self.key_prefix = ""
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -134,7 +140,8 @@ class DynamoDBCoordinator:
     def ensure_leases(self, shards: Iterable[ShardInfo], initial_position: InitialPosition) -> list[str]:
         """Create a lease for every shard that has none. Children of leased shards start at
         TRIM_HORIZON (nothing of theirs may be skipped); with LATEST, closed shards are skipped."""
-        existing = {lease.lease_key for lease in self.table.list_leases()}
+        ours = self.own_leases(self.table.list_leases())
+        existing = {lease.shard_id for lease in ours}
         shards = list(shards)
         wanted = [
             s for s in shards
@@ -145,7 +152,7 @@ class DynamoDBCoordinator:
         for s in wanted:
             start = TRIM_HORIZON if any(p in planned for p in s.parent_shard_ids) else initial_position.value
             lease = Lease(
-                lease_key=s.shard_id,
+                lease_key=self.key_for(s.shard_id),
                 checkpoint=ExtendedSequenceNumber(start),
                 parent_shard_ids=frozenset(s.parent_shard_ids),
                 starting_hash_key=s.starting_hash_key,
@@ -157,10 +164,28 @@ class DynamoDBCoordinator:
             self._log.info("created leases", leases=sorted(created))
         return created
 
+    def key_for(self, shard_id: str) -> str:
+        return self.key_prefix + shard_id
+
+    def own_leases(self, leases: Iterable[Lease]) -> list[Lease]:
+        """This stream's leases. In a KCL multi-stream table, other streams' leases are left alone
+        and this stream's key prefix is adopted for the leases we create."""
+        out: list[Lease] = []
+        for lease in leases:
+            stream = stream_of(lease.lease_key)
+            if stream is None:
+                out.append(lease)
+            elif self.stream_name is not None and stream == self.stream_name:
+                if not self.key_prefix:
+                    self.key_prefix = lease.lease_key[: -len(lease.shard_id)]
+                    self._log.info("continuing a KCL multi-stream lease table", prefix=self.key_prefix)
+                out.append(lease)
+        return out
+
     def ensure_child_leases(self, children: Iterable[tuple[str, tuple[str, ...]]]) -> None:
         for child_id, parents in children:
             self.table.create_if_absent(Lease(
-                lease_key=child_id, checkpoint=ExtendedSequenceNumber(TRIM_HORIZON),
+                lease_key=self.key_for(child_id), checkpoint=ExtendedSequenceNumber(TRIM_HORIZON),
                 parent_shard_ids=frozenset(parents)))
 
     # -- queries ---------------------------------------------------------------------------
@@ -187,8 +212,8 @@ class DynamoDBCoordinator:
     def parents_complete(self, lease: Lease) -> bool:
         if not lease.parent_shard_ids:
             return True
-        by_key = {p: le for p in lease.parent_shard_ids if (le := self.table.get(p)) is not None}
-        return parents_complete(lease, by_key)
+        by_shard = {p: le for p in lease.parent_shard_ids if (le := self.table.get(self.key_for(p))) is not None}
+        return parents_complete(lease, by_shard)
 
     # -- renew -----------------------------------------------------------------------------
 
@@ -264,7 +289,7 @@ class DynamoDBCoordinator:
         self.listener.lease_acquired(lease)
 
     def take_cycle(self) -> None:
-        leases = self.table.list_leases()
+        leases = self.own_leases(self.table.list_leases())
         now = self.clock.monotonic()
         held = set(self.held_keys())
         expired = self._tracker.observe(leases, now) - held

@@ -79,6 +79,17 @@ def _ss(item: dict[str, Any], name: str) -> frozenset[str]:
     return frozenset()
 
 
+def is_lease_item(item: dict[str, Any]) -> bool:
+    """A lease row has a key, a counter and a checkpoint; anything else is not ours to touch."""
+    return LEASE_KEY in item and LEASE_COUNTER in item and CHECKPOINT in item
+
+
+def stream_of(lease_key: str) -> str | None:
+    """The stream of a KCL multi-stream lease key (``account:stream:creationEpoch:shardId``)."""
+    parts = lease_key.split(":")
+    return parts[1] if len(parts) == 4 else None
+
+
 def lease_from_item(item: dict[str, Any]) -> Lease:
     """Decode a low-level DynamoDB item (as returned by the client, not the resource)."""
     pending_seq = _s(item, PENDING_CHECKPOINT)

@@ -31,6 +31,7 @@ from .lease import (
     PENDING_CHECKPOINT_STATE,
     PENDING_CHECKPOINT_SUB,
     Lease,
+    is_lease_item,
     lease_from_item,
     lease_to_item,
 )
@@ -129,7 +130,8 @@ class LeaseTable:
         args: dict[str, Any] = {"TableName": self.table_name, "ConsistentRead": True}
         while True:
             resp = self._call("Scan", lambda: self.client.scan(**args))
-            leases.extend(lease_from_item(i) for i in resp.get("Items", []))
+            # Only lease rows: other rows a KCL version may keep in the table are left alone.
+            leases.extend(lease_from_item(i) for i in resp.get("Items", []) if is_lease_item(i))
             last = resp.get("LastEvaluatedKey")
             if not last:
                 return leases
