@@ -56,8 +56,26 @@ def build_parser() -> argparse.ArgumentParser:
                      help="wait after an empty read (default 1.5, min 0.2)")
     run.add_argument("--shutdown-timeout", type=float, metavar="SECONDS",
                      help="graceful shutdown bound (default 20)")
+    run.add_argument("--metrics-port", type=int, help="serve /metrics, /healthz and /readyz on this port")
+    run.add_argument("--on-error", choices=["halt", "dead-letter"],
+                     help="when process_records keeps raising (default halt)")
+    run.add_argument("--dead-letter", help="file:PATH.jsonl, kinesis:STREAM or kafka:TOPIC")
+    run.add_argument("--processor-retries", type=int, help="redeliveries before the error policy (default 3)")
+    run.add_argument("--processor-timeout", type=float, metavar="SECONDS",
+                     help="report (with its stack) a processor call that runs longer")
     run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.add_argument("--log-format", choices=["auto", "json", "console"])
+
+    for name, helptext in (("leases", "show the lease table and each worker's share"),
+                           ("status", "show the lease table of a running fleet, refreshed")):
+        cmd = sub.add_parser(name, help=helptext)
+        cmd.add_argument("--application-name", required=True)
+        cmd.add_argument("--lease-table", help="default: the application name")
+        if name == "leases":
+            cmd.add_argument("--json", action="store_true", help="machine-readable output")
+        else:
+            cmd.add_argument("--interval", type=float, default=2.0)
+            cmd.add_argument("--count", type=int, help="refreshes before exiting (default: until Ctrl-C)")
 
     demo = sub.add_parser("demo", help="the metrics demo on embedded local servers")
     demo.add_argument("--duration", type=float, default=40.0, help="seconds (default 40)")
@@ -70,7 +88,8 @@ def _run(args: argparse.Namespace) -> int:
     flags = {k: getattr(args, k) for k in (
         "processor", "source", "coordinator", "topics", "topic_pattern", "bootstrap_servers", "group_id",
         "kafka_properties", "static_membership", "stream", "application_name", "lease_table", "initial_position", "initial_timestamp",
-        "worker_id", "failover_time", "max_records", "idle_time_between_reads", "shutdown_timeout",
+        "worker_id", "failover_time", "max_records", "idle_time_between_reads", "shutdown_timeout", "metrics_port",
+        "on_error", "dead_letter", "processor_retries", "processor_timeout",
         "log_level", "log_format")}
     props = None
     if args.properties:
@@ -128,6 +147,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command in ("leases", "status"):
+            from .coordinators.lease_table import LeaseTable
+            from .inspect import leases_command, status_command
+            from .worker import make_client
+
+            table = LeaseTable(make_client("dynamodb"), args.lease_table or args.application_name)
+            if args.command == "leases":
+                return leases_command(table, args.json)
+            return status_command(table, args.interval, args.count)
         if args.command == "demo":
             from .demo import run_demo
 

@@ -64,9 +64,15 @@ class WorkerConfig(BaseSettings):
     max_leases_to_steal_at_one_time: int = Field(3, ge=0)
     max_pending_batches: int = Field(4, ge=1, le=100)
     processor_retries: int = Field(3, ge=0)
+    on_error: Literal["halt", "dead-letter"] = Field(
+        "halt", description="after the retries: halt the shard, or dead-letter the batch and go on")
+    dead_letter: str | None = Field(None, description="file:PATH.jsonl, kinesis:STREAM or kafka:TOPIC")
+    processor_timeout: float | None = Field(None, gt=0, description="report a processor call running longer")
     shutdown_timeout: float = Field(20.0, gt=0)
     parent_poll_interval: float = Field(1.0, gt=0)
     call_process_records_even_for_empty_list: bool = False
+    metrics_port: int | None = Field(None, ge=0, le=65535, description="serve /metrics, /healthz, /readyz")
+    metrics_host: str = "0.0.0.0"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 
@@ -98,6 +104,12 @@ class WorkerConfig(BaseSettings):
     def _check(self) -> WorkerConfig:
         if self.initial_position == InitialPosition.AT_TIMESTAMP and self.initial_timestamp is None:
             raise ValueError("initial_position AT_TIMESTAMP needs initial_timestamp")
+        if self.on_error == "dead-letter":
+            if not self.dead_letter:
+                raise ValueError("on_error dead-letter needs dead_letter (file:PATH.jsonl, kinesis:STREAM or kafka:TOPIC)")
+            from .dead_letter import parse_spec
+
+            parse_spec(self.dead_letter)
         if self.source == "kinesis":
             if not self.stream:
                 raise ValueError("stream is required for the Kinesis source (--stream)")

@@ -11,15 +11,16 @@ from __future__ import annotations
 import enum
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
 from .backoff import Backoff
-from .checkpointer import Checkpointer
+from .checkpointer import Checkpointer, CheckpointStore
 from .clock import Clock, SystemClock
 from .coordinators.lease import Lease
 from .errors import CheckpointError, LeaseLostError, ShardEndNotCheckpointedError
@@ -34,6 +35,10 @@ from .processor import (
 )
 from .records import ExtendedSequenceNumber, StartPosition
 from .sources.base import Batch, ShardReader, Source, StopReading
+
+if TYPE_CHECKING:
+    from .dead_letter import DeadLetterSink
+    from .metrics import WorkerMetrics
 
 log = structlog.get_logger("streamworker.shard")
 
@@ -80,6 +85,7 @@ class ConsumerSettings:
     initial_timestamp: datetime | None = None
     stream: str = ""
     worker_id: str = ""
+    dead_letter: DeadLetterSink | None = None
 
 
 @dataclass
@@ -87,6 +93,7 @@ class ShardProgress:
     """Live figures for status displays."""
 
     records: int = 0
+    bytes: int = 0
     batches: int = 0
     last_sequence: str | None = None
     millis_behind_latest: int | None = None
@@ -95,6 +102,26 @@ class ShardProgress:
 
 class _ProcessorFailed(Exception):
     pass
+
+
+class _TimedStore:
+    """Times checkpoint writes and counts their failures."""
+
+    def __init__(self, inner: LeaseAccess, metrics: WorkerMetrics, shard_id: str) -> None:
+        self._inner, self._metrics, self._shard = inner, metrics, shard_id
+
+    def checkpoint(self, lease_key: str, checkpoint: ExtendedSequenceNumber,
+                   pending: ExtendedSequenceNumber | None = None) -> None:
+        started = time.perf_counter()
+        try:
+            self._inner.checkpoint(lease_key, checkpoint, pending)
+        except CheckpointError as exc:
+            self._metrics.checkpoint_failures.labels(self._shard, type(exc).__name__).inc()
+            raise
+        self._metrics.checkpoint_seconds.labels(self._shard).observe(time.perf_counter() - started)
+
+    def prepare_checkpoint(self, lease_key: str, pending: ExtendedSequenceNumber) -> None:
+        self._inner.prepare_checkpoint(lease_key, pending)
 
 
 class ShardConsumer:
@@ -110,6 +137,7 @@ class ShardConsumer:
         *,
         on_done: Callable[[ShardConsumer], None] | None = None,
         clock: Clock | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.lease = lease
         self.shard_id = lease.shard_id
@@ -121,6 +149,9 @@ class ShardConsumer:
         self.state = ConsumerState.WAITING_ON_PARENTS
         self.progress = ShardProgress()
         self.end_reason: str | None = None
+        #: (processor method, monotonic start) while a processor call runs: for hang reports.
+        self.current_call: tuple[str, float] | None = None
+        self.hang_reported: tuple[str, float] | None = None
         # The ending calls (lease_lost, shutdown_requested) go only to an initialized processor.
         self._initialized = False
         self._on_done = on_done
@@ -132,7 +163,9 @@ class ShardConsumer:
         self._reader_stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"shard-{self.shard_id}", daemon=True)
         self._log = log.bind(shard_id=self.shard_id, worker_id=settings.worker_id, stream=settings.stream)
-        self.checkpointer = Checkpointer(leases, lease.lease_key, self.shard_id, lease.checkpoint)
+        self.metrics = metrics
+        store: CheckpointStore = leases if metrics is None else _TimedStore(leases, metrics, self.shard_id)
+        self.checkpointer = Checkpointer(store, lease.lease_key, self.shard_id, lease.checkpoint)
 
     # -- control from the scheduler ---------------------------------------------------------
 
@@ -215,13 +248,19 @@ class ShardConsumer:
         attempt = 0
         while True:
             try:
-                call()
+                self.current_call = (what, time.monotonic())
+                try:
+                    call()
+                finally:
+                    self.current_call = None
                 return
             except LeaseLostError:
                 raise
             except Exception as exc:  # incl. a checkpoint that failed for a transient reason
                 attempt += 1
                 self.progress.failures += 1
+                if self.metrics is not None:
+                    self.metrics.processor_failures.labels(self.shard_id).inc()
                 if attempt > self.settings.processor_retries:
                     self._log.error(f"processor {what} failed; shard halted with its checkpoint kept",
                                     attempts=attempt, error=repr(exc), exc_info=True)
@@ -314,13 +353,16 @@ class ShardConsumer:
             millis_behind_latest=batch.millis_behind_latest, is_at_shard_end=batch.shard_end,
             child_shards=batch.child_shards,
         )
+        started = time.perf_counter()
         try:
             self._with_retries("process_records", lambda: self.processor.process_records(pri))
         except LeaseLostError as exc:
             self._log.warning("checkpoint inside process_records refused", error=str(exc))
             self._end_lease_lost()
             return False
-        except _ProcessorFailed:
+        except _ProcessorFailed as failed:
+            if self._dead_letter(batch, failed.__cause__ or failed):
+                return True
             self.checkpointer._largest_permitted = previous  # the failed batch is not done
             self.state = ConsumerState.HALTED
             self._wait_until_interrupted()
@@ -328,9 +370,46 @@ class ShardConsumer:
             return False
         self.progress.batches += 1
         self.progress.records += len(batch.records)
+        size = sum(len(r.data) for r in batch.records)
+        self.progress.bytes += size
+        if self.metrics is not None:
+            self.metrics.process_seconds.labels(self.shard_id).observe(time.perf_counter() - started)
+            self.metrics.records.labels(self.shard_id).inc(len(batch.records))
+            self.metrics.bytes.labels(self.shard_id).inc(size)
         if batch.records:
             self.progress.last_sequence = batch.records[-1].sequence_number
         return True
+
+    def _dead_letter(self, batch: Batch, error: BaseException) -> bool:
+        """Write the failed batch to the dead-letter sink and checkpoint past it. False (halt)
+        when there is no sink or it fails: records are never skipped silently."""
+        sink = self.settings.dead_letter
+        if sink is None or not batch.records:
+            return False
+        try:
+            sink.write(batch.records, self.shard_id, error)
+        except Exception as exc:
+            self._log.error("dead-letter write failed; shard halted with its checkpoint kept",
+                            sink=sink.describe(), error=repr(exc))
+            return False
+        try:
+            self.checkpointer.checkpoint(batch.records[-1])
+        except LeaseLostError:
+            return False  # the halt path sees the lease is gone and ends the shard as lost
+        except CheckpointError as exc:
+            self._log.warning("checkpoint after dead-lettering failed; the records may be dead-lettered again",
+                              error=str(exc))
+        if self.metrics is not None:
+            self.metrics.dead_lettered.labels(self.shard_id).inc(len(batch.records))
+        self._log.error("records dead-lettered after the processor kept failing", count=len(batch.records),
+                        sink=sink.describe(), first=batch.records[0].sequence_number,
+                        last=batch.records[-1].sequence_number, error=repr(error))
+        self.progress.batches += 1
+        return True
+
+    @property
+    def thread_ident(self) -> int | None:
+        return self._thread.ident
 
     def _wait_until_interrupted(self) -> None:
         while not self._interrupted():

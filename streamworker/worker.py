@@ -5,7 +5,9 @@ scheduler thread, so the coordinator never blocks on a processor."""
 from __future__ import annotations
 
 import queue
+import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -21,7 +23,10 @@ from .coordinators.dynamodb import DynamoDBCoordinator
 from .coordinators.kafka_group import KafkaGroupCoordinator
 from .coordinators.lease import Lease
 from .coordinators.lease_table import LeaseTable
+from .dead_letter import DeadLetterSink, JsonlSink, KafkaSink, KinesisSink, parse_spec
 from .errors import SourceError
+from .http import OpsServer
+from .metrics import WorkerMetrics
 from .processor import RecordProcessor
 from .records import InitialPosition
 from .shard_consumer import ConsumerSettings, ConsumerState, LeaseAccess, ShardConsumer
@@ -143,11 +148,16 @@ class Worker:
                 initial_timestamp=config.initial_timestamp, revoke_timeout=config.shutdown_timeout,
                 stream=config.stream_label)
         self._settings = ConsumerSettings(
+            dead_letter=self._dead_letter_sink(kinesis_client, session),
             max_pending_batches=config.max_pending_batches, processor_retries=config.processor_retries,
             parent_poll_interval=config.parent_poll_interval,
             call_process_records_even_for_empty_list=config.call_process_records_even_for_empty_list,
             initial_timestamp=config.initial_timestamp, stream=config.stream_label, worker_id=self.worker_id,
         )
+        self.metrics = WorkerMetrics()
+        self.metrics.attach(self)
+        self._ops: OpsServer | None = None
+        self._started = threading.Event()
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._consumers: dict[str, ShardConsumer] = {}
         self._lock = threading.Lock()
@@ -155,6 +165,34 @@ class Worker:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._log = log.bind(worker_id=self.worker_id, stream=config.stream_label)
+
+    def _dead_letter_sink(self, kinesis_client: Any, session: boto3.session.Session | None) -> DeadLetterSink | None:
+        cfg = self.config
+        if cfg.on_error != "dead-letter" or not cfg.dead_letter:
+            return None
+        kind, target = parse_spec(cfg.dead_letter)
+        if kind == "file":
+            return JsonlSink(target, cfg.stream_label)
+        if kind == "kinesis":
+            return KinesisSink(kinesis_client or make_client("kinesis", session), target, cfg.stream_label)
+        return KafkaSink(kafka_conf(cfg), target, cfg.stream_label)
+
+    def _check_hangs(self) -> None:
+        """Report (once per call, with its stack) a processor call running past processor_timeout."""
+        limit = self.config.processor_timeout
+        if limit is None:
+            return
+        now = self._clock.monotonic()
+        for c in self.consumers():
+            call = c.current_call
+            if call is None or now - call[1] < limit or c.hang_reported == call:
+                continue
+            c.hang_reported = call
+            frame = sys._current_frames().get(c.thread_ident or -1)
+            stack = "".join(traceback.format_stack(frame)) if frame is not None else "(no stack)"
+            self.metrics.hung.labels(c.shard_id).inc()
+            self._log.error("processor call is taking longer than processor_timeout", shard_id=c.shard_id,
+                            call=call[0], running_for=round(now - call[1], 1), stack=stack)
 
     # -- LeaseListener (called on the coordinator thread) -------------------------------------
 
@@ -188,6 +226,10 @@ class Worker:
         self.coordinator.start()
         self._thread = threading.Thread(target=self._run, name=f"scheduler-{self.worker_id}", daemon=True)
         self._thread.start()
+        if self.config.metrics_port is not None:
+            self._ops = OpsServer(self, self.config.metrics_port, self.config.metrics_host).start()
+            self._log.info("serving /metrics, /healthz and /readyz", port=self._ops.port)
+        self._started.set()
 
     def sync_shards(self) -> None:
         shards = self.source.list_shards()
@@ -224,6 +266,7 @@ class Worker:
                     kind, payload = self._events.get(timeout=timeout)
                 except queue.Empty:
                     kind, payload = "tick", None
+                self._check_hangs()
                 if kind == "acquired":
                     self._start_consumer(payload)
                 elif kind == "lost":
@@ -273,7 +316,8 @@ class Worker:
             self.coordinator.release(lease.lease_key)
             return
         consumer = ShardConsumer(lease, processor, self.source, self.coordinator, self._settings,
-                                 on_done=lambda c: self._events.put(("done", c)), clock=self._clock)
+                                 on_done=lambda c: self._events.put(("done", c)), clock=self._clock,
+                                 metrics=self.metrics)
         with self._lock:
             self._consumers[lease.lease_key] = consumer
         consumer.start()
@@ -295,9 +339,50 @@ class Worker:
         self.coordinator.stop()
         if self.kafka is not None and self.config.coordinator_kind == "dynamodb":
             self.kafka.stop()
+        if self._ops is not None:
+            self._ops.stop()
         self._log.info("worker stopped")
 
     # -- status -------------------------------------------------------------------------------------
+
+    def consumers(self) -> list[ShardConsumer]:
+        with self._lock:
+            return [c for c in self._consumers.values() if not c.done]
+
+    def kafka_lag(self, shard_id: str, last_processed: str | None) -> int | None:
+        """Records behind the partition's high watermark (librdkafka's cached one)."""
+        if self.kafka is None or ":" not in shard_id:
+            return None
+        from confluent_kafka import TopicPartition
+
+        topic, _, part = shard_id.rpartition(":")
+        try:
+            _low, high = self.kafka.consumer.get_watermark_offsets(TopicPartition(topic, int(part)), cached=True)
+        except Exception:
+            return None
+        if high is None or high < 0:
+            return None
+        done = int(last_processed) + 1 if last_processed is not None else 0
+        return max(0, int(high) - done)
+
+    def healthy(self) -> tuple[bool, str]:
+        """Liveness: the scheduler runs (a stopped worker is not healthy)."""
+        if self._stopped.is_set():
+            return False, "stopped"
+        if self._thread is None or not self._thread.is_alive():
+            return False, "scheduler not running"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        """Readiness: started, healthy, and not shutting down."""
+        ok, why = self.healthy()
+        if not ok:
+            return ok, why
+        if not self._started.is_set():
+            return False, "starting"
+        if self._shutting_down.is_set():
+            return False, "shutting down"
+        return True, f"ok, {len(self.coordinator.held_keys())} shards"
 
     def status(self) -> list[ShardStatus]:
         with self._lock:

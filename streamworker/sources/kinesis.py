@@ -228,6 +228,8 @@ class KinesisSource:
         self.max_records = max_records
         self.idle_time = idle_time
         self._clock = clock or SystemClock()
+        #: Shared by every reader of this source: the worker's read throttles and retries.
+        self.stats = ReaderStats()
 
     @property
     def stream(self) -> str:
@@ -285,4 +287,5 @@ class KinesisSource:
 
     def open_reader(self, shard_id: str, position: StartPosition) -> KinesisShardReader:
         return KinesisShardReader(self._client, self._stream, shard_id, position,
-                                  max_records=self.max_records, idle_time=self.idle_time, clock=self._clock)
+                                  max_records=self.max_records, idle_time=self.idle_time, clock=self._clock,
+                                  stats=self.stats)

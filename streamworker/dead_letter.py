@@ -1,0 +1,112 @@
+"""Dead-letter sinks: where records go when their processor keeps failing and the error policy
+is ``dead-letter``. Each write is complete (flushed, acknowledged) before the shard checkpoints
+past the records; a sink that fails halts the shard instead."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from .errors import ConfigError
+from .records import Record
+
+
+def envelope(r: Record, shard_id: str, error: BaseException, stream: str) -> dict[str, Any]:
+    return {
+        "stream": stream, "shard_id": shard_id, "sequence_number": r.sequence_number,
+        "sub_sequence_number": r.sub_sequence_number, "partition_key": r.partition_key,
+        "data_base64": base64.b64encode(r.data).decode("ascii"),
+        "error": f"{type(error).__name__}: {error}", "dead_lettered_at": time.time(),
+    }
+
+
+class DeadLetterSink(Protocol):
+    def write(self, records: Sequence[Record], shard_id: str, error: BaseException) -> None: ...
+
+    def describe(self) -> str: ...
+
+
+class JsonlSink:
+    """Appends one JSON line per record (data base64-encoded) and fsyncs."""
+
+    def __init__(self, path: str, stream: str) -> None:
+        self.path = Path(path)
+        self.stream = stream
+        self._lock = threading.Lock()
+
+    def write(self, records: Sequence[Record], shard_id: str, error: BaseException) -> None:
+        lines = "".join(json.dumps(envelope(r, shard_id, error, self.stream)) + "\n" for r in records)
+        with self._lock, open(self.path, "a") as f:
+            f.write(lines)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def describe(self) -> str:
+        return f"file {self.path}"
+
+
+class KinesisSink:
+    """Puts each failed record, wrapped in its JSON envelope, on another Kinesis stream."""
+
+    def __init__(self, client: Any, stream_name: str, stream: str) -> None:
+        self.client, self.stream_name, self.stream = client, stream_name, stream
+
+    def write(self, records: Sequence[Record], shard_id: str, error: BaseException) -> None:
+        entries = [{"Data": json.dumps(envelope(r, shard_id, error, self.stream)).encode(),
+                    "PartitionKey": r.partition_key or shard_id} for r in records]
+        for i in range(0, len(entries), 500):
+            pending = entries[i:i + 500]
+            for _ in range(5):
+                resp = self.client.put_records(StreamName=self.stream_name, Records=pending)
+                if not resp.get("FailedRecordCount"):
+                    break
+                pending = [e for e, res in zip(pending, resp["Records"], strict=True) if "ErrorCode" in res]
+                time.sleep(0.2)
+            else:
+                raise RuntimeError(f"dead-letter stream {self.stream_name}: {len(pending)} records not accepted")
+
+    def describe(self) -> str:
+        return f"Kinesis stream {self.stream_name}"
+
+
+class KafkaSink:
+    """Produces each failed record (original value and key) to a Kafka topic, with the error and
+    its origin in headers; waits for the broker's acknowledgement."""
+
+    def __init__(self, conf: dict[str, Any], topic: str, stream: str) -> None:
+        from confluent_kafka import Producer
+
+        keep = {k: v for k, v in conf.items() if k.startswith(("bootstrap.", "security.", "sasl.", "ssl."))}
+        self.producer = Producer({**keep, "acks": "all", "enable.idempotence": True})
+        self.topic, self.stream = topic, stream
+
+    def write(self, records: Sequence[Record], shard_id: str, error: BaseException) -> None:
+        failures: list[str] = []
+
+        def report(err: Any, _msg: Any) -> None:
+            if err is not None:
+                failures.append(str(err))
+
+        for r in records:
+            self.producer.produce(self.topic, value=r.data, key=r.key or r.partition_key.encode(), on_delivery=report,
+                                  headers=[("streamworker.error", f"{type(error).__name__}: {error}".encode()),
+                                           ("streamworker.shard", shard_id.encode()),
+                                           ("streamworker.sequence", r.sequence_number.encode())])
+        if self.producer.flush(30) or failures:
+            raise RuntimeError(f"dead-letter topic {self.topic}: {failures[:1] or 'not acknowledged in 30 s'}")
+
+    def describe(self) -> str:
+        return f"Kafka topic {self.topic}"
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    kind, sep, target = spec.partition(":")
+    if not sep or kind not in ("file", "kinesis", "kafka") or not target:
+        raise ConfigError(f"dead_letter {spec!r}: expected file:PATH.jsonl, kinesis:STREAM or kafka:TOPIC")
+    return kind, target

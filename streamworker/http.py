@@ -1,0 +1,53 @@
+"""``--metrics-port``: /metrics (Prometheus), /healthz (liveness) and /readyz (readiness)."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+
+class OpsServer:
+    """A small HTTP server on a daemon thread, bound to ``host:port`` (port 0 picks one)."""
+
+    def __init__(self, worker: Worker, port: int, host: str = "0.0.0.0") -> None:
+        worker_ref = worker
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                if self.path.startswith("/metrics"):
+                    body, status, ctype = generate_latest(worker_ref.metrics.registry), 200, CONTENT_TYPE_LATEST
+                elif self.path.startswith("/healthz"):
+                    ok, why = worker_ref.healthy()
+                    body, status, ctype = why.encode() + b"\n", 200 if ok else 503, "text/plain"
+                elif self.path.startswith("/readyz"):
+                    ok, why = worker_ref.ready()
+                    body, status, ctype = why.encode() + b"\n", 200 if ok else 503, "text/plain"
+                else:
+                    body, status, ctype = b"not found\n", 404, "text/plain"
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # probes every few seconds are not news
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, name="ops-http", daemon=True)
+
+    def start(self) -> OpsServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
