@@ -33,6 +33,13 @@ GROUP_TIMING = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000, "fetc
 
 
 def peak_rss_mb() -> float:
+    """VmHWM, not ru_maxrss: on Linux ru_maxrss survives exec (a child reports its parent's peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
