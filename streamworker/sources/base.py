@@ -34,6 +34,8 @@ class Batch:
     #: The shard is closed and every record was returned: no further reads.
     shard_end: bool = False
     child_shards: tuple[ChildShard, ...] = field(default_factory=tuple)
+    #: Payload bytes of ``records`` when the reader knows them for free (else computed on use).
+    size: int | None = None
 
 
 class ShardReader(Protocol):

@@ -49,8 +49,14 @@ class PartitionBuffer:
     partition: int
     #: Pause above this many bytes of buffered values; resume below half of it.
     capacity: int
-    messages: deque[Any] = field(default_factory=deque)
+    #: Messages in the chunks consume() returned them in (no per-message queue operations).
+    chunks: deque[list[Any]] = field(default_factory=deque)
     size: int = 0
+
+    @property
+    def messages(self) -> list[Any]:
+        """The buffered messages, oldest first (for inspection)."""
+        return [m for chunk in self.chunks for m in chunk]
     cond: threading.Condition = field(default_factory=threading.Condition)
     #: Offset of the next message the buffer expects (duplicates after a resume are dropped).
     next_offset: int | None = None
@@ -95,6 +101,7 @@ class KafkaClient:
         # Synchronous commits waiting for the poll thread, coalesced into one request per pass.
         self._commits: list[tuple[list[Any], concurrent.futures.Future[None]]] = []
         self._commits_lock = threading.Lock()
+        self._busy = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.errors: int = 0
@@ -115,7 +122,7 @@ class KafkaClient:
         if buf is not None:
             with buf.cond:
                 buf.closed = True
-                buf.messages.clear()
+                buf.chunks.clear()
                 buf.size = 0
                 buf.cond.notify_all()
 
@@ -189,13 +196,19 @@ class KafkaClient:
         from confluent_kafka import KafkaError
 
         self.drain_control()
+        # consume() waits its whole timeout unless a full batch is ready, and commits queued for
+        # this thread wait with it: short while data flows or commits wait, longer when idle.
+        with self._commits_lock:
+            waiting = bool(self._commits)
+        timeout = 0.005 if (waiting or self._busy) else 0.1
         try:
-            messages = self.consumer.consume(self.poll_batch, 0.05)
+            messages = self.consumer.consume(self.poll_batch, timeout)
         except Exception as exc:
             self.errors += 1
             log.warning("kafka consume failed; retrying", error=str(exc))
             self._stop.wait(0.5)
             return
+        self._busy = bool(messages)
         by_partition: dict[tuple[Any, Any], list[Any]] = {}
         for m in messages:
             err = m.error()
@@ -220,8 +233,8 @@ class KafkaClient:
                     batch = [m for m in batch if m.offset() >= nxt]  # re-fetched after a resume
                     if not batch:
                         continue
-                buf.messages.extend(batch)
-                buf.size += sum(len(m.value() or b"") + 64 for m in batch)
+                buf.chunks.append(batch)
+                buf.size += sum(map(len, batch)) + 64 * len(batch)  # len(Message): its value's length
                 buf.next_offset = batch[-1].offset() + 1
                 buf.cond.notify_all()
                 full = buf.size >= buf.capacity and not buf.paused
@@ -366,8 +379,23 @@ class KafkaRecord(Record):
         return p
 
 
+_new_record = object.__new__
+_set_message = KafkaRecord._m.__set__  # the slot descriptor
+
+
+def to_records(messages: list[Any]) -> list[Record]:
+    """Wrap messages without a Python call per record (two C calls each)."""
+    out: list[Record] = []
+    append = out.append
+    for m in messages:
+        r = _new_record(KafkaRecord)
+        _set_message(r, m)
+        append(r)
+    return out
+
+
 def to_record(m: Any) -> Record:
-    return KafkaRecord(m)
+    return to_records([m])[0]
 
 
 class KafkaPartitionReader:
@@ -386,16 +414,23 @@ class KafkaPartitionReader:
     def read(self) -> Batch:
         buf = self._buf
         with buf.cond:
-            if not buf.messages:
+            if not buf.chunks:
                 buf.cond.wait(self._wait)
             if self._closed.is_set() or buf.closed:
                 raise StopReading()
-            n = min(self._max, len(buf.messages))
-            taken = [buf.messages.popleft() for _ in range(n)]
-            if buf.messages:
-                buf.size -= sum(len(m.value() or b"") + 64 for m in taken)
-            else:
-                buf.size = 0
+            taken: list[Any] = []
+            chunks = buf.chunks
+            while chunks and len(taken) < self._max:
+                chunk = chunks[0]
+                room = self._max - len(taken)
+                if len(chunk) <= room:
+                    taken.extend(chunk)
+                    chunks.popleft()
+                else:
+                    taken.extend(chunk[:room])
+                    chunks[0] = chunk[room:]
+            size = sum(map(len, taken))
+            buf.size = buf.size - size - 64 * len(taken) if chunks else 0
             resume = buf.paused and buf.size <= buf.capacity // 2
         if resume:
             self._client.request_resume(buf)
@@ -403,8 +438,8 @@ class KafkaPartitionReader:
             taken = [m for m in taken if m.offset() > self._skip_through]
             if taken:
                 self._skip_through = None
-        records: list[Record] = [KafkaRecord(m) for m in taken]
-        return Batch(records=records)
+            size = sum(map(len, taken))
+        return Batch(records=to_records(taken), size=size)
 
     def close(self) -> None:
         if not self._closed.is_set():

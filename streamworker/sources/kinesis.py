@@ -190,7 +190,7 @@ class KinesisShardReader:
             self._last_delivered = records[-1].extended_sequence_number
             self.stats.records += len(records)
         return Batch(records=records, millis_behind_latest=behind, shard_end=shard_end,
-                     child_shards=children)
+                     child_shards=children, size=sum(len(r.data) for r in records))
 
     def _convert(self, raw_records: list[dict[str, Any]]) -> list[Record]:
         # Records come in sequence order, so only the head of a batch can be at or before the

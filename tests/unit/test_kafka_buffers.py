@@ -29,6 +29,9 @@ class Msg:
     def value(self):
         return str(self._o).encode()
 
+    def __len__(self):  # as confluent_kafka.Message: the value's length
+        return len(self.value())
+
     def headers(self):
         return [("h", b"v")]
 
