@@ -51,6 +51,13 @@ class MotoServer:
         _wait_http(self.endpoint + "/moto-api/", time.monotonic() + 15)
         return self
 
+    def restart(self) -> None:
+        """Start again on the same port; moto's state lives in this process and survives."""
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.start()
+
     def reset(self) -> None:
         req = urllib.request.Request(self.endpoint + "/moto-api/reset", method="POST")
         urllib.request.urlopen(req, timeout=5)
