@@ -232,6 +232,8 @@ class Worker:
         self._started.set()
 
     def sync_shards(self) -> None:
+        if self.config.coordinator_kind == "kafka-group":
+            return  # the group discovers partitions (and pattern-matched topics) itself
         shards = self.source.list_shards()
         self.coordinator.ensure_leases(shards, self.config.initial_position)
 
@@ -353,14 +355,9 @@ class Worker:
         """Records behind the partition's high watermark (librdkafka's cached one)."""
         if self.kafka is None or ":" not in shard_id:
             return None
-        from confluent_kafka import TopicPartition
-
         topic, _, part = shard_id.rpartition(":")
-        try:
-            _low, high = self.kafka.consumer.get_watermark_offsets(TopicPartition(topic, int(part)), cached=True)
-        except Exception:
-            return None
-        if high is None or high < 0:
+        high = self.kafka.high_watermarks.get((topic, int(part)))
+        if high is None:
             return None
         done = int(last_processed) + 1 if last_processed is not None else 0
         return max(0, int(high) - done)

@@ -16,6 +16,7 @@ import logging
 import queue
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -102,6 +103,10 @@ class KafkaClient:
         self._commits: list[tuple[list[Any], concurrent.futures.Future[None]]] = []
         self._commits_lock = threading.Lock()
         self._busy = False
+        #: (topic, partition) -> high watermark, refreshed by the poll thread: calling the
+        #: consumer from any other thread would wait on the poll loop (see commit_offsets).
+        self.high_watermarks: dict[tuple[str, int], int] = {}
+        self._watermarks_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.errors: int = 0
@@ -196,6 +201,7 @@ class KafkaClient:
         from confluent_kafka import KafkaError
 
         self.drain_control()
+        self._refresh_watermarks()
         # consume() waits its whole timeout unless a full batch is ready, and commits queued for
         # this thread wait with it: short while data flows or commits wait, longer when idle.
         with self._commits_lock:
@@ -242,6 +248,23 @@ class KafkaClient:
                     buf.paused = True
             if full:
                 self._pause(buf)
+
+    def _refresh_watermarks(self) -> None:
+        now = time.monotonic()
+        if now - self._watermarks_at < 1.0:
+            return
+        self._watermarks_at = now
+        from confluent_kafka import TopicPartition
+
+        with self._lock:
+            keys = list(self._buffers)
+        for topic, partition in keys:
+            try:
+                _low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            except Exception:
+                continue
+            if high is not None and high >= 0:
+                self.high_watermarks[(topic, partition)] = int(high)
 
     def _pause(self, buf: PartitionBuffer) -> None:
         from confluent_kafka import TopicPartition
@@ -508,7 +531,7 @@ class KafkaSource:
         return "ACTIVE"
 
     def list_shards(self) -> list[ShardInfo]:
-        md = self.client.consumer.list_topics(timeout=10)
+        md = self.client.run_on_poll_thread(lambda: self.client.consumer.list_topics(timeout=10))
         shards: list[ShardInfo] = []
         for name, t in sorted(md.topics.items()):
             if t.error is None and not name.startswith("__") and self._matches(name):
@@ -524,7 +547,8 @@ class KafkaSource:
                                         wait=self.wait)
         from confluent_kafka import TopicPartition
 
-        offset = start_offset(position, self.client.consumer, topic, partition)
+        offset = self.client.run_on_poll_thread(
+            lambda: start_offset(position, self.client.consumer, topic, partition))
         buf = self.client.open_buffer(topic, partition, next_offset=offset if offset >= 0 else None)
         self.client.call_on_poll_thread(
             lambda: self.client.consumer.incremental_assign([TopicPartition(topic, partition, offset)]))

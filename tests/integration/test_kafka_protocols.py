@@ -53,6 +53,10 @@ def test_incremental_rebalance_moves_only_what_it_must_and_loses_nothing(mock_cl
             creator.produce(topic, value=str(i).encode(), partition=i % 4)
         assert creator.flush(10) == 0
         wait_for(lambda: set(out.data()) >= {str(i) for i in range(400)}, 30, "400 records")
+        # consumer lag per partition, from librdkafka's cached high watermarks: caught up means 0
+        shard = a.coordinator.held_keys()[0]
+        wait_for(lambda: a.metrics.registry.get_sample_value("streamworker_consumer_lag", {"shard": shard}) == 0,
+                 15, "the lag gauge at 0")
         kept = set(a.coordinator.held_keys())
         with out.lock:
             a_inits = [e for e in out.events if e[0] == "init" and e[1] == "A"]
