@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import threading
@@ -27,20 +26,12 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import peak_rss_mb  # noqa: E402
+
 CACHE = Path(os.environ.get("STREAMWORKER_CACHE", Path.home() / ".cache" / "streamworker")) / "bench-venvs"
 COMPETITORS = {"arroyo": ["sentry-arroyo"], "quixstreams": ["quixstreams>=3"]}
 GROUP_TIMING = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000, "fetch.queue.backoff.ms": 10}
-
-
-def peak_rss_mb() -> float:
-    """VmHWM, not ru_maxrss: on Linux ru_maxrss survives exec (a child reports its parent's peak)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 class Clock:

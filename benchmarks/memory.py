@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import threading
@@ -20,19 +19,10 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import peak_rss_mb  # noqa: E402
+
 SHARDS = 100
-
-
-def rss_mb() -> float:
-    """Peak RSS of this process. VmHWM, not ru_maxrss: on Linux ru_maxrss survives exec, so a
-    child would report its parent's peak (the servers)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def child(args: argparse.Namespace) -> None:
@@ -88,7 +78,7 @@ def child(args: argparse.Namespace) -> None:
         held = len(w.coordinator.held_keys())
         w.shutdown(60)
         assert held == SHARDS, held
-    print(json.dumps({"variant": args.variant, "peak_rss_mb": rss_mb()}))
+    print(json.dumps({"variant": args.variant, "peak_rss_mb": peak_rss_mb()}))
 
 
 def main() -> None:

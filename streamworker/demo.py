@@ -95,6 +95,20 @@ def _print_progress(workers: list[Worker], agg: Aggregates, produced: int, t0: f
     print(_table(metrics, ["metric", "count", "avg", "max"]))
 
 
+def _show_until(workers: list[Worker], agg: Aggregates, produced: list[int], t0: float, until: float) -> None:
+    """Print live progress every 2 s until ``until`` (monotonic)."""
+    while time.monotonic() < until:
+        time.sleep(2.0)
+        _print_progress(workers, agg, produced[0], t0)
+
+
+def _summary(agg: Aggregates, produced: int, t0: float) -> str:
+    distinct = len(agg.seen)
+    dupes = sum(agg.seen.values()) - distinct
+    return (f"\nproduced {produced} records; processed {distinct} distinct, {dupes} twice; "
+            f"{'nothing lost' if distinct >= produced else 'NOT ALL PROCESSED'} ({time.monotonic() - t0:.0f}s)")
+
+
 def _print_leases(worker: Worker, title: str) -> None:
     assert worker.table is not None
     rows = [[le.lease_key, le.lease_owner or "(none)", str(le.lease_counter), str(le.checkpoint)[-20:]]
@@ -148,10 +162,7 @@ def run_demo(duration: float = 40.0, shards: int = 4) -> int:
     split = _wait(lambda: len(a.coordinator.held_keys()) == len(b.coordinator.held_keys()) == shards // 2, 15)
     print(f"\nworker-A holds {a.coordinator.held_keys()}, worker-B holds {b.coordinator.held_keys()}"
           f"{'' if split else ' (not split evenly yet)'}")
-    phase_end = t0 + duration * 0.4
-    while time.monotonic() < phase_end:
-        time.sleep(2.0)
-        _print_progress([a, b], agg, produced[0], t0)
+    _show_until([a, b], agg, produced, t0, t0 + duration * 0.4)
     _print_leases(a, "both workers running")
 
     print("\n>>> stopping worker-A (graceful: shutdown_requested, checkpoint, release its leases)")
@@ -160,10 +171,7 @@ def run_demo(duration: float = 40.0, shards: int = 4) -> int:
     took_over = _wait(lambda: len(b.coordinator.held_keys()) == shards, 15)
     print(f">>> worker-B holds {b.coordinator.held_keys()} "
           f"({'all shards' if took_over else 'not all shards yet'}, {time.monotonic() - handed:.1f}s after the stop)")
-    phase_end = t0 + duration * 0.8
-    while time.monotonic() < phase_end:
-        time.sleep(2.0)
-        _print_progress([b], agg, produced[0], t0)
+    _show_until([b], agg, produced, t0, t0 + duration * 0.8)
 
     stop_producing.set()
     producer.join(5)
@@ -172,10 +180,6 @@ def run_demo(duration: float = 40.0, shards: int = 4) -> int:
     _print_progress([b], agg, produced[0], t0)
     _print_leases(b, "after the takeover")
     b.shutdown()
-    distinct = len(agg.seen)
-    dupes = sum(agg.seen.values()) - distinct
-    print(f"\nproduced {produced[0]} records; processed {distinct} distinct, {dupes} twice; "
-          f"{'nothing lost' if distinct >= produced[0] else 'NOT ALL PROCESSED'} "
-          f"({time.monotonic() - t0:.0f}s)")
+    print(_summary(agg, produced[0], t0))
     server.stop()
     return 0 if caught_up and took_over else 1

@@ -9,7 +9,16 @@ import threading
 import time
 
 from .config import WorkerConfig
-from .demo import HOSTS, METRICS, Aggregates, DemoMetricsProcessor, _print_progress, _wait
+from .demo import (
+    HOSTS,
+    METRICS,
+    Aggregates,
+    DemoMetricsProcessor,
+    _print_progress,
+    _show_until,
+    _summary,
+    _wait,
+)
 from .log import configure_logging
 from .records import InitialPosition
 from .worker import Worker
@@ -67,10 +76,7 @@ def run_kafka_demo(duration: float = 40.0, partitions: int = 4) -> int:
                   and len(a.coordinator.held_keys()) > 0 and len(b.coordinator.held_keys()) > 0, 30)
     print(f"\nthe group assigned worker-A {a.coordinator.held_keys()} and worker-B {b.coordinator.held_keys()}"
           f"{'' if split else ' (not settled yet)'}")
-    phase_end = t0 + duration * 0.45
-    while time.monotonic() < phase_end:
-        time.sleep(2.0)
-        _print_progress([a, b], agg, produced[0], t0)
+    _show_until([a, b], agg, produced, t0, t0 + duration * 0.45)
 
     print("\n>>> stopping worker-A (graceful: shutdown_requested, commit, leave the group)")
     handed = time.monotonic()
@@ -78,17 +84,11 @@ def run_kafka_demo(duration: float = 40.0, partitions: int = 4) -> int:
     took_over = _wait(lambda: len(b.coordinator.held_keys()) == partitions, 30)
     print(f">>> worker-B holds {b.coordinator.held_keys()} "
           f"({'all partitions' if took_over else 'not all yet'}, {time.monotonic() - handed:.1f}s after the stop)")
-    phase_end = t0 + duration * 0.85
-    while time.monotonic() < phase_end:
-        time.sleep(2.0)
-        _print_progress([b], agg, produced[0], t0)
+    _show_until([b], agg, produced, t0, t0 + duration * 0.85)
     stop_producing.set()
     caught_up = _wait(lambda: len(agg.seen) >= produced[0], max(5.0, duration * 0.2))
     _print_progress([b], agg, produced[0], t0)
     b.shutdown()
-    distinct = len(agg.seen)
-    dupes = sum(agg.seen.values()) - distinct
-    print(f"\nproduced {produced[0]} records; processed {distinct} distinct, {dupes} twice; "
-          f"{'nothing lost' if distinct >= produced[0] else 'NOT ALL PROCESSED'} ({time.monotonic() - t0:.0f}s)")
+    print(_summary(agg, produced[0], t0))
     broker.stop()
     return 0 if caught_up and took_over else 1

@@ -35,6 +35,22 @@ def _wait_http(url: str, deadline: float, proc: subprocess.Popen[bytes] | None =
     raise TimeoutError(f"{url} not ready")
 
 
+def _wait_port(proc: subprocess.Popen[bytes], port: int, name: str, stop: Any, timeout: float = 30) -> None:
+    """Wait until ``proc`` accepts connections on ``port``; raise (after ``stop()``) if it exits
+    or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with status {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    stop()
+    raise TimeoutError(f"{name} did not start")
+
+
 class MotoServer:
     """moto in-process: DynamoDB and (basic) Kinesis at ``endpoint``."""
 
@@ -113,17 +129,8 @@ class KinesisMock:
                "MERGE_SHARDS_DURATION": "200ms", "UPDATE_SHARD_COUNT_DURATION": "200ms"}
         self._proc = subprocess.Popen(["node", "-r", str(preload), str(pkg / "main.js")], env=env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"kinesis-mock exited with status {self._proc.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise TimeoutError("kinesis-mock did not start")
+        _wait_port(self._proc, self.port, "kinesis-mock", self.stop)
+        return self
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
@@ -174,17 +181,8 @@ class KafkaBroker:
             [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", self.storage],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"tansu exited with status {self._proc.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise TimeoutError("tansu did not start")
+        _wait_port(self._proc, self.port, "tansu", self.stop, timeout=20)
+        return self
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

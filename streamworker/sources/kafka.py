@@ -12,7 +12,9 @@ drives ``subscribe``) or explicitly by ``open_reader`` (``assign``, for the Dyna
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import logging
+import operator
 import queue
 import re
 import threading
@@ -31,6 +33,12 @@ from .base import Batch, ShardInfo, StopReading
 
 log = structlog.get_logger("streamworker.kafka")
 T = TypeVar("T")
+
+
+# C-level accessors (no Python frame per message), for the hot routing loop.
+_message_error = operator.methodcaller("error")
+_message_partition = operator.methodcaller("partition")
+_message_topic = operator.methodcaller("topic")
 
 
 def shard_key(topic: str, partition: int) -> str:
@@ -215,20 +223,29 @@ class KafkaClient:
             self._stop.wait(0.5)
             return
         self._busy = bool(messages)
-        by_partition: dict[tuple[Any, Any], list[Any]] = {}
-        for m in messages:
-            err = m.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
+        if any(map(_message_error, messages)):  # rare: sort errors out one by one
+            good = []
+            for m in messages:
+                err = m.error()
+                if err is None:
+                    good.append(m)
+                elif err.code() != KafkaError._PARTITION_EOF:
                     self.errors += 1
                     log.warning("kafka error", error=str(err), fatal=err.fatal())
-                continue
-            key = (m.topic(), m.partition())
-            batch = by_partition.get(key)
-            if batch is None:
-                by_partition[key] = [m]
-            else:
-                batch.append(m)
+            messages = good
+        # consume() returns messages in runs per partition: group the runs with C-level key
+        # functions rather than a Python call per message.
+        by_partition: dict[tuple[Any, Any], list[Any]] = {}
+        for _, run in itertools.groupby(messages, _message_partition):
+            chunk = list(run)
+            topics = set(map(_message_topic, chunk))
+            for topic in topics:
+                part = chunk if len(topics) == 1 else [m for m in chunk if m.topic() == topic]
+                key = (topic, part[0].partition())
+                if key in by_partition:
+                    by_partition[key].extend(part)
+                else:
+                    by_partition[key] = part
         for (topic, partition), batch in by_partition.items():
             buf = self.buffer(topic, partition)
             if buf is None:
