@@ -21,9 +21,11 @@ LONG = {"workers": 4, "duration": 180, "seed": 11}
 def finish(fleet, producer, title, actions):
     log = fleet.log
     # everything produced gets processed once the faults stop (every worker is running again)
-    wait_for(lambda: len({int(e["data"]) for e in events(log) if e["ev"] == "rec"}) >= producer.n, 90,
-             f"all {producer.n} records")
-    fleet.stop_all()
+    try:
+        wait_for(lambda: len({int(e["data"]) for e in events(log) if e["ev"] == "rec"}) >= producer.n, 90,
+                 f"all {producer.n} records")
+    finally:
+        fleet.stop_all()  # never leave worker processes behind, also when the run fails
     report = check(log, producer.n, fleet)
     report.actions = actions
     print("\n" + report.table(title))
@@ -57,7 +59,11 @@ def kinesis_chaos(tmp_path, moto_server, kinesis_mock, names, params):
         kinesis.split_shard(StreamName=stream, ShardToSplit=s["ShardId"], NewStartingHashKey=str((lo + hi) // 2))
 
     producer = Producer(put)
-    actions = run_chaos(fleet, producer, failover=FAILOVER, reshard=reshard, **params)
+    try:
+        actions = run_chaos(fleet, producer, failover=FAILOVER, reshard=reshard, **params)
+    except BaseException:
+        fleet.stop_all()
+        raise
     finish(fleet, producer, f"Kinesis, {params['workers']} workers, {params['duration']}s", actions)
 
 
@@ -79,7 +85,11 @@ def kafka_chaos(tmp_path, kafka, names, params):
                    "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000"],
                   env, tmp_path / "records.jsonl", tmp_path)
     producer = Producer(put)
-    actions = run_chaos(fleet, producer, failover=FAILOVER, reshard=None, group_timeout=6.0, **params)
+    try:
+        actions = run_chaos(fleet, producer, failover=FAILOVER, reshard=None, group_timeout=6.0, **params)
+    except BaseException:
+        fleet.stop_all()
+        raise
     finish(fleet, producer, f"Kafka, {params['workers']} workers, {params['duration']}s", actions)
 
 
