@@ -116,6 +116,16 @@ class Checkpointer:
             self._current = esn
             self._pending = None
 
+    async def checkpoint_async(
+        self,
+        record_or_sequence_number: Record | str | ExtendedSequenceNumber | None = None,
+        sub_sequence_number: int | None = None,
+    ) -> None:
+        """``checkpoint`` for async processors: the write runs in a thread, not on the loop."""
+        import asyncio
+
+        await asyncio.to_thread(self.checkpoint, record_or_sequence_number, sub_sequence_number)
+
     def prepare_checkpoint(
         self,
         record_or_sequence_number: Record | str | ExtendedSequenceNumber | None = None,

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -37,6 +37,7 @@ from .records import ExtendedSequenceNumber, StartPosition
 from .sources.base import Batch, ShardReader, Source, StopReading
 
 if TYPE_CHECKING:
+    from .aio import EventLoopThread
     from .dead_letter import DeadLetterSink
     from .metrics import WorkerMetrics
 
@@ -86,6 +87,8 @@ class ConsumerSettings:
     stream: str = ""
     worker_id: str = ""
     dead_letter: DeadLetterSink | None = None
+    #: Runs ``async def`` processor methods (set by the worker).
+    event_loop: EventLoopThread | None = None
 
 
 @dataclass
@@ -193,6 +196,23 @@ class ShardConsumer:
 
     # -- helpers -----------------------------------------------------------------------------
 
+    def _invoke(self, method: Callable[..., object], argument: object) -> object:
+        """Call a processor method; an ``async def`` one is awaited on the worker's loop."""
+        return self._call(method(argument))
+
+    def _call(self, result: object) -> object:
+        loop = self.settings.event_loop
+        if loop is None:
+            import inspect
+
+            if inspect.iscoroutine(result):
+                from .aio import EventLoopThread
+
+                self.settings = replace(self.settings, event_loop=EventLoopThread())
+                return self.settings.event_loop.run(result)  # type: ignore[union-attr]
+            return result
+        return loop.run(result)
+
     def _lease_gone(self) -> bool:
         return self._lost.is_set() or not self.leases.is_held(self.lease.lease_key)
 
@@ -247,7 +267,7 @@ class ShardConsumer:
             self._pause(self.settings.parent_poll_interval)
         return False
 
-    def _with_retries(self, what: str, call: Callable[[], None]) -> None:
+    def _with_retries(self, what: str, call: Callable[[], object]) -> None:
         backoff: Backoff | None = None  # made on the first failure: seeding a Random is not free
         attempt = 0
         while True:
@@ -284,7 +304,7 @@ class ShardConsumer:
             pending_checkpoint=self.lease.pending_checkpoint, stream=self.settings.stream,
         )
         try:
-            self._with_retries("initialize", lambda: self.processor.initialize(init))
+            self._with_retries("initialize", lambda: self._invoke(self.processor.initialize, init))
             self._initialized = True
         except _ProcessorFailed:
             self.state = ConsumerState.HALTED
@@ -361,7 +381,7 @@ class ShardConsumer:
         )
         started = time.perf_counter()
         try:
-            self._with_retries("process_records", lambda: self.processor.process_records(pri))
+            self._with_retries("process_records", lambda: self._invoke(self.processor.process_records, pri))
         except LeaseLostError as exc:
             self._log.warning("checkpoint inside process_records refused", error=str(exc))
             self._end_lease_lost()
@@ -435,7 +455,7 @@ class ShardConsumer:
         self._reader_stop.set()
         if call_processor and self._initialized:
             try:
-                self.processor.lease_lost(LeaseLostInput(self.shard_id))
+                self._invoke(self.processor.lease_lost, LeaseLostInput(self.shard_id))
             except Exception:
                 self._log.exception("processor lease_lost raised")
         self.leases.forget(self.lease.lease_key)
@@ -447,7 +467,7 @@ class ShardConsumer:
         self._reader_stop.set()
         if call_processor and self._initialized:
             try:
-                self.processor.shutdown_requested(ShutdownRequestedInput(self.shard_id, self.checkpointer))
+                self._invoke(self.processor.shutdown_requested, ShutdownRequestedInput(self.shard_id, self.checkpointer))
             except CheckpointError as exc:
                 self._log.warning("checkpoint at shutdown refused", error=str(exc))
             except Exception:
@@ -469,7 +489,7 @@ class ShardConsumer:
                 self._end_lease_lost()
                 return
             try:
-                self.processor.shard_ended(ShardEndedInput(self.shard_id, self.checkpointer, children))
+                self._invoke(self.processor.shard_ended, ShardEndedInput(self.shard_id, self.checkpointer, children))
             except CheckpointError as exc:
                 self._log.warning("checkpoint at shard end refused", error=str(exc))
             except Exception:

@@ -17,6 +17,7 @@ import botocore.config
 import botocore.exceptions
 import structlog
 
+from .aio import EventLoopThread
 from .clock import Clock, SystemClock
 from .config import WorkerConfig
 from .coordinators.dynamodb import DynamoDBCoordinator
@@ -147,7 +148,9 @@ class Worker:
                 self.source, self.worker_id, self, initial_position=config.initial_position,
                 initial_timestamp=config.initial_timestamp, revoke_timeout=config.shutdown_timeout,
                 stream=config.stream_label)
+        self._loop = EventLoopThread()
         self._settings = ConsumerSettings(
+            event_loop=self._loop,
             dead_letter=self._dead_letter_sink(kinesis_client, session),
             max_pending_batches=config.max_pending_batches, processor_retries=config.processor_retries,
             parent_poll_interval=config.parent_poll_interval,
@@ -343,6 +346,7 @@ class Worker:
             self.kafka.stop()
         if self._ops is not None:
             self._ops.stop()
+        self._loop.stop()
         self._log.info("worker stopped")
 
     # -- status -------------------------------------------------------------------------------------
