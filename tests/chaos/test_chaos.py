@@ -82,7 +82,9 @@ def kafka_chaos(tmp_path, kafka, names, params):
     fleet = Fleet([sys.executable, "-m", "streamworker", "run", PROCESSOR, "--source", "kafka", "--topic", topic,
                    "--bootstrap-servers", kafka.bootstrap, "--application-name", names["app"],
                    "--initial-position", "TRIM_HORIZON", "--idle-time-between-reads", "0.2", "--log-format", "json",
-                   "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000"],
+                   "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000",
+                   # STREAMWORKER_CHAOS_DEBUG=1: librdkafka's group-protocol trail in the worker logs
+                   *(["-X", "debug=cgrp", "--log-level", "DEBUG"] if os.environ.get("STREAMWORKER_CHAOS_DEBUG") else [])],
                   env, tmp_path / "records.jsonl", tmp_path)
     producer = Producer(put)
     try:
