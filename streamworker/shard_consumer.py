@@ -13,12 +13,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
+from .aio import EventLoopThread
 from .backoff import Backoff
 from .checkpointer import Checkpointer, CheckpointStore
 from .clock import Clock, SystemClock
@@ -37,7 +38,6 @@ from .records import ExtendedSequenceNumber, StartPosition
 from .sources.base import Batch, ShardReader, Source, StopReading
 
 if TYPE_CHECKING:
-    from .aio import EventLoopThread
     from .dead_letter import DeadLetterSink
     from .metrics import WorkerMetrics
 
@@ -87,8 +87,8 @@ class ConsumerSettings:
     stream: str = ""
     worker_id: str = ""
     dead_letter: DeadLetterSink | None = None
-    #: Runs ``async def`` processor methods (set by the worker).
-    event_loop: EventLoopThread | None = None
+    #: Runs ``async def`` processor methods; its thread starts on first use. The worker shares one.
+    event_loop: EventLoopThread = field(default_factory=EventLoopThread)
 
 
 @dataclass
@@ -201,17 +201,7 @@ class ShardConsumer:
         return self._call(method(argument))
 
     def _call(self, result: object) -> object:
-        loop = self.settings.event_loop
-        if loop is None:
-            import inspect
-
-            if inspect.iscoroutine(result):
-                from .aio import EventLoopThread
-
-                self.settings = replace(self.settings, event_loop=EventLoopThread())
-                return self.settings.event_loop.run(result)  # type: ignore[union-attr]
-            return result
-        return loop.run(result)
+        return self.settings.event_loop.run(result)
 
     def _lease_gone(self) -> bool:
         return self._lost.is_set() or not self.leases.is_held(self.lease.lease_key)
