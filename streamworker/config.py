@@ -61,7 +61,8 @@ class WorkerConfig(BaseSettings):
     take_interval: float = Field(1.0, gt=0)
     shard_sync_interval: float = Field(60.0, gt=0)
     max_leases_for_worker: int | None = Field(None, ge=1)
-    max_leases_to_steal_at_one_time: int = Field(3, ge=0)
+    max_leases_to_steal_at_one_time: int | None = Field(None, ge=0, description="steals per take cycle (none: as many as the share needs)")
+    steady_take_interval: float = Field(2.0, gt=0, description="scan period while no lease is moving")
     max_pending_batches: int = Field(4, ge=1, le=100)
     processor_retries: int = Field(3, ge=0)
     on_error: Literal["halt", "dead-letter"] = Field(

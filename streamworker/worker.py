@@ -137,7 +137,8 @@ class Worker:
             self.table = LeaseTable(dynamodb, config.table_name, clock=self._clock)
             self.coordinator = DynamoDBCoordinator(
                 self.table, self.worker_id, self, failover_time=config.failover_time,
-                take_interval=config.take_interval, max_leases=config.max_leases_for_worker,
+                take_interval=config.take_interval, steady_take_interval=config.steady_take_interval,
+                max_leases=config.max_leases_for_worker, records_of=self._records_of,
                 max_steal=config.max_leases_to_steal_at_one_time, clock=self._clock, stream=config.stream_label,
                 checkpoint_mirror=self.source.mirror_checkpoint if isinstance(self.source, KafkaSource) else None,
                 stream_name=(config.stream or "").rsplit("/", 1)[-1] if config.source == "kinesis" else None,
@@ -350,6 +351,11 @@ class Worker:
         self._log.info("worker stopped")
 
     # -- status -------------------------------------------------------------------------------------
+
+    def _records_of(self, lease_key: str) -> int | None:
+        with self._lock:
+            c = self._consumers.get(lease_key)
+        return c.progress.records if c is not None else None
 
     def consumers(self) -> list[ShardConsumer]:
         with self._lock:

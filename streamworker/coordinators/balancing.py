@@ -39,46 +39,78 @@ def plan_takes(
     expired: set[str],
     *,
     max_leases: int | None = None,
-    max_steal: int = 3,
+    max_steal: int | None = None,
     rng: random.Random | None = None,
+    unclaimed: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> TakePlan:
-    """Leases to take (unowned or expired) and to steal (from the most loaded worker).
+    """Leases to take (unowned or expired) and to steal (by handoff) in one take cycle.
 
     The target per worker is ceil(eligible leases / live workers), live workers being the owners
-    of unexpired leases plus this one. Expired leases are all taken at once up to the target.
-    A steal happens only when nothing is free, and only from a worker above the target (or at it
-    when this worker needs more than one): balanced fleets never trade leases back and forth.
+    of unexpired leases plus this one. Free leases (unowned or expired) are taken first, all at
+    once up to the target; each worker picks its share at random, so a departed worker's leases
+    spread over the survivors. When nothing is free, leases are stolen one at a time from the
+    most loaded worker while it holds at least two more than this one: every move narrows the
+    spread, so balanced fleets (within one lease) never move and no lease ping-pongs. Several
+    workers may be stolen from in one cycle, so a joining worker reaches its share at once.
+    Load (records/s per lease, as last written by its holder) is the tie-breaker only: between
+    equally loaded victims the busier one gives, and the leases moved are the ones that bring the
+    two workers' records/s closest together.
+
+    ``unclaimed`` are free leases nobody has taken for a while: their share-holders are gone or
+    stuck (a worker that died but has not expired yet still counts). They are shared out over
+    the workers regardless of the target, so no shard waits a failover time for nothing.
     """
     rng = rng or random.Random()
     candidates = eligible(leases)
     counts: Counter[str] = Counter()
+    owned: dict[str, list[Lease]] = {}
     free: list[Lease] = []
     for lease in candidates:
         if lease.lease_owner is None or lease.lease_key in expired:
             free.append(lease)
         else:
             counts[lease.lease_owner] += 1
+            owned.setdefault(lease.lease_owner, []).append(lease)
     workers = len(set(counts) | {me})
     target = math.ceil(len(candidates) / workers) if candidates else 0
     if max_leases is not None:
         target = min(target, max_leases)
-    need = target - counts.get(me, 0)
+    mine = counts.get(me, 0)
+    need = target - mine
     if need <= 0:
+        overdue = [le for le in free if le.lease_key in unclaimed]
+        if overdue and max_leases is None:
+            rng.shuffle(overdue)
+            return TakePlan(take=tuple(overdue[:math.ceil(len(overdue) / workers)]), target=target,
+                            workers=workers)
         return TakePlan(target=target, workers=workers)
     if free:
         rng.shuffle(free)
         return TakePlan(take=tuple(free[:need]), target=target, workers=workers)
-    others = [(n, w) for w, n in counts.items() if w != me]
-    if not others:
-        return TakePlan(target=target, workers=workers)
-    most, victim = max(others, key=lambda nw: (nw[0], nw[1]))
-    if most > target or (most == target and need > 1):
-        n = min(need, max(1, most - target), max_steal)
-        theirs = [le for le in candidates if le.lease_owner == victim and le.checkpoint_owner is None
-                  and le.lease_key not in expired]
-        rng.shuffle(theirs)
-        return TakePlan(steal=tuple(theirs[:n]), target=target, workers=workers)
-    return TakePlan(target=target, workers=workers)
+    limit = need if max_steal is None else min(need, max_steal)
+    load: dict[str, float] = {w: sum(le.records_per_second for le in ls) for w, ls in owned.items()}
+    my_load = load.get(me, 0.0)
+    # Only leases not already in a handoff can be stolen.
+    stealable = {w: [le for le in ls if le.checkpoint_owner is None] for w, ls in owned.items() if w != me}
+    for ls in stealable.values():
+        rng.shuffle(ls)  # equal loads: a random choice, so concurrent thieves rarely collide
+    steal: list[Lease] = []
+    while len(steal) < limit:
+        victims = [w for w, ls in stealable.items() if ls and counts[w] - mine >= 2]
+        if not victims:
+            break
+        victim = max(victims, key=lambda w: (counts[w], load.get(w, 0.0), w))
+        gap = (load.get(victim, 0.0) - my_load) / 2
+        ls = stealable[victim]
+        # the lease whose move best evens out the two workers' records/s
+        pick = min(range(len(ls)), key=lambda i: abs(gap - ls[i].records_per_second))
+        lease = ls.pop(pick)
+        steal.append(lease)
+        counts[victim] -= 1
+        load[victim] = load.get(victim, 0.0) - lease.records_per_second
+        mine += 1
+        my_load += lease.records_per_second
+    return TakePlan(steal=tuple(steal), target=target, workers=workers)
 
 
 class ExpiryTracker:
@@ -103,3 +135,8 @@ class ExpiryTracker:
         for gone in set(self._seen) - keys:
             del self._seen[gone]
         return expired
+
+    def next_expiry(self, keys: Iterable[str]) -> float | None:
+        """When the earliest of ``keys`` would expire if its counter does not move again."""
+        times = [self._seen[k][1] + self.failover_time for k in keys if k in self._seen]
+        return min(times) if times else None

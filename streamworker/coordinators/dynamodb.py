@@ -20,7 +20,7 @@ from ..clock import Clock, SystemClock
 from ..errors import CheckpointThrottledError, LeaseLostError
 from ..records import TRIM_HORIZON, ExtendedSequenceNumber, InitialPosition
 from ..sources.base import ShardInfo
-from .balancing import ExpiryTracker, parents_complete, plan_takes
+from .balancing import ExpiryTracker, eligible, parents_complete, plan_takes
 from .lease import Lease, stream_of
 from .lease_table import LeaseConflict, LeaseTable, LeaseTableUnavailable
 
@@ -29,6 +29,11 @@ log = structlog.get_logger("streamworker.coordinator")
 #: A holder stops using a lease this fraction of the failover time after its last successful
 #: write, so it has stopped before any observer (who waits the full failover time) can take it.
 VALIDITY_FRACTION = 0.8
+#: A lease written (checkpointed) this recently, as a fraction of the renew interval, is not
+#: renewed again: busy shards that checkpoint often cost no renewal writes at all.
+RENEW_SLACK = 0.95
+#: ...but its records/s is still written every this many renew intervals.
+RATE_REFRESH = 6
 
 
 class LeaseListener(Protocol):
@@ -47,6 +52,8 @@ class _Held:
     last_renewed: float
     handing_off: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: (records processed, when) at the last records/s measurement.
+    rate_mark: tuple[int, float] | None = None
 
 
 @dataclass
@@ -69,13 +76,15 @@ class DynamoDBCoordinator:
         *,
         failover_time: float = 10.0,
         take_interval: float = 1.0,
+        steady_take_interval: float | None = None,
         max_leases: int | None = None,
-        max_steal: int = 3,
+        max_steal: int | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
         stream: str = "",
         checkpoint_mirror: Callable[[str, ExtendedSequenceNumber], None] | None = None,
         stream_name: str | None = None,
+        records_of: Callable[[str], int | None] | None = None,
     ) -> None:
         self.table = table
         self.worker_id = worker_id
@@ -83,6 +92,12 @@ class DynamoDBCoordinator:
         self.failover_time = failover_time
         self.renew_interval = failover_time / 3
         self.take_interval = take_interval
+        #: Scan period when nothing is moving (no free lease, no handoff, nothing to take or
+        #: steal). A lease whose counter stops moving is still rechecked the moment it would
+        #: expire, so failover detection does not wait for the slower period.
+        self.steady_take_interval = max(take_interval, steady_take_interval or take_interval)
+        #: Records processed so far on a held lease (from the shard consumer), for records/s.
+        self.records_of = records_of
         self.max_leases = max_leases
         self.max_steal = max_steal
         self.clock = clock or SystemClock()
@@ -97,6 +112,8 @@ class DynamoDBCoordinator:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._log = log.bind(worker_id=worker_id, table=table.table_name, stream=stream)
+        self._last_view: frozenset[tuple[str, str | None, str | None]] = frozenset()
+        self._free_since: dict[str, float] = {}
         #: The Kinesis stream name, to recognise its leases in a KCL multi-stream table.
         self.stream_name = stream_name
         #: ``account:stream:creationEpoch:`` when the table holds this stream's leases in KCL's
@@ -125,10 +142,12 @@ class DynamoDBCoordinator:
             try:
                 if now >= next_renew:
                     retry_soon = self.renew_all()
-                    next_renew = now + (min(0.5, self.renew_interval) if retry_soon else self.renew_interval)
+                    next_renew = self.next_renewal()
+                    if retry_soon:
+                        next_renew = min(next_renew, now + min(0.5, self.renew_interval))
                 if now >= next_take:
-                    self.take_cycle()
-                    next_take = self.clock.monotonic() + self.take_interval
+                    next_take = self.take_cycle()
+                    next_renew = min(next_renew, self.next_renewal())  # newly acquired leases
             except LeaseTableUnavailable as exc:
                 self._log.warning("lease table unavailable; will retry", error=str(exc))
             except Exception:  # the coordinator thread must survive anything
@@ -255,12 +274,15 @@ class DynamoDBCoordinator:
                 self._drop(key, "not renewed within the failover time")
                 continue
             started = self.clock.monotonic()
+            if started - h.last_renewed < self.renew_interval * RENEW_SLACK and not self._rate_stale(h, started):
+                continue  # a checkpoint wrote the lease recently: that write renewed it
             with h.lock:
                 try:
                     for _ in range(2):
                         try:
                             h.lease = self.table.renew(key, h.lease.lease_counter, self.worker_id,
-                                                       as_checkpoint_owner=h.handing_off)
+                                                       as_checkpoint_owner=h.handing_off,
+                                                       records_per_second=self._rate(key, h, started))
                             h.last_renewed = started
                             break
                         except LeaseConflict:
@@ -279,23 +301,61 @@ class DynamoDBCoordinator:
                 self._drop(key, "taken by another worker")
         return retry_soon
 
+    def next_renewal(self) -> float:
+        """When the next held lease falls due for renewal (a renewal per lease every
+        failover/3 since its last successful write, KCL's rate)."""
+        with self._held_lock:
+            marks = [h.last_renewed for h in self._held.values()]
+        now = self.clock.monotonic()
+        due = min(marks, default=now) + self.renew_interval
+        return max(due, now + self.renew_interval * (1 - RENEW_SLACK))
+
+    def _rate_stale(self, h: _Held, now: float) -> bool:
+        """Records/s is refreshed at least every RATE_REFRESH renew intervals."""
+        if self.records_of is None:
+            return False
+        return h.rate_mark is None or now - h.rate_mark[1] >= self.renew_interval * RATE_REFRESH
+
+    def _rate(self, key: str, h: _Held, now: float) -> float | None:
+        """Records/s on this lease since the last measurement, or None when unknown."""
+        if self.records_of is None:
+            return None
+        done = self.records_of(key)
+        if done is None:
+            return None
+        mark, h.rate_mark = h.rate_mark, (done, now)
+        if mark is None or now <= mark[1] or done < mark[0]:
+            return None
+        return (done - mark[0]) / (now - mark[1])
+
     # -- take ------------------------------------------------------------------------------
 
     def _acquire(self, lease: Lease, started: float) -> None:
         with self._held_lock:
-            self._held[lease.lease_key] = _Held(lease, started)
+            # its shard consumer starts from zero records now
+            self._held[lease.lease_key] = _Held(lease, started, rate_mark=(0, started))
         self._log.info("lease acquired", shard_id=lease.shard_id, checkpoint=str(lease.checkpoint),
                        counter=lease.lease_counter)
         self.listener.lease_acquired(lease)
 
-    def take_cycle(self) -> None:
+    def take_cycle(self) -> float:
+        """Scan the table, take and steal; return when the next cycle is due: soon while leases
+        are moving, at the steady period otherwise (or when a silent lease would expire)."""
         leases = self.own_leases(self.table.list_leases())
         now = self.clock.monotonic()
         held = set(self.held_keys())
         expired = self._tracker.observe(leases, now) - held
         by_key = {le.lease_key: le for le in leases}
+        view = frozenset((le.lease_key, le.lease_owner, le.checkpoint_owner) for le in leases)
+        changed, self._last_view = view != self._last_view, view
+        busy = changed or bool(expired) or any(
+            le.lease_owner is None or le.checkpoint_owner is not None for le in eligible(leases))
+        interval = self.take_interval if busy else self.steady_take_interval
+        silent = self._tracker.next_expiry(k for k, le in by_key.items() if k not in held and le.lease_owner)
+        next_cycle = now + interval if silent is None else min(now + interval, max(silent, now + 0.01))
+        self._notice_handoffs(leases)
         if not self._taking:
-            return
+            return next_cycle
         # Leases already ours in the table but not held here: a finished handoff to us, or a
         # previous process with the same worker id. A stalled handoff is ended once it expires.
         for lease in leases:
@@ -306,6 +366,7 @@ class DynamoDBCoordinator:
         plan = plan_takes(
             [le for le in leases if le.lease_key not in held] + [self._held_view(k, by_key) for k in held],
             self.worker_id, expired, max_leases=self.max_leases, max_steal=self.max_steal, rng=self._rng,
+            unclaimed=self._unclaimed(leases, expired, now),
         )
         for lease in plan.take:
             if lease.lease_owner != self.worker_id:
@@ -318,6 +379,32 @@ class DynamoDBCoordinator:
                                target=plan.target, workers=plan.workers)
             except LeaseConflict:
                 pass
+        if plan.take or plan.steal:
+            return min(next_cycle, now + self.take_interval)
+        return next_cycle
+
+    def _unclaimed(self, leases: list[Lease], expired: set[str], now: float) -> set[str]:
+        """Free leases nobody has taken for half a failover time."""
+        free = {le.lease_key for le in leases if le.lease_owner is None or le.lease_key in expired}
+        self._free_since = {k: self._free_since.get(k, now) for k in free}
+        return {k for k, t in self._free_since.items() if now - t >= self.failover_time / 2}
+
+    def _notice_handoffs(self, leases: list[Lease]) -> None:
+        """A steal shows in the scan before our next renewal would trip over it: start the
+        handoff now. Only a newer counter than ours is believed (the scan may be stale)."""
+        for lease in leases:
+            if lease.checkpoint_owner != self.worker_id or lease.lease_owner == self.worker_id:
+                continue
+            with self._held_lock:
+                h = self._held.get(lease.lease_key)
+            if h is None:
+                continue
+            with h.lock:
+                if h.handing_off or lease.lease_counter <= h.lease.lease_counter:
+                    continue
+                h.lease, h.handing_off = lease, True
+            self._log.info("lease handoff requested", shard_id=lease.shard_id, to=lease.lease_owner)
+            self.listener.handoff_requested(lease.lease_key)
 
     def _held_view(self, key: str, by_key: dict[str, Lease]) -> Lease:
         with self._held_lock:

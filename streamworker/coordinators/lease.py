@@ -22,6 +22,8 @@ CHILD_SHARD_IDS = "childShardIds"
 STARTING_HASH_KEY = "startingHashKey"
 ENDING_HASH_KEY = "endingHashKey"
 CHECKPOINT_OWNER = "checkpointOwner"
+#: streamworker's own attribute (KCL ignores unknown ones): records/s its holder last measured.
+RECORDS_PER_SECOND = "swRecordsPerSecond"
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class Lease:
     starting_hash_key: str | None = None
     ending_hash_key: str | None = None
     checkpoint_owner: str | None = None
+    records_per_second: float = 0.0
 
     @property
     def shard_id(self) -> str:
@@ -107,6 +110,7 @@ def lease_from_item(item: dict[str, Any]) -> Lease:
         starting_hash_key=_s(item, STARTING_HASH_KEY),
         ending_hash_key=_s(item, ENDING_HASH_KEY),
         checkpoint_owner=_s(item, CHECKPOINT_OWNER),
+        records_per_second=float(item.get(RECORDS_PER_SECOND, {}).get("N", 0)),
     )
 
 

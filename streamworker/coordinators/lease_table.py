@@ -30,6 +30,7 @@ from .lease import (
     PENDING_CHECKPOINT,
     PENDING_CHECKPOINT_STATE,
     PENDING_CHECKPOINT_SUB,
+    RECORDS_PER_SECOND,
     Lease,
     is_lease_item,
     lease_from_item,
@@ -125,9 +126,11 @@ class LeaseTable:
 
     # -- reads -----------------------------------------------------------------------------
 
-    def list_leases(self) -> list[Lease]:
+    def list_leases(self, *, consistent: bool = False) -> list[Lease]:
+        """Every lease. Eventually consistent by default (half the read units): a stale row can
+        only delay a decision, since every write that acts on one is conditional on its counter."""
         leases: list[Lease] = []
-        args: dict[str, Any] = {"TableName": self.table_name, "ConsistentRead": True}
+        args: dict[str, Any] = {"TableName": self.table_name, "ConsistentRead": consistent}
         while True:
             resp = self._call("Scan", lambda: self.client.scan(**args))
             # Only lease rows: other rows a KCL version may keep in the table are left alone.
@@ -175,9 +178,17 @@ class LeaseTable:
             return "#co = :me", {"#co": CHECKPOINT_OWNER}
         return "#o = :me AND attribute_not_exists(#co)", {"#o": LEASE_OWNER, "#co": CHECKPOINT_OWNER}
 
-    def renew(self, lease_key: str, counter: int, owner: str, *, as_checkpoint_owner: bool = False) -> Lease:
+    def renew(self, lease_key: str, counter: int, owner: str, *, as_checkpoint_owner: bool = False,
+              records_per_second: float | None = None) -> Lease:
+        """Bump the counter; also record the shard's records/s (same write, no extra cost)."""
         cond, names = self._holder_condition(as_checkpoint_owner)
-        item = self._update("Renew", lease_key, counter, "SET #c = :c1", cond, names, {":me": {"S": owner}})
+        values: dict[str, Any] = {":me": {"S": owner}}
+        update = "SET #c = :c1"
+        if records_per_second is not None:
+            update += ", #rps = :rps"
+            names = {**names, "#rps": RECORDS_PER_SECOND}
+            values[":rps"] = {"N": f"{records_per_second:.1f}"}
+        item = self._update("Renew", lease_key, counter, update, cond, names, values)
         return lease_from_item(item)
 
     def take(self, lease: Lease, owner: str) -> Lease:

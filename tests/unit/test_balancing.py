@@ -1,4 +1,5 @@
 import random
+from collections import Counter
 
 from streamworker.coordinators.balancing import ExpiryTracker, eligible, plan_takes
 from streamworker.coordinators.lease import Lease
@@ -20,9 +21,32 @@ def test_second_worker_takes_its_share_of_free_leases():
 
 
 def test_new_worker_steals_from_the_most_loaded_up_to_target():
-    plan = plan_takes(leases(["A"] * 4), "B", set(), max_steal=3)
+    plan = plan_takes(leases(["A"] * 4), "B", set())
     assert plan.target == 2 and len(plan.steal) == 2
     assert all(le.lease_owner == "A" for le in plan.steal)
+
+
+def test_a_joining_worker_takes_its_whole_share_from_several_workers_at_once():
+    plan = plan_takes(leases(["A"] * 100 + ["B"] * 100), "C", set())
+    moved = Counter(le.lease_owner for le in plan.steal)
+    assert moved == {"A": 33, "B": 33}  # 67/67/66 afterwards
+
+
+def test_a_worker_two_below_a_worker_at_target_still_steals_one():
+    # 10 leases, 4 workers: target 3; 3/3/3/1 is uneven, 3/3/2/2 is not
+    plan = plan_takes(leases(["A"] * 3 + ["B"] * 3 + ["C"] * 3 + ["D"]), "D", set())
+    assert len(plan.steal) == 1
+    assert plan_takes(leases(["A"] * 3 + ["B"] * 3 + ["C"] * 2 + ["D"] * 2), "D", set()).steal == ()
+
+
+def test_records_per_second_breaks_ties_without_causing_moves():
+    hot = [Lease(f"a-{i}", lease_owner="A", records_per_second=1000.0 if i < 2 else 1.0) for i in range(4)]
+    cool = [Lease(f"b-{i}", lease_owner="B", records_per_second=1.0) for i in range(4)]
+    # equal counts: the busier worker gives, and the lease moved evens the records/s out best
+    plan = plan_takes(hot + cool, "C", set())
+    assert [(le.lease_owner, le.records_per_second) for le in plan.steal] == [("A", 1000.0), ("B", 1.0)]
+    # a balanced fleet never moves however uneven the records/s
+    assert plan_takes(hot + cool, "B", set()).steal == ()
 
 
 def test_steal_is_capped_per_cycle():
@@ -88,3 +112,36 @@ def test_expiry_is_judged_on_the_observers_clock():
     assert t.observe([le.with_counter(6)], now=111.0) == set()
     assert t.observe([le.with_counter(6)], now=120.9) == set()
     assert t.observe([le.with_counter(6)], now=121.0) == {"s"}
+
+
+def test_200_shards_and_workers_joining_one_by_one_balance_in_one_cycle_each():
+    rng = random.Random(7)
+    owners: list[str | None] = [None] * 200
+    workers: list[str] = []
+    moves = 0
+    for w in ["A", "B", "C", "D"]:
+        workers.append(w)
+        for _ in range(3):  # three take cycles of every worker
+            for x in workers:
+                plan = plan_takes(leases(owners), x, set(), rng=rng)
+                for le in plan.take + plan.steal:
+                    owners[int(le.lease_key.split("-")[1])] = x
+                    moves += 1
+        counts = [owners.count(x) for x in workers]
+        assert max(counts) - min(counts) <= 1, counts
+    # 200 to take, then 100 + 66 + 50 moved: each move was needed, none went back
+    assert moves == 200 + 100 + 66 + 50
+
+
+def test_a_dead_workers_leases_spread_over_the_survivors():
+    rng = random.Random(3)
+    owners = ["A", "B", "C", "D"] * 50
+    dead = {f"shard-{i}" for i, o in enumerate(owners) if o == "D"}
+    for _ in range(3):
+        for x in "ABC":
+            plan = plan_takes(leases(owners), x, dead, rng=rng)
+            assert not plan.steal
+            for le in plan.take:
+                owners[int(le.lease_key.split("-")[1])] = x
+                dead.discard(le.lease_key)
+    assert sorted(owners.count(x) for x in "ABC") == [66, 67, 67]

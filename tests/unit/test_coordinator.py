@@ -63,6 +63,7 @@ def test_second_worker_gets_half_by_graceful_handoff(fleet):
     assert len(a.held_keys()) == 4
     b.take_cycle()
     assert b.held_keys() == [] and b.stats.stolen == 2  # handoff requested, not yet granted
+    clock.advance(a.renew_interval)  # A learns of it at its next renewal
     a.renew_all()
     assert len(ev_a.handoff) == 2 and ev_a.lost == []
     # A's consumers checkpoint (as checkpoint owner) and release, as ShardConsumer does
@@ -135,6 +136,7 @@ def test_one_failed_renewal_does_not_drop_a_lease(fleet, monkeypatch):
         return real(*args, **kw)
 
     monkeypatch.setattr(a.table, "renew", flaky)
+    clock.advance(a.renew_interval)
     assert a.renew_all() is True  # asks for a quick retry
     assert len(a.held_keys()) == 4 and ev_a.lost == []
     clock.advance(1)
@@ -163,3 +165,123 @@ def test_children_are_taken_only_after_parents_reach_shard_end(table):
     c.release("parent")
     c.take_cycle()
     assert c.held_keys() == ["child"]
+
+
+def test_renewals_fall_due_per_lease_and_a_checkpoint_counts_as_one(fleet):
+    clock, (a, ev_a), _ = fleet
+    a.take_cycle()
+    keys = a.held_keys()
+    calls = a.table.calls
+    before = calls.get("Renew", 0)
+    a.renew_all()
+    assert calls.get("Renew", 0) == before  # just taken: nothing is due
+    clock.advance(a.renew_interval * 0.9)
+    a.checkpoint(keys[0], ESN("7"))
+    clock.advance(a.renew_interval * 0.1)
+    a.renew_all()
+    assert calls.get("Renew", 0) == before + 3  # the checkpointed lease was written just now
+    assert a.next_renewal() == pytest.approx(clock.monotonic() + a.renew_interval * 0.9)
+    clock.advance(a.renew_interval * 0.9)
+    a.renew_all()
+    assert calls.get("Renew", 0) == before + 4 and ev_a.lost == []
+
+
+def test_renewals_record_records_per_second_for_the_balancer(table):
+    clock = FakeClock()
+    done = {"n": 0}
+    a = DynamoDBCoordinator(table, "A", Events(), failover_time=FAILOVER, clock=clock,
+                            records_of=lambda key: done["n"])
+    a.ensure_leases([ShardInfo("s-1")], InitialPosition.TRIM_HORIZON)
+    a.take_cycle()
+    done["n"] = 500
+    clock.advance(a.renew_interval)
+    a.renew_all()
+    assert table.get("s-1").records_per_second == pytest.approx(500 / a.renew_interval, rel=0.01)
+
+
+def test_the_scan_slows_down_when_nothing_moves_but_not_past_an_expiry(fleet):
+    clock, (a, _), (b, _) = fleet
+    b.steady_take_interval = 5.0
+    a.take_cycle()
+    assert b.take_cycle() == pytest.approx(clock.monotonic() + b.take_interval)  # steals: moving
+    clock.advance(a.renew_interval)
+    a.renew_all()  # A learns of the handoffs and finishes them
+    for key in a.held_keys():
+        if a.current_lease(key).lease_owner == "B":
+            a.release(key)
+    seen_a = clock.monotonic()  # B's next scan is the first to see A's final counters
+    assert b.take_cycle() == pytest.approx(clock.monotonic() + b.take_interval)
+    assert len(b.held_keys()) == 2
+    assert b.take_cycle() == pytest.approx(clock.monotonic() + 5.0)  # nothing moves: steady period
+    # A goes silent. B's scans stay 5 s apart but one lands exactly when A's leases expire.
+    nxt = clock.monotonic() + 5.0
+    while len(b.held_keys()) < 4 and clock.monotonic() < seen_a + 30:
+        clock.advance(max(0.0, nxt - clock.monotonic()))
+        b.renew_all()
+        nxt = b.take_cycle()
+    assert len(b.held_keys()) == 4
+    assert clock.monotonic() == pytest.approx(seen_a + FAILOVER, abs=0.05)
+
+
+class HandsOver(Events):
+    """Finishes handoffs the way a shard consumer does: after the current step, release."""
+
+    def __init__(self):
+        super().__init__()
+        self.coordinator = None
+
+    def finish(self):
+        while self.handoff:
+            self.coordinator.release(self.handoff.pop())
+
+
+def test_200_shards_spread_evenly_as_workers_join_and_leave(table):
+    clock = FakeClock()
+    fleet = {}
+
+    def join(name):
+        ev = HandsOver()
+        c = DynamoDBCoordinator(table, name, ev, failover_time=FAILOVER, clock=clock)
+        ev.coordinator = c
+        fleet[name] = c
+
+    def cycle():
+        clock.advance(1.0)
+        for c in list(fleet.values()):
+            c.renew_all()
+            c.take_cycle()
+            c.listener.finish()
+
+    def counts():
+        return sorted(len(c.held_keys()) for c in fleet.values())
+
+    join("A")
+    fleet["A"].ensure_leases([ShardInfo(f"shardId-{i:03}") for i in range(200)], InitialPosition.TRIM_HORIZON)
+    cycle()
+    assert counts() == [200]
+    for name, share in [("B", [100, 100]), ("C", [66, 67, 67]), ("D", [50, 50, 50, 50])]:
+        join(name)
+        for _ in range(3):
+            cycle()
+        assert counts() == share, name
+    moves = sum(c.stats.taken for c in fleet.values())
+    assert moves == 200 + 100 + 66 + 50  # every move was needed: nothing went back and forth
+    for _ in range(5):
+        cycle()
+    assert sum(c.stats.taken for c in fleet.values()) == moves  # balanced: nothing moves
+    # D leaves gracefully, C dies: their leases spread over A and B, not onto one of them
+    leaving = fleet.pop("D")
+    for key in leaving.held_keys():
+        leaving.release(key)
+    fleet.pop("C")
+    for _ in range(3):
+        cycle()
+    assert counts() == [67, 67]  # their shares while C still counts as alive
+    # C has not expired yet, but D's last 16 leases must not wait for that: after half a
+    # failover time unclaimed, A and B share them out beyond their target
+    for _ in range(int(FAILOVER / 2) + 1):
+        cycle()
+    assert sum(counts()) == 150 and counts()[1] - counts()[0] <= 2
+    for _ in range(int(FAILOVER / 2) + 2):
+        cycle()
+    assert counts() == [100, 100]  # C expired: its 50 leases, half each

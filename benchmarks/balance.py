@@ -1,0 +1,222 @@
+"""Lease balancing and DynamoDB cost at scale.
+
+200 leases in one lease table on a local DynamoDB (moto). Coordinators (the DynamoDB lease
+logic of a worker, with a stand-in for its shard consumers that finishes a handoff 50 ms after
+it is asked) join one by one, 1 -> 4, then one leaves gracefully and one is killed (4 -> 2).
+For each step: seconds until the split is even (within one lease, no handoff pending), lease
+moves, and whether any lease moved back. Then, at steady state, DynamoDB operations and
+capacity units per lease per minute, next to KCL's (a renewal per lease every failover/3, a full
+consistent Scan per worker every 2 x (failover + epsilon)).
+
+Prints a table and writes benchmarks/results/balance.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from streamworker.coordinators.dynamodb import DynamoDBCoordinator  # noqa: E402
+from streamworker.coordinators.lease import Lease  # noqa: E402
+from streamworker.coordinators.lease_table import LeaseTable  # noqa: E402
+from streamworker.local import MotoServer  # noqa: E402
+from streamworker.records import InitialPosition  # noqa: E402
+from streamworker.sources.base import ShardInfo  # noqa: E402
+
+
+class FakeConsumers:
+    """What the worker does on lease events: start a consumer; on a handoff request finish the
+    batch (50 ms) and release. Records/s per shard: a few hot shards, the rest cool."""
+
+    def __init__(self, rates: dict[str, float]) -> None:
+        self.rates = rates
+        self.coordinator: DynamoDBCoordinator | None = None
+        self.started: dict[str, float] = {}
+        self.history: list[str] = []
+
+    def lease_acquired(self, lease: Lease) -> None:
+        self.started[lease.lease_key] = time.monotonic()
+        self.history.append(lease.lease_key)
+
+    def lease_lost(self, lease_key: str) -> None:
+        self.started.pop(lease_key, None)
+
+    def handoff_requested(self, lease_key: str) -> None:
+        def finish() -> None:
+            assert self.coordinator is not None
+            self.coordinator.release(lease_key)
+            self.started.pop(lease_key, None)
+        threading.Timer(0.05, finish).start()
+
+    def records_of(self, lease_key: str) -> int | None:
+        t = self.started.get(lease_key)
+        return None if t is None else int((time.monotonic() - t) * self.rates[lease_key])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--leases", type=int, default=200)
+    ap.add_argument("--failover-time", type=float, default=10.0)
+    ap.add_argument("--steady-seconds", type=float, default=30.0, help="window for the cost figures")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "balance.json"))
+    args = ap.parse_args()
+    rng = random.Random(1)
+    keys = [f"shardId-{i:012}" for i in range(args.leases)]
+    rates = {k: (2000.0 if rng.random() < 0.05 else 100.0) for k in keys}
+
+    with MotoServer() as moto:
+        session = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="x", region_name="us-east-1")
+        table_name = "balance-bench"
+        admin = LeaseTable(session.client("dynamodb", endpoint_url=moto.endpoint), table_name)
+        admin.ensure_table()
+        fleet: dict[str, tuple[DynamoDBCoordinator, FakeConsumers, LeaseTable]] = {}
+
+        def join(name: str) -> None:
+            consumers = FakeConsumers(rates)
+            table = LeaseTable(session.client("dynamodb", endpoint_url=moto.endpoint), table_name)
+            c = DynamoDBCoordinator(table, name, consumers, failover_time=args.failover_time,
+                                    records_of=consumers.records_of)
+            consumers.coordinator = c
+            if not fleet:
+                c.ensure_leases([ShardInfo(k) for k in keys], InitialPosition.TRIM_HORIZON)
+            fleet[name] = (c, consumers, table)
+            c.start()
+
+        def owners() -> dict[str, str | None]:
+            return {le.lease_key: (None if le.checkpoint_owner else le.lease_owner)
+                    for le in admin.list_leases(consistent=True)}
+
+        def even(expected: set[str]) -> bool:
+            o = owners()
+            if any(v is None for v in o.values()):
+                return False
+            counts = Counter(o.values())
+            return set(counts) == expected and max(counts.values()) - min(counts.values()) <= 1
+
+        def step(label: str, action: Any, expected: set[str], timeout: float) -> dict[str, Any]:
+            before = {n: len(f[1].history) for n, f in fleet.items()}
+            prev = owners()
+            t0 = time.monotonic()
+            action()
+            while not even(expected):
+                if time.monotonic() - t0 > timeout:
+                    raise SystemExit(f"{label}: not even after {timeout} s: {Counter(owners().values())}")
+                time.sleep(0.05)  # polling the table for the measurement, not synchronisation
+            took = time.monotonic() - t0
+            after = owners()
+            moved = [k for k in keys if after[k] != prev.get(k)]
+            acquisitions = sum(len(f[1].history) - before.get(n, 0) for n, f in fleet.items())
+            counts = Counter(after.values())
+            load = {w: round(sum(rates[k] for k, o in after.items() if o == w)) for w in counts}
+            return {"step": label, "seconds": round(took, 2), "lease_moves": len(moved),
+                    "acquisitions": acquisitions, "minimum_moves": minimum_moves(prev, expected, len(keys)),
+                    "split": dict(sorted(counts.items())), "records_per_s": dict(sorted(load.items()))}
+
+        steps = [step("start A", lambda: join("A"), {"A"}, 60)]
+        for name, expect in [("B", {"A", "B"}), ("C", {"A", "B", "C"}), ("D", {"A", "B", "C", "D"})]:
+            steps.append(step(f"join {name}", lambda n=name: join(n), expect, 60))
+
+        # steady state: count DynamoDB calls of every worker over a window
+        time.sleep(2 * args.failover_time / 3)  # let renewals settle into their rhythm (a measurement window)
+        calls0 = {n: dict(f[2].calls) for n, f in fleet.items()}
+        window_start = time.monotonic()
+        time.sleep(args.steady_seconds)
+        window = time.monotonic() - window_start
+        ops: Counter[str] = Counter()
+        for n, f in fleet.items():
+            for op, v in f[2].calls.items():
+                ops[op] += v - calls0[n].get(op, 0)
+        item_bytes = statistics_item_bytes(admin)
+        cost = cost_figures(ops, window, len(keys), len(fleet), item_bytes, args.failover_time)
+        acquisitions_steady = sum(len(f[1].history) for f in fleet.values())
+
+        def leave_gracefully(name: str) -> None:
+            c = fleet.pop(name)[0]
+            c.stop_taking()
+            for key in c.held_keys():
+                c.release(key)
+            c.stop()
+
+        def kill(name: str) -> None:
+            fleet.pop(name)[0].stop()  # no release: its leases expire
+
+        time.sleep(0.5)
+        moves_during_steady = sum(len(f[1].history) for f in fleet.values()) - acquisitions_steady
+        steps.append(step("D leaves (SIGTERM)", lambda: leave_gracefully("D"), {"A", "B", "C"}, 60))
+        steps.append(step("C dies (kill -9)", lambda: kill("C"), {"A", "B"}, 60 + args.failover_time))
+        for c, _, _ in fleet.values():
+            c.stop()
+
+    results = {"leases": len(keys), "failover_time_s": args.failover_time, "steps": steps,
+               "steady_state": {**cost, "lease_moves": moves_during_steady, "window_s": round(window, 1)}}
+    for s in steps:
+        print(f"{s['step']:<20} {s['seconds']:>6.2f} s  moves {s['lease_moves']:>3} "
+              f"(minimum {s['minimum_moves']:>3})  split {s['split']}  records/s {s['records_per_s']}")
+    print("steady state, per lease per minute:")
+    for k, v in cost.items():
+        print(f"  {k:<40} {v}")
+    print(f"  lease moves while steady: {moves_during_steady}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {out}")
+
+
+def minimum_moves(prev: dict[str, str | None], expected: set[str], n: int) -> int:
+    """The fewest leases that must change owner to reach an even split from ``prev``."""
+    counts = Counter(v for v in prev.values() if v in expected)
+    unowned = n - sum(counts.values())
+    base, extra = divmod(n, len(expected))
+    # the most loaded keep base+1 where they can; everything above that moves, plus the unowned
+    order = sorted(expected, key=lambda w: -counts.get(w, 0))
+    share = {w: base + (1 if i < extra else 0) for i, w in enumerate(order)}
+    return unowned + sum(max(0, counts.get(w, 0) - share[w]) for w in expected)
+
+
+def statistics_item_bytes(table: LeaseTable) -> float:
+    """Mean DynamoDB item size of the leases (attribute names + values, DynamoDB's rule)."""
+    items = table.client.scan(TableName=table.table_name)["Items"]
+    sizes = []
+    for item in items:
+        size = 0
+        for name, value in item.items():
+            (kind, v), = value.items()
+            size += len(name) + (len(v) if kind == "S" else sum(len(x) for x in v) if kind == "SS" else 1 + len(v))
+        sizes.append(size)
+    return sum(sizes) / len(sizes)
+
+
+def cost_figures(ops: Counter[str], window: float, leases: int, workers: int, item_bytes: float,
+                 failover: float) -> dict[str, float]:
+    per_min = 60.0 / window
+    writes = sum(v for op, v in ops.items() if op not in ("Scan", "GetItem"))
+    scans = ops.get("Scan", 0)
+    scan_units = math.ceil(leases * item_bytes / 4096) * 0.5  # eventually consistent
+    kcl_scans_per_min = workers * 60.0 / (2 * (failover + 0.2))
+    kcl_scan_units = math.ceil(leases * item_bytes / 4096)  # KCL scans consistently
+    return {
+        "writes_per_lease_per_min": round(writes * per_min / leases, 2),
+        "scans_per_worker_per_min": round(scans * per_min / workers, 1),
+        "read_units_per_lease_per_min": round(scans * scan_units * per_min / leases, 2),
+        "write_units_per_lease_per_min": round(writes * math.ceil(item_bytes / 1024) * per_min / leases, 2),
+        "kcl_writes_per_lease_per_min": round(60.0 / (failover / 3), 2),
+        "kcl_read_units_per_lease_per_min": round(kcl_scans_per_min * kcl_scan_units / leases, 2),
+        "mean_item_bytes": round(item_bytes),
+    }
+
+
+if __name__ == "__main__":
+    main()
