@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -53,8 +54,8 @@ def plan_takes(
     spread, so balanced fleets (within one lease) never move and no lease ping-pongs. Several
     workers may be stolen from in one cycle, so a joining worker reaches its share at once.
     Load (records/s per lease, as last written by its holder) is the tie-breaker only: between
-    equally loaded victims the busier one gives, and the leases moved are the ones that bring the
-    two workers' records/s closest together.
+    victims with as many leases the busier one gives, and the leases moved are the ones that
+    bring this worker's records/s nearest the fleet's mean.
 
     ``unclaimed`` are free leases nobody has taken for a while: their share-holders are gone or
     stuck (a worker that died but has not expired yet still counts). They are shared out over
@@ -90,20 +91,24 @@ def plan_takes(
     limit = need if max_steal is None else min(need, max_steal)
     load: dict[str, float] = {w: sum(le.records_per_second for le in ls) for w, ls in owned.items()}
     my_load = load.get(me, 0.0)
+    mean_load = sum(load.values()) / workers
     # Only leases not already in a handoff can be stolen.
     stealable = {w: [le for le in ls if le.checkpoint_owner is None] for w, ls in owned.items() if w != me}
     for ls in stealable.values():
         rng.shuffle(ls)  # equal loads: a random choice, so concurrent thieves rarely collide
+    steps = _steal_count(counts, me, limit, set(stealable))
     steal: list[Lease] = []
-    while len(steal) < limit:
+    while len(steal) < steps:
         victims = [w for w, ls in stealable.items() if ls and counts[w] - mine >= 2]
         if not victims:
             break
         victim = max(victims, key=lambda w: (counts[w], load.get(w, 0.0), w))
-        gap = (load.get(victim, 0.0) - my_load) / 2
         ls = stealable[victim]
-        # the lease whose move best evens out the two workers' records/s
-        pick = min(range(len(ls)), key=lambda i: abs(gap - ls[i].records_per_second))
+        # Aim this worker at the fleet's mean records/s once it holds its share: this lease
+        # should carry what the mean still lacks beyond what the remaining (typical) ones bring.
+        typical = statistics.median_low(le.records_per_second for le in ls)
+        aim = mean_load - my_load - (steps - len(steal) - 1) * typical
+        pick = min(range(len(ls)), key=lambda i: abs(aim - ls[i].records_per_second))
         lease = ls.pop(pick)
         steal.append(lease)
         counts[victim] -= 1
@@ -111,6 +116,20 @@ def plan_takes(
         mine += 1
         my_load += lease.records_per_second
     return TakePlan(steal=tuple(steal), target=target, workers=workers)
+
+
+def _steal_count(counts: Counter[str], me: str, limit: int, victims: set[str]) -> int:
+    """How many single-lease steals the difference >= 2 rule makes (ties do not change it)."""
+    c = Counter({w: n for w, n in counts.items() if w in victims})
+    mine, n = counts.get(me, 0), 0
+    while n < limit and c:
+        w, top = c.most_common(1)[0]
+        if top - mine < 2:
+            break
+        c[w] -= 1
+        mine += 1
+        n += 1
+    return n
 
 
 class ExpiryTracker:

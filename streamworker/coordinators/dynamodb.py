@@ -8,9 +8,11 @@ writes to one lease are serialised and its counter is always the one we last wro
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,6 +36,8 @@ VALIDITY_FRACTION = 0.8
 RENEW_SLACK = 0.95
 #: ...but its records/s is still written every this many renew intervals.
 RATE_REFRESH = 6
+#: Concurrent lease-table writes when a take cycle takes or steals many leases.
+PARALLEL_WRITES = 8
 
 
 class LeaseListener(Protocol):
@@ -76,7 +80,7 @@ class DynamoDBCoordinator:
         *,
         failover_time: float = 10.0,
         take_interval: float = 1.0,
-        steady_take_interval: float | None = None,
+        steady_take_interval: float = 2.0,
         max_leases: int | None = None,
         max_steal: int | None = None,
         clock: Clock | None = None,
@@ -95,7 +99,7 @@ class DynamoDBCoordinator:
         #: Scan period when nothing is moving (no free lease, no handoff, nothing to take or
         #: steal). A lease whose counter stops moving is still rechecked the moment it would
         #: expire, so failover detection does not wait for the slower period.
-        self.steady_take_interval = max(take_interval, steady_take_interval or take_interval)
+        self.steady_take_interval = max(take_interval, steady_take_interval)
         #: Records processed so far on a held lease (from the shard consumer), for records/s.
         self.records_of = records_of
         self.max_leases = max_leases
@@ -359,6 +363,15 @@ class DynamoDBCoordinator:
         # Leases already ours in the table but not held here: a finished handoff to us, or a
         # previous process with the same worker id. A stalled handoff is ended once it expires.
         for lease in leases:
+            if lease.checkpoint_owner == self.worker_id and lease.lease_key not in held:
+                # A handoff asked of a lease we were granted but had not started (or held in a
+                # previous life): nothing of ours runs on it, so finish the handoff at once.
+                try:
+                    self.table.release(lease.lease_key, lease.lease_counter, self.worker_id, as_checkpoint_owner=True)
+                    self._log.info("handoff of a lease not running here completed", shard_id=lease.shard_id)
+                except LeaseConflict:
+                    pass
+                continue
             if lease.lease_key in held or lease.lease_owner != self.worker_id or lease.is_finished:
                 continue
             if lease.checkpoint_owner is None or lease.lease_key in expired:
@@ -368,17 +381,10 @@ class DynamoDBCoordinator:
             self.worker_id, expired, max_leases=self.max_leases, max_steal=self.max_steal, rng=self._rng,
             unclaimed=self._unclaimed(leases, expired, now),
         )
-        for lease in plan.take:
-            if lease.lease_owner != self.worker_id:
-                self._try_take(lease, stolen=False)
-        for lease in plan.steal:
-            try:
-                self.table.request_handoff(lease, self.worker_id)
-                self.stats.stolen += 1
-                self._log.info("lease handoff started", shard_id=lease.shard_id, from_worker=lease.lease_owner,
-                               target=plan.target, workers=plan.workers)
-            except LeaseConflict:
-                pass
+        self._parallel([functools.partial(self._try_take, le, stolen=False)
+                        for le in plan.take if le.lease_owner != self.worker_id])
+        self._parallel([functools.partial(self._request_handoff, le, plan.target, plan.workers)
+                        for le in plan.steal])
         if plan.take or plan.steal:
             return min(next_cycle, now + self.take_interval)
         return next_cycle
@@ -388,6 +394,27 @@ class DynamoDBCoordinator:
         free = {le.lease_key for le in leases if le.lease_owner is None or le.lease_key in expired}
         self._free_since = {k: self._free_since.get(k, now) for k in free}
         return {k for k, t in self._free_since.items() if now - t >= self.failover_time / 2}
+
+    def _parallel(self, writes: list[Callable[[], None]]) -> None:
+        """Run a cycle's takes or steals a few at a time: a joining worker's share of a large
+        table is taken in a fraction of a cycle rather than one round trip after another."""
+        if len(writes) <= 1:
+            for w in writes:
+                w()
+            return
+        with ThreadPoolExecutor(min(PARALLEL_WRITES, len(writes)), thread_name_prefix="lease-write") as pool:
+            for f in [pool.submit(w) for w in writes]:
+                f.result()
+
+    def _request_handoff(self, lease: Lease, target: int, workers: int) -> None:
+        try:
+            self.table.request_handoff(lease, self.worker_id)
+        except LeaseConflict:
+            return
+        with self._held_lock:
+            self.stats.stolen += 1
+        self._log.info("lease handoff started", shard_id=lease.shard_id, from_worker=lease.lease_owner,
+                       target=target, workers=workers)
 
     def _notice_handoffs(self, leases: list[Lease]) -> None:
         """A steal shows in the scan before our next renewal would trip over it: start the
@@ -417,7 +444,8 @@ class DynamoDBCoordinator:
             taken = self.table.take(lease, self.worker_id)
         except LeaseConflict:
             return
-        self.stats.taken += 1
+        with self._held_lock:
+            self.stats.taken += 1
         self._acquire(taken, started)
 
     # -- writes from shard consumers ---------------------------------------------------------

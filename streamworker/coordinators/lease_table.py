@@ -7,6 +7,7 @@ seconds and then raise ``LeaseTableUnavailable``. The caller decides what a conf
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -74,12 +75,14 @@ class LeaseTable:
         self._clock = clock or SystemClock()
         #: Count of DynamoDB calls by operation, for the cost figures.
         self.calls: dict[str, int] = {}
+        self._calls_lock = threading.Lock()
 
     def _call(self, op: str, fn: Callable[[], T]) -> T:
         backoff = Backoff(base=0.05, cap=1.0)
         deadline = self._clock.monotonic() + self.retry_deadline
         while True:
-            self.calls[op] = self.calls.get(op, 0) + 1
+            with self._calls_lock:
+                self.calls[op] = self.calls.get(op, 0) + 1
             try:
                 return fn()
             except botocore.exceptions.ClientError as exc:

@@ -285,3 +285,19 @@ def test_200_shards_spread_evenly_as_workers_join_and_leave(table):
     for _ in range(int(FAILOVER / 2) + 2):
         cycle()
     assert counts() == [100, 100]  # C expired: its 50 leases, half each
+
+
+def test_a_handoff_of_a_granted_but_unstarted_lease_completes_at_once(fleet):
+    clock, (a, _), (b, _) = fleet
+    c = DynamoDBCoordinator(a.table, "C", Events(), failover_time=FAILOVER, clock=clock)
+    a.take_cycle()
+    key = a.held_keys()[0]
+    lease = a.table.get(key)
+    granted = a.table.request_handoff(lease, "B")
+    a.release(key)  # A finished the handoff: B owns the lease but has not scanned yet
+    c.table.request_handoff(a.table.get(key), "C")  # C steals it from B before B starts it
+    assert a.table.get(key).checkpoint_owner == "B" and granted.lease_owner == "B"
+    b.take_cycle()  # B runs nothing on it: it completes the handoff instead of stalling it
+    assert key not in b.held_keys() and a.table.get(key).checkpoint_owner is None
+    c.take_cycle()
+    assert key in c.held_keys()
