@@ -36,7 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--source", choices=["kinesis", "kafka"], help="default kinesis")
     run.add_argument("--coordinator", choices=["dynamodb", "kafka-group"],
                      help="who decides shard ownership (default: dynamodb for Kinesis, kafka-group for Kafka)")
-    run.add_argument("--stream", help="Kinesis stream name or ARN")
+    run.add_argument("--stream", dest="stream_list", action="append",
+                     help="Kinesis stream name or ARN (repeatable: one worker, several streams)")
+    run.add_argument("--stream-pattern", help="Kinesis stream-name regex (streams appearing or going are followed)")
+    run.add_argument("--processor-for", dest="processors", action="append", metavar="STREAM=MODULE:CLASS",
+                     help="a processor class for one stream or topic (repeatable)")
     run.add_argument("--topic", dest="topics", action="append", help="Kafka topic (repeatable)")
     run.add_argument("--topic-pattern", help="Kafka topic regex (new matching topics are picked up)")
     run.add_argument("--bootstrap-servers", help="Kafka bootstrap servers HOST:PORT[,HOST:PORT]")
@@ -87,10 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     flags = {k: getattr(args, k) for k in (
         "processor", "source", "coordinator", "topics", "topic_pattern", "bootstrap_servers", "group_id",
-        "kafka_properties", "static_membership", "stream", "application_name", "lease_table", "initial_position", "initial_timestamp",
+        "kafka_properties", "static_membership", "stream_pattern", "processors", "application_name", "lease_table", "initial_position", "initial_timestamp",
         "worker_id", "failover_time", "max_records", "idle_time_between_reads", "shutdown_timeout", "metrics_port",
         "on_error", "dead_letter", "processor_retries", "processor_timeout",
         "log_level", "log_format")}
+    if args.stream_list:
+        flags["stream"] = args.stream_list[0]
+        flags["streams"] = args.stream_list[1:] or None
     props = None
     if args.properties:
         from .kcl_properties import load_properties
@@ -105,6 +112,8 @@ def _run(args: argparse.Namespace) -> int:
     factory: Any
     if config.processor:
         factory = load_processor(config.processor)
+    elif config.processors:
+        factory = None  # every stream or topic has its own (the worker checks as leases arrive)
     elif props is not None and props.command:
         from .multilang import MultiLangProcessor
 

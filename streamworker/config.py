@@ -7,6 +7,7 @@ Endpoints, region and credentials are not settings of ours: boto3 reads ``AWS_EN
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import socket
 import sys
@@ -42,6 +43,11 @@ class WorkerConfig(BaseSettings):
     coordinator: Literal["dynamodb", "kafka-group"] | None = Field(
         None, description="default: dynamodb for Kinesis, kafka-group for Kafka")
     stream: str | None = Field(None, min_length=1, description="Kinesis stream name or ARN")
+    streams: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="further Kinesis streams for one worker and lease table (KCL multi-stream)")
+    stream_pattern: str | None = Field(None, description="Kinesis stream-name regex, re-listed at every shard sync")
+    processors: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, description="per stream or topic: STREAM=MODULE:CLASS (others use processor)")
     topics: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Kafka topics")
     topic_pattern: str | None = Field(None, description="Kafka topic regex")
     bootstrap_servers: str | None = None
@@ -77,14 +83,14 @@ class WorkerConfig(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 
-    @field_validator("topics", mode="before")
+    @field_validator("topics", "streams", mode="before")
     @classmethod
     def _split_topics(cls, v: Any) -> Any:
         if isinstance(v, str):
             return [t.strip() for t in v.split(",") if t.strip()]
         return v
 
-    @field_validator("kafka_properties", mode="before")
+    @field_validator("kafka_properties", "processors", mode="before")
     @classmethod
     def _parse_properties(cls, v: Any) -> Any:
         if isinstance(v, str):
@@ -112,8 +118,13 @@ class WorkerConfig(BaseSettings):
 
             parse_spec(self.dead_letter)
         if self.source == "kinesis":
-            if not self.stream:
-                raise ValueError("stream is required for the Kinesis source (--stream)")
+            if not self.stream and not self.streams and not self.stream_pattern:
+                raise ValueError("stream is required for the Kinesis source (--stream or --stream-pattern)")
+            if self.stream_pattern:
+                try:
+                    re.compile(self.stream_pattern)
+                except re.error as exc:
+                    raise ValueError(f"stream_pattern {self.stream_pattern!r}: {exc}") from None
             if self.coordinator == "kafka-group":
                 raise ValueError("coordinator kafka-group needs source kafka")
         else:
@@ -128,10 +139,22 @@ class WorkerConfig(BaseSettings):
         return self.coordinator or ("dynamodb" if self.source == "kinesis" else "kafka-group")
 
     @property
+    def stream_names(self) -> list[str]:
+        """The Kinesis streams named in the configuration (the pattern adds more at run time)."""
+        out = [self.stream] if self.stream else []
+        return out + [s for s in self.streams if s not in out]
+
+    @property
+    def multi_stream(self) -> bool:
+        """One worker over several streams, with KCL multi-stream lease keys."""
+        return self.source == "kinesis" and (len(self.stream_names) > 1 or self.stream_pattern is not None)
+
+    @property
     def stream_label(self) -> str:
-        """What logs call the stream: the Kinesis stream, or the Kafka topics."""
+        """What logs call the stream: the Kinesis stream(s), or the Kafka topics."""
         if self.source == "kinesis":
-            return self.stream or ""
+            label = ",".join(self.stream_names)
+            return label + (f"/{self.stream_pattern}/" if self.stream_pattern else "")
         return ",".join(self.topics) if self.topics else f"/{self.topic_pattern}/"
 
     @property

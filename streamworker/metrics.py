@@ -79,7 +79,7 @@ class _WorkerCollector(Collector):
         yield behind
         yield lag
         yield halted
-        reader = getattr(w.source, "stats", None)
+        reader = w.reader_stats()
         if reader is not None:
             for name, attr, doc in (("read_throttles", "throttles", "Reads throttled"),
                                     ("read_retries", "retries", "Reads retried"),

@@ -69,7 +69,7 @@ class LeaseAccess(Protocol):
 
     def record_children(self, lease_key: str, child_ids: list[str]) -> None: ...
 
-    def ensure_child_leases(self, children: list[tuple[str, tuple[str, ...]]]) -> None: ...
+    def ensure_child_leases(self, children: list[tuple[str, tuple[str, ...]]], parent_key: str) -> None: ...
 
     def release(self, lease_key: str) -> bool: ...
 
@@ -472,7 +472,8 @@ class ShardConsumer:
         self._reader_stop.set()
         self.checkpointer._mark_shard_end()
         if children:
-            self.leases.ensure_child_leases([(c.shard_id, c.parent_shard_ids) for c in children])
+            self.leases.ensure_child_leases([(c.shard_id, c.parent_shard_ids) for c in children],
+                                            self.lease.lease_key)
         backoff = Backoff(base=1.0, cap=30.0, floor=0.5)
         while True:
             if self._lease_gone():

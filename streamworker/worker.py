@@ -5,10 +5,11 @@ scheduler thread, so the coordinator never blocks on a processor."""
 from __future__ import annotations
 
 import queue
+import re
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,10 +23,10 @@ from .clock import Clock, SystemClock
 from .config import WorkerConfig
 from .coordinators.dynamodb import DynamoDBCoordinator
 from .coordinators.kafka_group import KafkaGroupCoordinator
-from .coordinators.lease import Lease
+from .coordinators.lease import Lease, stream_of
 from .coordinators.lease_table import LeaseTable
 from .dead_letter import DeadLetterSink, JsonlSink, KafkaSink, KinesisSink, parse_spec
-from .errors import SourceError
+from .errors import ConfigError, SourceError
 from .http import OpsServer
 from .metrics import WorkerMetrics
 from .processor import RecordProcessor
@@ -33,7 +34,7 @@ from .records import InitialPosition
 from .shard_consumer import ConsumerSettings, ConsumerState, LeaseAccess, ShardConsumer
 from .sources.base import ShardInfo, Source
 from .sources.kafka import KafkaClient, KafkaSource
-from .sources.kinesis import KinesisSource
+from .sources.kinesis import KinesisSource, ReaderStats
 
 log = structlog.get_logger("streamworker.worker")
 
@@ -105,25 +106,39 @@ class Worker:
     def __init__(
         self,
         config: WorkerConfig,
-        processor_factory: ProcessorFactory,
+        processor_factory: ProcessorFactory | None,
         *,
         kinesis_client: Any = None,
         dynamodb_client: Any = None,
         session: boto3.session.Session | None = None,
         kafka_consumer_factory: Callable[[dict[str, Any]], Any] | None = None,
         clock: Clock | None = None,
+        processor_factories: Mapping[str, ProcessorFactory] | None = None,
     ) -> None:
         self.config = config
         self.worker_id = config.worker_id
         self._factory = processor_factory
+        #: Per stream or topic (``processors`` in the config, or given here); others use the default.
+        self._factories: dict[str, ProcessorFactory] = {}
+        for name, spec in config.processors.items():
+            from .loader import load_processor
+
+            self._factories[name] = load_processor(spec)
+        self._factories.update(processor_factories or {})
+        if processor_factory is None and not self._factories:
+            raise ConfigError("no processor given")
         self._clock = clock or SystemClock()
         self.kafka: KafkaClient | None = None
         self.source: Source
+        #: A multi-stream worker's sources by stream name (its leases say which stream they are of).
+        self.sources: dict[str, KinesisSource] = {}
+        self._stream_prefixes: dict[str, str] = {}
+        self._wanted_streams: list[str] | None = None
+        self._kinesis: Any = None
         if config.source == "kinesis":
-            assert config.stream is not None
-            kinesis = kinesis_client or make_client("kinesis", session)
-            self.source = KinesisSource(kinesis, config.stream, max_records=config.max_records,
-                                        idle_time=config.idle_time_between_reads, clock=self._clock)
+            self._kinesis = kinesis_client or make_client("kinesis", session)
+            names = config.stream_names
+            self.source = self._kinesis_source(names[0] if names else "")
         else:
             self.kafka = KafkaClient(kafka_conf(config), consumer_factory=kafka_consumer_factory,
                                      buffer_bytes=config.kafka_buffer_bytes)
@@ -143,6 +158,8 @@ class Worker:
                 checkpoint_mirror=self.source.mirror_checkpoint if isinstance(self.source, KafkaSource) else None,
                 stream_name=(config.stream or "").rsplit("/", 1)[-1] if config.source == "kinesis" else None,
             )
+            if config.multi_stream:
+                self.coordinator.streams = set()
         else:
             assert isinstance(self.source, KafkaSource)
             self.coordinator = KafkaGroupCoordinator(
@@ -211,10 +228,80 @@ class Worker:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
+    def _kinesis_source(self, stream: str) -> KinesisSource:
+        return KinesisSource(self._kinesis, stream, max_records=self.config.max_records,
+                             idle_time=self.config.idle_time_between_reads, clock=self._clock)
+
+    def set_streams(self, streams: Iterable[str]) -> None:
+        """Replace the streams of a multi-stream worker while it runs (applied at once on the
+        scheduler thread): new streams get leases and are consumed; a removed stream's shards get
+        ``shutdown_requested``, checkpoint and are released, and its leases stay in the table."""
+        if not self.config.multi_stream:
+            raise ConfigError("set_streams needs a multi-stream worker (several streams or a stream pattern)")
+        self._wanted_streams = list(streams)
+        self._events.put(("sync", None))
+
+    def _desired_streams(self) -> list[str]:
+        names = list(self._wanted_streams if self._wanted_streams is not None else self.config.stream_names)
+        if self.config.stream_pattern:
+            pattern = re.compile(self.config.stream_pattern)
+            for page in self._kinesis.get_paginator("list_streams").paginate():
+                names += [n for n in page.get("StreamNames", []) if pattern.fullmatch(n) and n not in names]
+        return names
+
+    def _sync_streams(self) -> None:
+        """Follow the wanted streams: add new ones, retire removed ones."""
+        assert isinstance(self.coordinator, DynamoDBCoordinator) and self.coordinator.streams is not None
+        wanted = self._desired_streams()
+        wanted_names = {w.rsplit("/", 1)[-1] for w in wanted}
+        for stream in wanted:
+            name = stream.rsplit("/", 1)[-1]
+            if name in self.sources:
+                continue
+            source = self._kinesis_source(stream)
+            source.describe()
+            self._stream_prefixes[name] = source.stream_identifier() + ":"
+            self.sources[name] = source
+            self.coordinator.streams.add(name)
+            self._log.info("stream added", added=name, prefix=self._stream_prefixes[name])
+        for name in set(self.sources) - wanted_names:
+            self.coordinator.streams.discard(name)
+            del self.sources[name]
+            self._stream_prefixes.pop(name, None)
+            for c in self.consumers():
+                if stream_of(c.lease.lease_key) == name:
+                    c.request_shutdown()
+            self._log.info("stream removed: its shards checkpoint and are released", removed=name)
+
+    def _source_for(self, lease: Lease) -> Source:
+        if self.config.multi_stream:
+            return self.sources[stream_of(lease.lease_key) or ""]
+        return self.source
+
+    def _factory_for(self, lease: Lease) -> ProcessorFactory | None:
+        if self.config.source == "kinesis":
+            name = stream_of(lease.lease_key) or (self.config.stream or "").rsplit("/", 1)[-1]
+        else:
+            name = lease.lease_key.rsplit(":", 1)[0]
+        return self._factories.get(name, self._factory)
+
+    def reader_stats(self) -> ReaderStats | None:
+        """Read throttles, retries and expired iterators of every Kinesis stream read."""
+        sources: list[Source] = [*self.sources.values()] or [self.source]
+        stats = [s.stats for s in sources if isinstance(s, KinesisSource)]
+        if not stats:
+            return None
+        total = ReaderStats()
+        for st in stats:
+            for f in ("get_records_calls", "throttles", "retries", "expired_iterators", "records"):
+                setattr(total, f, getattr(total, f) + getattr(st, f))
+        return total
+
     def start(self) -> None:
         """Check the stream, create the lease table if needed, create leases, start threads.
         Raises SourceError for a missing stream or unreachable endpoint."""
-        self.source.describe()
+        if not self.config.multi_stream:
+            self.source.describe()
         if self.table is not None:
             try:
                 self.table.ensure_table()
@@ -238,6 +325,13 @@ class Worker:
     def sync_shards(self) -> None:
         if self.config.coordinator_kind == "kafka-group":
             return  # the group discovers partitions (and pattern-matched topics) itself
+        assert isinstance(self.coordinator, DynamoDBCoordinator)
+        if self.config.multi_stream:
+            self._sync_streams()
+            for name, source in list(self.sources.items()):
+                self.coordinator.ensure_leases(source.list_shards(), self.config.initial_position,
+                                               prefix=self._stream_prefixes[name])
+            return
         shards = self.source.list_shards()
         self.coordinator.ensure_leases(shards, self.config.initial_position)
 
@@ -291,6 +385,8 @@ class Worker:
                 elif kind == "shutdown":
                     self._graceful_stop()
                     return
+                elif kind == "sync":
+                    next_sync = self._clock.monotonic()
                 if self._clock.monotonic() >= next_sync:
                     next_sync = self._clock.monotonic() + self.config.shard_sync_interval
                     try:
@@ -315,13 +411,19 @@ class Worker:
             # never two processors on one shard.
             old.notify_lease_lost()
             old.join(self.config.shutdown_timeout)
+        factory = self._factory_for(lease)
+        if self.config.multi_stream and stream_of(lease.lease_key) not in self.sources:
+            self.coordinator.release(lease.lease_key)  # its stream was removed meanwhile
+            return
         try:
-            processor = self._factory()
+            if factory is None:
+                raise ConfigError(f"no processor for {lease.lease_key} (give processor or processors)")
+            processor = factory()
         except Exception:
             self._log.exception("processor factory failed; releasing the lease", shard_id=lease.shard_id)
             self.coordinator.release(lease.lease_key)
             return
-        consumer = ShardConsumer(lease, processor, self.source, self.coordinator, self._settings,
+        consumer = ShardConsumer(lease, processor, self._source_for(lease), self.coordinator, self._settings,
                                  on_done=lambda c: self._events.put(("done", c)), clock=self._clock,
                                  metrics=self.metrics)
         with self._lock:

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .lease import Lease
+from .lease import Lease, key_prefix_of
 
 
 @dataclass(frozen=True)
@@ -20,18 +20,20 @@ class TakePlan:
     workers: int = 1
 
 
-def parents_complete(lease: Lease, by_shard: Mapping[str, Lease]) -> bool:
+def parents_complete(lease: Lease, by_key: Mapping[str, Lease]) -> bool:
     """A child may start only when every parent still in the table is checkpointed at SHARD_END.
     A parent missing from the table was trimmed and cleaned up: nothing left to wait for.
-    ``by_shard`` maps shard ids (what ``parentShardId`` holds, also in multi-stream tables)."""
-    return all(p not in by_shard or by_shard[p].is_finished for p in lease.parent_shard_ids)
+    ``parentShardId`` holds bare shard ids (also in multi-stream tables): a parent's lease key is
+    the child's stream prefix plus that id."""
+    prefix = key_prefix_of(lease.lease_key)
+    return all(prefix + p not in by_key or by_key[prefix + p].is_finished for p in lease.parent_shard_ids)
 
 
 def eligible(leases: Iterable[Lease]) -> list[Lease]:
     """Leases that want a worker: not finished and not blocked on a parent."""
     all_leases = list(leases)
-    by_shard = {lease.shard_id: lease for lease in all_leases}
-    return [lease for lease in all_leases if not lease.is_finished and parents_complete(lease, by_shard)]
+    by_key = {lease.lease_key: lease for lease in all_leases}
+    return [lease for lease in all_leases if not lease.is_finished and parents_complete(lease, by_key)]
 
 
 def plan_takes(

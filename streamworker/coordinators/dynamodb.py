@@ -23,7 +23,7 @@ from ..errors import CheckpointThrottledError, LeaseLostError
 from ..records import TRIM_HORIZON, ExtendedSequenceNumber, InitialPosition
 from ..sources.base import ShardInfo
 from .balancing import ExpiryTracker, eligible, parents_complete, plan_takes
-from .lease import Lease, stream_of
+from .lease import Lease, key_prefix_of, stream_of
 from .lease_table import LeaseConflict, LeaseTable, LeaseTableUnavailable
 
 log = structlog.get_logger("streamworker.coordinator")
@@ -123,6 +123,8 @@ class DynamoDBCoordinator:
         #: ``account:stream:creationEpoch:`` when the table holds this stream's leases in KCL's
         #: multi-stream form: new leases (children) are written the same way.
         self.key_prefix = ""
+        #: The stream names of a multi-stream worker (None: one stream, or Kafka).
+        self.streams: set[str] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -160,11 +162,14 @@ class DynamoDBCoordinator:
 
     # -- lease creation --------------------------------------------------------------------
 
-    def ensure_leases(self, shards: Iterable[ShardInfo], initial_position: InitialPosition) -> list[str]:
+    def ensure_leases(self, shards: Iterable[ShardInfo], initial_position: InitialPosition,
+                      prefix: str | None = None) -> list[str]:
         """Create a lease for every shard that has none. Children of leased shards start at
-        TRIM_HORIZON (nothing of theirs may be skipped); with LATEST, closed shards are skipped."""
+        TRIM_HORIZON (nothing of theirs may be skipped); with LATEST, closed shards are skipped.
+        ``prefix`` is the stream's ``account:stream:creationEpoch:`` in a multi-stream table."""
         ours = self.own_leases(self.table.list_leases())
-        existing = {lease.shard_id for lease in ours}
+        prefix = self.key_prefix if prefix is None else prefix
+        existing = {lease.shard_id for lease in ours if lease.lease_key == prefix + lease.shard_id}
         shards = list(shards)
         wanted = [
             s for s in shards
@@ -175,7 +180,7 @@ class DynamoDBCoordinator:
         for s in wanted:
             start = TRIM_HORIZON if any(p in planned for p in s.parent_shard_ids) else initial_position.value
             lease = Lease(
-                lease_key=self.key_for(s.shard_id),
+                lease_key=prefix + s.shard_id,
                 checkpoint=ExtendedSequenceNumber(start),
                 parent_shard_ids=frozenset(s.parent_shard_ids),
                 starting_hash_key=s.starting_hash_key,
@@ -192,8 +197,11 @@ class DynamoDBCoordinator:
 
     def own_leases(self, leases: Iterable[Lease]) -> list[Lease]:
         """This stream's leases. In a KCL multi-stream table, other streams' leases are left alone
-        and this stream's key prefix is adopted for the leases we create."""
+        and this stream's key prefix is adopted for the leases we create. A multi-stream worker
+        (``streams`` set) owns the leases of the streams it currently consumes."""
         out: list[Lease] = []
+        if self.streams is not None:
+            return [le for le in leases if stream_of(le.lease_key) in self.streams]
         for lease in leases:
             stream = stream_of(lease.lease_key)
             if stream is None:
@@ -205,10 +213,12 @@ class DynamoDBCoordinator:
                 out.append(lease)
         return out
 
-    def ensure_child_leases(self, children: Iterable[tuple[str, tuple[str, ...]]]) -> None:
+    def ensure_child_leases(self, children: Iterable[tuple[str, tuple[str, ...]]], parent_key: str) -> None:
+        """Leases for a closed shard's children, in the parent lease's stream."""
+        prefix = key_prefix_of(parent_key)
         for child_id, parents in children:
             self.table.create_if_absent(Lease(
-                lease_key=self.key_for(child_id), checkpoint=ExtendedSequenceNumber(TRIM_HORIZON),
+                lease_key=prefix + child_id, checkpoint=ExtendedSequenceNumber(TRIM_HORIZON),
                 parent_shard_ids=frozenset(parents)))
 
     # -- queries ---------------------------------------------------------------------------
@@ -235,8 +245,9 @@ class DynamoDBCoordinator:
     def parents_complete(self, lease: Lease) -> bool:
         if not lease.parent_shard_ids:
             return True
-        by_shard = {p: le for p in lease.parent_shard_ids if (le := self.table.get(self.key_for(p))) is not None}
-        return parents_complete(lease, by_shard)
+        prefix = key_prefix_of(lease.lease_key)
+        by_key = {prefix + p: le for p in lease.parent_shard_ids if (le := self.table.get(prefix + p)) is not None}
+        return parents_complete(lease, by_key)
 
     # -- renew -----------------------------------------------------------------------------
 

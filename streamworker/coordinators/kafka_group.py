@@ -236,7 +236,7 @@ class KafkaGroupCoordinator:
     def record_children(self, lease_key: str, child_ids: list[str]) -> None:
         return None
 
-    def ensure_child_leases(self, children: list[tuple[str, tuple[str, ...]]]) -> None:
+    def ensure_child_leases(self, children: list[tuple[str, tuple[str, ...]]], parent_key: str) -> None:
         return None
 
     def release(self, lease_key: str) -> bool:

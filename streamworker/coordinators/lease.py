@@ -22,6 +22,9 @@ CHILD_SHARD_IDS = "childShardIds"
 STARTING_HASH_KEY = "startingHashKey"
 ENDING_HASH_KEY = "endingHashKey"
 CHECKPOINT_OWNER = "checkpointOwner"
+#: Multi-stream leases (KCL): the stream identifier ``account:stream:creationEpoch`` and the shard.
+STREAM_ID = "streamName"
+SHARD_ID = "shardId"
 #: streamworker's own attribute (KCL ignores unknown ones): records/s its holder last measured.
 RECORDS_PER_SECOND = "swRecordsPerSecond"
 
@@ -93,6 +96,12 @@ def stream_of(lease_key: str) -> str | None:
     return parts[1] if len(parts) == 4 else None
 
 
+def key_prefix_of(lease_key: str) -> str:
+    """``account:stream:creationEpoch:`` of a multi-stream lease key, else empty."""
+    parts = lease_key.split(":")
+    return ":".join(parts[:3]) + ":" if len(parts) == 4 else ""
+
+
 def lease_from_item(item: dict[str, Any]) -> Lease:
     """Decode a low-level DynamoDB item (as returned by the client, not the resource)."""
     pending_seq = _s(item, PENDING_CHECKPOINT)
@@ -137,4 +146,7 @@ def lease_to_item(lease: Lease) -> dict[str, Any]:
         item[ENDING_HASH_KEY] = {"S": lease.ending_hash_key}
     if lease.checkpoint_owner:
         item[CHECKPOINT_OWNER] = {"S": lease.checkpoint_owner}
+    if stream_of(lease.lease_key) is not None:  # KCL's DynamoDBMultiStreamLeaseSerializer adds these
+        item[STREAM_ID] = {"S": key_prefix_of(lease.lease_key)[:-1]}
+        item[SHARD_ID] = {"S": lease.shard_id}
     return item

@@ -252,6 +252,12 @@ class KinesisSource:
             raise SourceError("no AWS credentials found (see boto3's credential settings)") from None
         return str(summary["StreamDescriptionSummary"]["StreamStatus"])
 
+    def stream_identifier(self) -> str:
+        """KCL's multi-stream identifier ``account:streamName:creationEpochSeconds``."""
+        summary = self._client.describe_stream_summary(**_stream_args(self._stream))["StreamDescriptionSummary"]
+        account = summary["StreamARN"].split(":")[4]
+        return f"{account}:{summary['StreamName']}:{int(summary['StreamCreationTimestamp'].timestamp())}"
+
     def list_shards(self) -> list[ShardInfo]:
         shards: list[ShardInfo] = []
         args: dict[str, Any] = dict(_stream_args(self._stream))

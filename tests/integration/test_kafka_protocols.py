@@ -74,3 +74,32 @@ def test_incremental_rebalance_moves_only_what_it_must_and_loses_nothing(mock_cl
     data = out.data()
     assert sorted(set(data), key=int) == [str(i) for i in range(600)]
     assert len(data) == len(set(data)), "graceful rebalances must not process a record twice"
+
+
+class TopicTaggingProcessor(CollectingProcessor):
+    def process_records(self, p):
+        with self.out.lock:
+            self.out.events.append(("tagged", self.worker, self.shard, str(len(p.records))))
+        super().process_records(p)
+
+
+def test_one_worker_several_topics_with_a_processor_class_per_topic(mock_cluster):
+    creator, bootstrap = mock_cluster
+    t1, t2 = f"t1-{uuid.uuid4().hex[:6]}", f"t2-{uuid.uuid4().hex[:6]}"
+    for i in range(40):
+        creator.produce(t1 if i < 20 else t2, value=str(i).encode(), partition=i % 4)
+    assert creator.flush(10) == 0
+    out = Collected()
+    cfg = WorkerConfig.load({"source": "kafka", "topics": [t1, t2], "bootstrap_servers": bootstrap,
+                             "application_name": f"multi-{t1}", "worker_id": "W",
+                             "initial_position": "TRIM_HORIZON", "idle_time_between_reads": 0.2})
+    w = Worker(cfg, lambda: CollectingProcessor("W", out),
+               processor_factories={t2: lambda: TopicTaggingProcessor("W", out)})
+    w.start()
+    try:
+        wait_for(lambda: len(out.data()) == 40, 30, "both topics read")
+        tagged = [e for e in out.events if e[0] == "tagged"]
+        assert sum(int(e[3]) for e in tagged) == 20 and all(e[2].startswith(t2) for e in tagged)
+        assert sorted(int(d) for d in out.data()) == list(range(40))
+    finally:
+        w.shutdown()

@@ -51,3 +51,24 @@ def test_bad_files(tmp_path):
     unknown.write_text('stream = "s"\napplication_name = "app"\nfailover = 3\n')
     with pytest.raises(ConfigError, match="unknown setting 'failover'"):
         WorkerConfig.load({}, unknown)
+
+
+def test_several_streams_per_stream_processors_and_a_stream_pattern(tmp_path, monkeypatch):
+    f = tmp_path / "w.toml"
+    f.write_text('application_name = "app"\nstream = "orders"\nstreams = ["payments"]\n'
+                 '[processors]\npayments = "pay:Processor"\n')
+    cfg = WorkerConfig.load({}, f)
+    assert cfg.stream_names == ["orders", "payments"] and cfg.multi_stream
+    assert cfg.processors == {"payments": "pay:Processor"}
+    monkeypatch.setenv("STREAMWORKER_STREAMS", "a,b")
+    assert WorkerConfig.load({"application_name": "app"}).stream_names == ["a", "b"]
+    monkeypatch.delenv("STREAMWORKER_STREAMS")
+    assert WorkerConfig.load({"application_name": "app", "stream_pattern": "orders-.*"}).multi_stream
+    assert not WorkerConfig.load({"application_name": "app", "stream": "one"}).multi_stream
+    with pytest.raises(ConfigError, match="stream_pattern"):
+        WorkerConfig.load({"application_name": "app", "stream_pattern": "("})
+    from streamworker.cli import build_parser
+
+    args = build_parser().parse_args(["run", "app:P", "--application-name", "app", "--stream", "s1", "--stream", "s2",
+                                      "--processor-for", "s2=other:P"])
+    assert args.stream_list == ["s1", "s2"] and args.processors == ["s2=other:P"]

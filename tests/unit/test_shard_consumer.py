@@ -76,7 +76,7 @@ class FakeLeases:
     def record_children(self, key, ids):
         self.children.append(("recorded", tuple(ids)))
 
-    def ensure_child_leases(self, children):
+    def ensure_child_leases(self, children, parent_key):
         self.children.append(("created", tuple(children)))
 
     def release(self, key):
