@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="who decides shard ownership (default: dynamodb for Kinesis, kafka-group for Kafka)")
     run.add_argument("--stream", dest="stream_list", action="append",
                      help="Kinesis stream name or ARN (repeatable: one worker, several streams)")
+    run.add_argument("--retrieval", choices=["polling", "fanout"],
+                     help="Kinesis reads: polling (GetRecords, default) or enhanced fan-out")
     run.add_argument("--stream-pattern", help="Kinesis stream-name regex (streams appearing or going are followed)")
     run.add_argument("--processor-for", dest="processors", action="append", metavar="STREAM=MODULE:CLASS",
                      help="a processor class for one stream or topic (repeatable)")
@@ -91,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     flags = {k: getattr(args, k) for k in (
         "processor", "source", "coordinator", "topics", "topic_pattern", "bootstrap_servers", "group_id",
-        "kafka_properties", "static_membership", "stream_pattern", "processors", "application_name", "lease_table", "initial_position", "initial_timestamp",
+        "kafka_properties", "static_membership", "stream_pattern", "processors", "retrieval", "application_name", "lease_table", "initial_position", "initial_timestamp",
         "worker_id", "failover_time", "max_records", "idle_time_between_reads", "shutdown_timeout", "metrics_port",
         "on_error", "dead_letter", "processor_retries", "processor_timeout",
         "log_level", "log_format")}

@@ -45,6 +45,8 @@ class WorkerConfig(BaseSettings):
     stream: str | None = Field(None, min_length=1, description="Kinesis stream name or ARN")
     streams: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="further Kinesis streams for one worker and lease table (KCL multi-stream)")
+    retrieval: Literal["polling", "fanout"] = Field(
+        "polling", description="Kinesis reads: GetRecords polling, or enhanced fan-out (SubscribeToShard)")
     stream_pattern: str | None = Field(None, description="Kinesis stream-name regex, re-listed at every shard sync")
     processors: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, description="per stream or topic: STREAM=MODULE:CLASS (others use processor)")

@@ -210,10 +210,9 @@ def load_properties(path: str | Path) -> KclProperties:
                      "AWSCredentialsProviderDynamoDB"):
             _credentials(out, key, value)
         elif key in ("RetrievalMode", "retrievalMode"):
-            if value.strip().upper() == "FANOUT":
-                out.warnings.append(f"KCL property {key}=FANOUT: enhanced fan-out is not supported yet; polling is used")
-            elif value.strip().upper() != "POLLING":
+            if value.strip().upper() not in ("POLLING", "FANOUT"):
                 raise ConfigError(f"KCL property {key}: expected POLLING or FANOUT, got {value!r}")
+            s["retrieval"] = value.strip().lower()
         elif key in _NOTHING_TO_DO:
             continue
         elif key in _UNSUPPORTED:

@@ -33,6 +33,7 @@ from .processor import RecordProcessor
 from .records import InitialPosition
 from .shard_consumer import ConsumerSettings, ConsumerState, LeaseAccess, ShardConsumer
 from .sources.base import ShardInfo, Source
+from .sources.fanout import FanoutSource
 from .sources.kafka import KafkaClient, KafkaSource
 from .sources.kinesis import KinesisSource, ReaderStats
 
@@ -229,6 +230,9 @@ class Worker:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def _kinesis_source(self, stream: str) -> KinesisSource:
+        if self.config.retrieval == "fanout":
+            return FanoutSource(self._kinesis, stream, self.config.application_name, clock=self._clock,
+                                max_records=self.config.max_records, idle_time=self.config.idle_time_between_reads)
         return KinesisSource(self._kinesis, stream, max_records=self.config.max_records,
                              idle_time=self.config.idle_time_between_reads, clock=self._clock)
 

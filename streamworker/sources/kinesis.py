@@ -192,6 +192,17 @@ class KinesisShardReader:
         return Batch(records=records, millis_behind_latest=behind, shard_end=shard_end,
                      child_shards=children, size=sum(len(r.data) for r in records))
 
+    def resume_point(self) -> ExtendedSequenceNumber | None:
+        """Where a new iterator or subscription must start (AT this, dropping it and before)."""
+        return self._last_delivered or self._skip_through
+
+    def convert(self, raw_records: list[dict[str, Any]]) -> list[Record]:
+        """Records of a response, past the resume point, remembering the last one delivered."""
+        records = self._convert(raw_records)
+        if records:
+            self._last_delivered = records[-1].extended_sequence_number
+        return records
+
     def _convert(self, raw_records: list[dict[str, Any]]) -> list[Record]:
         # Records come in sequence order, so only the head of a batch can be at or before the
         # resume point: compare until the first record past it, then stop paying for it.

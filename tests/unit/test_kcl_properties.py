@@ -52,7 +52,7 @@ validateSequenceNumberBeforeCheckpointing = true
         "stream": "orders", "application_name": "OrdersApp", "lease_table": "orders-leases",
         "initial_position": "AT_TIMESTAMP", "initial_timestamp": datetime(2023, 11, 14, 22, 13, 20, tzinfo=timezone.utc),
         "worker_id": "w-1", "failover_time": 20.0, "max_records": 500, "idle_time_between_reads": 0.75,
-        "max_leases_for_worker": 10, "max_leases_to_steal_at_one_time": 2, "shard_sync_interval": 30.0,
+        "max_leases_for_worker": 10, "max_leases_to_steal_at_one_time": 2, "retrieval": "polling", "shard_sync_interval": 30.0,
         "call_process_records_even_for_empty_list": True, "parent_poll_interval": 5.0, "shutdown_timeout": 15.0,
         "max_pending_batches": 3}
     assert props.region == "eu-west-1" and props.profile == "prod"
@@ -74,12 +74,13 @@ someFutureKey = 1
 AwsCredentialsProvider = com.example.CustomProvider
 """))
     joined = "\n".join(props.warnings)
-    for key in ("cleanupLeasesUponShardCompletion", "metricsLevel", "RetrievalMode=FANOUT",
+    for key in ("cleanupLeasesUponShardCompletion", "metricsLevel",
                 "idleTimeBetweenReadsInMillis=50", "unknown KCL property someFutureKey",
                 "AwsCredentialsProvider=com.example.CustomProvider"):
         assert key in joined
-    assert len(props.warnings) == 6
+    assert len(props.warnings) == 5
     assert props.settings["idle_time_between_reads"] == 0.2
+    assert props.settings["retrieval"] == "fanout"  # the properties ask for enhanced fan-out
 
 
 def test_stream_arn_alone_is_used_and_bad_values_are_errors(tmp_path):

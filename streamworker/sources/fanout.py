@@ -1,0 +1,209 @@
+"""Kinesis enhanced fan-out: a registered stream consumer and SubscribeToShard readers.
+
+Each shard reader holds one HTTP/2-style event-stream subscription (boto3's EventStream). A
+subscription lasts at most 5 minutes; the reader re-subscribes before that, at the continuation
+sequence number of the last event, so nothing is skipped or repeated. ResourceInUse (the previous
+subscription of this consumer and shard is still closing), throttling, read timeouts and a stalled
+subscription are retried with backoff. The end of a closed shard is an event whose continuation
+sequence number is absent, with the child shards.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import botocore.exceptions
+import structlog
+
+from ..backoff import Backoff
+from ..clock import Clock, SystemClock
+from ..errors import SourceError
+from ..processor import ChildShard
+from ..records import StartPosition
+from .base import Batch, StopReading
+from .kinesis import (
+    CONNECTION_ERRORS,
+    KinesisShardReader,
+    KinesisSource,
+    ReaderStats,
+    error_code,
+    is_retryable,
+)
+
+log = structlog.get_logger("streamworker.fanout")
+
+#: Kinesis ends a subscription after 5 minutes; re-subscribing a little earlier avoids the gap.
+RESUBSCRIBE_AFTER = 290.0
+RETRY_CODES = frozenset({"ResourceInUseException", "LimitExceededException"})
+
+
+def register_consumer(client: Any, stream_arn: str, name: str, clock: Clock, timeout: float = 120.0) -> str:
+    """Register (or reuse) the stream consumer named after the application; wait until ACTIVE;
+    return its ARN."""
+    try:
+        client.register_stream_consumer(StreamARN=stream_arn, ConsumerName=name)
+        log.info("registered an enhanced fan-out consumer", consumer=name, stream=stream_arn)
+    except botocore.exceptions.ClientError as exc:
+        if error_code(exc) != "ResourceInUseException":  # it exists already: reuse it
+            raise SourceError(f"cannot register fan-out consumer {name!r}: {exc}") from None
+    deadline = clock.monotonic() + timeout
+    backoff = Backoff(base=0.2, cap=2.0)
+    while True:
+        desc = client.describe_stream_consumer(StreamARN=stream_arn, ConsumerName=name)["ConsumerDescription"]
+        if desc["ConsumerStatus"] == "ACTIVE":
+            return str(desc["ConsumerARN"])
+        if clock.monotonic() > deadline:
+            raise SourceError(f"fan-out consumer {name!r} not ACTIVE after {timeout:.0f} s ({desc['ConsumerStatus']})")
+        clock.sleep(backoff.next_delay())
+
+
+@dataclass
+class FanoutShardReader:
+    """Reads one shard through SubscribeToShard. See ``ShardReader`` for the contract."""
+
+    client: Any
+    consumer_arn: str
+    shard_id: str
+    position: StartPosition
+    clock: Clock = field(default_factory=SystemClock)
+    stats: ReaderStats = field(default_factory=ReaderStats)
+    resubscribe_after: float = RESUBSCRIBE_AFTER
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._events: Iterator[dict[str, Any]] | None = None
+        self._stream: Any = None
+        self._subscribed_at = 0.0
+        self._continuation: str | None = None
+        self._ended = False
+        self._backoff = Backoff(base=0.2, cap=5.0, floor=0.2)
+        # Record conversion and the resume filter are the polling reader's: share them.
+        self._filter = KinesisShardReader(self.client, "", self.shard_id, self.position, stats=self.stats)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._end_subscription()
+
+    def _end_subscription(self) -> None:
+        stream, self._stream, self._events = self._stream, None, None
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception:  # closing a broken stream must not fail the reader
+                pass
+
+    def _starting_position(self) -> dict[str, Any]:
+        if self._continuation is not None:
+            return {"Type": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": self._continuation}
+        resume = self._filter.resume_point()
+        if resume is not None:
+            return {"Type": "AT_SEQUENCE_NUMBER", "SequenceNumber": resume.sequence_number}
+        if self.position.kind == "AT_TIMESTAMP":
+            return {"Type": "AT_TIMESTAMP", "Timestamp": self.position.timestamp}
+        return {"Type": self.position.kind}
+
+    def _subscribe(self) -> None:
+        while True:
+            if self._stop.is_set():
+                raise StopReading()
+            try:
+                resp = self.client.subscribe_to_shard(ConsumerARN=self.consumer_arn, ShardId=self.shard_id,
+                                                      StartingPosition=self._starting_position())
+            except botocore.exceptions.ClientError as exc:
+                if error_code(exc) not in RETRY_CODES and not is_retryable(exc):
+                    raise
+                self._retry_wait(exc)
+                continue
+            except CONNECTION_ERRORS as exc:
+                self._retry_wait(exc)
+                continue
+            self._stream = resp["EventStream"]
+            self._events = iter(self._stream)
+            self._subscribed_at = self.clock.monotonic()
+            self.stats.get_records_calls += 1
+            return
+
+    def _retry_wait(self, exc: BaseException) -> None:
+        code = error_code(exc) or type(exc).__name__
+        self.stats.retries += 1
+        delay = self._backoff.next_delay()
+        log.warning("SubscribeToShard retried", error=code, shard_id=self.shard_id, retry_in=round(delay, 3))
+        if self.clock.sleep(delay, self._stop):
+            raise StopReading()
+
+    def read(self) -> Batch:
+        if self._ended:
+            return Batch(records=[], shard_end=True)
+        while True:
+            if self._stop.is_set():
+                raise StopReading()
+            if self._events is not None and self.clock.monotonic() - self._subscribed_at >= self.resubscribe_after:
+                log.debug("re-subscribing before the subscription expires", shard_id=self.shard_id)
+                self._end_subscription()
+            if self._events is None:
+                self._subscribe()
+            assert self._events is not None
+            try:
+                event = next(self._events)
+            except StopIteration:  # the service ended the subscription (5 minutes): continue it
+                self._end_subscription()
+                continue
+            except (botocore.exceptions.ClientError, botocore.exceptions.EventStreamError) as exc:
+                self._end_subscription()
+                if error_code(exc) not in RETRY_CODES and not is_retryable(exc) and not isinstance(
+                        exc, botocore.exceptions.EventStreamError):
+                    raise
+                self._retry_wait(exc)
+                continue
+            except (*CONNECTION_ERRORS, OSError) as exc:
+                if self._stop.is_set():
+                    raise StopReading() from None
+                self._end_subscription()
+                self._retry_wait(exc)
+                continue
+            body = event.get("SubscribeToShardEvent")
+            if body is None:
+                continue
+            self._backoff.reset()
+            return self._to_batch(body)
+
+    def _to_batch(self, body: dict[str, Any]) -> Batch:
+        records = self._filter.convert(body.get("Records", []))
+        self._continuation = body.get("ContinuationSequenceNumber")
+        children = tuple(ChildShard(c["ShardId"], tuple(c.get("ParentShards", ())))
+                         for c in body.get("ChildShards") or ())
+        shard_end = self._continuation is None
+        if shard_end:
+            self._ended = True
+            self._end_subscription()
+        if records:
+            self.stats.records += len(records)
+        return Batch(records=records, millis_behind_latest=body.get("MillisBehindLatest"), shard_end=shard_end,
+                     child_shards=children, size=sum(len(r.data) for r in records))
+
+
+class FanoutSource(KinesisSource):
+    """A Kinesis source whose readers use enhanced fan-out (listing shards is the same)."""
+
+    def __init__(self, client: Any, stream: str, consumer_name: str, *, clock: Clock | None = None,
+                 max_records: int = 10000, idle_time: float = 1.5) -> None:
+        super().__init__(client, stream, max_records=max_records, idle_time=idle_time, clock=clock)
+        self.consumer_name = consumer_name
+        self._consumer_arn: str | None = None
+        self._lock = threading.Lock()
+
+    def consumer_arn(self) -> str:
+        with self._lock:
+            if self._consumer_arn is None:
+                arn = self._stream if self._stream.startswith("arn:") else self._client.describe_stream_summary(
+                    StreamName=self._stream)["StreamDescriptionSummary"]["StreamARN"]
+                self._consumer_arn = register_consumer(self._client, arn, self.consumer_name, self._clock)
+            return self._consumer_arn
+
+    def open_reader(self, shard_id: str, position: StartPosition) -> FanoutShardReader:  # type: ignore[override]
+        return FanoutShardReader(self._client, self.consumer_arn(), shard_id, position, clock=self._clock,
+                                 stats=self.stats)
+
