@@ -249,8 +249,15 @@ class Worker:
         names = list(self._wanted_streams if self._wanted_streams is not None else self.config.stream_names)
         if self.config.stream_pattern:
             pattern = re.compile(self.config.stream_pattern)
-            for page in self._kinesis.get_paginator("list_streams").paginate():
-                names += [n for n in page.get("StreamNames", []) if pattern.fullmatch(n) and n not in names]
+            args: dict[str, Any] = {}
+            while True:  # NextToken where the service gives one, else the older start-name paging
+                page = self._kinesis.list_streams(**args)
+                listed = page.get("StreamNames", [])
+                names += [n for n in listed if pattern.fullmatch(n) and n not in names]
+                if not page.get("HasMoreStreams") or not listed:
+                    break
+                token = page.get("NextToken")
+                args = {"NextToken": token} if token else {"ExclusiveStartStreamName": listed[-1]}
         return names
 
     def _sync_streams(self) -> None:
