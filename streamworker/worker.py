@@ -4,6 +4,7 @@ scheduler thread, so the coordinator never blocks on a processor."""
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import re
 import sys
@@ -302,11 +303,7 @@ class Worker:
         stats = [s.stats for s in sources if isinstance(s, KinesisSource)]
         if not stats:
             return None
-        total = ReaderStats()
-        for st in stats:
-            for f in ("get_records_calls", "throttles", "retries", "expired_iterators", "records"):
-                setattr(total, f, getattr(total, f) + getattr(st, f))
-        return total
+        return ReaderStats(*(sum(getattr(st, f.name) for st in stats) for f in dataclasses.fields(ReaderStats)))
 
     def start(self) -> None:
         """Check the stream, create the lease table if needed, create leases, start threads.

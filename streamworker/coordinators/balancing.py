@@ -7,6 +7,7 @@ import random
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from .lease import Lease, key_prefix_of
@@ -44,7 +45,7 @@ def plan_takes(
     max_leases: int | None = None,
     max_steal: int | None = None,
     rng: random.Random | None = None,
-    unclaimed: set[str] = frozenset(),  # type: ignore[assignment]
+    unclaimed: AbstractSet[str] = frozenset(),
 ) -> TakePlan:
     """Leases to take (unowned or expired) and to steal (by handoff) in one take cycle.
 

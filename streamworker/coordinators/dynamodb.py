@@ -192,9 +192,6 @@ class DynamoDBCoordinator:
             self._log.info("created leases", leases=sorted(created))
         return created
 
-    def key_for(self, shard_id: str) -> str:
-        return self.key_prefix + shard_id
-
     def own_leases(self, leases: Iterable[Lease]) -> list[Lease]:
         """This stream's leases. In a KCL multi-stream table, other streams' leases are left alone
         and this stream's key prefix is adopted for the leases we create. A multi-stream worker
@@ -271,13 +268,18 @@ class DynamoDBCoordinator:
             h.lease, h.handing_off = current, False
             return True
         if current.checkpoint_owner == self.worker_id:
-            newly = not h.handing_off
-            h.lease, h.handing_off = current, True
-            if newly:
-                self._log.info("lease handoff requested", shard_id=current.shard_id, to=current.lease_owner)
-                self.listener.handoff_requested(current.lease_key)
+            self._begin_handoff(h, current)
             return True
         return False
+
+    def _begin_handoff(self, h: _Held, current: Lease) -> None:
+        """Another worker asked for this lease: keep it as checkpoint owner until the consumer
+        has finished, and tell the consumer (once). Must be called with ``h.lock`` held."""
+        newly = not h.handing_off
+        h.lease, h.handing_off = current, True
+        if newly:
+            self._log.info("lease handoff requested", shard_id=current.shard_id, to=current.lease_owner)
+            self.listener.handoff_requested(current.lease_key)
 
     def renew_all(self) -> bool:
         """Renew every held lease; return True if a transient failure asks for a quick retry."""
@@ -438,11 +440,8 @@ class DynamoDBCoordinator:
             if h is None:
                 continue
             with h.lock:
-                if h.handing_off or lease.lease_counter <= h.lease.lease_counter:
-                    continue
-                h.lease, h.handing_off = lease, True
-            self._log.info("lease handoff requested", shard_id=lease.shard_id, to=lease.lease_owner)
-            self.listener.handoff_requested(lease.lease_key)
+                if not h.handing_off and lease.lease_counter > h.lease.lease_counter:
+                    self._begin_handoff(h, lease)
 
     def _held_view(self, key: str, by_key: dict[str, Lease]) -> Lease:
         with self._held_lock:
