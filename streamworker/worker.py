@@ -337,7 +337,12 @@ class Worker:
         if self.config.multi_stream:
             self._sync_streams()
             for name, source in list(self.sources.items()):
-                self.coordinator.ensure_leases(source.list_shards(), self.config.initial_position,
+                try:  # one failing stream must not hold up the others' new shards
+                    shards = source.list_shards()
+                except SourceError as exc:
+                    self._log.warning("shard sync of one stream failed; will retry", failed=name, error=str(exc))
+                    continue
+                self.coordinator.ensure_leases(shards, self.config.initial_position,
                                                prefix=self._stream_prefixes[name])
             return
         shards = self.source.list_shards()
