@@ -5,13 +5,15 @@ subscription lasts at most 5 minutes; the reader re-subscribes before that, at t
 sequence number of the last event, so nothing is skipped or repeated. ResourceInUse (the previous
 subscription of this consumer and shard is still closing), throttling, read timeouts and a stalled
 subscription are retried with backoff. The end of a closed shard is an event whose continuation
-sequence number is absent, with the child shards.
+sequence number is absent, with the child shards. Some emulators (kinesis-mock, hence LocalStack)
+never send that event: once a shard the last listing showed closed has been read up to date, one
+GetRecords call after the continuation point confirms the end and names the children.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +25,7 @@ from ..clock import Clock, SystemClock
 from ..errors import SourceError
 from ..processor import ChildShard
 from ..records import StartPosition
-from .base import Batch, StopReading
+from .base import Batch, ShardInfo, StopReading
 from .kinesis import (
     CONNECTION_ERRORS,
     KinesisShardReader,
@@ -38,6 +40,8 @@ log = structlog.get_logger("streamworker.fanout")
 #: Kinesis ends a subscription after 5 minutes; re-subscribing a little earlier avoids the gap.
 RESUBSCRIBE_AFTER = 290.0
 RETRY_CODES = frozenset({"ResourceInUseException", "LimitExceededException"})
+#: At most one end-of-shard confirmation (GetShardIterator + GetRecords) per closed shard this often.
+END_CHECK_INTERVAL = 5.0
 
 
 def register_consumer(client: Any, stream_arn: str, name: str, clock: Clock, timeout: float = 120.0) -> str:
@@ -71,6 +75,10 @@ class FanoutShardReader:
     clock: Clock = field(default_factory=SystemClock)
     stats: ReaderStats = field(default_factory=ReaderStats)
     resubscribe_after: float = RESUBSCRIBE_AFTER
+    #: The stream's name or ARN, for the end-of-shard confirmation.
+    stream: str = ""
+    #: Whether the latest shard listing showed this shard closed (by a split or merge).
+    is_closed: Callable[[], bool] = lambda: False
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -79,6 +87,7 @@ class FanoutShardReader:
         self._subscribed_at = 0.0
         self._continuation: str | None = None
         self._ended = False
+        self._next_end_check = 0.0
         self._backoff = Backoff(base=0.2, cap=5.0, floor=0.2)
         # Record conversion and the resume filter are the polling reader's: share them.
         self._filter = KinesisShardReader(self.client, "", self.shard_id, self.position, stats=self.stats)
@@ -168,7 +177,30 @@ class FanoutShardReader:
             if body is None:
                 continue
             self._backoff.reset()
-            return self._to_batch(body)
+            batch = self._to_batch(body)
+            if not batch.records and not batch.shard_end and body.get("MillisBehindLatest") == 0:
+                return self._confirm_end() or batch
+            return batch
+
+    def _confirm_end(self) -> Batch | None:
+        """The end-of-shard batch if this closed shard has nothing after the continuation point."""
+        now = self.clock.monotonic()
+        if self._continuation is None or now < self._next_end_check or not self.is_closed():
+            return None
+        self._next_end_check = now + END_CHECK_INTERVAL
+        stream = {"StreamARN": self.stream} if self.stream.startswith("arn:") else {"StreamName": self.stream}
+        try:
+            iterator = self.client.get_shard_iterator(
+                **stream, ShardId=self.shard_id, ShardIteratorType="AFTER_SEQUENCE_NUMBER",
+                StartingSequenceNumber=self._continuation)["ShardIterator"]
+            resp = self.client.get_records(ShardIterator=iterator, Limit=1)
+        except (botocore.exceptions.ClientError, *CONNECTION_ERRORS) as exc:
+            log.debug("end-of-shard check failed; will retry", shard_id=self.shard_id, error=str(exc))
+            return None
+        if resp.get("Records") or resp.get("NextShardIterator") is not None:
+            return None
+        log.info("closed shard read to its end (confirmed by GetRecords)", shard_id=self.shard_id)
+        return self._to_batch({"Records": [], "ChildShards": resp.get("ChildShards")})
 
     def _to_batch(self, body: dict[str, Any]) -> Batch:
         records = self._filter.convert(body.get("Records", []))
@@ -194,6 +226,7 @@ class FanoutSource(KinesisSource):
         self.consumer_name = consumer_name
         self._consumer_arn: str | None = None
         self._lock = threading.Lock()
+        self._closed: frozenset[str] = frozenset()
 
     def consumer_arn(self) -> str:
         with self._lock:
@@ -203,7 +236,13 @@ class FanoutSource(KinesisSource):
                 self._consumer_arn = register_consumer(self._client, arn, self.consumer_name, self._clock)
             return self._consumer_arn
 
+    def list_shards(self) -> list[ShardInfo]:
+        shards = super().list_shards()
+        self._closed = frozenset(s.shard_id for s in shards if not s.is_open)
+        return shards
+
     def open_reader(self, shard_id: str, position: StartPosition) -> FanoutShardReader:  # type: ignore[override]
         return FanoutShardReader(self._client, self.consumer_arn(), shard_id, position, clock=self._clock,
-                                 stats=self.stats)
+                                 stats=self.stats, stream=self._stream,
+                                 is_closed=lambda: shard_id in self._closed)
 

@@ -7,21 +7,25 @@ import boto3
 import botocore.awsrequest
 import pytest
 
+from . import fanout_shim
 from .conftest import make_stream, produce, wait_for
 from .inprocess import Collected, start_worker
 
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.parametrize("retrieval", ["polling", "fanout"])
 def test_split_while_producing_processes_everything_in_order_parent_first(aws_env, kinesis_mock, moto_server,
-                                                                           names):
+                                                                           names, retrieval):
     kinesis = boto3.client("kinesis", endpoint_url=kinesis_mock.endpoint)
+    if retrieval == "fanout":
+        fanout_shim.install(kinesis)
     ddb = boto3.client("dynamodb", endpoint_url=moto_server.endpoint)
     stream = names["stream"]
     make_stream(kinesis, stream, 2)
     out = Collected()
-    workers = [start_worker(n, stream, names["app"], out, kinesis, ddb, shard_sync_interval=1.0)
-               for n in ("W1", "W2")]
+    workers = [start_worker(n, stream, names["app"], out, kinesis, ddb, shard_sync_interval=1.0,
+                            retrieval=retrieval) for n in ("W1", "W2")]
     try:
         keys = [f"key-{i}" for i in range(20)]
         counters = dict.fromkeys(keys, 0)
