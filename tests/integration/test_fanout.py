@@ -1,13 +1,13 @@
-"""Enhanced fan-out on kinesis-mock (with the initial-response shim, see fanout_shim.py)."""
+"""Enhanced fan-out on kinesis-mock (with the initial-response shim, streamworker/local/fanout_shim.py)."""
 
 import time
 
 import boto3
 
+from streamworker.local import fanout_shim
 from streamworker.records import StartPosition
 from streamworker.sources.fanout import FanoutSource
 
-from . import fanout_shim
 from .conftest import make_stream, produce, wait_for
 from .inprocess import Collected, start_worker
 

@@ -7,7 +7,8 @@ import boto3
 import botocore.awsrequest
 import pytest
 
-from . import fanout_shim
+from streamworker.local import fanout_shim
+
 from .conftest import make_stream, produce, wait_for
 from .inprocess import Collected, start_worker
 

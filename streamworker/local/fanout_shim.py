@@ -1,8 +1,13 @@
 """kinesis-mock's SubscribeToShard omits the ``initial-response`` event that real Kinesis sends
-first and botocore requires. This test-side shim prepends one to the event stream."""
+first and botocore requires. ``install(client)`` prepends one to every subscription's event
+stream of that boto3 Kinesis client (use it only against kinesis-mock)."""
+
+from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterator
+from typing import Any
 
 
 def _frame(headers: dict[str, str], payload: bytes) -> bytes:
@@ -20,21 +25,22 @@ INITIAL_RESPONSE = _frame({":message-type": "event", ":event-type": "initial-res
 
 
 class _Prepended:
-    def __init__(self, raw):
+    def __init__(self, raw: Any) -> None:
         self._raw = raw
 
-    def stream(self, *args, **kwargs):
+    def stream(self, *args: Any, **kwargs: Any) -> Iterator[bytes]:
         yield INITIAL_RESPONSE
         yield from self._raw.stream(*args, **kwargs)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._raw, name)
 
 
-def _prepend_initial_response(response_dict, **_):
+def _prepend_initial_response(response_dict: dict[str, Any], **_: Any) -> None:
     if response_dict.get("status_code") == 200:
         response_dict["body"] = _Prepended(response_dict["body"])
 
 
-def install(kinesis_client) -> None:
+def install(kinesis_client: Any) -> None:
+    """Make ``kinesis_client``'s SubscribeToShard work against kinesis-mock."""
     kinesis_client.meta.events.register("before-parse.kinesis.SubscribeToShard", _prepend_initial_response)
