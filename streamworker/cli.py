@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retrieval", choices=["polling", "fanout"],
                      help="Kinesis reads: polling (GetRecords, default) or enhanced fan-out")
     run.add_argument("--stream-pattern", help="Kinesis stream-name regex (streams appearing or going are followed)")
+    run.add_argument("--delete-former-stream-leases-after", type=float, metavar="SECONDS",
+                     help="multi-stream: delete the leases of a stream gone this long (default: keep them)")
     run.add_argument("--processor-for", dest="processors", action="append", metavar="STREAM=MODULE:CLASS",
                      help="a processor class for one stream or topic (repeatable)")
     run.add_argument("--topic", dest="topics", action="append", help="Kafka topic (repeatable)")
@@ -93,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     flags = {k: getattr(args, k) for k in (
         "processor", "source", "coordinator", "topics", "topic_pattern", "bootstrap_servers", "group_id",
-        "kafka_properties", "static_membership", "stream_pattern", "processors", "retrieval", "application_name", "lease_table", "initial_position", "initial_timestamp",
+        "kafka_properties", "static_membership", "stream_pattern",
+        "delete_former_stream_leases_after", "processors", "retrieval", "application_name", "lease_table", "initial_position", "initial_timestamp",
         "worker_id", "failover_time", "max_records", "idle_time_between_reads", "shutdown_timeout", "metrics_port",
         "on_error", "dead_letter", "processor_retries", "processor_timeout",
         "log_level", "log_format")}

@@ -48,6 +48,8 @@ class WorkerConfig(BaseSettings):
     retrieval: Literal["polling", "fanout"] = Field(
         "polling", description="Kinesis reads: GetRecords polling, or enhanced fan-out (SubscribeToShard)")
     stream_pattern: str | None = Field(None, description="Kinesis stream-name regex, re-listed at every shard sync")
+    delete_former_stream_leases_after: float | None = Field(
+        None, ge=0, description="multi-stream: delete the leases of a stream gone this many seconds (unset: keep)")
     processors: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, description="per stream or topic: STREAM=MODULE:CLASS (others use processor)")
     topics: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Kafka topics")

@@ -69,7 +69,7 @@ class _WorkerCollector(Collector):
         n_halted = 0
         for c in w.consumers():
             if c.progress.millis_behind_latest is not None:
-                behind.add_metric([c.shard_id], c.progress.millis_behind_latest)
+                behind.add_metric([c.label], c.progress.millis_behind_latest)
             if c.state.value == "HALTED":
                 n_halted += 1
             kafka_lag = w.kafka_lag(c.shard_id, c.progress.last_sequence)

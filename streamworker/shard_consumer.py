@@ -23,7 +23,7 @@ from .aio import EventLoopThread
 from .backoff import Backoff
 from .checkpointer import Checkpointer, CheckpointStore
 from .clock import Clock, SystemClock
-from .coordinators.lease import Lease
+from .coordinators.lease import Lease, stream_of
 from .errors import CheckpointError, LeaseLostError, ShardEndNotCheckpointedError
 from .processor import (
     ChildShard,
@@ -144,6 +144,10 @@ class ShardConsumer:
     ) -> None:
         self.lease = lease
         self.shard_id = lease.shard_id
+        #: The shard's stream: a multi-stream lease key names it, else the worker's one.
+        self.stream = stream_of(lease.lease_key) or settings.stream
+        #: The shard in metrics: shard ids repeat across the streams of a multi-stream worker.
+        self.label = f"{self.stream}/{self.shard_id}" if stream_of(lease.lease_key) else self.shard_id
         self.processor = processor
         self.source = source
         self.leases = leases
@@ -165,13 +169,13 @@ class ShardConsumer:
         self._queue: queue.Queue[Batch | BaseException] = queue.Queue(maxsize=max(1, settings.max_pending_batches))
         self._reader_stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"shard-{self.shard_id}", daemon=True)
-        self._log = log.bind(shard_id=self.shard_id, worker_id=settings.worker_id, stream=settings.stream)
+        self._log = log.bind(shard_id=self.shard_id, worker_id=settings.worker_id, stream=self.stream)
         self.metrics = metrics
         # Labelled once: a labels() lookup per batch is measurable at a million records a second.
         self._metric_children = None if metrics is None else (
-            metrics.process_seconds.labels(self.shard_id), metrics.records.labels(self.shard_id),
-            metrics.bytes.labels(self.shard_id))
-        store: CheckpointStore = leases if metrics is None else _TimedStore(leases, metrics, self.shard_id)
+            metrics.process_seconds.labels(self.label), metrics.records.labels(self.label),
+            metrics.bytes.labels(self.label))
+        store: CheckpointStore = leases if metrics is None else _TimedStore(leases, metrics, self.label)
         self.checkpointer = Checkpointer(store, lease.lease_key, self.shard_id, lease.checkpoint)
 
     # -- control from the scheduler ---------------------------------------------------------
@@ -274,7 +278,7 @@ class ShardConsumer:
                 attempt += 1
                 self.progress.failures += 1
                 if self.metrics is not None:
-                    self.metrics.processor_failures.labels(self.shard_id).inc()
+                    self.metrics.processor_failures.labels(self.label).inc()
                 if attempt > self.settings.processor_retries:
                     self._log.error(f"processor {what} failed; shard halted with its checkpoint kept",
                                     attempts=attempt, error=repr(exc), exc_info=True)
@@ -291,7 +295,7 @@ class ShardConsumer:
     def _initialize(self) -> bool:
         init = InitializationInput(
             shard_id=self.shard_id, extended_sequence_number=self.lease.checkpoint,
-            pending_checkpoint=self.lease.pending_checkpoint, stream=self.settings.stream,
+            pending_checkpoint=self.lease.pending_checkpoint, stream=self.stream,
         )
         try:
             self._with_retries("initialize", lambda: self._invoke(self.processor.initialize, init))
@@ -417,7 +421,7 @@ class ShardConsumer:
             self._log.warning("checkpoint after dead-lettering failed; the records may be dead-lettered again",
                               error=str(exc))
         if self.metrics is not None:
-            self.metrics.dead_lettered.labels(self.shard_id).inc(len(batch.records))
+            self.metrics.dead_lettered.labels(self.label).inc(len(batch.records))
         self._log.error("records dead-lettered after the processor kept failing", count=len(batch.records),
                         sink=sink.describe(), first=batch.records[0].sequence_number,
                         last=batch.records[-1].sequence_number, error=repr(error))

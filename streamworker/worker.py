@@ -23,8 +23,9 @@ from .aio import EventLoopThread
 from .clock import Clock, SystemClock
 from .config import WorkerConfig
 from .coordinators.dynamodb import DynamoDBCoordinator
+from .coordinators.former_streams import FormerStreamLeases
 from .coordinators.kafka_group import KafkaGroupCoordinator
-from .coordinators.lease import Lease, stream_of
+from .coordinators.lease import Lease, key_prefix_of, stream_of
 from .coordinators.lease_table import LeaseTable
 from .dead_letter import DeadLetterSink, JsonlSink, KafkaSink, KinesisSink, parse_spec
 from .errors import ConfigError, SourceError
@@ -135,6 +136,7 @@ class Worker:
         #: A multi-stream worker's sources by stream name (its leases say which stream they are of).
         self.sources: dict[str, KinesisSource] = {}
         self._stream_prefixes: dict[str, str] = {}
+        self._former: FormerStreamLeases | None = None
         self._wanted_streams: list[str] | None = None
         self._kinesis: Any = None
         if config.source == "kinesis":
@@ -152,6 +154,9 @@ class Worker:
         if config.coordinator_kind == "dynamodb":
             dynamodb = dynamodb_client or make_client("dynamodb", session)
             self.table = LeaseTable(dynamodb, config.table_name, clock=self._clock)
+            if config.multi_stream and config.delete_former_stream_leases_after is not None:
+                self._former = FormerStreamLeases(self.table, config.delete_former_stream_leases_after, self._clock,
+                                                  config.failover_time)
             self.coordinator = DynamoDBCoordinator(
                 self.table, self.worker_id, self, failover_time=config.failover_time,
                 take_interval=config.take_interval, steady_take_interval=config.steady_take_interval,
@@ -161,7 +166,7 @@ class Worker:
                 stream_name=(config.stream or "").rsplit("/", 1)[-1] if config.source == "kinesis" else None,
             )
             if config.multi_stream:
-                self.coordinator.streams = set()
+                self.coordinator.streams = frozenset()
         else:
             assert isinstance(self.source, KafkaSource)
             self.coordinator = KafkaGroupCoordinator(
@@ -213,7 +218,7 @@ class Worker:
             c.hang_reported = call
             frame = sys._current_frames().get(c.thread_ident or -1)
             stack = "".join(traceback.format_stack(frame)) if frame is not None else "(no stack)"
-            self.metrics.hung.labels(c.shard_id).inc()
+            self.metrics.hung.labels(c.label).inc()
             self._log.error("processor call is taking longer than processor_timeout", shard_id=c.shard_id,
                             call=call[0], running_for=round(now - call[1], 1), stack=stack)
 
@@ -261,29 +266,42 @@ class Worker:
                 args = {"NextToken": token} if token else {"ExclusiveStartStreamName": listed[-1]}
         return names
 
-    def _sync_streams(self) -> None:
-        """Follow the wanted streams: add new ones, retire removed ones."""
-        assert isinstance(self.coordinator, DynamoDBCoordinator) and self.coordinator.streams is not None
+    def _sync_streams(self) -> set[str]:
+        """Follow the wanted streams: add new ones, retire removed ones and the old incarnation of
+        a re-created one (its creation epoch changed). Returns the wanted names that could not be
+        described this time (their leases are left alone)."""
+        assert isinstance(self.coordinator, DynamoDBCoordinator)
         wanted = self._desired_streams()
         wanted_names = {w.rsplit("/", 1)[-1] for w in wanted}
+        unknown: set[str] = set()
         for stream in wanted:
             name = stream.rsplit("/", 1)[-1]
-            if name in self.sources:
+            source = self.sources.get(name) or self._kinesis_source(stream)
+            try:
+                prefix = source.stream_identifier() + ":"
+            except (SourceError, botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+                unknown.add(name)
+                self._log.warning("cannot describe a stream; will retry", failed=name, error=str(exc))
                 continue
-            source = self._kinesis_source(stream)
-            source.describe()
-            self._stream_prefixes[name] = source.stream_identifier() + ":"
+            if self._stream_prefixes.get(name) == prefix:
+                continue
+            if name in self.sources:
+                self._retire_stream(name, "re-created (new creation time)")
+            self._stream_prefixes[name] = prefix
             self.sources[name] = source
-            self.coordinator.streams.add(name)
-            self._log.info("stream added", added=name, prefix=self._stream_prefixes[name])
+            self._log.info("stream added", added=name, prefix=prefix)
         for name in set(self.sources) - wanted_names:
-            self.coordinator.streams.discard(name)
-            del self.sources[name]
-            self._stream_prefixes.pop(name, None)
-            for c in self.consumers():
-                if stream_of(c.lease.lease_key) == name:
-                    c.request_shutdown()
-            self._log.info("stream removed: its shards checkpoint and are released", removed=name)
+            self._retire_stream(name, "removed")
+        self.coordinator.streams = frozenset(self._stream_prefixes.values())
+        return unknown
+
+    def _retire_stream(self, name: str, why: str) -> None:
+        prefix = self._stream_prefixes.pop(name)
+        del self.sources[name]
+        for c in self.consumers():
+            if c.lease.lease_key.startswith(prefix):
+                c.request_shutdown()
+        self._log.info(f"stream {why}: its shards checkpoint and are released", removed=name, prefix=prefix)
 
     def _source_for(self, lease: Lease) -> Source:
         if self.config.multi_stream:
@@ -335,7 +353,9 @@ class Worker:
             return  # the group discovers partitions (and pattern-matched topics) itself
         assert isinstance(self.coordinator, DynamoDBCoordinator)
         if self.config.multi_stream:
-            self._sync_streams()
+            assert self.table is not None
+            unknown = self._sync_streams()
+            leases = self.table.list_leases()
             for name, source in list(self.sources.items()):
                 try:  # one failing stream must not hold up the others' new shards
                     shards = source.list_shards()
@@ -343,7 +363,10 @@ class Worker:
                     self._log.warning("shard sync of one stream failed; will retry", failed=name, error=str(exc))
                     continue
                 self.coordinator.ensure_leases(shards, self.config.initial_position,
-                                               prefix=self._stream_prefixes[name])
+                                               prefix=self._stream_prefixes[name], leases=leases)
+            if self._former is not None:
+                self._former.sweep([le for le in leases if stream_of(le.lease_key) not in unknown],
+                                   set(self._stream_prefixes.values()))
             return
         shards = self.source.list_shards()
         self.coordinator.ensure_leases(shards, self.config.initial_position)
@@ -425,7 +448,7 @@ class Worker:
             old.notify_lease_lost()
             old.join(self.config.shutdown_timeout)
         factory = self._factory_for(lease)
-        if self.config.multi_stream and stream_of(lease.lease_key) not in self.sources:
+        if self.config.multi_stream and key_prefix_of(lease.lease_key) not in self._stream_prefixes.values():
             self.coordinator.release(lease.lease_key)  # its stream was removed meanwhile
             return
         try:

@@ -123,8 +123,9 @@ class DynamoDBCoordinator:
         #: ``account:stream:creationEpoch:`` when the table holds this stream's leases in KCL's
         #: multi-stream form: new leases (children) are written the same way.
         self.key_prefix = ""
-        #: The stream names of a multi-stream worker (None: one stream, or Kafka).
-        self.streams: set[str] | None = None
+        #: The stream key prefixes (``account:stream:creationEpoch:``) of a multi-stream worker
+        #: (None: one stream, or Kafka). Replaced whole, never mutated: the take cycle reads it.
+        self.streams: frozenset[str] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -163,11 +164,12 @@ class DynamoDBCoordinator:
     # -- lease creation --------------------------------------------------------------------
 
     def ensure_leases(self, shards: Iterable[ShardInfo], initial_position: InitialPosition,
-                      prefix: str | None = None) -> list[str]:
+                      prefix: str | None = None, leases: list[Lease] | None = None) -> list[str]:
         """Create a lease for every shard that has none. Children of leased shards start at
         TRIM_HORIZON (nothing of theirs may be skipped); with LATEST, closed shards are skipped.
-        ``prefix`` is the stream's ``account:stream:creationEpoch:`` in a multi-stream table."""
-        ours = self.own_leases(self.table.list_leases())
+        ``prefix`` is the stream's ``account:stream:creationEpoch:`` in a multi-stream table;
+        ``leases`` a scan of the table already made (else one is made)."""
+        ours = self.own_leases(self.table.list_leases() if leases is None else leases)
         prefix = self.key_prefix if prefix is None else prefix
         existing = {lease.shard_id for lease in ours if lease.lease_key == prefix + lease.shard_id}
         shards = list(shards)
@@ -195,10 +197,11 @@ class DynamoDBCoordinator:
     def own_leases(self, leases: Iterable[Lease]) -> list[Lease]:
         """This stream's leases. In a KCL multi-stream table, other streams' leases are left alone
         and this stream's key prefix is adopted for the leases we create. A multi-stream worker
-        (``streams`` set) owns the leases of the streams it currently consumes."""
+        (``streams`` set) owns the leases of the streams it currently consumes, by key prefix: a
+        re-created stream's old leases are not its own."""
         out: list[Lease] = []
         if self.streams is not None:
-            return [le for le in leases if stream_of(le.lease_key) in self.streams]
+            return [le for le in leases if key_prefix_of(le.lease_key) in self.streams]
         for lease in leases:
             stream = stream_of(lease.lease_key)
             if stream is None:

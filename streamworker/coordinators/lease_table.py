@@ -266,6 +266,17 @@ class LeaseTable:
         return lease_from_item(self._update("Release", lease_key, counter, update, cond, names,
                                             {":me": {"S": owner}}))
 
+    def delete(self, lease_key: str, counter: int) -> bool:
+        """Delete a lease if its counter is still ``counter`` (nobody renewed or took it since)."""
+        try:
+            self._call("DeleteItem", lambda: self.client.delete_item(
+                TableName=self.table_name, Key={LEASE_KEY: {"S": lease_key}}, ConditionExpression="#c = :c",
+                ExpressionAttributeNames={"#c": LEASE_COUNTER},
+                ExpressionAttributeValues={":c": {"N": str(counter)}}))
+            return True
+        except LeaseConflict:
+            return False
+
     def delete_all(self) -> None:
         """Remove every lease (tests and the demo only)."""
         for lease in self.list_leases():

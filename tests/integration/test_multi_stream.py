@@ -1,5 +1,7 @@
 """One worker over several Kinesis streams in one lease table (KCL multi-stream keys)."""
 
+import time
+
 import boto3
 
 from streamworker import Worker, WorkerConfig
@@ -11,6 +13,11 @@ from .inprocess import Collected, CollectingProcessor
 
 class OtherProcessor(CollectingProcessor):
     """A second processor class, for one stream only."""
+
+    def initialize(self, i):
+        super().initialize(i)
+        with self.out.lock:
+            self.out.events.append(("other-init", self.worker, self.shard, i.stream))
 
     def process_records(self, p):
         with self.out.lock:
@@ -39,6 +46,10 @@ def test_one_worker_many_streams_added_and_removed_while_running(aws_env, names,
         # s2's shards ran the per-stream class, s1's the default one
         other = [e for e in out.events if e[0] == "other"]
         assert sum(int(e[3]) for e in other) == 50
+        # processors are told their stream, and metrics keep the streams' same-named shards apart
+        assert {e[3] for e in out.events if e[0] == "other-init"} == {s2}
+        labels = {m.labels["shard"] for fam in w.metrics.records.collect() for m in fam.samples}
+        assert {f"{s}/shardId-00000000000{n}" for s in (s1, s2) for n in (0, 1)} <= labels
         # KCL multi-stream lease keys and attributes
         items = ddb.scan(TableName=names["app"])["Items"]
         assert len(items) == 4
@@ -103,3 +114,57 @@ def test_a_stream_pattern_follows_streams_as_they_appear_and_two_workers_share_t
     finally:
         for w in workers:
             w.shutdown()
+
+
+def test_deleted_and_recreated_streams_are_retired_and_their_leases_deleted(aws_env, names):
+    kinesis, ddb = boto3.client("kinesis"), boto3.client("dynamodb")
+    s1, s2 = f"{names['stream']}-1", f"{names['stream']}-2"
+    make_stream(kinesis, s1, 1)
+    make_stream(kinesis, s2, 2)
+    out = Collected()
+    # No periodic shard sync: each set_streams([]) asks for one (the pattern lists the streams).
+    cfg = WorkerConfig.load({"stream_pattern": f"{names['stream']}-.*", "application_name": names["app"],
+                             "worker_id": "W", "initial_position": "TRIM_HORIZON", "failover_time": 2.0,
+                             "idle_time_between_reads": 0.2, "take_interval": 0.5, "shard_sync_interval": 600,
+                             "delete_former_stream_leases_after": 0})
+    w = Worker(cfg, lambda: CollectingProcessor("W", out), kinesis_client=kinesis, dynamodb_client=ddb)
+    w.start()
+    table = LeaseTable(ddb, names["app"])
+
+    def epoch(stream):
+        return int(kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
+                   ["StreamCreationTimestamp"].timestamp())
+
+    def s2_lease_epochs():
+        w.set_streams([])
+        return {int(le.lease_key.split(":")[2]) for le in table.list_leases(consistent=True)
+                if le.lease_key.split(":")[1] == s2}
+
+    try:
+        produce(kinesis, s1, 0, 20)
+        produce(kinesis, s2, 100, 20)
+        wait_for(lambda: len(out.data()) == 40, 30, "both streams read")
+        first = epoch(s2)
+
+        # deleted and re-created between two shard syncs: a new stream under the old name
+        kinesis.delete_stream(StreamName=s2)
+        kinesis.get_waiter("stream_not_exists").wait(StreamName=s2, WaiterConfig={"Delay": 0.2})
+        wait_for(lambda: time.time() >= first + 1, 5, "a new creation second")  # KCL keys hold seconds
+        make_stream(kinesis, s2, 1)
+        second = epoch(s2)
+        assert second != first
+        # the old incarnation is retired and, its counters standing still a failover time, deleted
+        wait_for(lambda: s2_lease_epochs() == {second}, 30, "only the new incarnation's leases")
+        produce(kinesis, s2, 200, 20)
+        wait_for(lambda: len(out.data()) == 60, 30, "the re-created stream read")
+        assert sorted(int(d) for d in out.data()) == [*range(20), *range(100, 120), *range(200, 220)]
+
+        # deleted for good: dropped from the pattern's listing, its leases go, s1 goes on
+        kinesis.delete_stream(StreamName=s2)
+        kinesis.get_waiter("stream_not_exists").wait(StreamName=s2, WaiterConfig={"Delay": 0.2})
+        wait_for(lambda: s2_lease_epochs() == set(), 30, "the deleted stream's leases gone")
+        assert not any(f":{s2}:" in k for k in w.coordinator.held_keys())
+        produce(kinesis, s1, 20, 20)
+        wait_for(lambda: len(out.data()) == 80, 30, "the remaining stream still read")
+    finally:
+        w.shutdown()
