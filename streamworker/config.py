@@ -81,6 +81,8 @@ class WorkerConfig(BaseSettings):
     processor_timeout: float | None = Field(None, gt=0, description="report a processor call running longer")
     shutdown_timeout: float = Field(20.0, gt=0)
     parent_poll_interval: float = Field(1.0, gt=0)
+    cleanup_finished_leases: bool = Field(
+        True, description="delete a SHARD_END lease once its children's leases have checkpointed")
     call_process_records_even_for_empty_list: bool = False
     metrics_port: int | None = Field(None, ge=0, le=65535, description="serve /metrics, /healthz, /readyz")
     metrics_host: str = "0.0.0.0"

@@ -87,7 +87,6 @@ _NOTHING_TO_DO = {
 }
 #: Keys that are understood but not (yet) supported: each draws a warning naming it.
 _UNSUPPORTED = {
-    "cleanupLeasesUponShardCompletion": "finished (SHARD_END) leases are kept in the table",
     "taskBackoffTimeMillis": "processor retries use processor_retries with their own backoff",
     "metricsBufferTimeMillis": "CloudWatch metrics are not published",
     "metricsMaxQueueSize": "CloudWatch metrics are not published",
@@ -200,6 +199,8 @@ def load_properties(path: str | Path) -> KclProperties:
             s[_INTS[key]] = int(_number(key, value))
         elif key == "callProcessRecordsEvenForEmptyRecordList":
             s["call_process_records_even_for_empty_list"] = _bool(key, value)
+        elif key == "cleanupLeasesUponShardCompletion":
+            s["cleanup_finished_leases"] = _bool(key, value)
         elif key == "regionName":
             out.region = value.strip()
         elif key == "kinesisEndpoint":

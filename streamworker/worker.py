@@ -352,10 +352,11 @@ class Worker:
         if self.config.coordinator_kind == "kafka-group":
             return  # the group discovers partitions (and pattern-matched topics) itself
         assert isinstance(self.coordinator, DynamoDBCoordinator)
+        assert self.table is not None
+        unknown = self._sync_streams() if self.config.multi_stream else set()
+        # Consistent: this scan decides which leases to create and which finished ones to delete.
+        leases = self.table.list_leases(consistent=True)
         if self.config.multi_stream:
-            assert self.table is not None
-            unknown = self._sync_streams()
-            leases = self.table.list_leases()
             for name, source in list(self.sources.items()):
                 try:  # one failing stream must not hold up the others' new shards
                     shards = source.list_shards()
@@ -367,9 +368,10 @@ class Worker:
             if self._former is not None:
                 self._former.sweep([le for le in leases if stream_of(le.lease_key) not in unknown],
                                    set(self._stream_prefixes.values()))
-            return
-        shards = self.source.list_shards()
-        self.coordinator.ensure_leases(shards, self.config.initial_position)
+        else:
+            self.coordinator.ensure_leases(self.source.list_shards(), self.config.initial_position, leases=leases)
+        if self.config.cleanup_finished_leases:
+            self.coordinator.clean_finished(leases)
 
     def request_shutdown(self) -> None:
         """Begin a graceful shutdown; returns at once."""

@@ -23,6 +23,7 @@ from ..errors import CheckpointThrottledError, LeaseLostError
 from ..records import TRIM_HORIZON, ExtendedSequenceNumber, InitialPosition
 from ..sources.base import ShardInfo
 from .balancing import ExpiryTracker, eligible, parents_complete, plan_takes
+from .cleanup import consumed_by_children, finished_leases_to_delete
 from .lease import Lease, key_prefix_of, stream_of
 from .lease_table import LeaseConflict, LeaseTable, LeaseTableUnavailable
 
@@ -172,10 +173,12 @@ class DynamoDBCoordinator:
         ours = self.own_leases(self.table.list_leases() if leases is None else leases)
         prefix = self.key_prefix if prefix is None else prefix
         existing = {lease.shard_id for lease in ours if lease.lease_key == prefix + lease.shard_id}
+        # A closed shard whose child has a lease was finished (its own lease may be cleaned up).
+        done = consumed_by_children(ours, prefix)
         shards = list(shards)
         wanted = [
-            s for s in shards
-            if s.shard_id not in existing and (s.is_open or initial_position != InitialPosition.LATEST)
+            s for s in shards if s.shard_id not in existing
+            and (s.is_open or (s.shard_id not in done and initial_position != InitialPosition.LATEST))
         ]
         planned = existing | {s.shard_id for s in wanted}
         created: list[str] = []
@@ -193,6 +196,15 @@ class DynamoDBCoordinator:
         if created:
             self._log.info("created leases", leases=sorted(created))
         return created
+
+    def clean_finished(self, leases: Iterable[Lease]) -> list[str]:
+        """Delete this worker's streams' SHARD_END leases that their children have taken over
+        (each conditional on the counter seen). Returns the keys deleted."""
+        deleted = [le.lease_key for le in finished_leases_to_delete(self.own_leases(leases))
+                   if self.table.delete(le.lease_key, le.lease_counter)]
+        if deleted:
+            self._log.info("deleted finished leases (their children took over)", leases=sorted(deleted))
+        return deleted
 
     def own_leases(self, leases: Iterable[Lease]) -> list[Lease]:
         """This stream's leases. In a KCL multi-stream table, other streams' leases are left alone

@@ -7,6 +7,7 @@ import boto3
 import botocore.awsrequest
 import pytest
 
+from streamworker.coordinators.lease_table import LeaseTable
 from streamworker.local import fanout_shim
 
 from .conftest import make_stream, produce, wait_for
@@ -25,8 +26,9 @@ def test_split_while_producing_processes_everything_in_order_parent_first(aws_en
     stream = names["stream"]
     make_stream(kinesis, stream, 2)
     out = Collected()
+    # Finished leases kept, to check the parent's row below (their cleanup has its own test).
     workers = [start_worker(n, stream, names["app"], out, kinesis, ddb, shard_sync_interval=1.0,
-                            retrieval=retrieval) for n in ("W1", "W2")]
+                            retrieval=retrieval, cleanup_finished_leases=False) for n in ("W1", "W2")]
     try:
         keys = [f"key-{i}" for i in range(20)]
         counters = dict.fromkeys(keys, 0)
@@ -85,6 +87,41 @@ def test_split_while_producing_processes_everything_in_order_parent_first(aws_en
     for child in children:
         child_lease = ddb.get_item(TableName=names["app"], Key={"leaseKey": {"S": child}})["Item"]
         assert child_lease["parentShardId"]["SS"] == [shard0["ShardId"]]
+
+
+def test_a_finished_parent_lease_is_deleted_once_its_children_checkpointed(aws_env, kinesis_mock, moto_server,
+                                                                           names):
+    kinesis = boto3.client("kinesis", endpoint_url=kinesis_mock.endpoint)
+    ddb = boto3.client("dynamodb", endpoint_url=moto_server.endpoint)
+    stream = names["stream"]
+    make_stream(kinesis, stream, 1)
+    out = Collected()
+    w = start_worker("W", stream, names["app"], out, kinesis, ddb, shard_sync_interval=1.0)
+    table = LeaseTable(ddb, names["app"])
+
+    def lease_keys():
+        return sorted(le.lease_key for le in table.list_leases(consistent=True))
+
+    try:
+        produce(kinesis, stream, 0, 50)
+        wait_for(lambda: len(out.data()) == 50, 30, "the parent read")
+        parent = kinesis.list_shards(StreamName=stream)["Shards"][0]
+        hk = parent["HashKeyRange"]
+        mid = (int(hk["StartingHashKey"]) + int(hk["EndingHashKey"])) // 2
+        kinesis.split_shard(StreamName=stream, ShardToSplit=parent["ShardId"], NewStartingHashKey=str(mid))
+        wait_for(lambda: kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
+                 ["StreamStatus"] == "ACTIVE", 30, "the split")
+        children = sorted(s["ShardId"] for s in kinesis.list_shards(StreamName=stream)["Shards"]
+                          if s.get("ParentShardId") == parent["ShardId"])
+        # one record per key to each child (16 keys spread over both halves of the hash range)
+        produce(kinesis, stream, 50, 50)
+        wait_for(lambda: len(out.data()) == 100, 30, "the children read")
+        wait_for(lambda: lease_keys() == children, 30, "the parent's lease deleted, the children's kept")
+        w.sync_shards()  # the parent shard is still listed (closed): its lease is not created again
+        assert lease_keys() == children
+        assert sorted(int(d) for d in out.data()) == list(range(100))
+    finally:
+        w.shutdown()
 
 
 class _Raw:

@@ -66,7 +66,8 @@ def test_unsupported_and_unknown_keys_each_draw_one_warning_naming_them(tmp_path
     props = load_properties(write(tmp_path, """
 streamName = s
 applicationName = app
-cleanupLeasesUponShardCompletion = true
+cleanupLeasesUponShardCompletion = false
+billingMode = PROVISIONED
 metricsLevel = DETAILED
 RetrievalMode = FANOUT
 idleTimeBetweenReadsInMillis = 50
@@ -74,13 +75,14 @@ someFutureKey = 1
 AwsCredentialsProvider = com.example.CustomProvider
 """))
     joined = "\n".join(props.warnings)
-    for key in ("cleanupLeasesUponShardCompletion", "metricsLevel",
+    for key in ("billingMode", "metricsLevel",
                 "idleTimeBetweenReadsInMillis=50", "unknown KCL property someFutureKey",
                 "AwsCredentialsProvider=com.example.CustomProvider"):
         assert key in joined
     assert len(props.warnings) == 5
     assert props.settings["idle_time_between_reads"] == 0.2
     assert props.settings["retrieval"] == "fanout"  # the properties ask for enhanced fan-out
+    assert props.settings["cleanup_finished_leases"] is False  # supported: no warning
 
 
 def test_stream_arn_alone_is_used_and_bad_values_are_errors(tmp_path):
