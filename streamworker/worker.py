@@ -328,6 +328,8 @@ class Worker:
         Raises SourceError for a missing stream or unreachable endpoint."""
         if not self.config.multi_stream:
             self.source.describe()
+        for name in self.config.stream_names if self.config.multi_stream else ():
+            self._kinesis_source(name).describe()  # a named stream missing at start is an error
         if self.table is not None:
             try:
                 self.table.ensure_table()

@@ -3,9 +3,11 @@
 import time
 
 import boto3
+import pytest
 
 from streamworker import Worker, WorkerConfig
 from streamworker.coordinators.lease_table import LeaseTable
+from streamworker.errors import SourceError
 
 from .conftest import make_stream, produce, wait_for
 from .inprocess import Collected, CollectingProcessor
@@ -84,6 +86,16 @@ def test_one_worker_many_streams_added_and_removed_while_running(aws_env, names,
             [*range(50), *range(1000, 1050), *range(2000, 2030), *range(3000, 3020), *range(4000, 4020)])
     finally:
         w.shutdown()
+
+
+def test_a_named_stream_missing_at_start_is_an_error(aws_env, names):
+    kinesis, ddb = boto3.client("kinesis"), boto3.client("dynamodb")
+    make_stream(kinesis, f"{names['stream']}-1", 1)
+    cfg = WorkerConfig.load({"stream": f"{names['stream']}-1", "streams": [f"{names['stream']}-missing"],
+                             "application_name": names["app"]})
+    w = Worker(cfg, lambda: CollectingProcessor("W", Collected()), kinesis_client=kinesis, dynamodb_client=ddb)
+    with pytest.raises(SourceError, match="missing"):
+        w.start()
 
 
 def test_a_stream_pattern_follows_streams_as_they_appear_and_two_workers_share_them(aws_env, names):
