@@ -118,9 +118,10 @@ def test_subscribe_faults_are_retried_with_backoff(fault):
     assert r.stats.retries == 1 and clock.monotonic() > start
 
 
-def test_a_broken_subscription_continues_after_the_last_event():
-    client = ScriptedFanout([[event([raw(1)], "1"), botocore.exceptions.ConnectionClosedError(endpoint_url="x")],
-                             [event([raw(2)], "2")]])
+@pytest.mark.parametrize("fault", [botocore.exceptions.ConnectionClosedError(endpoint_url="x"),
+                                   botocore.exceptions.ReadTimeoutError(endpoint_url="x")])  # a stalled stream
+def test_a_broken_or_stalled_subscription_continues_after_the_last_event(fault):
+    client = ScriptedFanout([[event([raw(1)], "1"), fault], [event([raw(2)], "2")]])
     r = reader(client)
     assert [x.sequence_number for x in r.read().records] == ["1"]
     assert [x.sequence_number for x in r.read().records] == ["2"]
