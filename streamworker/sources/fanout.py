@@ -82,6 +82,8 @@ class FanoutShardReader:
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
+        # close() runs on another thread than read(): a subscription never outlives a close.
+        self._lock = threading.Lock()
         self._events: Iterator[dict[str, Any]] | None = None
         self._stream: Any = None
         self._subscribed_at = 0.0
@@ -97,7 +99,8 @@ class FanoutShardReader:
         self._end_subscription()
 
     def _end_subscription(self) -> None:
-        stream, self._stream, self._events = self._stream, None, None
+        with self._lock:
+            stream, self._stream, self._events = self._stream, None, None
         if stream is not None:
             try:
                 stream.close()
@@ -129,8 +132,12 @@ class FanoutShardReader:
             except CONNECTION_ERRORS as exc:
                 self._retry_wait(exc)
                 continue
-            self._stream = resp["EventStream"]
-            self._events = iter(self._stream)
+            with self._lock:
+                if self._stop.is_set():  # closed while subscribing: leave no subscription open
+                    resp["EventStream"].close()
+                    raise StopReading()
+                self._stream = resp["EventStream"]
+                self._events = iter(self._stream)
             self._subscribed_at = self.clock.monotonic()
             self.stats.get_records_calls += 1
             return

@@ -6,6 +6,7 @@ import pytest
 from streamworker.clock import FakeClock
 from streamworker.records import ExtendedSequenceNumber as ESN
 from streamworker.records import StartPosition
+from streamworker.sources.base import StopReading
 from streamworker.sources.fanout import END_CHECK_INTERVAL, FanoutShardReader
 
 
@@ -126,6 +127,24 @@ def test_a_broken_or_stalled_subscription_continues_after_the_last_event(fault):
     assert [x.sequence_number for x in r.read().records] == ["1"]
     assert [x.sequence_number for x in r.read().records] == ["2"]
     assert client.requests[1]["StartingPosition"] == {"Type": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": "1"}
+
+
+def test_a_close_during_subscribe_leaves_no_subscription_open():
+    client = ScriptedFanout([[event([raw(1)], "1")]])
+    r = reader(client)
+    opened = []
+    subscribe = client.subscribe_to_shard
+
+    def closing_subscribe(**kw):  # the lease is handed off while SubscribeToShard is in flight
+        resp = subscribe(**kw)
+        opened.append(resp["EventStream"])
+        r.close()
+        return resp
+
+    client.subscribe_to_shard = closing_subscribe
+    with pytest.raises(StopReading):
+        r.read()
+    assert opened[0].closed
 
 
 def test_permanent_subscribe_errors_are_raised():
