@@ -145,3 +145,23 @@ def test_a_dead_workers_leases_spread_over_the_survivors():
                 owners[int(le.lease_key.split("-")[1])] = x
                 dead.discard(le.lease_key)
     assert sorted(owners.count(x) for x in "ABC") == [66, 67, 67]
+
+
+def test_two_workers_joining_in_the_same_cycle_overshoot_once_then_even_out():
+    # B and C plan from the same scan, before either holds a lease: neither sees the other.
+    owners: list[str | None] = ["A"] * 200
+    scan = leases(owners)
+    plans = {x: plan_takes(scan, x, set(), rng=random.Random(5)) for x in "BC"}
+    for x, plan in plans.items():
+        for le in plan.steal:
+            owners[int(le.lease_key.split("-")[1])] = x
+    assert sorted(owners.count(x) for x in "ABC") == [0, 100, 100]  # A gave all away: the overshoot
+    moves = 0
+    for _ in range(3):
+        for x in "ABC":
+            for le in (p := plan_takes(leases(owners), x, set(), rng=random.Random(6))).take + p.steal:
+                owners[int(le.lease_key.split("-")[1])] = x
+                moves += 1
+    counts = sorted(owners.count(x) for x in "ABC")
+    assert counts[-1] - counts[0] <= 1, counts
+    assert moves == 66  # A, invisible with no lease, takes its share back once; nothing after
