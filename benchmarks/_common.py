@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import resource
+import subprocess
 from pathlib import Path
+from typing import Any
 
 
 def peak_rss_mb() -> float:
@@ -16,3 +19,24 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def write_results(path: str | Path, results: Any) -> Path:
+    """Write a benchmark's figures as JSON (creating the folder) and say where."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written to {out}")
+    return out
+
+
+def run_variant(name: str, cmd: list[str], timeout: float) -> dict[str, Any] | None:
+    """Run one variant's child process; its figures are the last JSON line it prints. On failure
+    say why in one line and return None."""
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    line = next((ln for ln in reversed(r.stdout.splitlines()) if ln.startswith("{")), None)
+    if r.returncode != 0 or line is None:
+        tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
+        print(f"{name}: failed ({tail[0][:200]}); skipped")
+        return None
+    return dict(json.loads(line))

@@ -14,7 +14,6 @@ Prints a table and writes benchmarks/results/balance.json.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import random
 import sys
@@ -28,6 +27,9 @@ import boto3
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import write_results  # noqa: E402
 
 from streamworker.coordinators.dynamodb import DynamoDBCoordinator  # noqa: E402
 from streamworker.coordinators.lease import Lease  # noqa: E402
@@ -169,10 +171,7 @@ def main() -> None:
     for k, v in cost.items():
         print(f"  {k:<40} {v}")
     print(f"  lease moves while steady: {moves_during_steady}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"wrote {out}")
+    write_results(args.out, results)
 
 
 def minimum_moves(prev: dict[str, str | None], expected: set[str], n: int) -> int:

@@ -30,6 +30,9 @@ import boto3
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import write_results  # noqa: E402
 
 from streamworker import RecordProcessor, Worker, WorkerConfig  # noqa: E402
 from streamworker.local import MotoServer  # noqa: E402
@@ -238,10 +241,7 @@ def main() -> None:
     for k, v in results.items():
         if k != "targets":
             print(f"{k.ljust(width)}  {v}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written to {out}")
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":

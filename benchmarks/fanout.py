@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import threading
 import time
@@ -33,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import peak_rss_mb  # noqa: E402
+from _common import peak_rss_mb, run_variant, write_results  # noqa: E402
 
 SHARDS = 4
 
@@ -190,13 +189,8 @@ def main() -> None:
                 cmd = [sys.executable, __file__, "--variant", name, "--kinesis", kinesis.endpoint,
                        "--dynamodb", moto.endpoint, "--stream", stream, "--app", f"{name}-{uuid.uuid4().hex[:6]}",
                        "--records", str(args.records)]
-                r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-                line = next((ln for ln in reversed(r.stdout.splitlines()) if ln.startswith("{")), None)
-                if r.returncode != 0 or line is None:
-                    tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
-                    print(f"{name}: failed ({tail[0][:200]}); skipped")
-                    continue
-                runs.setdefault(name, []).append(json.loads(line))
+                if (figures := run_variant(name, cmd, 600)) is not None:
+                    runs.setdefault(name, []).append(figures)
     results = {name: median_of(rs) for name, rs in runs.items()}
     raw = results.get("raw")
     print(f"\n{'variant':<10}{'records/s':>11}{'CPU s/100k':>12}{'CPU x raw':>11}{'peak RSS MB':>13}")
@@ -207,10 +201,7 @@ def main() -> None:
               f"{r['cpu_ratio_to_raw'] if raw else '-':>11}{r['peak_rss_mb']:>13}")
     summary = {"records": args.records, "shards": SHARDS, "repeats": args.repeats, "results": results,
                "targets": {"fanout_cpu_ratio_to_raw": "<= 2"}}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"written to {out}")
+    write_results(args.out, summary)
 
 
 if __name__ == "__main__":

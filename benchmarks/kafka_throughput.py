@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import peak_rss_mb  # noqa: E402
+from _common import peak_rss_mb, run_variant, write_results  # noqa: E402
 
 CACHE = Path(os.environ.get("STREAMWORKER_CACHE", Path.home() / ".cache" / "streamworker")) / "bench-venvs"
 COMPETITORS = {"arroyo": ["sentry-arroyo"], "quixstreams": ["quixstreams>=3"]}
@@ -208,13 +208,8 @@ def main() -> None:
                 continue
             cmd = [py, __file__, "--variant", name, "--bootstrap", broker.bootstrap, "--topic", topic,
                    "--group", f"{name}-{uuid.uuid4().hex[:6]}", "--records", str(args.records)]
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-            line = next((ln for ln in reversed(r.stdout.splitlines()) if ln.startswith("{")), None)
-            if r.returncode != 0 or line is None:
-                tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
-                print(f"{name}: failed ({tail[0][:200]}); skipped")
-                continue
-            runs.setdefault(name, []).append(json.loads(line))
+            if (figures := run_variant(name, cmd, 900)) is not None:
+                runs.setdefault(name, []).append(figures)
         for name, rs in runs.items():
             rs.sort(key=lambda x: x["msg_per_s"])
             median = dict(rs[len(rs) // 2])
@@ -233,10 +228,7 @@ def main() -> None:
             summary[f"streamworker_vs_{other}"] = round(sw / results[other]["msg_per_s"], 2)
             print(f"streamworker / {other}: {summary[f'streamworker_vs_{other}']}x")
     summary["targets"] = {"ratio_to_raw": ">= 0.5", "vs_arroyo_and_quixstreams": ">= 3"}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"written to {out}")
+    write_results(args.out, summary)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import peak_rss_mb  # noqa: E402
+from _common import peak_rss_mb, write_results  # noqa: E402
 
 SHARDS = 100
 
@@ -136,9 +136,7 @@ def main() -> None:
     for src in ("kinesis", "kafka"):
         if f"raw-{src}" in results and f"streamworker-{src}" in results:
             summary[f"{src}_ratio_to_raw"] = round(results[f"streamworker-{src}"] / results[f"raw-{src}"], 2)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2) + "\n")
+    write_results(args.out, summary)
     print(json.dumps(summary))
 
 
