@@ -55,3 +55,25 @@ def test_workers_read_through_fanout(aws_env, kinesis_mock, moto_server, names):
     finally:
         for w in workers:
             w.shutdown()
+
+
+def test_one_worker_reads_two_streams_through_fanout(aws_env, kinesis_mock, moto_server, names):
+    kinesis = boto3.client("kinesis", endpoint_url=kinesis_mock.endpoint)
+    fanout_shim.install(kinesis)
+    ddb = boto3.client("dynamodb", endpoint_url=moto_server.endpoint)
+    s1, s2 = f"{names['stream']}-1", f"{names['stream']}-2"
+    make_stream(kinesis, s1, 2)
+    make_stream(kinesis, s2, 1)
+    out = Collected()
+    w = start_worker("A", s1, names["app"], out, kinesis, ddb, retrieval="fanout", streams=[s2])
+    try:
+        produce(kinesis, s1, 0, 60)
+        produce(kinesis, s2, 100, 40)
+        wait_for(lambda: len(out.data()) >= 100, 60, "both streams through SubscribeToShard")
+        assert sorted(int(d) for d in out.data()) == [*range(60), *range(100, 140)]
+        for s in (s1, s2):  # a consumer named after the application on each stream
+            arn = kinesis.describe_stream_summary(StreamName=s)["StreamDescriptionSummary"]["StreamARN"]
+            assert [c["ConsumerName"] for c in kinesis.list_stream_consumers(StreamARN=arn)["Consumers"]] == [
+                names["app"]]
+    finally:
+        w.shutdown()
