@@ -28,6 +28,7 @@ from ..records import StartPosition
 from .base import Batch, ShardInfo, StopReading
 from .kinesis import (
     CONNECTION_ERRORS,
+    THROTTLE_CODES,
     KinesisShardReader,
     KinesisSource,
     ReaderStats,
@@ -144,6 +145,8 @@ class FanoutShardReader:
 
     def _retry_wait(self, exc: BaseException) -> None:
         code = error_code(exc) or type(exc).__name__
+        if code in THROTTLE_CODES:
+            self.stats.throttles += 1
         self.stats.retries += 1
         delay = self._backoff.next_delay()
         log.warning("SubscribeToShard retried", error=code, shard_id=self.shard_id, retry_in=round(delay, 3))

@@ -117,6 +117,7 @@ def test_subscribe_faults_are_retried_with_backoff(fault):
     start = clock.monotonic()
     assert [x.sequence_number for x in r.read().records] == ["1"]
     assert r.stats.retries == 1 and clock.monotonic() > start
+    assert r.stats.throttles == (1 if "LimitExceeded" in str(fault) else 0)  # counted as a read throttle
 
 
 @pytest.mark.parametrize("fault", [botocore.exceptions.ConnectionClosedError(endpoint_url="x"),
