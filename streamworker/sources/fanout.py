@@ -34,6 +34,8 @@ from .kinesis import (
     ReaderStats,
     error_code,
     is_retryable,
+    shard_trimmed,
+    trimmed_shard_end,
 )
 
 log = structlog.get_logger("streamworker.fanout")
@@ -118,7 +120,8 @@ class FanoutShardReader:
             return {"Type": "AT_TIMESTAMP", "Timestamp": self.position.timestamp}
         return {"Type": self.position.kind}
 
-    def _subscribe(self) -> None:
+    def _subscribe(self) -> bool:
+        """Open a subscription; False if the shard was trimmed away (its end)."""
         while True:
             if self._stop.is_set():
                 raise StopReading()
@@ -126,6 +129,10 @@ class FanoutShardReader:
                 resp = self.client.subscribe_to_shard(ConsumerARN=self.consumer_arn, ShardId=self.shard_id,
                                                       StartingPosition=self._starting_position())
             except botocore.exceptions.ClientError as exc:
+                if error_code(exc) == "ResourceNotFoundException" and shard_trimmed(
+                        self.client, self.stream, self.shard_id):
+                    trimmed_shard_end(self.shard_id, self.stream)
+                    return False
                 if error_code(exc) not in RETRY_CODES and not is_retryable(exc):
                     raise
                 self._retry_wait(exc)
@@ -141,7 +148,7 @@ class FanoutShardReader:
                 self._events = iter(self._stream)
             self._subscribed_at = self.clock.monotonic()
             self.stats.get_records_calls += 1
-            return
+            return True
 
     def _retry_wait(self, exc: BaseException) -> None:
         code = error_code(exc) or type(exc).__name__
@@ -162,8 +169,9 @@ class FanoutShardReader:
             if self._events is not None and self.clock.monotonic() - self._subscribed_at >= self.resubscribe_after:
                 log.debug("re-subscribing before the subscription expires", shard_id=self.shard_id)
                 self._end_subscription()
-            if self._events is None:
-                self._subscribe()
+            if self._events is None and not self._subscribe():
+                self._ended = True
+                return Batch(records=[], shard_end=True)
             assert self._events is not None
             try:
                 event = next(self._events)

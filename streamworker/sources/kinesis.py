@@ -66,6 +66,29 @@ def _stream_args(stream: str) -> dict[str, str]:
     return {"StreamARN": stream} if stream.startswith("arn:") else {"StreamName": stream}
 
 
+def shard_trimmed(client: Any, stream: str, shard_id: str) -> bool:
+    """After a ResourceNotFound on a shard: True if the stream exists but no longer lists the
+    shard (a closed shard trimmed past the retention period). False if the shard is still listed,
+    the stream is gone too, or the check itself fails: then the error stands."""
+    args: dict[str, Any] = dict(_stream_args(stream))
+    try:
+        while True:
+            resp = client.list_shards(**args)
+            if any(s["ShardId"] == shard_id for s in resp.get("Shards", [])):
+                return False
+            if not resp.get("NextToken"):
+                return True
+            args = {"NextToken": resp["NextToken"]}
+    except (botocore.exceptions.ClientError, *CONNECTION_ERRORS):
+        return False
+
+
+def trimmed_shard_end(shard_id: str, stream: str) -> None:
+    log.warning("shard no longer exists (trimmed past the stream's retention period): ending it so that its "
+                "children can start; records trimmed before they were read are lost", shard_id=shard_id,
+                stream=stream)
+
+
 @dataclass
 class ReaderStats:
     get_records_calls: int = 0
@@ -112,7 +135,8 @@ class KinesisShardReader:
         if self._stop.is_set():
             raise StopReading()
 
-    def _get_iterator(self) -> str:
+    def _get_iterator(self) -> str | None:
+        """A shard iterator at the resume point; None if the shard was trimmed away."""
         args: dict[str, Any] = {**_stream_args(self.stream), "ShardId": self.shard_id}
         resume = self._last_delivered or self._skip_through
         if resume is not None:
@@ -129,6 +153,10 @@ class KinesisShardReader:
             try:
                 return str(self.client.get_shard_iterator(**args)["ShardIterator"])
             except botocore.exceptions.ClientError as exc:
+                if error_code(exc) == "ResourceNotFoundException" and shard_trimmed(
+                        self.client, self.stream, self.shard_id):
+                    trimmed_shard_end(self.shard_id, self.stream)
+                    return None
                 if not is_retryable(exc):
                     raise
                 self._retry_wait(exc, "GetShardIterator")
@@ -152,11 +180,19 @@ class KinesisShardReader:
             self._wait_until(self._next_read_at)
             if self._iterator is None:
                 self._iterator = self._get_iterator()
+                if self._iterator is None:
+                    self._ended = True
+                    return Batch(records=[], shard_end=True)
             started = self.clock.monotonic()
             try:
                 self.stats.get_records_calls += 1
                 resp = self.client.get_records(ShardIterator=self._iterator, Limit=self.max_records)
             except botocore.exceptions.ClientError as exc:
+                if error_code(exc) == "ResourceNotFoundException" and shard_trimmed(
+                        self.client, self.stream, self.shard_id):
+                    trimmed_shard_end(self.shard_id, self.stream)
+                    self._ended = True
+                    return Batch(records=[], shard_end=True)
                 if error_code(exc) == "ExpiredIteratorException":
                     self.stats.expired_iterators += 1
                     log.info("shard iterator expired; resuming after the last delivered record",

@@ -60,6 +60,11 @@ class ScriptedFanout:
             raise step
         return {"EventStream": EventStream(step)}
 
+    listed = ("shard-1",)
+
+    def list_shards(self, **kw):
+        return {"Shards": [{"ShardId": s} for s in self.listed]}
+
     def get_shard_iterator(self, **kw):
         self.iterator_requests.append(kw)
         return {"ShardIterator": "it"}
@@ -149,9 +154,16 @@ def test_a_close_during_subscribe_leaves_no_subscription_open():
 
 
 def test_permanent_subscribe_errors_are_raised():
-    r = reader(ScriptedFanout([client_error("ResourceNotFoundException")]))
+    r = reader(ScriptedFanout([client_error("ResourceNotFoundException")]))  # the shard is listed: not trimmed
     with pytest.raises(botocore.exceptions.ClientError):
         r.read()
+
+
+def test_a_shard_trimmed_past_retention_ends_on_subscribe():
+    client = ScriptedFanout([client_error("ResourceNotFoundException")])
+    client.listed = ("shard-2",)
+    r = reader(client)
+    assert r.read().shard_end and r.read().shard_end
 
 
 def test_closed_shard_read_up_to_date_is_confirmed_ended_by_get_records():

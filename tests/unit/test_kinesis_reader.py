@@ -16,13 +16,23 @@ def client_error(code, status=400):
 class ScriptedKinesis:
     """Answers GetRecords from a script of responses and exceptions."""
 
-    def __init__(self, script):
+    def __init__(self, script, iterator_errors=(), listed=None):
         self.script = list(script)
         self.iterator_requests = []
+        self.iterator_errors = list(iterator_errors)
+        #: What ListShards answers: shard ids, or an exception (the stream is gone too).
+        self.listed = listed if listed is not None else ["shard-1"]
 
     def get_shard_iterator(self, **kw):
         self.iterator_requests.append(kw)
+        if self.iterator_errors:
+            raise self.iterator_errors.pop(0)
         return {"ShardIterator": f"it-{len(self.iterator_requests)}"}
+
+    def list_shards(self, **kw):
+        if isinstance(self.listed, Exception):
+            raise self.listed
+        return {"Shards": [{"ShardId": s} for s in self.listed]}
 
     def get_records(self, ShardIterator, Limit):
         step = self.script.pop(0)
@@ -113,6 +123,25 @@ def test_shard_end_reports_children():
     batch = r.read()
     assert batch.shard_end and batch.child_shards[0].shard_id == "shard-2"
     assert r.read().shard_end and r.read().records == []
+
+
+@pytest.mark.parametrize("where", ["GetShardIterator", "GetRecords"])
+def test_a_shard_trimmed_past_retention_ends_so_its_children_can_start(where):
+    gone = client_error("ResourceNotFoundException")
+    client = (ScriptedKinesis([], iterator_errors=[gone], listed=["shard-2", "shard-3"]) if where == "GetShardIterator"
+              else ScriptedKinesis([gone], listed=["shard-2", "shard-3"]))
+    r = reader(client, StartPosition("AT_SEQUENCE_NUMBER", sequence=ESN("11", 0)))
+    batch = r.read()
+    assert batch.shard_end and batch.records == []
+    assert r.read().shard_end
+
+
+@pytest.mark.parametrize("listed", [["shard-1"], client_error("ResourceNotFoundException")])
+def test_resource_not_found_stands_while_the_shard_is_listed_or_the_stream_is_gone(listed):
+    # a deleted stream (or a shard still listed) is not a trimmed shard: the error halts the shard
+    r = reader(ScriptedKinesis([], iterator_errors=[client_error("ResourceNotFoundException")], listed=listed))
+    with pytest.raises(botocore.exceptions.ClientError):
+        r.read()
 
 
 def test_list_shards_follows_pages_with_the_token_alone():
