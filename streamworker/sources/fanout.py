@@ -35,6 +35,7 @@ from .kinesis import (
     error_code,
     is_retryable,
     shard_trimmed,
+    stream_args,
     trimmed_shard_end,
 )
 
@@ -206,10 +207,9 @@ class FanoutShardReader:
         if self._continuation is None or now < self._next_end_check or not self.is_closed():
             return None
         self._next_end_check = now + END_CHECK_INTERVAL
-        stream = {"StreamARN": self.stream} if self.stream.startswith("arn:") else {"StreamName": self.stream}
         try:
             iterator = self.client.get_shard_iterator(
-                **stream, ShardId=self.shard_id, ShardIteratorType="AFTER_SEQUENCE_NUMBER",
+                **stream_args(self.stream), ShardId=self.shard_id, ShardIteratorType="AFTER_SEQUENCE_NUMBER",
                 StartingSequenceNumber=self._continuation)["ShardIterator"]
             resp = self.client.get_records(ShardIterator=iterator, Limit=1)
         except (botocore.exceptions.ClientError, *CONNECTION_ERRORS) as exc:

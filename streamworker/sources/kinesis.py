@@ -62,7 +62,8 @@ def is_retryable(exc: BaseException) -> bool:
     return False
 
 
-def _stream_args(stream: str) -> dict[str, str]:
+def stream_args(stream: str) -> dict[str, str]:
+    """StreamName or StreamARN, whichever ``stream`` is."""
     return {"StreamARN": stream} if stream.startswith("arn:") else {"StreamName": stream}
 
 
@@ -70,7 +71,7 @@ def shard_trimmed(client: Any, stream: str, shard_id: str) -> bool:
     """After a ResourceNotFound on a shard: True if the stream exists but no longer lists the
     shard (a closed shard trimmed past the retention period). False if the shard is still listed,
     the stream is gone too, or the check itself fails: then the error stands."""
-    args: dict[str, Any] = dict(_stream_args(stream))
+    args: dict[str, Any] = dict(stream_args(stream))
     try:
         while True:
             resp = client.list_shards(**args)
@@ -137,7 +138,7 @@ class KinesisShardReader:
 
     def _get_iterator(self) -> str | None:
         """A shard iterator at the resume point; None if the shard was trimmed away."""
-        args: dict[str, Any] = {**_stream_args(self.stream), "ShardId": self.shard_id}
+        args: dict[str, Any] = {**stream_args(self.stream), "ShardId": self.shard_id}
         resume = self._last_delivered or self._skip_through
         if resume is not None:
             args["ShardIteratorType"] = "AT_SEQUENCE_NUMBER"
@@ -285,7 +286,7 @@ class KinesisSource:
     def describe(self) -> str:
         """Check the stream exists; return its status. Raises SourceError with a clear message."""
         try:
-            summary = self._client.describe_stream_summary(**_stream_args(self._stream))
+            summary = self._client.describe_stream_summary(**stream_args(self._stream))
         except botocore.exceptions.ClientError as exc:
             if error_code(exc) == "ResourceNotFoundException":
                 raise SourceError(
@@ -301,13 +302,13 @@ class KinesisSource:
 
     def stream_identifier(self) -> str:
         """KCL's multi-stream identifier ``account:streamName:creationEpochSeconds``."""
-        summary = self._client.describe_stream_summary(**_stream_args(self._stream))["StreamDescriptionSummary"]
+        summary = self._client.describe_stream_summary(**stream_args(self._stream))["StreamDescriptionSummary"]
         account = summary["StreamARN"].split(":")[4]
         return f"{account}:{summary['StreamName']}:{int(summary['StreamCreationTimestamp'].timestamp())}"
 
     def list_shards(self) -> list[ShardInfo]:
         shards: list[ShardInfo] = []
-        args: dict[str, Any] = dict(_stream_args(self._stream))
+        args: dict[str, Any] = dict(stream_args(self._stream))
         backoff = Backoff(base=0.2, cap=5.0)
         while True:
             try:
