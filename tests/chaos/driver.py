@@ -168,16 +168,26 @@ def check(log: Path, produced: int, fleet: Fleet, slack: float = 2.0) -> Report:
     # right after SIGCONT), and never covered by a checkpoint of that worker afterwards
     hard = {w: [t for k, t in fl if k in ("kill", "stop")] for w, fl in fleet.faults.items()}
     resumed = {w: [t for k, t in fl if k == "cont"] for w, fl in fleet.faults.items()}
-    checkpoints: dict[tuple[str, str], list[tuple[float, int]]] = {}
+    # Checkpoints by (worker, shard, session): a checkpoint covers only deliveries of its own
+    # session (from one init of the shard on that worker to the next); after a lease loss the
+    # same worker may take the shard again and checkpoint further, which says nothing of
+    # what it delivered before the loss.
+    checkpoints: dict[tuple[str, str, int], list[tuple[float, int]]] = {}
+    sessions: dict[tuple[str, str], int] = {}
     for e in evs:
-        if e["ev"] == "checkpointed":
-            checkpoints.setdefault((e["w"], e["shard"]), []).append((e["t"], int(e["seq"])))
+        if e["ev"] == "init":
+            sessions[(e["w"], e["shard"])] = sessions.get((e["w"], e["shard"]), 0) + 1
+        elif e["ev"] in ("rec", "checkpointed"):
+            e["session"] = sessions.get((e["w"], e["shard"]), 0)
+            if e["ev"] == "checkpointed":
+                checkpoints.setdefault((e["w"], e["shard"], e["session"]), []).append((e["t"], int(e["seq"])))
 
     def in_failure_window(d: dict) -> bool:
         w = d["w"]
         failed_after = any(t >= d["t"] - slack for t in hard.get(w, []))
         frozen_tail = any(0 <= d["t"] - t <= slack for t in resumed.get(w, []))
-        covered = any(seq >= int(d["seq"]) for t, seq in checkpoints.get((w, d["shard"]), []) if t >= d["t"])
+        covered = any(seq >= int(d["seq"]) for t, seq in checkpoints.get((w, d["shard"], d["session"]), [])
+                      if t >= d["t"])
         return (failed_after or frozen_tail) and not covered
 
     unexplained: list[str] = []
@@ -196,13 +206,8 @@ def check(log: Path, produced: int, fleet: Fleet, slack: float = 2.0) -> Report:
     conts = {w: [t for k, t in fl if k == "cont"] for w, fl in fleet.faults.items()}
     concurrent: list[str] = []
     by_shard: dict[str, list[dict]] = {}
-    session: dict[tuple[str, str], int] = {}
-    for e in evs:
-        if e["ev"] == "init":
-            session[(e["w"], e["shard"])] = session.get((e["w"], e["shard"]), 0) + 1
-        if e["ev"] == "rec":
-            e["session"] = session.get((e["w"], e["shard"]), 0)
-            by_shard.setdefault(e["shard"], []).append(e)
+    for e in recs:  # each record's session was set above
+        by_shard.setdefault(e["shard"], []).append(e)
     for shard, rs in by_shard.items():
         seen_other_after: dict[tuple[str, int], str] = {}
         open_sessions: dict[tuple[str, int], float] = {}
