@@ -52,12 +52,14 @@ def run_kafka_demo(duration: float = 40.0, partitions: int = 4) -> int:
     print(f"embedded Kafka-compatible broker (tansu) at {broker.bootstrap}")
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     admin.create_topics([NewTopic(TOPIC, num_partitions=partitions, replication_factor=1)])[TOPIC].result(15)
+    del admin  # a client left open would log its lost connection when the broker stops
     print(f"created topic {TOPIC!r} with {partitions} partitions; producing metric records keyed by metric name")
 
     agg = Aggregates()
     stop_producing = threading.Event()
     produced = [0]
-    threading.Thread(target=_producer, args=(broker.bootstrap, stop_producing, produced), daemon=True).start()
+    producing = threading.Thread(target=_producer, args=(broker.bootstrap, stop_producing, produced), daemon=True)
+    producing.start()
 
     def make_worker(name: str) -> Worker:
         cfg = WorkerConfig.load({
@@ -86,6 +88,7 @@ def run_kafka_demo(duration: float = 40.0, partitions: int = 4) -> int:
           f"({'all partitions' if took_over else 'not all yet'}, {time.monotonic() - handed:.1f}s after the stop)")
     _show_until([b], agg, produced, t0, t0 + duration * 0.85)
     stop_producing.set()
+    producing.join(15)
     caught_up = _wait(lambda: len(agg.seen) >= produced[0], max(5.0, duration * 0.2))
     _print_progress([b], agg, produced[0], t0)
     b.shutdown()
