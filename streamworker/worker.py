@@ -287,6 +287,7 @@ class Worker:
                 continue
             if name in self.sources:
                 self._retire_stream(name, "re-created (new creation time)")
+                source = self._kinesis_source(stream)  # the old one's fan-out consumer went with the old stream
             self._stream_prefixes[name] = prefix
             self.sources[name] = source
             self._log.info("stream added", added=name, prefix=prefix)

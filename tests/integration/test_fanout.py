@@ -77,3 +77,33 @@ def test_one_worker_reads_two_streams_through_fanout(aws_env, kinesis_mock, moto
                 names["app"]]
     finally:
         w.shutdown()
+
+
+def test_a_re_created_stream_is_read_through_a_consumer_of_its_own(aws_env, kinesis_mock, moto_server, names):
+    kinesis = boto3.client("kinesis", endpoint_url=kinesis_mock.endpoint)
+    fanout_shim.install(kinesis)
+    ddb = boto3.client("dynamodb", endpoint_url=moto_server.endpoint)
+    stream = f"{names['stream']}-a"
+    make_stream(kinesis, stream, 1)
+    out = Collected()
+    # no periodic shard sync: set_streams([]) asks for one (the pattern lists the streams)
+    w = start_worker("A", None, names["app"], out, kinesis, ddb, retrieval="fanout",
+                     stream_pattern=f"{names['stream']}-.*", shard_sync_interval=600)
+
+    def creation(s):
+        return kinesis.describe_stream_summary(StreamName=s)["StreamDescriptionSummary"]["StreamCreationTimestamp"]
+
+    try:
+        produce(kinesis, stream, 0, 20)
+        wait_for(lambda: len(out.data()) >= 20, 60, "the first incarnation read")
+        first = creation(stream).timestamp()
+        kinesis.delete_stream(StreamName=stream, EnforceConsumerDeletion=True)
+        kinesis.get_waiter("stream_not_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.2})
+        wait_for(lambda: time.time() >= first + 1, 5, "a new creation second")  # KCL keys hold seconds
+        make_stream(kinesis, stream, 1)
+        w.set_streams([])
+        produce(kinesis, stream, 100, 20)
+        wait_for(lambda: len(out.data()) >= 40, 60, "the re-created stream read")
+        assert sorted(int(d) for d in out.data()) == [*range(20), *range(100, 120)]
+    finally:
+        w.shutdown()
