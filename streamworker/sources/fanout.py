@@ -34,9 +34,8 @@ from .kinesis import (
     ReaderStats,
     error_code,
     is_retryable,
-    shard_trimmed,
     stream_args,
-    trimmed_shard_end,
+    trimmed_away,
 )
 
 log = structlog.get_logger("streamworker.fanout")
@@ -130,9 +129,7 @@ class FanoutShardReader:
                 resp = self.client.subscribe_to_shard(ConsumerARN=self.consumer_arn, ShardId=self.shard_id,
                                                       StartingPosition=self._starting_position())
             except botocore.exceptions.ClientError as exc:
-                if error_code(exc) == "ResourceNotFoundException" and shard_trimmed(
-                        self.client, self.stream, self.shard_id):
-                    trimmed_shard_end(self.shard_id, self.stream)
+                if trimmed_away(exc, self.client, self.stream, self.shard_id):
                     return False
                 if error_code(exc) not in RETRY_CODES and not is_retryable(exc):
                     raise

@@ -67,10 +67,13 @@ def stream_args(stream: str) -> dict[str, str]:
     return {"StreamARN": stream} if stream.startswith("arn:") else {"StreamName": stream}
 
 
-def shard_trimmed(client: Any, stream: str, shard_id: str) -> bool:
-    """After a ResourceNotFound on a shard: True if the stream exists but no longer lists the
-    shard (a closed shard trimmed past the retention period). False if the shard is still listed,
-    the stream is gone too, or the check itself fails: then the error stands."""
+def trimmed_away(exc: BaseException, client: Any, stream: str, shard_id: str) -> bool:
+    """After an error on a shard: True (with a warning) if it is ResourceNotFound and the stream
+    exists but no longer lists the shard (a closed shard trimmed past the retention period): the
+    caller ends the shard so its children can start. False if the shard is still listed, the
+    stream is gone too, or the check itself fails: then the error stands."""
+    if error_code(exc) != "ResourceNotFoundException":
+        return False
     args: dict[str, Any] = dict(stream_args(stream))
     try:
         while True:
@@ -78,16 +81,14 @@ def shard_trimmed(client: Any, stream: str, shard_id: str) -> bool:
             if any(s["ShardId"] == shard_id for s in resp.get("Shards", [])):
                 return False
             if not resp.get("NextToken"):
-                return True
+                break
             args = {"NextToken": resp["NextToken"]}
     except (botocore.exceptions.ClientError, *CONNECTION_ERRORS):
         return False
-
-
-def trimmed_shard_end(shard_id: str, stream: str) -> None:
     log.warning("shard no longer exists (trimmed past the stream's retention period): ending it so that its "
                 "children can start; records trimmed before they were read are lost", shard_id=shard_id,
                 stream=stream)
+    return True
 
 
 @dataclass
@@ -154,9 +155,7 @@ class KinesisShardReader:
             try:
                 return str(self.client.get_shard_iterator(**args)["ShardIterator"])
             except botocore.exceptions.ClientError as exc:
-                if error_code(exc) == "ResourceNotFoundException" and shard_trimmed(
-                        self.client, self.stream, self.shard_id):
-                    trimmed_shard_end(self.shard_id, self.stream)
+                if trimmed_away(exc, self.client, self.stream, self.shard_id):
                     return None
                 if not is_retryable(exc):
                     raise
@@ -189,9 +188,7 @@ class KinesisShardReader:
                 self.stats.get_records_calls += 1
                 resp = self.client.get_records(ShardIterator=self._iterator, Limit=self.max_records)
             except botocore.exceptions.ClientError as exc:
-                if error_code(exc) == "ResourceNotFoundException" and shard_trimmed(
-                        self.client, self.stream, self.shard_id):
-                    trimmed_shard_end(self.shard_id, self.stream)
+                if trimmed_away(exc, self.client, self.stream, self.shard_id):
                     self._ended = True
                     return Batch(records=[], shard_end=True)
                 if error_code(exc) == "ExpiredIteratorException":
