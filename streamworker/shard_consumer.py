@@ -110,8 +110,8 @@ class _ProcessorFailed(Exception):
 class _TimedStore:
     """Times checkpoint writes and counts their failures."""
 
-    def __init__(self, inner: LeaseAccess, metrics: WorkerMetrics, shard_id: str) -> None:
-        self._inner, self._metrics, self._shard = inner, metrics, shard_id
+    def __init__(self, inner: LeaseAccess, metrics: WorkerMetrics, label: str) -> None:
+        self._inner, self._metrics, self._shard = inner, metrics, label
 
     def checkpoint(self, lease_key: str, checkpoint: ExtendedSequenceNumber,
                    pending: ExtendedSequenceNumber | None = None) -> None:
@@ -202,10 +202,7 @@ class ShardConsumer:
 
     def _invoke(self, method: Callable[..., object], argument: object) -> object:
         """Call a processor method; an ``async def`` one is awaited on the worker's loop."""
-        return self._call(method(argument))
-
-    def _call(self, result: object) -> object:
-        return self.settings.event_loop.run(result)
+        return self.settings.event_loop.run(method(argument))
 
     def _lease_gone(self) -> bool:
         return self._lost.is_set() or not self.leases.is_held(self.lease.lease_key)
