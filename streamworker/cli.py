@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--processor-retries", type=int, help="redeliveries before the error policy (default 3)")
     run.add_argument("--processor-timeout", type=float, metavar="SECONDS",
                      help="report (with its stack) a processor call that runs longer")
+    run.add_argument("--release-halted-after", type=float, metavar="SECONDS",
+                     help="release a halted shard's lease after this long (default: keep it)")
     run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.add_argument("--log-format", choices=["auto", "json", "console"])
 
@@ -83,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--json", action="store_true", help="machine-readable output")
         else:
             cmd.add_argument("--interval", type=float, default=2.0)
+            cmd.add_argument("--failover-time", type=float, default=10.0, metavar="SECONDS",
+                             help="the fleet's failover_time: a lease whose counter stands still this long "
+                                  "is shown expired (default 10)")
             cmd.add_argument("--count", type=int, help="refreshes before exiting (default: until Ctrl-C)")
 
     demo = sub.add_parser("demo", help="the metrics demo on embedded local servers")
@@ -98,7 +103,7 @@ def _run(args: argparse.Namespace) -> int:
         "kafka_properties", "static_membership", "stream_pattern",
         "delete_former_stream_leases_after", "processors", "retrieval", "application_name", "lease_table", "initial_position", "initial_timestamp",
         "worker_id", "failover_time", "max_records", "idle_time_between_reads", "shutdown_timeout", "metrics_port",
-        "on_error", "dead_letter", "processor_retries", "processor_timeout",
+        "on_error", "dead_letter", "processor_retries", "processor_timeout", "release_halted_after",
         "log_level", "log_format")}
     if args.stream_list:
         flags["stream"] = args.stream_list[0]
@@ -153,6 +158,9 @@ def _run(args: argparse.Namespace) -> int:
     worker.start()
     while not worker.wait(0.5):
         pass
+    if worker.failure is not None:
+        sys.stderr.write(f"streamworker: error: {worker.failure}\n")
+        return EXIT_ERROR
     return EXIT_OK
 
 
@@ -169,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             table = LeaseTable(make_client("dynamodb"), args.lease_table or args.application_name)
             if args.command == "leases":
                 return leases_command(table, args.json)
-            return status_command(table, args.interval, args.count)
+            return status_command(table, args.interval, args.count, failover_time=args.failover_time)
         if args.command == "demo":
             from .demo import run_demo
 

@@ -6,6 +6,7 @@ Endpoints, region and credentials are not settings of ours: boto3 reads ``AWS_EN
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -20,6 +21,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
+from .log import is_secret_key
 from .records import InitialPosition
 
 if sys.version_info >= (3, 11):
@@ -79,6 +81,8 @@ class WorkerConfig(BaseSettings):
         "halt", description="after the retries: halt the shard, or dead-letter the batch and go on")
     dead_letter: str | None = Field(None, description="file:PATH.jsonl, kinesis:STREAM or kafka:TOPIC")
     processor_timeout: float | None = Field(None, gt=0, description="report a processor call running longer")
+    release_halted_after: float | None = Field(
+        None, gt=0, description="release a halted shard's lease after this many seconds (unset: keep it)")
     shutdown_timeout: float = Field(20.0, gt=0)
     parent_poll_interval: float = Field(1.0, gt=0)
     cleanup_finished_leases: bool = Field(
@@ -99,19 +103,42 @@ class WorkerConfig(BaseSettings):
     @field_validator("kafka_properties", "processors", mode="before")
     @classmethod
     def _parse_properties(cls, v: Any) -> Any:
-        if isinstance(v, str):
+        from_string = isinstance(v, str)
+        if from_string and v.strip().startswith("{"):  # a JSON object: values may hold commas
+            try:
+                v = json.loads(v)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a valid JSON object ({exc.msg} at position {exc.pos})") from None
+        elif from_string:
             v = [p for p in v.split(",") if p.strip()]
         if isinstance(v, list):
             out: dict[str, str] = {}
-            for item in v:
+            for n, item in enumerate(v, 1):
                 key, eq, value = str(item).partition("=")
                 if not eq or not key.strip():
-                    raise ValueError(f"expected key=value, got {item!r}")
+                    if from_string:  # never echo it: it may be the tail of a value that held a comma
+                        raise ValueError(f"expected comma-separated key=value pairs; item {n} has no '=' (a value "
+                                         f"with a comma in it? use -X, a TOML table or a JSON object)")
+                    raise ValueError(f"expected key=value, got {redact(str(item))!r}")
                 out[key.strip()] = value.strip()
             return out
         if isinstance(v, dict):
             return {str(k): str(val).lower() if isinstance(val, bool) else str(val) for k, val in v.items()}
         return v
+
+    @field_validator("kafka_properties", mode="after")
+    @classmethod
+    def _read_value_files(cls, v: dict[str, str]) -> dict[str, str]:
+        """``KEY=@/path`` reads the value from a file (a secret kept off the command line)."""
+        out = dict(v)
+        for key, value in v.items():
+            if value.startswith("@") and len(value) > 1:
+                path = Path(value[1:]).expanduser()
+                try:
+                    out[key] = path.read_text().rstrip("\r\n")
+                except OSError as exc:
+                    raise ValueError(f"Kafka property {key}: cannot read {path}: {exc.strerror}") from None
+        return out
 
     @model_validator(mode="after")
     def _check(self) -> WorkerConfig:
@@ -123,6 +150,9 @@ class WorkerConfig(BaseSettings):
             from .dead_letter import parse_spec
 
             parse_spec(self.dead_letter)
+        if self.release_halted_after is not None and self.coordinator_kind != "dynamodb":
+            raise ValueError("release_halted_after needs the dynamodb coordinator (the Kafka group decides "
+                             "assignments itself)")
         if self.source == "kinesis":
             if not self.stream and not self.streams and not self.stream_pattern:
                 raise ValueError("stream is required for the Kinesis source (--stream or --stream-pattern)")
@@ -233,5 +263,20 @@ def describe_validation_error(exc: ValidationError) -> str:
         elif err["type"] == "extra_forbidden":
             parts.append(f"unknown setting {loc!r}")
         else:
-            parts.append(f"invalid setting {loc}: {msg} (got {err.get('input')!r})")
+            parts.append(f"invalid setting {loc}: {msg.removeprefix('Value error, ')} "
+                         f"(got {redact(err.get('input'))!r})")
     return "; ".join(parts)
+
+
+def redact(value: Any) -> Any:
+    """``value`` with credential-like settings masked, for echoing an input in an error. A string
+    that names a credential at all is reduced to its keys (a value may hold commas)."""
+    if isinstance(value, dict):
+        return {k: "***" if is_secret_key(str(k)) else redact(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        keys = re.findall(r"([A-Za-z0-9_.\-]+)\s*=", value)
+        if any(is_secret_key(k) for k in keys):
+            return f"<{len(keys)} KEY=VALUE pair(s) with keys {', '.join(keys)}; values not shown>"
+    return value

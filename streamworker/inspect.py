@@ -10,12 +10,27 @@ from typing import Any, TextIO
 
 import botocore.exceptions
 
+from .clock import Clock, SystemClock
+from .coordinators.balancing import ExpiryTracker
 from .coordinators.lease import Lease
 from .coordinators.lease_table import LeaseTable
 from .errors import SourceError
 
 
-def lease_rows(leases: list[Lease], stale: set[str] | None = None) -> list[dict[str, Any]]:
+def _state(le: Lease, expired: set[str]) -> str:
+    if le.is_finished:
+        return "finished"
+    if le.lease_owner is None:
+        return "free"
+    if le.lease_key in expired:
+        return "expired"
+    return "HALTED" if le.halted else "owned"
+
+
+def lease_rows(leases: list[Lease], expired: set[str] | None = None,
+               malformed: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """One row per lease; ``expired``: leases whose counter stood still for a failover time on
+    this observer's clock; ``malformed``: rows that cannot be read, with the problem."""
     rows = []
     for le in sorted(leases, key=lambda x: x.lease_key):
         rows.append({
@@ -26,10 +41,13 @@ def lease_rows(leases: list[Lease], stale: set[str] | None = None) -> list[dict[
             "checkpoint": str(le.checkpoint),
             "pending": str(le.pending_checkpoint) if le.pending_checkpoint else None,
             "parents": sorted(le.parent_shard_ids),
-            "state": "finished" if le.is_finished else ("expired?" if stale and le.lease_key in stale
-                                                         else ("free" if le.lease_owner is None else "owned")),
+            "state": _state(le, expired or set()),
+            "halted": le.halted,
         })
-    return rows
+    for key, problem in sorted((malformed or {}).items()):
+        rows.append({"shard": key, "owner": None, "handoff_from": None, "counter": None, "checkpoint": "?",
+                     "pending": None, "parents": [], "state": "MALFORMED", "halted": None, "problem": problem})
+    return sorted(rows, key=lambda r: str(r["shard"]))
 
 
 def shares(leases: list[Lease]) -> dict[str, int]:
@@ -46,6 +64,11 @@ def render(rows: list[dict[str, Any]], share: dict[str, int], out: TextIO) -> No
     for row in table:
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + "\n")
     out.write("\nworkers: " + (", ".join(f"{w}={n}" for w, n in sorted(share.items())) or "none") + "\n")
+    for r in rows:
+        if r.get("halted"):
+            out.write(f"halted {r['shard']}: {r['halted']}\n")
+        if r.get("problem"):
+            out.write(f"malformed {r['shard']}: {r['problem']}\n")
 
 
 def load(table: LeaseTable) -> list[Lease]:
@@ -61,29 +84,33 @@ def load(table: LeaseTable) -> list[Lease]:
 
 def leases_command(table: LeaseTable, as_json: bool, out: TextIO = sys.stdout) -> int:
     leases = load(table)
+    rows = lease_rows(leases, malformed=table.malformed)
     if as_json:
-        json.dump({"table": table.table_name, "leases": lease_rows(leases), "workers": shares(leases)}, out, indent=2)
+        json.dump({"table": table.table_name, "leases": rows, "workers": shares(leases)}, out, indent=2)
         out.write("\n")
     else:
-        render(lease_rows(leases), shares(leases), out)
+        render(rows, shares(leases), out)
     return 0
 
 
-def status_command(table: LeaseTable, interval: float, count: int | None, out: TextIO = sys.stdout) -> int:
-    """The lease table refreshed every ``interval`` seconds; a lease whose counter has not moved
-    since the previous refresh is marked ``expired?`` (its owner may be gone)."""
-    previous: dict[str, int] = {}
+def status_command(table: LeaseTable, interval: float, count: int | None, out: TextIO = sys.stdout, *,
+                   failover_time: float = 10.0, clock: Clock | None = None) -> int:
+    """The lease table refreshed every ``interval`` seconds. A lease is marked ``expired`` as the
+    coordinators judge it: its counter has not moved for ``failover_time`` on this observer's
+    clock (a live owner renews every failover_time / 3, so it never flips to expired)."""
+    clock = clock or SystemClock()
+    tracker = ExpiryTracker(failover_time)
     n = 0
     while count is None or n < count:
         leases = load(table)
-        stale = {le.lease_key for le in leases if le.lease_owner and previous.get(le.lease_key) == le.lease_counter}
-        previous = {le.lease_key: le.lease_counter for le in leases}
+        expired = tracker.observe(leases, clock.monotonic())
         if out.isatty():
             out.write("\x1b[2J\x1b[H")
-        out.write(f"lease table {table.table_name!r} at {time.strftime('%H:%M:%S')}\n\n")
-        render(lease_rows(leases, stale if n else None), shares(leases), out)
+        out.write(f"lease table {table.table_name!r} at {time.strftime('%H:%M:%S')} "
+                  f"(expired: counter still for {failover_time:g} s)\n\n")
+        render(lease_rows(leases, expired, table.malformed), shares(leases), out)
         out.flush()
         n += 1
         if count is None or n < count:
-            time.sleep(interval)
+            clock.sleep(interval)
     return 0

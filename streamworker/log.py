@@ -12,35 +12,54 @@ from typing import Any
 
 import structlog
 
-_SECRET_KEYS = ("secret", "password", "token", "credential", "sasl")
+_SECRET_WORDS = ("secret", "password", "passwd", "token", "credential", "sasl.oauthbearer.config",
+                 "ssl.key.pem", "private", "api.key", "apikey")
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a setting or log field named ``key`` holds a credential (its value is masked)."""
+    k = key.lower()
+    return any(s in k for s in _SECRET_WORDS)
 
 
 def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event):
-        if any(s in key.lower() for s in _SECRET_KEYS):
+        if is_secret_key(key) or "sasl" in key.lower():
             event[key] = "***"
     return event
 
 
 def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
-    """Configure structlog and the stdlib root logger once for the process."""
+    """Configure structlog and the stdlib root logger once for the process. Both render through
+    the same processors, so in JSON mode every line on stderr is one JSON object, library
+    warnings (botocore's "Refreshing temporary credentials failed", with its traceback) too."""
     json_mode = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     renderer: Any = structlog.processors.JSONRenderer() if json_mode else structlog.dev.ConsoleRenderer(colors=False)
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
-    logging.basicConfig(stream=sys.stderr, level=numeric, format="%(message)s")
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _redact,
+    ]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info, renderer],
+    ))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    logging.captureWarnings(True)
     for noisy in ("botocore", "boto3", "urllib3", "werkzeug"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _redact,
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,

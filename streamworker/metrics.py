@@ -59,7 +59,8 @@ class _WorkerCollector(Collector):
         if stats is not None:
             for name, attr, doc in (("taken", "taken", "Leases taken"), ("stolen", "stolen", "Leases stolen (handoffs)"),
                                     ("lost", "lost", "Leases lost"), ("released", "released", "Leases released"),
-                                    ("renew_failures", "renew_failures", "Lease renewals that failed")):
+                                    ("renew_failures", "renew_failures", "Lease renewals that failed"),
+                                    ("cycle_failures", "cycle_failures", "Lease renew or take cycles that failed")):
                 family = CounterMetricFamily(f"streamworker_leases_{name}", doc)
                 family.add_metric([], getattr(stats, attr))
                 yield family
@@ -72,7 +73,7 @@ class _WorkerCollector(Collector):
                 behind.add_metric([c.label], c.progress.millis_behind_latest)
             if c.state.value == "HALTED":
                 n_halted += 1
-            kafka_lag = w.kafka_lag(c.shard_id, c.progress.last_sequence)
+            kafka_lag = w.kafka_lag(c)
             if kafka_lag is not None:
                 lag.add_metric([c.shard_id], kafka_lag)
         halted.add_metric([], n_halted)
@@ -83,7 +84,9 @@ class _WorkerCollector(Collector):
         if reader is not None:
             for name, attr, doc in (("read_throttles", "throttles", "Reads throttled"),
                                     ("read_retries", "retries", "Reads retried"),
-                                    ("expired_iterators", "expired_iterators", "Shard iterators that expired")):
+                                    ("expired_iterators", "expired_iterators", "Shard iterators that expired"),
+                                    ("malformed_replies", "malformed_replies",
+                                     "Reads whose reply was cut short, garbled or contradicted (retried)")):
                 family = CounterMetricFamily(f"streamworker_{name}", doc)
                 family.add_metric([], getattr(reader, attr))
                 yield family

@@ -36,6 +36,7 @@ from .processor import (
 )
 from .records import ExtendedSequenceNumber, StartPosition
 from .sources.base import Batch, ShardReader, Source, StopReading
+from .sources.kinesis import InvalidStartPosition
 
 if TYPE_CHECKING:
     from .dead_letter import DeadLetterSink
@@ -73,7 +74,11 @@ class LeaseAccess(Protocol):
 
     def release(self, lease_key: str) -> bool: ...
 
-    def forget(self, lease_key: str) -> None: ...
+    def forget(self, lease_key: str, reason: str = ...) -> None: ...
+
+    def mark_halted(self, lease_key: str, reason: str | None) -> None: ...
+
+    def hold_off(self, lease_key: str, seconds: float) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,8 @@ class ConsumerSettings:
     stream: str = ""
     worker_id: str = ""
     dead_letter: DeadLetterSink | None = None
+    #: Release a halted shard's lease after this many seconds (None: keep it until restarted).
+    release_halted_after: float | None = None
     #: Runs ``async def`` processor methods; its thread starts on first use. The worker shares one.
     event_loop: EventLoopThread = field(default_factory=EventLoopThread)
 
@@ -156,6 +163,8 @@ class ShardConsumer:
         self.state = ConsumerState.WAITING_ON_PARENTS
         self.progress = ShardProgress()
         self.end_reason: str | None = None
+        #: Why the shard halted (HALTED state), for health checks and the lease table.
+        self.halt_reason: str | None = None
         #: (processor method, monotonic start) while a processor call runs: for hang reports.
         self.current_call: tuple[str, float] | None = None
         self.hang_reported: tuple[str, float] | None = None
@@ -231,11 +240,9 @@ class ShardConsumer:
                 return
             self.state = ConsumerState.PROCESSING
             self._process_loop()
-        except Exception:
+        except Exception as exc:
             self._log.exception("shard consumer failed unexpectedly")
-            self.state = ConsumerState.HALTED
-            self._wait_until_interrupted()
-            self._end_interrupted(call_processor=False)
+            self._halt(f"unexpected error: {exc!r}", call_processor=False)
         finally:
             self._reader_stop.set()
             if self.state != ConsumerState.DONE:
@@ -297,11 +304,14 @@ class ShardConsumer:
         try:
             self._with_retries("initialize", lambda: self._invoke(self.processor.initialize, init))
             self._initialized = True
-        except _ProcessorFailed:
-            self.state = ConsumerState.HALTED
-            self._wait_until_interrupted()
+        except _ProcessorFailed as failed:
+            self._halt(f"processor initialize failed: {failed.__cause__!r}", end=False)
             return False
-        position = StartPosition.from_checkpoint(self.lease.checkpoint, self.settings.initial_timestamp)
+        try:
+            position = StartPosition.from_checkpoint(self.lease.checkpoint, self.settings.initial_timestamp)
+        except ValueError as exc:
+            self._halt(self._bad_checkpoint(str(exc)), end=False)
+            return False
         reader = self.source.open_reader(self.shard_id, position)
         threading.Thread(target=self._prefetch, args=(reader,), name=f"read-{self.shard_id}", daemon=True).start()
         self._log.info("shard processing started", checkpoint=str(self.lease.checkpoint))
@@ -344,10 +354,10 @@ class ShardConsumer:
             except queue.Empty:
                 continue
             if isinstance(item, BaseException):
-                self._log.error("reading the shard failed; shard halted", error=repr(item))
-                self.state = ConsumerState.HALTED
-                self._wait_until_interrupted()
-                self._end_interrupted(call_processor=False)
+                if isinstance(item, InvalidStartPosition):
+                    self._halt(self._bad_checkpoint(str(item)))
+                else:
+                    self._halt(f"reading the shard failed: {item!r}")
                 return
             if not self._deliver(item):
                 return
@@ -381,9 +391,8 @@ class ShardConsumer:
             if self._dead_letter(batch, failed.__cause__ or failed):
                 return True
             self.checkpointer._largest_permitted = previous  # the failed batch is not done
-            self.state = ConsumerState.HALTED
-            self._wait_until_interrupted()
-            self._end_interrupted(call_processor=False)
+            self._halt(f"process_records failed {self.settings.processor_retries + 1} times: "
+                       f"{failed.__cause__!r}")
             return False
         self.progress.batches += 1
         self.progress.records += len(batch.records)
@@ -429,9 +438,33 @@ class ShardConsumer:
     def thread_ident(self) -> int | None:
         return self._thread.ident
 
-    def _wait_until_interrupted(self) -> None:
+    def _bad_checkpoint(self, detail: str) -> str:
+        return (f"lease {self.lease.lease_key!r}: its checkpoint {str(self.lease.checkpoint)!r} cannot be read "
+                f"from ({detail}). Fix the row: set checkpoint to TRIM_HORIZON, LATEST or a sequence number "
+                f"of this shard (and checkpointSubSequenceNumber to 0), or delete it to restart the shard at "
+                f"the initial position")
+
+    def _halt(self, reason: str, *, call_processor: bool = True, end: bool = True) -> None:
+        """Stop processing the shard, loudly: the reason is logged, kept for health checks and
+        written into the lease row. The lease is kept (no other worker loops on the same poison
+        batch) until the worker stops, the lease is lost, or ``release_halted_after`` passes.
+        With ``end`` the shard's ending runs here; else the caller runs it."""
+        self.state = ConsumerState.HALTED
+        self.halt_reason = reason
+        self._log.error("shard halted", reason=reason, checkpoint=str(self.checkpointer.last_checkpoint))
+        self.leases.mark_halted(self.lease.lease_key, reason)
+        limit = self.settings.release_halted_after
+        deadline = None if limit is None else self.clock.monotonic() + limit
         while not self._interrupted():
-            self._pause(1.0)
+            if deadline is not None and self.clock.monotonic() >= deadline:
+                self._log.warning("releasing the halted shard's lease so that another worker can take it",
+                                  halted_for=limit, reason=reason)
+                self.leases.hold_off(self.lease.lease_key, limit or 0.0)
+                self._shutdown.set()
+                break
+            self._pause(1.0 if deadline is None else max(0.01, min(1.0, deadline - self.clock.monotonic())))
+        if end:
+            self._end_interrupted(call_processor=call_processor)
 
     # -- endings -------------------------------------------------------------------------------
 
@@ -449,7 +482,9 @@ class ShardConsumer:
                 self._invoke(self.processor.lease_lost, LeaseLostInput(self.shard_id))
             except Exception:
                 self._log.exception("processor lease_lost raised")
-        self.leases.forget(self.lease.lease_key)
+        # Counted and logged by the coordinator, unless it had already dropped the lease.
+        self.leases.forget(self.lease.lease_key, "lost, as the coordinator said" if self._lost.is_set() else
+                           "not renewed within 80 % of the failover time (seen by the shard consumer)")
         self.end_reason = "lease lost"
         self._log.info("shard processing ended: lease lost", records=self.progress.records)
 

@@ -67,6 +67,8 @@ class Coordinator(LeaseAccess, Protocol):
 
     def ensure_leases(self, shards: Iterable[ShardInfo], initial_position: InitialPosition) -> list[str]: ...
 
+    def health(self) -> tuple[bool, str]: ...
+
 
 def kafka_conf(config: WorkerConfig) -> dict[str, Any]:
     """librdkafka settings: streamworker's defaults, then every -X property as given."""
@@ -181,6 +183,7 @@ class Worker:
             parent_poll_interval=config.parent_poll_interval,
             call_process_records_even_for_empty_list=config.call_process_records_even_for_empty_list,
             initial_timestamp=config.initial_timestamp, stream=config.stream_label, worker_id=self.worker_id,
+            release_halted_after=config.release_halted_after,
         )
         self.metrics = WorkerMetrics()
         self.metrics.attach(self)
@@ -191,6 +194,8 @@ class Worker:
         self._lock = threading.Lock()
         self._shutting_down = threading.Event()
         self._stopped = threading.Event()
+        #: Why the worker stopped on its own (the lease table refused it or is gone), if it did.
+        self.failure: str | None = None
         self._thread: threading.Thread | None = None
         self._log = log.bind(worker_id=self.worker_id, stream=config.stream_label)
 
@@ -232,6 +237,11 @@ class Worker:
 
     def handoff_requested(self, lease_key: str) -> None:
         self._events.put(("handoff", lease_key))
+
+    def coordinator_failed(self, error: str) -> None:
+        if self.failure is None:
+            self.failure = error
+        self._events.put(("fatal", error))
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -426,6 +436,9 @@ class Worker:
                 elif kind == "shutdown":
                     self._graceful_stop()
                     return
+                elif kind == "fatal":
+                    self._fatal_stop(str(payload))
+                    return
                 elif kind == "sync":
                     next_sync = self._clock.monotonic()
                 if self._clock.monotonic() >= next_sync:
@@ -493,6 +506,26 @@ class Worker:
         self._loop.stop()
         self._log.info("worker stopped")
 
+    def _fatal_stop(self, error: str) -> None:
+        """The lease table cannot be used: no lease can be renewed or checkpointed, so every
+        shard ends as lost (its processor gets ``lease_lost``; records after its last checkpoint
+        are delivered again after a restart) and the worker stops with ``failure`` set."""
+        self._shutting_down.set()
+        self._log.error("worker stopping: the lease table cannot be used", error=error)
+        with self._lock:
+            consumers = list(self._consumers.values())
+        for c in consumers:
+            c.notify_lease_lost()
+        deadline = self._clock.monotonic() + self.config.shutdown_timeout
+        for c in consumers:
+            c.join(max(0.0, deadline - self._clock.monotonic()))
+        self.coordinator.stop()
+        if self.kafka is not None and self.config.coordinator_kind == "dynamodb":
+            self.kafka.stop()
+        if self._ops is not None:
+            self._ops.stop()
+        self._loop.stop()
+
     # -- status -------------------------------------------------------------------------------------
 
     def _records_of(self, lease_key: str) -> int | None:
@@ -504,23 +537,47 @@ class Worker:
         with self._lock:
             return [c for c in self._consumers.values() if not c.done]
 
-    def kafka_lag(self, shard_id: str, last_processed: str | None) -> int | None:
-        """Records behind the partition's high watermark (librdkafka's cached one)."""
+    def kafka_lag(self, consumer: ShardConsumer) -> int | None:
+        """Records of the partition not yet processed: its high watermark (librdkafka's cached
+        one) less the next offset to process: after the last record processed, else the committed
+        offset the shard started from, else the start of the partition (TRIM_HORIZON) or its end
+        (LATEST). None until librdkafka knows the watermark."""
+        shard_id = consumer.shard_id
         if self.kafka is None or ":" not in shard_id:
             return None
         topic, _, part = shard_id.rpartition(":")
-        high = self.kafka.high_watermarks.get((topic, int(part)))
+        key = (topic, int(part))
+        high = self.kafka.high_watermarks.get(key)
         if high is None:
             return None
-        done = int(last_processed) + 1 if last_processed is not None else 0
-        return max(0, int(high) - done)
+        last = consumer.progress.last_sequence
+        start = consumer.lease.checkpoint.sequence_number
+        if last is not None and last.isdigit():
+            next_offset = int(last) + 1
+        elif start.isdigit():
+            next_offset = int(start) + 1  # a checkpoint at N is a commit of N + 1
+        elif start == "LATEST":
+            return 0
+        else:
+            next_offset = self.kafka.low_watermarks.get(key, 0)
+        return max(0, int(high) - next_offset)
 
     def healthy(self) -> tuple[bool, str]:
-        """Liveness: the scheduler runs (a stopped worker is not healthy)."""
+        """Liveness: the scheduler runs, the coordinator completes its cycles, and no shard is
+        halted (a halted shard holds its lease while nothing is processed: a restart, or a
+        fixed deployment, is what it needs)."""
+        if self.failure is not None:
+            return False, f"stopped: {self.failure}"
         if self._stopped.is_set():
             return False, "stopped"
         if self._thread is None or not self._thread.is_alive():
             return False, "scheduler not running"
+        ok, why = self.coordinator.health()
+        if not ok:
+            return False, f"coordinator: {why}"
+        halted = sorted((c.label, c.halt_reason or "") for c in self.consumers() if c.state == ConsumerState.HALTED)
+        if halted:
+            return False, f"{len(halted)} shard(s) halted: " + "; ".join(f"{k}: {why}" for k, why in halted)
         return True, "ok"
 
     def ready(self) -> tuple[bool, str]:

@@ -1,9 +1,13 @@
 """The DynamoDB lease coordinator: renews, takes, steals (by graceful handoff) and releases leases
 in a KCL-compatible lease table, and stores fenced checkpoints.
 
-Threads: one coordinator thread runs the renew and take cycles; ``checkpoint``, ``release`` and
-the other public methods are called from shard-consumer threads. Each held lease has a lock, so
-writes to one lease are serialised and its counter is always the one we last wrote.
+Threads: a renewer thread renews held leases (in parallel on a small pool, as KCL does, so a slow
+table does not make the last lease in line expire); a taker thread runs the take cycles (scan,
+take, steal), so a slow scan never delays a renewal. ``checkpoint``, ``release`` and the other
+public methods are called from shard-consumer threads. Each held lease has a lock, so writes to
+one lease are serialised and its counter is always the one we last wrote. Every failure of a
+cycle backs off; a table that refuses us (access denied) or is gone stops the worker through
+``LeaseListener.coordinator_failed``.
 """
 
 from __future__ import annotations
@@ -18,14 +22,15 @@ from typing import Protocol
 
 import structlog
 
+from ..backoff import Backoff
 from ..clock import Clock, SystemClock
 from ..errors import CheckpointThrottledError, LeaseLostError
 from ..records import TRIM_HORIZON, ExtendedSequenceNumber, InitialPosition
 from ..sources.base import ShardInfo
 from .balancing import ExpiryTracker, eligible, parents_complete, plan_takes
 from .cleanup import consumed_by_children, finished_leases_to_delete
-from .lease import Lease, key_prefix_of, stream_of
-from .lease_table import LeaseConflict, LeaseTable, LeaseTableUnavailable
+from .lease import Lease, MalformedLease, key_prefix_of, stream_of
+from .lease_table import LeaseConflict, LeaseTable, LeaseTableFatal, LeaseTableUnavailable
 
 log = structlog.get_logger("streamworker.coordinator")
 
@@ -39,16 +44,22 @@ RENEW_SLACK = 0.95
 RATE_REFRESH = 6
 #: Concurrent lease-table writes when a take cycle takes or steals many leases.
 PARALLEL_WRITES = 8
+#: Renewals in flight at once (KCL's maxLeaseRenewalThreads).
+RENEW_THREADS = 20
 
 
 class LeaseListener(Protocol):
-    """Receives lease events. Called on the coordinator thread: must not block."""
+    """Receives lease events. Called from the coordinator's threads (and, for a lease found lost
+    during a checkpoint, from the shard consumer's): must not block."""
 
     def lease_acquired(self, lease: Lease) -> None: ...
 
     def lease_lost(self, lease_key: str) -> None: ...
 
     def handoff_requested(self, lease_key: str) -> None: ...
+
+    def coordinator_failed(self, error: str) -> None:
+        """The coordinator cannot go on (the lease table refuses us or is gone): stop the worker."""
 
 
 @dataclass
@@ -68,6 +79,8 @@ class CoordinatorStats:
     lost: int = 0
     released: int = 0
     renew_failures: int = 0
+    #: Renew or take cycles that failed (each is retried after a backoff).
+    cycle_failures: int = 0
 
 
 class DynamoDBCoordinator:
@@ -115,7 +128,15 @@ class DynamoDBCoordinator:
         self._tracker = ExpiryTracker(failover_time)
         self._taking = True
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._renew_wake = threading.Event()
+        self._renew_pool: ThreadPoolExecutor | None = None
+        #: When each loop last completed a whole cycle, and the last failure (for health).
+        self._last_ok = {"renew": self.clock.monotonic(), "take": self.clock.monotonic()}
+        self._last_error: dict[str, str] = {}
+        #: Leases released because their shard halted, not taken back by us until then.
+        self._hold_off: dict[str, float] = {}
+        self.failure: str | None = None
         self._log = log.bind(worker_id=worker_id, table=table.table_name, stream=stream)
         self._last_view: frozenset[tuple[str, str | None, str | None]] = frozenset()
         self._free_since: dict[str, float] = {}
@@ -131,8 +152,12 @@ class DynamoDBCoordinator:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"coordinator-{self.worker_id}", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._loop, args=("renew",), name=f"lease-renewer-{self.worker_id}", daemon=True),
+            threading.Thread(target=self._loop, args=("take",), name=f"lease-taker-{self.worker_id}", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
 
     def stop_taking(self) -> None:
         """Stop acquiring leases (graceful shutdown); held ones are still renewed."""
@@ -140,27 +165,76 @@ class DynamoDBCoordinator:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._renew_wake.set()
+        for t in self._threads:
+            t.join(timeout)
+        if self._renew_pool is not None:
+            self._renew_pool.shutdown(wait=False)
 
-    def _run(self) -> None:
-        next_renew = next_take = self.clock.monotonic()
+    def _loop(self, kind: str) -> None:
+        """The renew or the take loop: a cycle, then wait until the next is due. A failed cycle
+        is retried after a jittered backoff (never a busy loop); a fatal one stops the worker."""
+        backoff = Backoff(base=0.2, cap=max(0.5, min(5.0, self.renew_interval / 2)) if kind == "renew" else 10.0)
+        streak = 0
         while not self._stop.is_set():
             now = self.clock.monotonic()
             try:
-                if now >= next_renew:
+                if kind == "renew":
+                    self._renew_wake.clear()
                     retry_soon = self.renew_all()
-                    next_renew = self.next_renewal()
+                    due = self.next_renewal()
                     if retry_soon:
-                        next_renew = min(next_renew, now + min(0.5, self.renew_interval))
-                if now >= next_take:
-                    next_take = self.take_cycle()
-                    next_renew = min(next_renew, self.next_renewal())  # newly acquired leases
-            except LeaseTableUnavailable as exc:
-                self._log.warning("lease table unavailable; will retry", error=str(exc))
-            except Exception:  # the coordinator thread must survive anything
-                self._log.exception("coordinator cycle failed; will retry")
-            self.clock.sleep(max(0.01, min(next_renew, next_take) - self.clock.monotonic()), self._stop)
+                        due = min(due, now + min(0.5, self.renew_interval))
+                    else:
+                        self._last_ok["renew"] = self.clock.monotonic()
+                else:
+                    due = self.take_cycle()
+                    self._last_ok["take"] = self.clock.monotonic()
+                if streak:
+                    self._log.info(f"lease {kind} cycle recovered", failures=streak)
+                streak = 0
+                backoff.reset()
+            except LeaseTableFatal as exc:
+                self._fail(str(exc))
+                return
+            except Exception as exc:  # the coordinator must survive anything, without spinning
+                streak += 1
+                with self._held_lock:
+                    self.stats.cycle_failures += 1
+                self._last_error[kind] = f"{type(exc).__name__}: {exc}"
+                delay = backoff.next_delay()
+                if isinstance(exc, LeaseTableUnavailable):
+                    self._log.warning(f"lease {kind} cycle failed; retrying", error=str(exc), retry_in=round(delay, 2))
+                elif streak == 1:
+                    self._log.exception(f"lease {kind} cycle failed; retrying", retry_in=round(delay, 2))
+                else:
+                    self._log.warning(f"lease {kind} cycle failed again; retrying", error=repr(exc)[:300],
+                                      failures=streak, retry_in=round(delay, 2))
+                due = now + delay
+            wait = max(0.01, due - self.clock.monotonic())
+            if kind == "renew":
+                self.clock.sleep(wait, self._renew_wake)
+            else:
+                self.clock.sleep(wait, self._stop)
+
+    def _fail(self, error: str) -> None:
+        if self.failure is None:
+            self.failure = error
+            self._stop.set()
+            self._renew_wake.set()
+            self._log.error("the lease table cannot be used; the worker stops", error=error)
+            self.listener.coordinator_failed(error)
+
+    def health(self) -> tuple[bool, str]:
+        """False (with the reason) when a renew or take cycle has not completed for a failover time."""
+        if self.failure is not None:
+            return False, self.failure
+        now = self.clock.monotonic()
+        for kind, at in self._last_ok.items():
+            if self._threads and now - at > self.failover_time:
+                why = self._last_error.get(kind, "no reply")
+                return False, f"no lease {kind} cycle completed for {now - at:.0f} s (last error: {why})"
+        return True, "ok"
 
     # -- lease creation --------------------------------------------------------------------
 
@@ -258,7 +332,10 @@ class DynamoDBCoordinator:
         if not lease.parent_shard_ids:
             return True
         prefix = key_prefix_of(lease.lease_key)
-        by_key = {prefix + p: le for p in lease.parent_shard_ids if (le := self.table.get(prefix + p)) is not None}
+        try:
+            by_key = {prefix + p: le for p in lease.parent_shard_ids if (le := self.table.get(prefix + p)) is not None}
+        except MalformedLease:
+            return False  # a parent row nobody can read: wait until it is fixed (reported by the table)
         return parents_complete(lease, by_key)
 
     # -- renew -----------------------------------------------------------------------------
@@ -266,15 +343,19 @@ class DynamoDBCoordinator:
     def _drop(self, lease_key: str, why: str) -> None:
         with self._held_lock:
             h = self._held.pop(lease_key, None)
+            if h is not None:
+                self.stats.lost += 1
         if h is not None:
-            self.stats.lost += 1
-            self._log.warning("lease lost", shard_id=h.lease.shard_id, reason=why)
+            self._log.warning("lease lost", shard_id=h.lease.shard_id, lease_key=lease_key, reason=why)
             self.listener.lease_lost(lease_key)
 
     def _resolve_conflict(self, h: _Held) -> bool:
         """After a failed conditional write: True if we still hold the lease (and ``h`` is
         refreshed), False if it is gone. Must be called with ``h.lock`` held."""
-        current = self.table.get(h.lease.lease_key)
+        try:
+            current = self.table.get(h.lease.lease_key)
+        except MalformedLease:
+            return False  # reported by the table; a row nobody can read is nobody's
         if current is None:
             return False
         if current.lease_owner == self.worker_id and current.checkpoint_owner is None:
@@ -297,41 +378,54 @@ class DynamoDBCoordinator:
             self.listener.handoff_requested(current.lease_key)
 
     def renew_all(self) -> bool:
-        """Renew every held lease; return True if a transient failure asks for a quick retry."""
+        """Renew every lease that is due, in parallel; return True if a transient failure asks
+        for a quick retry. Raises LeaseTableFatal when the table refuses us or is gone."""
         with self._held_lock:
             held = list(self._held.items())
-        retry_soon = False
+        due: list[tuple[str, _Held, float]] = []
         for key, h in held:
             if not self._valid(h):
-                self._drop(key, "not renewed within the failover time")
+                self._drop(key, f"not renewed within {self.failover_time * VALIDITY_FRACTION:.1f} s "
+                                "(80 % of the failover time)")
                 continue
-            started = self.clock.monotonic()
-            if started - h.last_renewed < self.renew_interval * RENEW_SLACK and not self._rate_stale(h, started):
+            now = self.clock.monotonic()
+            if now - h.last_renewed < self.renew_interval * RENEW_SLACK and not self._rate_stale(h, now):
                 continue  # a checkpoint wrote the lease recently: that write renewed it
-            with h.lock:
-                try:
-                    for _ in range(2):
-                        try:
-                            h.lease = self.table.renew(key, h.lease.lease_counter, self.worker_id,
-                                                       as_checkpoint_owner=h.handing_off,
-                                                       records_per_second=self._rate(key, h, started))
-                            h.last_renewed = started
-                            break
-                        except LeaseConflict:
-                            if not self._resolve_conflict(h):
-                                raise
-                except LeaseConflict:
-                    lost = True
-                except LeaseTableUnavailable as exc:
+            due.append((key, h, now))
+        if len(due) <= 1:
+            return any([self._renew_one(*d) for d in due])
+        if self._renew_pool is None:
+            self._renew_pool = ThreadPoolExecutor(RENEW_THREADS, thread_name_prefix="lease-renew")
+        futures = [self._renew_pool.submit(self._renew_one, *d) for d in due]
+        return any([f.result() for f in futures])  # all of them, so a fatal error surfaces
+
+    def _renew_one(self, key: str, h: _Held, started: float) -> bool:
+        """Renew one lease; True if it failed transiently (kept, retried soon)."""
+        with h.lock:
+            if self._held.get(key) is not h:
+                return False  # released or lost meanwhile
+            try:
+                for _ in range(2):
+                    try:
+                        h.lease = self.table.renew(key, h.lease.lease_counter, self.worker_id,
+                                                   as_checkpoint_owner=h.handing_off,
+                                                   records_per_second=self._rate(key, h, started))
+                        h.last_renewed = started
+                        return False
+                    except LeaseConflict:
+                        if not self._resolve_conflict(h):
+                            raise
+            except LeaseConflict:
+                pass
+            except LeaseTableUnavailable as exc:
+                with self._held_lock:
                     self.stats.renew_failures += 1
-                    self._log.warning("lease renewal failed; keeping the lease and retrying",
-                                      shard_id=h.lease.shard_id, error=str(exc))
-                    retry_soon, lost = True, False
-                else:
-                    lost = False
-            if lost:
-                self._drop(key, "taken by another worker")
-        return retry_soon
+                self._last_error["renew"] = str(exc)
+                self._log.warning("lease renewal failed; keeping the lease and retrying",
+                                  shard_id=h.lease.shard_id, error=str(exc))
+                return True
+        self._drop(key, "taken by another worker (its counter moved)")
+        return False
 
     def next_renewal(self) -> float:
         """When the next held lease falls due for renewal (a renewal per lease every
@@ -368,6 +462,7 @@ class DynamoDBCoordinator:
             self._held[lease.lease_key] = _Held(lease, started, rate_mark=(0, started))
         self._log.info("lease acquired", shard_id=lease.shard_id, checkpoint=str(lease.checkpoint),
                        counter=lease.lease_counter)
+        self._renew_wake.set()  # its renewal falls due from now
         self.listener.lease_acquired(lease)
 
     def take_cycle(self) -> float:
@@ -402,7 +497,7 @@ class DynamoDBCoordinator:
                 continue
             if lease.lease_key in held or lease.lease_owner != self.worker_id or lease.is_finished:
                 continue
-            if lease.checkpoint_owner is None or lease.lease_key in expired:
+            if (lease.checkpoint_owner is None or lease.lease_key in expired) and not self._held_off(lease.lease_key, now):
                 self._try_take(lease, stolen=False)
         plan = plan_takes(
             [le for le in leases if le.lease_key not in held] + [self._held_view(k, by_key) for k in held],
@@ -410,12 +505,20 @@ class DynamoDBCoordinator:
             unclaimed=self._unclaimed(leases, expired, now),
         )
         self._parallel([functools.partial(self._try_take, le, stolen=False)
-                        for le in plan.take if le.lease_owner != self.worker_id])
+                        for le in plan.take if le.lease_owner != self.worker_id and not self._held_off(le.lease_key, now)])
         self._parallel([functools.partial(self._request_handoff, le, plan.target, plan.workers)
                         for le in plan.steal])
         if plan.take or plan.steal:
             return min(next_cycle, now + self.take_interval)
         return next_cycle
+
+    def _held_off(self, lease_key: str, now: float) -> bool:
+        with self._held_lock:
+            until = self._hold_off.get(lease_key)
+            if until is not None and now >= until:
+                del self._hold_off[lease_key]
+                until = None
+        return until is not None
 
     def _unclaimed(self, leases: list[Lease], expired: set[str], now: float) -> set[str]:
         """Free leases nobody has taken for half a failover time."""
@@ -495,6 +598,9 @@ class DynamoDBCoordinator:
                 pass
             except LeaseTableUnavailable as exc:
                 raise CheckpointThrottledError(f"shard {lease_key}: {op} failed: {exc}") from None
+            except LeaseTableFatal as exc:
+                self._fail(str(exc))
+                raise LeaseLostError(f"shard {lease_key}: {op} refused: {exc}") from None
         self._drop(lease_key, f"{op} refused by the lease table")
         raise LeaseLostError(f"shard {lease_key}: {op} refused: the lease is owned by another worker")
 
@@ -534,10 +640,26 @@ class DynamoDBCoordinator:
         self._log.info("lease released", shard_id=h.lease.shard_id)
         return True
 
-    def forget(self, lease_key: str) -> None:
-        """Stop renewing a lease without writing (its consumer has ended after a loss)."""
+    def forget(self, lease_key: str, reason: str = "its shard consumer found it lost") -> None:
+        """Stop renewing a lease without writing (its consumer has ended after a loss). A lease
+        still held here counts as lost (and is logged) like one the renewer drops."""
+        self._drop(lease_key, reason)
+
+    def mark_halted(self, lease_key: str, reason: str | None) -> None:
+        """Write (or, with None, clear) the halt reason into the lease row (``swHalted``), so
+        ``streamworker leases`` and other workers' operators see it. Best effort: a failed write
+        is logged, the lease is not dropped for it."""
+        try:
+            self._fenced_write(lease_key, "mark halted", lambda counter, co: self.table.mark_halted(
+                lease_key, counter, self.worker_id, reason, as_checkpoint_owner=co))
+        except (LeaseLostError, CheckpointThrottledError) as exc:
+            self._log.warning("could not record the halt in the lease table", lease_key=lease_key, error=str(exc))
+
+    def hold_off(self, lease_key: str, seconds: float) -> None:
+        """Do not take this lease back for ``seconds`` (released because its shard halted here,
+        so that another worker gets a chance at it)."""
         with self._held_lock:
-            self._held.pop(lease_key, None)
+            self._hold_off[lease_key] = self.clock.monotonic() + seconds
 
 
 class _Write(Protocol):

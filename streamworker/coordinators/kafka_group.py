@@ -247,5 +247,15 @@ class KafkaGroupCoordinator:
         a.released.set()
         return True
 
-    def forget(self, lease_key: str) -> None:
-        self.release(lease_key)
+    def forget(self, lease_key: str, reason: str = "") -> None:
+        if self.release(lease_key):
+            self._log.warning("partition lost", shard_id=lease_key, reason=reason)
+
+    def mark_halted(self, lease_key: str, reason: str | None) -> None:
+        """Nothing to write: the group has no lease rows (the worker's health shows the halt)."""
+
+    def hold_off(self, lease_key: str, seconds: float) -> None:
+        """The group decides assignments; a halted partition stays until the worker restarts."""
+
+    def health(self) -> tuple[bool, str]:
+        return self.client.health()

@@ -27,6 +27,8 @@ STREAM_ID = "streamName"
 SHARD_ID = "shardId"
 #: streamworker's own attribute (KCL ignores unknown ones): records/s its holder last measured.
 RECORDS_PER_SECOND = "swRecordsPerSecond"
+#: streamworker's own attribute: why the holder's processing of this shard halted (absent: it runs).
+HALTED = "swHalted"
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class Lease:
     ending_hash_key: str | None = None
     checkpoint_owner: str | None = None
     records_per_second: float = 0.0
+    #: Set by a holder whose shard halted (error policy, unreadable position): the reason.
+    halted: str | None = None
 
     @property
     def shard_id(self) -> str:
@@ -64,14 +68,44 @@ class Lease:
         return replace(self, lease_counter=counter)
 
 
+class MalformedLease(ValueError):
+    """A lease row that neither streamworker nor KCL can read (e.g. a counter stored as a string)."""
+
+    def __init__(self, lease_key: str, problem: str) -> None:
+        super().__init__(f"lease {lease_key!r} is malformed: {problem}; fix or delete the row "
+                         f"(it is left alone until then)")
+        self.lease_key, self.problem = lease_key, problem
+
+
+def _key(item: dict[str, Any]) -> str:
+    v = item.get(LEASE_KEY)
+    return str(v.get("S")) if isinstance(v, dict) and "S" in v else repr(v)
+
+
 def _s(item: dict[str, Any], name: str) -> str | None:
     v = item.get(name)
-    return v["S"] if v and "S" in v else None
+    if v is None:
+        return None
+    if not isinstance(v, dict) or not isinstance(v.get("S"), str):
+        raise MalformedLease(_key(item), f"{name} must be a string (S), got {_type_of(v)}")
+    return str(v["S"])
 
 
 def _n(item: dict[str, Any], name: str, default: int = 0) -> int:
     v = item.get(name)
-    return int(v["N"]) if v and "N" in v else default
+    if v is None:
+        return default
+    try:
+        return int(v["N"])
+    except (TypeError, KeyError, ValueError):
+        raise MalformedLease(_key(item), f"{name} must be a whole number (N), got {_type_of(v)}") from None
+
+
+def _type_of(v: Any) -> str:
+    if isinstance(v, dict) and len(v) == 1:
+        ((kind, value),) = v.items()
+        return f"{kind} {str(value)[:40]!r}"
+    return repr(v)[:60]
 
 
 def _ss(item: dict[str, Any], name: str) -> frozenset[str]:
@@ -103,7 +137,10 @@ def key_prefix_of(lease_key: str) -> str:
 
 
 def lease_from_item(item: dict[str, Any]) -> Lease:
-    """Decode a low-level DynamoDB item (as returned by the client, not the resource)."""
+    """Decode a low-level DynamoDB item (as returned by the client, not the resource). Raises
+    MalformedLease for a row whose attributes have the wrong types."""
+    if not _s(item, LEASE_KEY):
+        raise MalformedLease(_key(item), f"{LEASE_KEY} must be a non-empty string")
     pending_seq = _s(item, PENDING_CHECKPOINT)
     return Lease(
         lease_key=_s(item, LEASE_KEY) or "",
@@ -119,8 +156,16 @@ def lease_from_item(item: dict[str, Any]) -> Lease:
         starting_hash_key=_s(item, STARTING_HASH_KEY),
         ending_hash_key=_s(item, ENDING_HASH_KEY),
         checkpoint_owner=_s(item, CHECKPOINT_OWNER),
-        records_per_second=float(item.get(RECORDS_PER_SECOND, {}).get("N", 0)),
+        records_per_second=_float(item, RECORDS_PER_SECOND),
+        halted=_s(item, HALTED),
     )
+
+
+def _float(item: dict[str, Any], name: str) -> float:
+    try:
+        return float(item.get(name, {}).get("N", 0))
+    except (AttributeError, ValueError):
+        return 0.0  # our own statistic: a bad value is not worth refusing the lease over
 
 
 def lease_to_item(lease: Lease) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """DynamoDB I/O for the KCL lease table. Every mutation is conditional on the lease counter.
 
 A write that fails its condition raises ``LeaseConflict``; transient faults (throttling, 5xx,
-timeouts, refused connections) are retried with jittered backoff for up to ``retry_deadline``
-seconds and then raise ``LeaseTableUnavailable``. The caller decides what a conflict means.
+timeouts, refused connections, credentials that cannot be had for a moment) are retried with
+jittered backoff for up to ``retry_deadline`` seconds and then raise ``LeaseTableUnavailable``.
+A refused permission raises ``LeaseTableAccessDenied`` and a table that is gone
+``LeaseTableMissing``: retrying those helps nobody. The caller decides what a conflict means.
 """
 
 from __future__ import annotations
@@ -14,16 +16,17 @@ from typing import Any, TypeVar
 import botocore.exceptions
 import structlog
 
+from ..aws_errors import denied_message, describe, error_code, is_denied, is_transient
 from ..backoff import Backoff
 from ..clock import Clock, SystemClock
 from ..errors import StreamworkerError
 from ..records import ExtendedSequenceNumber
-from ..sources.kinesis import CONNECTION_ERRORS, error_code
 from .lease import (
     CHECKPOINT,
     CHECKPOINT_OWNER,
     CHECKPOINT_SUB,
     CHILD_SHARD_IDS,
+    HALTED,
     LEASE_COUNTER,
     LEASE_KEY,
     LEASE_OWNER,
@@ -33,6 +36,7 @@ from .lease import (
     PENDING_CHECKPOINT_SUB,
     RECORDS_PER_SECOND,
     Lease,
+    MalformedLease,
     is_lease_item,
     lease_from_item,
     lease_to_item,
@@ -41,10 +45,11 @@ from .lease import (
 log = structlog.get_logger("streamworker.lease_table")
 T = TypeVar("T")
 
-_TRANSIENT_CODES = frozenset({
-    "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
-    "InternalServerError", "ServiceUnavailable", "LimitExceededException",
-})
+#: The DynamoDB API call behind each of our operations (for error messages).
+_API = {"Renew": "UpdateItem", "Take": "UpdateItem", "Handoff": "UpdateItem", "Checkpoint": "UpdateItem",
+        "PrepareCheckpoint": "UpdateItem", "SetChildShards": "UpdateItem", "Release": "UpdateItem",
+        "MarkHalted": "UpdateItem", "Scan": "Scan", "GetItem": "GetItem", "PutItem": "PutItem",
+        "DeleteItem": "DeleteItem"}
 
 
 class LeaseConflict(StreamworkerError):
@@ -55,13 +60,16 @@ class LeaseTableUnavailable(StreamworkerError):
     """The lease table could not be reached within the retry deadline."""
 
 
-def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, CONNECTION_ERRORS):
-        return True
-    if isinstance(exc, botocore.exceptions.ClientError):
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        return error_code(exc) in _TRANSIENT_CODES or status >= 500
-    return False
+class LeaseTableFatal(StreamworkerError):
+    """The lease table cannot be used by this worker at all: it stops (see the README)."""
+
+
+class LeaseTableAccessDenied(LeaseTableFatal):
+    """DynamoDB refused an action on the lease table (a missing IAM permission or a bad key)."""
+
+
+class LeaseTableMissing(LeaseTableFatal):
+    """The lease table does not exist (it was deleted while the worker ran)."""
 
 
 class LeaseTable:
@@ -73,6 +81,9 @@ class LeaseTable:
         self.table_name = table_name
         self.retry_deadline = retry_deadline
         self._clock = clock or SystemClock()
+        #: Rows of the last scan that could not be read, by lease key: the problem.
+        self.malformed: dict[str, str] = {}
+        self._reported: set[tuple[str, str]] = set()
         #: Count of DynamoDB calls by operation, for the cost figures.
         self.calls: dict[str, int] = {}
         self._calls_lock = threading.Lock()
@@ -85,18 +96,24 @@ class LeaseTable:
                 self.calls[op] = self.calls.get(op, 0) + 1
             try:
                 return fn()
-            except botocore.exceptions.ClientError as exc:
-                if error_code(exc) == "ConditionalCheckFailedException":
+            except Exception as exc:
+                code = error_code(exc)
+                if code == "ConditionalCheckFailedException":
                     raise LeaseConflict(op) from None
-                if not _is_transient(exc):
+                api = _API.get(op, op)
+                if is_denied(exc):
+                    raise LeaseTableAccessDenied(
+                        f"lease table {self.table_name!r}: "
+                        f"{denied_message(exc, 'dynamodb', api, f'table/{self.table_name}')}") from None
+                if code == "ResourceNotFoundException":
+                    raise LeaseTableMissing(f"lease table {self.table_name!r} does not exist ({api}: {exc})") from None
+                if not is_transient(exc):
                     raise
                 err: BaseException = exc
-            except CONNECTION_ERRORS as exc:
-                err = exc
             delay = backoff.next_delay()
             if self._clock.monotonic() + delay > deadline:
                 raise LeaseTableUnavailable(
-                    f"lease table {self.table_name!r}: {op} failed: {error_code(err) or err}"
+                    f"lease table {self.table_name!r}: {op} failed: {describe(err)}: {str(err)[:200]}"
                 ) from None
             self._clock.sleep(delay)
 
@@ -134,20 +151,41 @@ class LeaseTable:
         only delay a decision, since every write that acts on one is conditional on its counter."""
         leases: list[Lease] = []
         args: dict[str, Any] = {"TableName": self.table_name, "ConsistentRead": consistent}
+        malformed: dict[str, str] = {}
         while True:
             resp = self._call("Scan", lambda: self.client.scan(**args))
             # Only lease rows: other rows a KCL version may keep in the table are left alone.
-            leases.extend(lease_from_item(i) for i in resp.get("Items", []) if is_lease_item(i))
+            for item in resp.get("Items", []):
+                if not is_lease_item(item):
+                    continue
+                try:
+                    leases.append(lease_from_item(item))
+                except MalformedLease as exc:
+                    malformed[exc.lease_key] = exc.problem
+                    self._report(exc)
             last = resp.get("LastEvaluatedKey")
             if not last:
+                self.malformed = malformed
                 return leases
             args["ExclusiveStartKey"] = last
+
+    def _report(self, exc: MalformedLease) -> None:
+        """One error per row and problem, not one per scan."""
+        if (exc.lease_key, exc.problem) not in self._reported:
+            self._reported.add((exc.lease_key, exc.problem))
+            log.error(str(exc), table=self.table_name, lease_key=exc.lease_key)
 
     def get(self, lease_key: str) -> Lease | None:
         resp = self._call("GetItem", lambda: self.client.get_item(
             TableName=self.table_name, Key={LEASE_KEY: {"S": lease_key}}, ConsistentRead=True))
         item = resp.get("Item")
-        return lease_from_item(item) if item else None
+        if not item:
+            return None
+        try:
+            return lease_from_item(item)
+        except MalformedLease as exc:
+            self._report(exc)
+            raise
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -196,11 +234,11 @@ class LeaseTable:
 
     def take(self, lease: Lease, owner: str) -> Lease:
         """Take an expired or unowned lease (also ends a stalled handoff)."""
-        update = "SET #c = :c1, #o = :me REMOVE #co"
-        names = {"#o": LEASE_OWNER, "#co": CHECKPOINT_OWNER}
+        update = "SET #c = :c1, #o = :me REMOVE #co, #h"
+        names = {"#o": LEASE_OWNER, "#co": CHECKPOINT_OWNER, "#h": HALTED}
         values: dict[str, Any] = {":me": {"S": owner}}
         if lease.lease_owner not in (None, owner) or lease.checkpoint_owner is not None:
-            update = "SET #c = :c1, #o = :me ADD #sw :one REMOVE #co"
+            update = "SET #c = :c1, #o = :me ADD #sw :one REMOVE #co, #h"
             names["#sw"] = OWNER_SWITCHES
             values[":one"] = {"N": "1"}
         return lease_from_item(self._update("Take", lease.lease_key, lease.lease_counter, update, "",
@@ -260,11 +298,25 @@ class LeaseTable:
         """Give the lease up at once: the next taker needs no failover wait. A handing-off
         holder clears ``checkpointOwner`` so the new owner starts."""
         cond, names = self._holder_condition(as_checkpoint_owner)
-        update = "SET #c = :c1 REMOVE #co" if as_checkpoint_owner else "SET #c = :c1 REMOVE #o"
+        update = "SET #c = :c1 REMOVE #co, #h" if as_checkpoint_owner else "SET #c = :c1 REMOVE #o, #h"
+        names = {**names, "#h": HALTED}
         if not as_checkpoint_owner:
-            names = {**names, "#o": LEASE_OWNER}
+            names["#o"] = LEASE_OWNER
         return lease_from_item(self._update("Release", lease_key, counter, update, cond, names,
                                             {":me": {"S": owner}}))
+
+    def mark_halted(self, lease_key: str, counter: int, owner: str, reason: str | None, *,
+                    as_checkpoint_owner: bool = False) -> Lease:
+        """Record (or clear) why the holder halted the shard; take and release clear it too."""
+        cond, names = self._holder_condition(as_checkpoint_owner)
+        names = {**names, "#h": HALTED}
+        values: dict[str, Any] = {":me": {"S": owner}}
+        if reason is None:
+            update = "SET #c = :c1 REMOVE #h"
+        else:
+            update = "SET #c = :c1, #h = :h"
+            values[":h"] = {"S": reason[:1000]}
+        return lease_from_item(self._update("MarkHalted", lease_key, counter, update, cond, names, values))
 
     def delete(self, lease_key: str, counter: int) -> bool:
         """Delete a lease if its counter is still ``counter`` (nobody renewed or took it since)."""

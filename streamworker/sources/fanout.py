@@ -17,9 +17,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import botocore.eventstream
 import botocore.exceptions
 import structlog
 
+from ..aws_errors import THROTTLE_CODES, describe, error_code, is_transient
 from ..backoff import Backoff
 from ..clock import Clock, SystemClock
 from ..errors import SourceError
@@ -27,13 +29,11 @@ from ..processor import ChildShard
 from ..records import StartPosition
 from .base import Batch, ShardInfo, StopReading
 from .kinesis import (
-    CONNECTION_ERRORS,
-    THROTTLE_CODES,
     KinesisShardReader,
     KinesisSource,
+    MalformedReply,
     ReaderStats,
-    error_code,
-    is_retryable,
+    shard_closed,
     stream_args,
     trimmed_away,
 )
@@ -128,14 +128,11 @@ class FanoutShardReader:
             try:
                 resp = self.client.subscribe_to_shard(ConsumerARN=self.consumer_arn, ShardId=self.shard_id,
                                                       StartingPosition=self._starting_position())
-            except botocore.exceptions.ClientError as exc:
+            except Exception as exc:
                 if trimmed_away(exc, self.client, self.stream, self.shard_id):
                     return False
-                if error_code(exc) not in RETRY_CODES and not is_retryable(exc):
+                if error_code(exc) not in RETRY_CODES and not is_transient(exc):
                     raise
-                self._retry_wait(exc)
-                continue
-            except CONNECTION_ERRORS as exc:
                 self._retry_wait(exc)
                 continue
             with self._lock:
@@ -149,12 +146,13 @@ class FanoutShardReader:
             return True
 
     def _retry_wait(self, exc: BaseException) -> None:
-        code = error_code(exc) or type(exc).__name__
+        code = describe(exc)
         if code in THROTTLE_CODES:
             self.stats.throttles += 1
         self.stats.retries += 1
         delay = self._backoff.next_delay()
-        log.warning("SubscribeToShard retried", error=code, shard_id=self.shard_id, retry_in=round(delay, 3))
+        log.warning("SubscribeToShard retried", error=code, detail=str(exc)[:200], shard_id=self.shard_id,
+                    retry_in=round(delay, 3))
         if self.clock.sleep(delay, self._stop):
             raise StopReading()
 
@@ -178,12 +176,13 @@ class FanoutShardReader:
                 continue
             except (botocore.exceptions.ClientError, botocore.exceptions.EventStreamError) as exc:
                 self._end_subscription()
-                if error_code(exc) not in RETRY_CODES and not is_retryable(exc) and not isinstance(
+                if error_code(exc) not in RETRY_CODES and not is_transient(exc) and not isinstance(
                         exc, botocore.exceptions.EventStreamError):
                     raise
                 self._retry_wait(exc)
                 continue
-            except (*CONNECTION_ERRORS, OSError) as exc:
+            except (botocore.exceptions.BotoCoreError, botocore.eventstream.ParserError, OSError) as exc:
+                # a broken connection, a cut or corrupt event (its CRC failed), credentials
                 if self._stop.is_set():
                     raise StopReading() from None
                 self._end_subscription()
@@ -192,8 +191,15 @@ class FanoutShardReader:
             body = event.get("SubscribeToShardEvent")
             if body is None:
                 continue
+            try:
+                batch = self._to_batch(body)
+            except MalformedReply as exc:
+                # continue from the last good event's continuation: nothing skipped or repeated
+                self.stats.malformed_replies += 1
+                self._end_subscription()
+                self._retry_wait(exc)
+                continue
             self._backoff.reset()
-            batch = self._to_batch(body)
             if not batch.records and not batch.shard_end and body.get("MillisBehindLatest") == 0:
                 return self._confirm_end() or batch
             return batch
@@ -209,20 +215,29 @@ class FanoutShardReader:
                 **stream_args(self.stream), ShardId=self.shard_id, ShardIteratorType="AFTER_SEQUENCE_NUMBER",
                 StartingSequenceNumber=self._continuation)["ShardIterator"]
             resp = self.client.get_records(ShardIterator=iterator, Limit=1)
-        except (botocore.exceptions.ClientError, *CONNECTION_ERRORS) as exc:
-            log.debug("end-of-shard check failed; will retry", shard_id=self.shard_id, error=str(exc))
+        except Exception as exc:
+            log.debug("end-of-shard check failed; will retry", shard_id=self.shard_id, error=describe(exc))
             return None
-        if resp.get("Records") or resp.get("NextShardIterator") is not None:
+        if not isinstance(resp.get("Records"), list) or resp["Records"] or resp.get("NextShardIterator") is not None:
             return None
         log.info("closed shard read to its end (confirmed by GetRecords)", shard_id=self.shard_id)
-        return self._to_batch({"Records": [], "ChildShards": resp.get("ChildShards")})
+        return self._to_batch({"Records": [], "ChildShards": resp.get("ChildShards")}, end_confirmed=True)
 
-    def _to_batch(self, body: dict[str, Any]) -> Batch:
-        records = self._filter.convert(body.get("Records", []))
-        self._continuation = body.get("ContinuationSequenceNumber")
+    def _to_batch(self, body: dict[str, Any], end_confirmed: bool = False) -> Batch:
+        """A batch from one event. An event without a continuation ends the shard only if it
+        names the children or the shard listing shows the shard closed; an event without Records
+        is malformed (both raise MalformedReply: the caller re-subscribes)."""
+        raw = body.get("Records")
+        if not isinstance(raw, list):
+            raise MalformedReply("SubscribeToShard event without Records (garbled?)")
+        continuation = body.get("ContinuationSequenceNumber")
         children = tuple(ChildShard(c["ShardId"], tuple(c.get("ParentShards", ())))
                          for c in body.get("ChildShards") or ())
-        shard_end = self._continuation is None
+        if continuation is None and not children and not end_confirmed and not shard_closed(self.client, self.stream, self.shard_id):
+            raise MalformedReply("SubscribeToShard event without a continuation for a shard the listing shows open")
+        records = self._filter.convert(raw)
+        self._continuation = continuation
+        shard_end = continuation is None
         if shard_end:
             self._ended = True
             self._end_subscription()

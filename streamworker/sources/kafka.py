@@ -114,6 +114,7 @@ class KafkaClient:
         #: (topic, partition) -> high watermark, refreshed by the poll thread: calling the
         #: consumer from any other thread would wait on the poll loop (see commit_offsets).
         self.high_watermarks: dict[tuple[str, int], int] = {}
+        self.low_watermarks: dict[tuple[str, int], int] = {}
         self._watermarks_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -182,6 +183,12 @@ class KafkaClient:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="kafka-poll", daemon=True)
         self._thread.start()
+
+    def health(self) -> tuple[bool, str]:
+        """False when the poll thread has died while the client should be running."""
+        if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
+            return False, "the Kafka poll thread has stopped"
+        return True, "ok"
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -282,6 +289,8 @@ class KafkaClient:
                 continue
             if high is not None and high >= 0:
                 self.high_watermarks[(topic, partition)] = int(high)
+                if _low is not None and _low >= 0:
+                    self.low_watermarks[(topic, partition)] = int(_low)
 
     def _pause(self, buf: PartitionBuffer) -> None:
         from confluent_kafka import TopicPartition

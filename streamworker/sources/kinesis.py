@@ -10,6 +10,7 @@ import botocore.exceptions
 import structlog
 
 from ..aggregation import MAGIC, deaggregate
+from ..aws_errors import THROTTLE_CODES, describe, error_code, is_transient
 from ..backoff import Backoff
 from ..clock import Clock, SystemClock
 from ..errors import SourceError
@@ -19,47 +20,8 @@ from .base import Batch, ShardInfo, StopReading
 
 log = structlog.get_logger("streamworker.kinesis")
 
-#: Error codes that are worth retrying with backoff rather than failing the shard.
-RETRYABLE_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "LimitExceededException",
-        "KMSThrottlingException",
-        "ThrottlingException",
-        "InternalFailure",
-        "InternalFailureException",
-        "ServiceUnavailable",
-        "ServiceUnavailableException",
-    }
-)
-THROTTLE_CODES = frozenset(
-    {"ProvisionedThroughputExceededException", "LimitExceededException", "KMSThrottlingException",
-     "ThrottlingException"}
-)
-CONNECTION_ERRORS = (
-    botocore.exceptions.EndpointConnectionError,
-    botocore.exceptions.ConnectionClosedError,
-    botocore.exceptions.ReadTimeoutError,
-    botocore.exceptions.ConnectTimeoutError,
-)
-
 #: Kinesis allows 5 GetRecords calls per second per shard.
 MIN_READ_INTERVAL = 0.2
-
-
-def error_code(exc: BaseException) -> str:
-    if isinstance(exc, botocore.exceptions.ClientError):
-        return str(exc.response.get("Error", {}).get("Code", ""))
-    return ""
-
-
-def is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, CONNECTION_ERRORS):
-        return True
-    if isinstance(exc, botocore.exceptions.ClientError):
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        return error_code(exc) in RETRYABLE_CODES or status >= 500
-    return False
 
 
 def stream_args(stream: str) -> dict[str, str]:
@@ -83,7 +45,8 @@ def trimmed_away(exc: BaseException, client: Any, stream: str, shard_id: str) ->
             if not resp.get("NextToken"):
                 break
             args = {"NextToken": resp["NextToken"]}
-    except (botocore.exceptions.ClientError, *CONNECTION_ERRORS):
+    except Exception as check:  # the check failed: the original error stands (and is judged on its own)
+        log.debug("shard listing after an error failed", shard_id=shard_id, error=describe(check))
         return False
     log.warning("shard no longer exists (trimmed past the stream's retention period): ending it so that its "
                 "children can start; records trimmed before they were read are lost", shard_id=shard_id,
@@ -98,6 +61,36 @@ class ReaderStats:
     retries: int = 0
     expired_iterators: int = 0
     records: int = 0
+    #: Replies that parsed but were not a whole GetRecords reply (a body cut short or garbled,
+    #: an event without records, an end of shard the shard listing contradicts): retried.
+    malformed_replies: int = 0
+
+
+class MalformedReply(Exception):
+    """A 200 reply that is not a whole response: retried, never taken as the end of a shard."""
+
+
+class InvalidStartPosition(SourceError):
+    """Kinesis refused the position to read from (e.g. a checkpoint that is not a sequence number
+    of this shard): the lease row needs fixing."""
+
+
+def shard_closed(client: Any, stream: str, shard_id: str) -> bool | None:
+    """What the shard listing says: True if the shard is closed (has an ending sequence number)
+    or no longer listed, False if it is open, None if the listing failed."""
+    args: dict[str, Any] = dict(stream_args(stream))
+    try:
+        while True:
+            resp = client.list_shards(**args)
+            for s in resp.get("Shards", []):
+                if s["ShardId"] == shard_id:
+                    return "EndingSequenceNumber" in s.get("SequenceNumberRange", {})
+            if not resp.get("NextToken"):
+                return True
+            args = {"NextToken": resp["NextToken"]}
+    except Exception as exc:
+        log.debug("shard listing failed", shard_id=shard_id, stream=stream, error=describe(exc))
+        return None
 
 
 @dataclass
@@ -105,7 +98,11 @@ class KinesisShardReader:
     """Reads one shard with GetRecords. See ``ShardReader`` for the contract.
 
     Pacing: at most one call per ``MIN_READ_INTERVAL`` while the shard has a backlog, and
-    ``idle_time`` after a read that returned nothing or caught up.
+    ``idle_time`` after a read that returned nothing or caught up. Transient errors (see
+    ``aws_errors.is_transient``) and malformed replies are retried with backoff, forever: a
+    reader never gives up on a shard for a passing fault. The shard ends only on a well-formed
+    reply without ``NextShardIterator`` that names the child shards or that the shard listing
+    confirms (the shard is closed, or gone).
     """
 
     client: Any
@@ -153,23 +150,31 @@ class KinesisShardReader:
             raise ValueError(f"unsupported start position {self.position}")
         while True:
             try:
-                return str(self.client.get_shard_iterator(**args)["ShardIterator"])
-            except botocore.exceptions.ClientError as exc:
+                iterator = self.client.get_shard_iterator(**args).get("ShardIterator")
+                if not isinstance(iterator, str) or not iterator:
+                    raise MalformedReply("GetShardIterator reply without ShardIterator")
+                return iterator
+            except MalformedReply as exc:
+                self.stats.malformed_replies += 1
+                self._retry_wait(exc, "GetShardIterator")
+            except Exception as exc:
                 if trimmed_away(exc, self.client, self.stream, self.shard_id):
                     return None
-                if not is_retryable(exc):
+                if error_code(exc) in ("InvalidArgumentException", "ValidationException") and resume is not None:
+                    raise InvalidStartPosition(
+                        f"Kinesis refused to read shard {self.shard_id} at sequence number "
+                        f"{resume.sequence_number!r}: {exc}") from None
+                if not is_transient(exc):
                     raise
-                self._retry_wait(exc, "GetShardIterator")
-            except CONNECTION_ERRORS as exc:
                 self._retry_wait(exc, "GetShardIterator")
 
     def _retry_wait(self, exc: BaseException, call: str) -> None:
-        code = error_code(exc) or type(exc).__name__
+        code = describe(exc)
         if code in THROTTLE_CODES:
             self.stats.throttles += 1
         self.stats.retries += 1
         delay = self._backoff.next_delay()
-        log.warning("kinesis call retried", call=call, error=code, shard_id=self.shard_id,
+        log.warning("kinesis call retried", call=call, error=code, detail=str(exc)[:200], shard_id=self.shard_id,
                     stream=self.stream, retry_in=round(delay, 3))
         self._wait_until(self.clock.monotonic() + delay)
 
@@ -187,7 +192,12 @@ class KinesisShardReader:
             try:
                 self.stats.get_records_calls += 1
                 resp = self.client.get_records(ShardIterator=self._iterator, Limit=self.max_records)
-            except botocore.exceptions.ClientError as exc:
+                batch = self._to_batch(resp, started)
+            except MalformedReply as exc:
+                self.stats.malformed_replies += 1
+                self._retry_wait(exc, "GetRecords")  # the same iterator again: records already had are dropped
+                continue
+            except Exception as exc:
                 if trimmed_away(exc, self.client, self.stream, self.shard_id):
                     self._ended = True
                     return Batch(records=[], shard_end=True)
@@ -198,33 +208,50 @@ class KinesisShardReader:
                              resume_after=str(self._last_delivered or self._skip_through or "start"))
                     self._iterator = None
                     continue
-                if not is_retryable(exc):
+                if not is_transient(exc):
                     raise
                 self._retry_wait(exc, "GetRecords")
                 continue
-            except CONNECTION_ERRORS as exc:
-                self._retry_wait(exc, "GetRecords")
-                continue
             self._backoff.reset()
-            return self._to_batch(resp, started)
+            return batch
 
     def _to_batch(self, resp: dict[str, Any], started: float) -> Batch:
-        records = self._convert(resp.get("Records", []))
+        raw = resp.get("Records")
+        if not isinstance(raw, list):
+            raise MalformedReply("GetRecords reply without Records (a body cut short or garbled?)")
+        records = self._convert(raw)
         behind = resp.get("MillisBehindLatest")
-        self._iterator = resp.get("NextShardIterator")
+        next_iterator = resp.get("NextShardIterator")
         children = tuple(
             ChildShard(c["ShardId"], tuple(c.get("ParentShards", ())))
             for c in resp.get("ChildShards") or ()
         )
-        shard_end = self._iterator is None
+        shard_end = next_iterator is None
+        if shard_end and not children and not self._end_confirmed():
+            # Deliver what the reply holds, then read on from a fresh iterator after it.
+            self.stats.malformed_replies += 1
+            log.warning("GetRecords reply without NextShardIterator for a shard the listing shows open: "
+                        "not the end of the shard; reading on", shard_id=self.shard_id, stream=self.stream)
+            shard_end = False
+        self._iterator = next_iterator
         self._ended = shard_end
-        has_backlog = bool(resp.get("Records")) and (behind is None or behind > 0)
+        has_backlog = bool(raw) and (behind is None or behind > 0)
         self._next_read_at = started + (MIN_READ_INTERVAL if has_backlog else self.idle_time)
+        if not shard_end and next_iterator is None:
+            self._next_read_at = started + MIN_READ_INTERVAL
         if records:
             self._last_delivered = records[-1].extended_sequence_number
             self.stats.records += len(records)
         return Batch(records=records, millis_behind_latest=behind, shard_end=shard_end,
                      child_shards=children, size=sum(len(r.data) for r in records))
+
+    def _end_confirmed(self) -> bool:
+        """No children named: believe the end only if the shard listing shows the shard closed
+        (or gone). A listing that fails confirms nothing: the read is retried."""
+        closed = shard_closed(self.client, self.stream, self.shard_id)
+        if closed:
+            log.info("shard end confirmed by the shard listing", shard_id=self.shard_id, stream=self.stream)
+        return bool(closed)
 
     def resume_point(self) -> ExtendedSequenceNumber | None:
         """Where a new iterator or subscription must start (AT this, dropping it and before)."""
@@ -310,14 +337,11 @@ class KinesisSource:
         while True:
             try:
                 resp = self._client.list_shards(**args)
-            except botocore.exceptions.ClientError as exc:
+            except Exception as exc:
                 if error_code(exc) == "ResourceNotFoundException":
                     raise SourceError(f"Kinesis stream {self._stream!r} not found") from None
-                if not is_retryable(exc):
+                if not is_transient(exc):
                     raise
-                self._clock.sleep(backoff.next_delay())
-                continue
-            except CONNECTION_ERRORS:
                 self._clock.sleep(backoff.next_delay())
                 continue
             for s in resp.get("Shards", []):

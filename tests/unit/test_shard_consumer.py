@@ -59,6 +59,7 @@ class FakeLeases:
         self.parents_done = True
         self.parent_polls = 0
         self.checkpoints, self.released, self.forgotten, self.children = [], [], [], []
+        self.halted, self.held_off = [], []
 
     def is_held(self, key):
         return self.held
@@ -83,8 +84,14 @@ class FakeLeases:
         self.released.append(key)
         return True
 
-    def forget(self, key):
+    def forget(self, key, reason=""):
         self.forgotten.append(key)
+
+    def mark_halted(self, key, reason):
+        self.halted.append(reason)
+
+    def hold_off(self, key, seconds):
+        self.held_off.append(seconds)
 
 
 def recs(*seqs):
