@@ -70,6 +70,8 @@ def is_transient(exc: BaseException) -> bool:
     throttling, 5xx and expired temporary credentials."""
     if isinstance(exc, botocore.exceptions.ClientError):
         return error_code(exc) in TRANSIENT_CODES or http_status(exc) >= 500
+    if isinstance(exc, UnicodeDecodeError):  # a reply garbled on the way: botocore's parser lets it out
+        return True
     if isinstance(exc, _PERMANENT_BOTOCORE):
         return False
     return isinstance(exc, botocore.exceptions.BotoCoreError)

@@ -174,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .inspect import leases_command, status_command
             from .worker import make_client
 
+            configure_logging("WARNING")  # to stderr: stdout is the table (or JSON for scripts)
             table = LeaseTable(make_client("dynamodb"), args.lease_table or args.application_name)
             if args.command == "leases":
                 return leases_command(table, args.json)

@@ -13,7 +13,7 @@ import botocore.exceptions
 from .clock import Clock, SystemClock
 from .coordinators.balancing import ExpiryTracker
 from .coordinators.lease import Lease
-from .coordinators.lease_table import LeaseTable
+from .coordinators.lease_table import LeaseTable, LeaseTableFatal, LeaseTableMissing, LeaseTableUnavailable
 from .errors import SourceError
 
 
@@ -74,6 +74,10 @@ def render(rows: list[dict[str, Any]], share: dict[str, int], out: TextIO) -> No
 def load(table: LeaseTable) -> list[Lease]:
     try:
         return table.list_leases()
+    except LeaseTableMissing:
+        raise SourceError(f"lease table {table.table_name!r} not found") from None
+    except (LeaseTableFatal, LeaseTableUnavailable) as exc:
+        raise SourceError(str(exc)) from None
     except botocore.exceptions.ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
             raise SourceError(f"lease table {table.table_name!r} not found") from None

@@ -117,4 +117,6 @@ class StartPosition:
             return StartPosition(AT_TIMESTAMP, timestamp=initial_timestamp)
         if seq == SHARD_END:
             raise ValueError("a shard checkpointed at SHARD_END has nothing left to read")
+        if not seq.isdigit():  # Kinesis sequence numbers and Kafka offsets are decimal numbers
+            raise ValueError(f"{seq!r} is neither a sequence number nor one of TRIM_HORIZON, LATEST, AT_TIMESTAMP")
         return StartPosition("AT_SEQUENCE_NUMBER", sequence=checkpoint)

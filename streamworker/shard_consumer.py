@@ -242,7 +242,7 @@ class ShardConsumer:
             self._process_loop()
         except Exception as exc:
             self._log.exception("shard consumer failed unexpectedly")
-            self._halt(f"unexpected error: {exc!r}", call_processor=False)
+            self._halt(f"unexpected error: {exc!r:.300}")
         finally:
             self._reader_stop.set()
             if self.state != ConsumerState.DONE:
@@ -305,7 +305,7 @@ class ShardConsumer:
             self._with_retries("initialize", lambda: self._invoke(self.processor.initialize, init))
             self._initialized = True
         except _ProcessorFailed as failed:
-            self._halt(f"processor initialize failed: {failed.__cause__!r}", end=False)
+            self._halt(f"processor initialize failed: {failed.__cause__!r:.300}", end=False)
             return False
         try:
             position = StartPosition.from_checkpoint(self.lease.checkpoint, self.settings.initial_timestamp)
@@ -357,7 +357,7 @@ class ShardConsumer:
                 if isinstance(item, InvalidStartPosition):
                     self._halt(self._bad_checkpoint(str(item)))
                 else:
-                    self._halt(f"reading the shard failed: {item!r}")
+                    self._halt(f"reading the shard failed: {item!r:.300}")
                 return
             if not self._deliver(item):
                 return
@@ -392,7 +392,7 @@ class ShardConsumer:
                 return True
             self.checkpointer._largest_permitted = previous  # the failed batch is not done
             self._halt(f"process_records failed {self.settings.processor_retries + 1} times: "
-                       f"{failed.__cause__!r}")
+                       f"{failed.__cause__!r:.300}")
             return False
         self.progress.batches += 1
         self.progress.records += len(batch.records)
@@ -444,11 +444,13 @@ class ShardConsumer:
                 f"of this shard (and checkpointSubSequenceNumber to 0), or delete it to restart the shard at "
                 f"the initial position")
 
-    def _halt(self, reason: str, *, call_processor: bool = True, end: bool = True) -> None:
+    def _halt(self, reason: str, *, call_processor: bool = False, end: bool = True) -> None:
         """Stop processing the shard, loudly: the reason is logged, kept for health checks and
         written into the lease row. The lease is kept (no other worker loops on the same poison
         batch) until the worker stops, the lease is lost, or ``release_halted_after`` passes.
-        With ``end`` the shard's ending runs here; else the caller runs it."""
+        With ``end`` the shard's ending runs here; else the caller runs it. The processor is not
+        called at the end by default: its usual checkpoint in ``shutdown_requested`` could cover
+        the records that failed."""
         self.state = ConsumerState.HALTED
         self.halt_reason = reason
         self._log.error("shard halted", reason=reason, checkpoint=str(self.checkpointer.last_checkpoint))

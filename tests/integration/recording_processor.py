@@ -26,6 +26,8 @@ class RecordingProcessor(RecordProcessor):
         self._event("init", checkpoint=str(i.extended_sequence_number))
 
     def process_records(self, p):
+        if os.environ.get("FAIL_RECORDS") and p.records:
+            raise RuntimeError("poison batch")
         for r in p.records:
             self._event("rec", seq=r.sequence_number, sub=r.sub_sequence_number, key=r.partition_key,
                         data=r.data.decode())

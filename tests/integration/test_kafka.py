@@ -107,3 +107,49 @@ def test_topic_pattern_picks_up_new_topics(kafka, names, workers):
     kafka.produce(second, 100, 100)
     wait_for(lambda: set(log.data()) >= set(range(200)), 60, "the topic created later")
     assert {e["shard"] for e in log.events("init")} == {f"{first}:0", f"{first}:1", f"{second}:0", f"{second}:1"}
+
+
+def test_lag_after_taking_over_a_partition_counts_only_unprocessed_records(kafka, names):
+    """Issue 11, defect 8: a worker that took over fully processed partitions reported each
+    partition's whole record count as lag until new records arrived."""
+    from streamworker import Worker, WorkerConfig
+
+    from .inprocess import Collected, CollectingProcessor
+
+    topic = kafka.create(names["stream"])
+    kafka.produce(topic, 0, 400)
+
+    def worker(name, out):
+        cfg = WorkerConfig.load({"source": "kafka", "topics": [topic], "bootstrap_servers": kafka.bootstrap,
+                                 "application_name": names["app"], "worker_id": name,
+                                 "initial_position": "TRIM_HORIZON",
+                                 "kafka_properties": {"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"}})
+        w = Worker(cfg, lambda: CollectingProcessor(name, out))
+        w.start()
+        return w
+
+    def lags(w):
+        out = {}
+        for c in w.consumers():
+            lag = w.kafka_lag(c)
+            if lag is not None:
+                out[c.shard_id] = lag
+        return out
+
+    first = Collected()
+    a = worker("A", first)
+    try:
+        wait_for(lambda: sorted(int(d) for d in first.data()) == list(range(400)), 60, "400 records")
+        wait_for(lambda: len(lags(a)) == 4 and set(lags(a).values()) == {0}, 30, "A's lag at 0")
+    finally:
+        assert a.shutdown(30)
+    second = Collected()
+    b = worker("B", second)
+    try:
+        wait_for(lambda: len(lags(b)) == 4, 30, "B's lag known for its 4 partitions")
+        assert lags(b) == {f"{topic}:{p}": 0 for p in range(4)}  # nothing left: it used to say 100 each
+        assert second.data() == []
+        kafka.produce(topic, 400, 40)
+        wait_for(lambda: len(second.data()) == 40 and set(lags(b).values()) == {0}, 30, "the new records")
+    finally:
+        b.shutdown(30)

@@ -210,3 +210,29 @@ def test_a_failing_end_check_is_retried_later_and_never_raises():
     clock.advance(END_CHECK_INTERVAL)
     client.get_records_script.append({"Records": [], "NextShardIterator": None})
     assert r.read().shard_end
+
+
+def test_a_garbled_event_or_an_unconfirmed_end_resubscribes_at_the_last_continuation():
+    """Issue 11, defect 1 (fan-out): botocore parses a garbled event payload into an event with
+    neither Records nor a continuation, which used to end the shard."""
+    client = ScriptedFanout([
+        [event([raw(1), raw(2)], continuation="2"), {"SubscribeToShardEvent": {}}],
+        [event([raw(3)], continuation=None)],  # no children, and the listing shows the shard open
+        [event([raw(3), raw(4)], continuation="4")],
+    ])
+    r = reader(client, clock=FakeClock())
+    assert [x.sequence_number for x in r.read().records] == ["1", "2"]
+    batch = r.read()
+    assert [x.sequence_number for x in batch.records] == ["3", "4"] and not batch.shard_end
+    assert [q["StartingPosition"] for q in client.requests[1:]] == [
+        {"Type": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": "2"}] * 2
+    assert r.stats.malformed_replies == 2
+
+
+def test_an_end_without_children_is_believed_when_the_listing_shows_the_shard_closed():
+    client = ScriptedFanout([[event([raw(1)], continuation=None)]])
+    client.list_shards = lambda **kw: {"Shards": [
+        {"ShardId": "shard-1", "SequenceNumberRange": {"StartingSequenceNumber": "0", "EndingSequenceNumber": "9"}}]}
+    r = reader(client, clock=FakeClock())
+    batch = r.read()
+    assert batch.shard_end and [x.sequence_number for x in batch.records] == ["1"]

@@ -178,3 +178,30 @@ def test_at_timestamp_and_after_sequence_number_positions():
     client = ScriptedKinesis([resp([raw(9)])])
     reader(client, StartPosition("LATEST")).read()
     assert client.iterator_requests[0]["ShardIteratorType"] == "LATEST"
+
+
+def test_a_reply_without_records_is_retried_and_an_unconfirmed_end_reads_on():
+    """Issue 11, defect 1: a reply botocore could not parse has neither Records nor
+    NextShardIterator; an end of shard needs the children named or the listing to agree."""
+    from botocore.exceptions import CredentialRetrievalError
+
+    client = ScriptedKinesis([
+        {"ResponseMetadata": {}},                      # a body cut short: parsed as nothing
+        CredentialRetrievalError(provider="process", error_msg="down"),  # credentials, for a moment
+        resp([raw(1), raw(2)], next_it=None),          # no iterator, no children, shard listed open
+        resp([raw(2), raw(3)], next_it="n"),           # from a fresh iterator AT 2: 2 dropped
+    ])
+    r = reader(client)
+    assert [x.sequence_number for x in r.read().records] == ["1", "2"]
+    batch = r.read()
+    assert [x.sequence_number for x in batch.records] == ["3"] and not batch.shard_end
+    assert client.iterator_requests[-1]["StartingSequenceNumber"] == "2"
+    assert r.stats.malformed_replies == 2 and r.stats.retries == 2
+
+
+def test_an_end_is_believed_with_children_or_when_the_listing_no_longer_shows_the_shard():
+    children = [{"ShardId": "shard-2", "ParentShards": ["shard-1"]}]
+    r = reader(ScriptedKinesis([{**resp([raw(1)], next_it=None), "ChildShards": children}]))
+    assert r.read().shard_end
+    r = reader(ScriptedKinesis([resp([raw(1)], next_it=None)], listed=["shard-2"]))
+    assert r.read().shard_end
