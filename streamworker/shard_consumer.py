@@ -484,9 +484,9 @@ class ShardConsumer:
                 self._invoke(self.processor.lease_lost, LeaseLostInput(self.shard_id))
             except Exception:
                 self._log.exception("processor lease_lost raised")
-        # Counted and logged by the coordinator, unless it had already dropped the lease.
-        self.leases.forget(self.lease.lease_key, "lost, as the coordinator said" if self._lost.is_set() else
-                           "not renewed within 80 % of the failover time (seen by the shard consumer)")
+        if not self._lost.is_set():  # we saw the expiry first: the coordinator counts and logs it
+            self.leases.forget(self.lease.lease_key,
+                               "not renewed within 80 % of the failover time (seen by the shard consumer)")
         self.end_reason = "lease lost"
         self._log.info("shard processing ended: lease lost", records=self.progress.records)
 

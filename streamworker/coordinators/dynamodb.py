@@ -641,9 +641,12 @@ class DynamoDBCoordinator:
         return True
 
     def forget(self, lease_key: str, reason: str = "its shard consumer found it lost") -> None:
-        """Stop renewing a lease without writing (its consumer has ended after a loss). A lease
-        still held here counts as lost (and is logged) like one the renewer drops."""
-        self._drop(lease_key, reason)
+        """Stop renewing a lease its consumer found expired (it ended as lost): counted and
+        logged like one the renewer drops. A lease held anew meanwhile (valid again) is kept."""
+        with self._held_lock:
+            h = self._held.get(lease_key)
+        if h is not None and not self._valid(h):
+            self._drop(lease_key, reason)
 
     def mark_halted(self, lease_key: str, reason: str | None) -> None:
         """Write (or, with None, clear) the halt reason into the lease row (``swHalted``), so
