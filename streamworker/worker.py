@@ -486,24 +486,11 @@ class Worker:
 
     def _graceful_stop(self) -> None:
         self.coordinator.stop_taking()
-        with self._lock:
-            consumers = list(self._consumers.values())
-        for c in consumers:
-            c.request_shutdown()
-        deadline = self._clock.monotonic() + self.config.shutdown_timeout
-        for c in consumers:
-            if not c.join(max(0.0, deadline - self._clock.monotonic())):
-                self._log.warning("shard did not shut down in time; its lease will expire",
-                                  shard_id=c.shard_id, state=c.state.value)
+        self._end_consumers(lambda c: c.request_shutdown())
         # Anything acquired while stopping is handed straight back.
         for key in self.coordinator.held_keys():
             self.coordinator.release(key)
-        self.coordinator.stop()
-        if self.kafka is not None and self.config.coordinator_kind == "dynamodb":
-            self.kafka.stop()
-        if self._ops is not None:
-            self._ops.stop()
-        self._loop.stop()
+        self._stop_services()
         self._log.info("worker stopped")
 
     def _fatal_stop(self, error: str) -> None:
@@ -512,13 +499,22 @@ class Worker:
         are delivered again after a restart) and the worker stops with ``failure`` set."""
         self._shutting_down.set()
         self._log.error("worker stopping: the lease table cannot be used", error=error)
+        self._end_consumers(lambda c: c.notify_lease_lost())
+        self._stop_services()
+
+    def _end_consumers(self, end: Callable[[ShardConsumer], None]) -> None:
+        """Tell every shard consumer to end, then wait for them within ``shutdown_timeout``."""
         with self._lock:
             consumers = list(self._consumers.values())
         for c in consumers:
-            c.notify_lease_lost()
+            end(c)
         deadline = self._clock.monotonic() + self.config.shutdown_timeout
         for c in consumers:
-            c.join(max(0.0, deadline - self._clock.monotonic()))
+            if not c.join(max(0.0, deadline - self._clock.monotonic())):
+                self._log.warning("shard did not end in time; its lease will expire",
+                                  shard_id=c.shard_id, state=c.state.value)
+
+    def _stop_services(self) -> None:
         self.coordinator.stop()
         if self.kafka is not None and self.config.coordinator_kind == "dynamodb":
             self.kafka.stop()

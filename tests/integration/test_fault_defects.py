@@ -180,12 +180,7 @@ def test_forty_idle_leases_survive_250_ms_of_latency_per_call(aws_env, names, mo
     make_stream(kinesis, names["stream"], 40)
     out = Collected()
     with FaultProxy(moto_server.endpoint) as proxy:
-        ddb = boto3.client("dynamodb", endpoint_url=proxy.endpoint)
-        cfg = WorkerConfig.load({"stream": names["stream"], "application_name": names["app"], "worker_id": "W1",
-                                 "failover_time": 6, "initial_position": "TRIM_HORIZON",
-                                 "idle_time_between_reads": 1.5})
-        w = Worker(cfg, lambda: CollectingProcessor("W1", out), dynamodb_client=ddb)
-        w.start()
+        w = proxied_worker(names, proxy, out, {"failover_time": 6, "initial_position": "TRIM_HORIZON", "idle_time_between_reads": 1.5})
         try:
             wait_for(lambda: len(w.coordinator.held_keys()) == 40, 60, "40 leases held")
             proxy.add("*", "delay", seconds=0.25)
@@ -207,11 +202,7 @@ def test_every_lost_lease_is_counted_and_logged_with_its_reason(aws_env, names, 
     make_stream(kinesis, names["stream"], 4)
     out = Collected()
     with FaultProxy(moto_server.endpoint) as proxy:
-        ddb = boto3.client("dynamodb", endpoint_url=proxy.endpoint)
-        cfg = WorkerConfig.load({"stream": names["stream"], "application_name": names["app"], "worker_id": "W1",
-                                 "failover_time": 3, "initial_position": "TRIM_HORIZON", "metrics_port": 0})
-        w = Worker(cfg, lambda: CollectingProcessor("W1", out), dynamodb_client=ddb)
-        w.start()
+        w = proxied_worker(names, proxy, out, {"failover_time": 3, "initial_position": "TRIM_HORIZON", "metrics_port": 0})
         try:
             wait_for(lambda: len(w.coordinator.held_keys()) == 4, 30, "4 leases held")
             with capture_logs() as logs:
@@ -225,6 +216,16 @@ def test_every_lost_lease_is_counted_and_logged_with_its_reason(aws_env, names, 
             assert "streamworker_leases_lost_total 4.0" in body
         finally:
             w.shutdown(20)
+
+
+def proxied_worker(names, proxy, out, settings):
+    """An in-process worker whose lease table is reached through ``proxy``."""
+    cfg = WorkerConfig.load({"stream": names["stream"], "application_name": names["app"], "worker_id": "W1",
+                             "initial_position": "TRIM_HORIZON", **settings})
+    w = Worker(cfg, lambda: CollectingProcessor("W1", out),
+               dynamodb_client=boto3.client("dynamodb", endpoint_url=proxy.endpoint))
+    w.start()
+    return w
 
 
 def run_cli(*args, env):
@@ -329,11 +330,7 @@ def test_an_unexpected_lease_table_error_backs_off_instead_of_spinning(aws_env, 
     make_stream(kinesis, names["stream"], 2)
     out = Collected()
     with FaultProxy(moto_server.endpoint) as proxy:
-        ddb = boto3.client("dynamodb", endpoint_url=proxy.endpoint)
-        cfg = WorkerConfig.load({"stream": names["stream"], "application_name": names["app"], "worker_id": "W1",
-                                 "failover_time": 10, "initial_position": "TRIM_HORIZON"})
-        w = Worker(cfg, lambda: CollectingProcessor("W1", out), dynamodb_client=ddb)
-        w.start()
+        w = proxied_worker(names, proxy, out, {"failover_time": 10, "initial_position": "TRIM_HORIZON"})
         try:
             wait_for(lambda: len(w.coordinator.held_keys()) == 2, 30, "2 leases held")
             with capture_logs() as logs:
