@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
                                   "is shown expired (default 10)")
             cmd.add_argument("--count", type=int, help="refreshes before exiting (default: until Ctrl-C)")
 
+    local = sub.add_parser("local", help="local servers (no Docker) for running your own processor")
+    local.add_argument("servers", choices=["aws", "kafka", "all"],
+                       help="aws: DynamoDB + Kinesis (moto); kafka: Apache Kafka (Java + Maven) or tansu; all: both")
+    local.add_argument("--faithful", action="store_true",
+                       help="Kinesis from kinesis-mock (resharding, fan-out) instead of moto")
+
     demo = sub.add_parser("demo", help="the metrics demo on embedded local servers")
     demo.add_argument("--duration", type=float, default=40.0, help="seconds (default 40)")
     demo.add_argument("--shards", type=int, default=4)
@@ -179,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "leases":
                 return leases_command(table, args.json)
             return status_command(table, args.interval, args.count, failover_time=args.failover_time)
+        if args.command == "local":
+            from .local.run import run_local
+
+            return run_local(args.servers, faithful=args.faithful)
         if args.command == "demo":
             from .demo import run_demo
 

@@ -86,6 +86,12 @@ def kafka_conf(config: WorkerConfig) -> dict[str, Any]:
     if config.static_membership:
         conf["group.instance.id"] = config.worker_id
     conf.update(config.kafka_properties)
+    # failover_time is the group's session timeout: a member that stops heartbeating is out (and
+    # its partitions reassigned) after it, as a lease expires. KIP-848 groups take the session
+    # timeout from the broker (group.consumer.session.timeout.ms), not from the client.
+    if str(conf.get("group.protocol", "classic")).lower() != "consumer":
+        conf.setdefault("session.timeout.ms", int(config.failover_time * 1000))
+        conf.setdefault("heartbeat.interval.ms", max(100, int(conf["session.timeout.ms"]) // 4))
     return conf
 
 

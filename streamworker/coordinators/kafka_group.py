@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from ..errors import CheckpointThrottledError, LeaseLostError
+from ..freeze import FreezeDetector
 from ..records import ExtendedSequenceNumber, InitialPosition, StartPosition
 from ..sources.base import ShardInfo
 from ..sources.kafka import KafkaSource, parse_shard, shard_key, start_offset
@@ -64,6 +65,15 @@ class KafkaGroupCoordinator:
         self._held: dict[str, _Assigned] = {}
         self._lock = threading.Lock()
         self._log = log.bind(worker_id=worker_id, stream=stream)
+        conf = self.client.conf
+        classic = str(conf.get("group.protocol", "classic")).lower() != "consumer"
+        # KIP-848 takes both from the broker (defaults 45 s and 5 s).
+        session = float(conf.get("session.timeout.ms", 45000)) / 1000 if classic else 45.0
+        heartbeat = float(conf.get("heartbeat.interval.ms", 3000)) / 1000 if classic else 5.0
+        #: A freeze of half the session timeout may have cost the assignment: the next batch
+        #: waits until heartbeats had time to tell (three intervals), as a lease's validity does.
+        self.freeze = FreezeDetector(threshold=session / 2, settle=max(2.0, 3 * heartbeat),
+                                     name=f"freeze-{worker_id}")
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -71,11 +81,13 @@ class KafkaGroupCoordinator:
         self.client.consumer.subscribe(self.source.subscription(), on_assign=self._on_assign,
                                        on_revoke=self._on_revoke, on_lost=self._on_lost)
         self.client.start()
+        self.freeze.start()
 
     def stop_taking(self) -> None:
         """The group keeps assigning until the consumer leaves it in ``stop``."""
 
     def stop(self, timeout: float = 10.0) -> None:
+        self.freeze.stop()
         self.client.stop(timeout)
 
     def ensure_leases(self, shards: Iterable[ShardInfo], initial_position: InitialPosition) -> list[str]:
@@ -176,6 +188,11 @@ class KafkaGroupCoordinator:
             return sorted(self._held)
 
     def is_held(self, lease_key: str) -> bool:
+        """Whether the group still assigns the partition here. Right after the process stood
+        still this waits (a few heartbeats) for the group to report a loss first: a frozen
+        worker must not start a new batch on a partition that moved meanwhile."""
+        if self.freeze.unsettled():
+            self.freeze.wait_until_settled(self.freeze.threshold + self.freeze.settle + 1)
         with self._lock:
             return lease_key in self._held
 

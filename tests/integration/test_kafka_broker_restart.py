@@ -1,4 +1,5 @@
-"""A broker that goes away and comes back (storage that survives it) loses nothing."""
+"""A broker that is killed and comes back with its storage loses nothing: Apache Kafka on its kept
+log dir, or (the stand-in) tansu on S3."""
 
 import uuid
 
@@ -7,17 +8,51 @@ import pytest
 
 from streamworker import Worker, WorkerConfig
 from streamworker.local import KafkaBroker
+from streamworker.local.apache_kafka import ApacheKafka
 
-from .conftest import KafkaTopics, wait_for
+from .conftest import KafkaTopics, kafka_kind, wait_for
 from .inprocess import Collected, CollectingProcessor
 
 pytestmark = pytest.mark.integration
 
 
-def test_broker_restart_with_durable_storage_loses_nothing(aws_env, moto_server):
-    bucket = f"tansu-{uuid.uuid4().hex[:8]}"
-    boto3.client("s3").create_bucket(Bucket=bucket)
-    broker = KafkaBroker(storage=f"s3://{bucket}/", s3_endpoint=moto_server.endpoint).start()
+class TansuOnS3:
+    """The stand-in: tansu with its storage in a moto S3 bucket, so data survives a restart."""
+
+    def __init__(self, moto_server):
+        self.bucket = f"tansu-{uuid.uuid4().hex[:8]}"
+        boto3.client("s3").create_bucket(Bucket=self.bucket)
+        self.endpoint = moto_server.endpoint
+        self.broker = KafkaBroker(storage=f"s3://{self.bucket}/", s3_endpoint=self.endpoint).start()
+        self.bootstrap = self.broker.bootstrap
+
+    def kill_and_start(self):
+        self.broker.stop()  # SIGKILL
+        self.broker = KafkaBroker(storage=f"s3://{self.bucket}/", s3_endpoint=self.endpoint,
+                                  port=self.broker.port).start()
+
+    def stop(self):
+        self.broker.stop()
+
+
+class ApacheKafkaWithLogDir:
+    """Apache Kafka killed with SIGKILL and started again on the same log dir and port."""
+
+    def __init__(self, tmp_path):
+        self.broker = ApacheKafka(tmp_path / "kafka").start()
+        self.bootstrap = self.broker.bootstrap
+
+    def kill_and_start(self):
+        self.broker.kill()
+        self.broker.start()
+
+    def stop(self):
+        self.broker.close()
+
+
+def test_broker_restart_with_durable_storage_loses_nothing(aws_env, moto_server, tmp_path):
+    broker = ApacheKafkaWithLogDir(tmp_path) if kafka_kind() == "apache-kafka" else TansuOnS3(moto_server)
+    bucket = uuid.uuid4().hex[:8]
     topics = KafkaTopics(broker.bootstrap)
     topic = topics.create("durable", partitions=2)
     topics.produce(topic, 0, 100, partitions=2)
@@ -31,8 +66,7 @@ def test_broker_restart_with_durable_storage_loses_nothing(aws_env, moto_server)
     w.start()
     try:
         wait_for(lambda: set(out.data()) >= {str(i) for i in range(100)}, 60, "the first 100 records")
-        broker.stop()  # SIGKILL
-        broker = KafkaBroker(storage=f"s3://{bucket}/", s3_endpoint=moto_server.endpoint, port=broker.port).start()
+        broker.kill_and_start()
         after = KafkaTopics(broker.bootstrap)
         after.produce(topic, 100, 100, partitions=2)
         wait_for(lambda: set(out.data()) >= {str(i) for i in range(200)}, 90, "the records sent after the restart")

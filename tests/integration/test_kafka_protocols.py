@@ -1,5 +1,6 @@
-"""Incremental rebalancing (cooperative-sticky, KIP-848) on librdkafka's in-process mock cluster,
-which tansu does not offer (KIP-848) or offers only slowly (cooperative-sticky)."""
+"""Incremental rebalancing (cooperative-sticky, KIP-848) on librdkafka's in-process mock cluster
+and, where it runs here, on Apache Kafka itself (tansu offers neither KIP-848 nor a quick
+cooperative-sticky)."""
 
 import uuid
 
@@ -7,7 +8,7 @@ import pytest
 
 from streamworker import Worker, WorkerConfig
 
-from .conftest import wait_for
+from .conftest import kafka_kind, wait_for
 from .inprocess import Collected, CollectingProcessor
 
 pytestmark = pytest.mark.integration
@@ -20,6 +21,21 @@ def mock_cluster():
     creator = Producer({"test.mock.num.brokers": 1, "bootstrap.servers": ""})
     broker = next(iter(creator.list_topics(timeout=10).brokers.values()))
     yield creator, f"{broker.host}:{broker.port}"  # the cluster lives as long as its creator
+
+
+@pytest.fixture(params=["librdkafka-mock", "apache-kafka"])
+def cluster(request):
+    """(producer, bootstrap, create_topic): librdkafka's mock cluster, and Apache Kafka."""
+    from confluent_kafka import Producer
+
+    if request.param == "librdkafka-mock":
+        creator, bootstrap = request.getfixturevalue("mock_cluster")
+        yield creator, bootstrap, lambda topic: None  # topics appear with 4 partitions on first use
+        return
+    if kafka_kind() != "apache-kafka":
+        pytest.skip("Apache Kafka needs Java and Maven here")
+    topics = request.getfixturevalue("kafka")
+    yield Producer({"bootstrap.servers": topics.bootstrap}), topics.bootstrap, topics.create
 
 
 def kafka_worker(name, bootstrap, topic, out, props):
@@ -36,9 +52,10 @@ def kafka_worker(name, bootstrap, topic, out, props):
     ["partition.assignment.strategy=cooperative-sticky", "session.timeout.ms=6000", "heartbeat.interval.ms=1000"],
     ["group.protocol=consumer"],
 ], ids=["cooperative-sticky", "kip-848"])
-def test_incremental_rebalance_moves_only_what_it_must_and_loses_nothing(mock_cluster, props):
-    creator, bootstrap = mock_cluster
+def test_incremental_rebalance_moves_only_what_it_must_and_loses_nothing(cluster, props):
+    creator, bootstrap, create = cluster
     topic = f"t-{uuid.uuid4().hex[:6]}"
+    create(topic)
     for i in range(200):
         creator.produce(topic, value=str(i).encode(), partition=i % 4)
     assert creator.flush(10) == 0

@@ -50,3 +50,18 @@ def test_coordinator_defaults_and_environment(monkeypatch):
 def test_kafka_settings_are_validated(flags, message):
     with pytest.raises(ConfigError, match=message):
         WorkerConfig.load(flags)
+
+
+def test_failover_time_is_the_group_session_timeout_unless_x_sets_it():
+    """Issue 12: failover_time used to be logged and used nowhere on Kafka (librdkafka's 45 s)."""
+    from streamworker.worker import kafka_conf
+
+    base = {"source": "kafka", "topics": ["t"], "bootstrap_servers": "b:1", "application_name": "app"}
+    conf = kafka_conf(WorkerConfig.load(base))
+    assert conf["session.timeout.ms"] == 10000 and conf["heartbeat.interval.ms"] == 2500
+    conf = kafka_conf(WorkerConfig.load({**base, "failover_time": 6}))
+    assert conf["session.timeout.ms"] == 6000 and conf["heartbeat.interval.ms"] == 1500
+    conf = kafka_conf(WorkerConfig.load({**base, "kafka_properties": ["session.timeout.ms=30000"]}))
+    assert conf["session.timeout.ms"] == "30000" and conf["heartbeat.interval.ms"] == 7500
+    conf = kafka_conf(WorkerConfig.load({**base, "kafka_properties": ["group.protocol=consumer"]}))
+    assert "session.timeout.ms" not in conf and "heartbeat.interval.ms" not in conf  # the broker's, in KIP-848
