@@ -77,10 +77,15 @@ class ApacheKafka:
 
     def __init__(self, log_dir: str | Path | None = None, *, port: int | None = None,
                  properties: dict[str, str] | None = None, version: str = KAFKA_VERSION,
-                 heap: str = "512m") -> None:
+                 heap: str = "512m", sasl_users: dict[str, str] | None = None) -> None:
         self.port = port or free_port()
         self.controller_port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
+        #: With ``sasl_users``: a SASL_PLAINTEXT listener at ``sasl_bootstrap`` offering
+        #: SCRAM-SHA-256 (those users) and OAUTHBEARER (the broker's unsecured-JWT mode).
+        self.sasl_users = dict(sasl_users or {})
+        self.sasl_port = free_port() if self.sasl_users else None
+        self.sasl_bootstrap = f"127.0.0.1:{self.sasl_port}" if self.sasl_port else None
         self._tmp = None if log_dir is not None else tempfile.TemporaryDirectory(prefix="sw-kafka-")
         self.log_dir = Path(log_dir if log_dir is not None else self._tmp.name)  # type: ignore[union-attr]
         self.properties = dict(properties or {})
@@ -89,16 +94,29 @@ class ApacheKafka:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def server_properties(self) -> str:
-        listener = self.properties.pop("_listener_protocol", "PLAINTEXT")
+        listeners = f"PLAINTEXT://127.0.0.1:{self.port}"
+        sasl: dict[str, str] = {}
+        if self.sasl_port:
+            listeners += f",SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}"
+            prefix = "listener.name.sasl_plaintext"
+            sasl = {
+                "sasl.enabled.mechanisms": "SCRAM-SHA-256,OAUTHBEARER",
+                f"{prefix}.scram-sha-256.sasl.jaas.config":
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+                f"{prefix}.oauthbearer.sasl.jaas.config":
+                    "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+                    'unsecuredLoginStringClaim_sub="broker";',
+            }
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": f"{listener}://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"{listener}://127.0.0.1:{self.port}",
+            "listeners": f"{listeners},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": listeners,
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": f"{listener}:{listener},CONTROLLER:PLAINTEXT",
-            "inter.broker.listener.name": listener,
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+            **sasl,
             "log.dirs": str(self.log_dir / "data"),
             "num.partitions": "1",
             "offsets.topic.replication.factor": "1",
@@ -129,8 +147,10 @@ class ApacheKafka:
         config.write_text(self.server_properties())
         if not (self.log_dir / "data" / "meta.properties").is_file():
             cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            fmt = subprocess.run(self._java(jars, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster}", "-c",
-                                            str(config)), capture_output=True, text=True)
+            scram = [f'--add-scram=SCRAM-SHA-256=[name={user},password="{password}"]'
+                     for user, password in self.sasl_users.items()]
+            fmt = subprocess.run(self._java(jars, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster}",
+                                            "-c", str(config), *scram), capture_output=True, text=True)
             if fmt.returncode != 0:
                 raise RuntimeError(f"formatting the Kafka log dir failed: {(fmt.stdout + fmt.stderr)[-2000:]}")
         log = open(self.log_dir / "broker.log", "ab")
