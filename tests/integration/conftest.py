@@ -13,7 +13,9 @@ import boto3
 import pytest
 
 from streamworker.local import KafkaBroker, KinesisMock, MotoServer
-from streamworker.local.apache_kafka import KAFKA_VERSION, ApacheKafka, java_and_maven
+from streamworker.local.apache_kafka import ApacheKafka
+
+from ..conftest import kafka_kind
 
 HERE = Path(__file__).parent
 PROCESSOR = f"{HERE / 'recording_processor.py'}:RecordingProcessor"
@@ -192,23 +194,6 @@ def owner_counts(table_name):
 # -- Kafka --------------------------------------------------------------------------------------
 
 KAFKA_GROUP_TIMING = ["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000"]
-
-
-def kafka_kind() -> str:
-    """Apache Kafka (from Maven Central) wherever Java and Maven exist; tansu, a stand-in, elsewhere.
-    STREAMWORKER_TEST_KAFKA=tansu|apache-kafka forces one."""
-    forced = os.environ.get("STREAMWORKER_TEST_KAFKA")
-    if forced in ("tansu", "apache-kafka"):
-        return forced
-    return "apache-kafka" if java_and_maven() else "tansu"
-
-
-def pytest_report_header(config):
-    if kafka_kind() == "apache-kafka":
-        kafka = f"kafka broker: Apache Kafka {KAFKA_VERSION} (KRaft, jars from Maven Central, started by the tests)"
-    else:
-        kafka = "kafka broker: tansu 0.6 (a STAND-IN: no Java/Maven here, or STREAMWORKER_TEST_KAFKA=tansu)"
-    return [kafka, "dynamodb + kinesis: moto server; resharding and fan-out: kinesis-mock"]
 
 
 @pytest.fixture(scope="session")

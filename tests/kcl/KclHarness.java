@@ -1,0 +1,136 @@
+// A KCL Java (2.x) consumer for streamworker's tests: the real Scheduler and lease coordinator
+// writing the real lease table, with a processor that records what it sees as JSON lines (the
+// same events as tests/integration/recording_processor.py) and checkpoints after every batch.
+//
+//   java -cp 'classes:jars/*' KclHarness STREAM APP WORKER_ID RECORD_LOG KINESIS_URL DYNAMODB_URL
+//
+// SIGTERM starts KCL's graceful shutdown (shutdownRequested: checkpoint, release).
+
+import java.io.FileWriter;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.net.URI;
+import java.nio.charset.StandardCharsets;
+import java.util.concurrent.Future;
+
+import software.amazon.awssdk.auth.credentials.AwsBasicCredentials;
+import software.amazon.awssdk.auth.credentials.StaticCredentialsProvider;
+import software.amazon.awssdk.http.Protocol;
+import software.amazon.awssdk.http.nio.netty.NettyNioAsyncHttpClient;
+import software.amazon.awssdk.regions.Region;
+import software.amazon.awssdk.services.cloudwatch.CloudWatchAsyncClient;
+import software.amazon.awssdk.services.dynamodb.DynamoDbAsyncClient;
+import software.amazon.awssdk.services.kinesis.KinesisAsyncClient;
+import software.amazon.kinesis.common.ConfigsBuilder;
+import software.amazon.kinesis.common.InitialPositionInStream;
+import software.amazon.kinesis.common.InitialPositionInStreamExtended;
+import software.amazon.kinesis.coordinator.Scheduler;
+import software.amazon.kinesis.lifecycle.events.InitializationInput;
+import software.amazon.kinesis.lifecycle.events.LeaseLostInput;
+import software.amazon.kinesis.lifecycle.events.ProcessRecordsInput;
+import software.amazon.kinesis.lifecycle.events.ShardEndedInput;
+import software.amazon.kinesis.lifecycle.events.ShutdownRequestedInput;
+import software.amazon.kinesis.metrics.NullMetricsFactory;
+import software.amazon.kinesis.processor.ShardRecordProcessor;
+import software.amazon.kinesis.processor.ShardRecordProcessorFactory;
+import software.amazon.kinesis.retrieval.KinesisClientRecord;
+import software.amazon.kinesis.retrieval.polling.PollingConfig;
+
+public class KclHarness {
+    static PrintWriter log;
+    static String worker;
+
+    static synchronized void event(String ev, String shard, String extra) {
+        log.println("{\"ev\": \"" + ev + "\", \"w\": \"" + worker + "\", \"shard\": \"" + shard + "\", \"t\": "
+                + (System.currentTimeMillis() / 1000.0) + extra + "}");
+        log.flush();
+    }
+
+    static class Recording implements ShardRecordProcessor {
+        String shard;
+
+        public void initialize(InitializationInput in) {
+            shard = in.shardId();
+            event("init", shard, ", \"checkpoint\": \"" + in.extendedSequenceNumber().sequenceNumber() + "\"");
+        }
+
+        public void processRecords(ProcessRecordsInput in) {
+            String last = null;
+            for (KinesisClientRecord r : in.records()) {
+                String data = StandardCharsets.UTF_8.decode(r.data()).toString();
+                event("rec", shard, ", \"seq\": \"" + r.sequenceNumber() + "\", \"sub\": " + r.subSequenceNumber()
+                        + ", \"key\": \"" + r.partitionKey() + "\", \"data\": \"" + data + "\"");
+                last = r.sequenceNumber();
+            }
+            if (last == null) {
+                return;
+            }
+            try {
+                in.checkpointer().checkpoint();
+                event("checkpointed", shard, ", \"seq\": \"" + last + "\"");
+            } catch (Exception e) {
+                event("checkpoint_refused", shard, ", \"error\": \"" + e.getClass().getSimpleName() + "\"");
+            }
+        }
+
+        public void leaseLost(LeaseLostInput in) {
+            event("lease_lost", shard, "");
+        }
+
+        public void shardEnded(ShardEndedInput in) {
+            try {
+                in.checkpointer().checkpoint();
+            } catch (Exception e) {
+                throw new RuntimeException(e);
+            }
+            event("shard_ended", shard, "");
+        }
+
+        public void shutdownRequested(ShutdownRequestedInput in) {
+            try {
+                in.checkpointer().checkpoint();
+            } catch (Exception e) {
+                event("checkpoint_refused", shard, ", \"error\": \"" + e.getClass().getSimpleName() + "\"");
+            }
+            event("shutdown_requested", shard, "");
+        }
+    }
+
+    public static void main(String[] args) throws Exception {
+        String stream = args[0], app = args[1];
+        worker = args[2];
+        log = new PrintWriter(new FileWriter(args[3], true));
+        URI kinesisUrl = URI.create(args[4]), dynamoUrl = URI.create(args[5]);
+        Region region = Region.US_EAST_1;
+        StaticCredentialsProvider creds = StaticCredentialsProvider.create(AwsBasicCredentials.create("testing", "testing"));
+        KinesisAsyncClient kinesis = KinesisAsyncClient.builder().region(region).credentialsProvider(creds)
+                .endpointOverride(kinesisUrl)
+                .httpClientBuilder(NettyNioAsyncHttpClient.builder().protocol(Protocol.HTTP1_1)).build();
+        DynamoDbAsyncClient dynamo = DynamoDbAsyncClient.builder().region(region).credentialsProvider(creds)
+                .endpointOverride(dynamoUrl).build();
+        CloudWatchAsyncClient cloudWatch = CloudWatchAsyncClient.builder().region(region).credentialsProvider(creds)
+                .endpointOverride(dynamoUrl).build();
+        ShardRecordProcessorFactory factory = Recording::new;
+        ConfigsBuilder cb = new ConfigsBuilder(stream, app, kinesis, dynamo, cloudWatch, worker, factory);
+        Scheduler scheduler = new Scheduler(
+                cb.checkpointConfig(),
+                cb.coordinatorConfig(),
+                cb.leaseManagementConfig().failoverTimeMillis(Long.parseLong(System.getProperty("failover", "10000")))
+                        .shardSyncIntervalMillis(5000),
+                cb.lifecycleConfig(),
+                cb.metricsConfig().metricsFactory(new NullMetricsFactory()),
+                cb.processorConfig(),
+                cb.retrievalConfig().initialPositionInStreamExtended(
+                                InitialPositionInStreamExtended.newInitialPosition(InitialPositionInStream.TRIM_HORIZON))
+                        .retrievalSpecificConfig(new PollingConfig(stream, kinesis).idleTimeBetweenReadsInMillis(200)));
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            try {
+                Future<Boolean> done = scheduler.startGracefulShutdown();
+                done.get();
+            } catch (Exception e) {
+                System.err.println("graceful shutdown failed: " + e);
+            }
+        }));
+        scheduler.run();
+    }
+}

@@ -1,0 +1,83 @@
+"""KCL Java (the real Scheduler and lease coordinator, from Maven Central) for migration tests.
+
+KCL's MultiLangDaemon artifact (amazon-kinesis-client-multilang) is not served here, so the
+consumer is KclHarness.java: KCL core with a recording processor, compiled once into the cache.
+"""
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+KCL_VERSION = "2.6.0"
+HERE = Path(__file__).parent
+
+POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>streamworker.tests</groupId><artifactId>kcl-java</artifactId><version>1</version>
+  <dependencies>
+    <dependency><groupId>software.amazon.kinesis</groupId><artifactId>amazon-kinesis-client</artifactId><version>{kcl}</version></dependency>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-simple</artifactId><version>2.0.7</version></dependency>
+  </dependencies>
+</project>
+"""
+
+
+def available() -> bool:
+    return all(shutil.which(t) for t in ("java", "javac", "mvn"))
+
+
+def install(version: str = KCL_VERSION) -> Path:
+    """KCL's jars (Maven) and the compiled harness, in the cache; returns the folder."""
+    home = Path(os.environ.get("STREAMWORKER_CACHE", Path.home() / ".cache" / "streamworker")) / f"kcl-java-{version}"
+    source = HERE / "KclHarness.java"
+    digest = hashlib.sha1(source.read_bytes()).hexdigest()[:12]
+    classes = home / f"classes-{digest}"
+    if (classes / "KclHarness.class").is_file():
+        return home
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / ".jars-complete").is_file():
+        (home / "pom.xml").write_text(POM.format(kcl=version))
+        subprocess.run(["mvn", "-q", "-B", "dependency:copy-dependencies", f"-DoutputDirectory={home / 'jars'}",
+                        "-DincludeScope=runtime"], cwd=home, check=True, capture_output=True)
+        (home / ".jars-complete").touch()
+    classes.mkdir(exist_ok=True)
+    subprocess.run(["javac", "-nowarn", "-cp", f"{home / 'jars'}/*", "-d", str(classes), str(source)], check=True,
+                   capture_output=True)
+    return home
+
+
+class KclWorker:
+    """One KCL Java worker process."""
+
+    def __init__(self, home: Path, stream: str, app: str, worker_id: str, record_log: Path, kinesis_url: str,
+                 dynamodb_url: str, stderr: Path, failover_ms: int = 10000) -> None:
+        classes = next(home.glob("classes-*"))
+        cmd = ["java", "-Xmx384m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Daws.cborEnabled=false",
+               f"-Dfailover={failover_ms}", "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
+               "-cp", f"{classes}:{home / 'jars'}/*", "KclHarness", stream, app, worker_id, str(record_log),
+               kinesis_url, dynamodb_url]
+        self.stderr_path = stderr
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(stderr, "w"))
+
+    def stop(self, timeout: float = 60) -> int:
+        """Graceful (SIGTERM: KCL's shutdown, processors checkpoint and release)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        # the JVM exits 143 (128 + SIGTERM) after its shutdown hooks ran: KCL's graceful shutdown
+        return 0 if self.proc.returncode == 143 else self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
