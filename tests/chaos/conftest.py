@@ -7,5 +7,4 @@ from tests.integration.conftest import (  # noqa: F401
     kinesis_mock,
     moto_server,
     names,
-    pytest_report_header,
 )
