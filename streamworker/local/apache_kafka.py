@@ -9,7 +9,6 @@ no tarball download) into the cache; each start formats a log dir if it is new, 
 from __future__ import annotations
 
 import base64
-import os
 import shutil
 import signal
 import subprocess
@@ -19,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .servers import _wait_port, free_port
+from .servers import _wait_port, cache_dir, free_port
 
 KAFKA_VERSION = "4.1.1"
 SLF4J_VERSION = "1.7.36"  # the slf4j-api Kafka 4.1 brings: a binding of the same line
@@ -35,10 +34,6 @@ _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
 """
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("STREAMWORKER_CACHE", Path.home() / ".cache" / "streamworker"))
-
-
 def java_and_maven() -> bool:
     """Whether this machine can run Apache Kafka here (a JVM and Maven on the PATH)."""
     return shutil.which("java") is not None and shutil.which("mvn") is not None
@@ -46,7 +41,7 @@ def java_and_maven() -> bool:
 
 def install_apache_kafka(version: str = KAFKA_VERSION) -> Path:
     """Fetch the broker's jars with Maven into the cache (once); return the jar folder."""
-    home = cache_dir() / f"apache-kafka-{version}"
+    home = (cache_dir() / f"apache-kafka-{version}").resolve()
     jars = home / "jars"
     done = home / ".complete"
     pom = _POM.format(kafka=version, slf4j=SLF4J_VERSION)

@@ -88,9 +88,14 @@ class MotoServer:
         self.stop()
 
 
+def cache_dir() -> Path:
+    """Where downloaded servers live: STREAMWORKER_CACHE, else ~/.cache/streamworker (an empty
+    variable counts as unset, not as the current directory)."""
+    return Path(os.environ.get("STREAMWORKER_CACHE") or Path.home() / ".cache" / "streamworker")
+
+
 def kinesis_local_dir() -> Path:
-    base = Path(os.environ.get("STREAMWORKER_CACHE", Path.home() / ".cache" / "streamworker"))
-    return base / f"kinesis-local-{KINESIS_LOCAL_VERSION}"
+    return cache_dir() / f"kinesis-local-{KINESIS_LOCAL_VERSION}"
 
 
 def install_kinesis_local() -> Path:

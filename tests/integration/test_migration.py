@@ -14,6 +14,7 @@ import boto3
 import pytest
 
 from streamworker import RecordProcessor, Worker, WorkerConfig
+from streamworker.local.servers import cache_dir
 
 from .conftest import make_stream, wait_for
 
@@ -32,7 +33,7 @@ STREAMWORKER_ATTRIBUTES = {"swRecordsPerSecond"}
 def kclpy_sdist():
     """amazon-kclpy's sdist (its installer fetches JARs, so it is not installed: the pure-Python
     package and the samples are used from the unpacked sdist)."""
-    cache = Path(os.environ.get("STREAMWORKER_CACHE", Path.home() / ".cache" / "streamworker")) / "amazon_kclpy"
+    cache = cache_dir() / "amazon_kclpy"
     root = cache / "amazon_kclpy-3.2.0"
     if not (root / "amazon_kclpy" / "kcl.py").is_file():
         cache.mkdir(parents=True, exist_ok=True)

@@ -5,11 +5,12 @@ consumer is KclHarness.java: KCL core with a recording processor, compiled once 
 """
 
 import hashlib
-import os
 import shutil
 import signal
 import subprocess
 from pathlib import Path
+
+from streamworker.local.servers import cache_dir
 
 KCL_VERSION = "2.6.0"
 HERE = Path(__file__).parent
@@ -31,7 +32,7 @@ def available() -> bool:
 
 def install(version: str = KCL_VERSION) -> Path:
     """KCL's jars (Maven) and the compiled harness, in the cache; returns the folder."""
-    home = Path(os.environ.get("STREAMWORKER_CACHE", Path.home() / ".cache" / "streamworker")) / f"kcl-java-{version}"
+    home = (cache_dir() / f"kcl-java-{version}").resolve()
     source = HERE / "KclHarness.java"
     digest = hashlib.sha1(source.read_bytes()).hexdigest()[:12]
     classes = home / f"classes-{digest}"
