@@ -25,6 +25,7 @@ from .config import WorkerConfig
 from .coordinators.dynamodb import DynamoDBCoordinator
 from .coordinators.former_streams import FormerStreamLeases
 from .coordinators.kafka_group import KafkaGroupCoordinator
+from .coordinators.kcl3 import Kcl3Guard, Kcl3LeaderMode
 from .coordinators.lease import Lease, key_prefix_of, stream_of
 from .coordinators.lease_table import LeaseTable
 from .dead_letter import DeadLetterSink, JsonlSink, KafkaSink, KinesisSink, parse_spec
@@ -162,6 +163,7 @@ class Worker:
         if config.coordinator_kind == "dynamodb":
             dynamodb = dynamodb_client or make_client("dynamodb", session)
             self.table = LeaseTable(dynamodb, config.table_name, clock=self._clock)
+            self._kcl3 = Kcl3Guard(dynamodb, config.application_name)
             if config.multi_stream and config.delete_former_stream_leases_after is not None:
                 self._former = FormerStreamLeases(self.table, config.delete_former_stream_leases_after, self._clock,
                                                   config.failover_time)
@@ -172,6 +174,7 @@ class Worker:
                 max_steal=config.max_leases_to_steal_at_one_time, clock=self._clock, stream=config.stream_label,
                 checkpoint_mirror=self.source.mirror_checkpoint if isinstance(self.source, KafkaSource) else None,
                 stream_name=(config.stream or "").rsplit("/", 1)[-1] if config.source == "kinesis" else None,
+                mode_check=self._kcl3.check,
             )
             if config.multi_stream:
                 self.coordinator.streams = frozenset()
@@ -354,6 +357,10 @@ class Worker:
                 raise SourceError(f"cannot reach DynamoDB at {self.table.client.meta.endpoint_url}") from None
             except botocore.exceptions.ClientError as exc:
                 raise SourceError(f"lease table {self.table.table_name!r}: {exc}") from None
+            try:
+                self._kcl3.check()
+            except Kcl3LeaderMode as exc:
+                raise SourceError(str(exc)) from None
         self.sync_shards()
         self._log.info("worker started", source=self.config.source, coordinator=self.config.coordinator_kind,
                        failover_time=self.config.failover_time)

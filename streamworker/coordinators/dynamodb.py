@@ -103,6 +103,8 @@ class DynamoDBCoordinator:
         checkpoint_mirror: Callable[[str, ExtendedSequenceNumber], None] | None = None,
         stream_name: str | None = None,
         records_of: Callable[[str], int | None] | None = None,
+        mode_check: Callable[[], object] | None = None,
+        mode_check_interval: float = 60.0,
     ) -> None:
         self.table = table
         self.worker_id = worker_id
@@ -148,6 +150,11 @@ class DynamoDBCoordinator:
         #: The stream key prefixes (``account:stream:creationEpoch:``) of a multi-stream worker
         #: (None: one stream, or Kafka). Replaced whole, never mutated: the take cycle reads it.
         self.streams: frozenset[str] | None = None
+        #: Re-read, every ``mode_check_interval``, whether sharing the table is still safe (KCL 3's
+        #: client version); it raises a LeaseTableFatal when not, which stops the worker.
+        self.mode_check = mode_check
+        self.mode_check_interval = mode_check_interval
+        self._mode_checked = self.clock.monotonic()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -468,6 +475,9 @@ class DynamoDBCoordinator:
     def take_cycle(self) -> float:
         """Scan the table, take and steal; return when the next cycle is due: soon while leases
         are moving, at the steady period otherwise (or when a silent lease would expire)."""
+        if self.mode_check is not None and self.clock.monotonic() - self._mode_checked >= self.mode_check_interval:
+            self.mode_check()
+            self._mode_checked = self.clock.monotonic()
         leases = self.own_leases(self.table.list_leases())
         now = self.clock.monotonic()
         held = set(self.held_keys())

@@ -11,9 +11,14 @@ pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not harness.available(), reason="needs Java (javac) and Maven")]
 
 
-@pytest.fixture(scope="session")
-def kcl_home():
-    return harness.install()
+KCLS = [pytest.param((harness.KCL_VERSION, None), id=f"kcl-{harness.KCL_VERSION}"),
+        pytest.param((harness.KCL3_VERSION, "COMPATIBLE_WITH_2X"), id=f"kcl-{harness.KCL3_VERSION}-compat2x")]
+
+
+@pytest.fixture(scope="session", params=KCLS)
+def kcl_java(request):
+    version, client_version = request.param
+    return harness.install(version), client_version
 
 
 @pytest.fixture
@@ -25,19 +30,21 @@ def setting(aws_env, kinesis_mock, moto_server, names, tmp_path):
     return kinesis, env, RecordLog(tmp_path / "records.jsonl")
 
 
-def kcl(kcl_home, names, log, kinesis_mock, moto_server, tmp_path, worker="kcl-1"):
-    return harness.KclWorker(kcl_home, names["stream"], names["app"], worker, log.path, kinesis_mock.endpoint,
-                             moto_server.endpoint, tmp_path / f"{worker}.stderr")
+def kcl(kcl_java, names, log, kinesis_mock, moto_server, tmp_path, worker="kcl-1", failover_ms=10000):
+    home, client_version = kcl_java
+    return harness.KclWorker(home, names["stream"], names["app"], worker, log.path, kinesis_mock.endpoint,
+                             moto_server.endpoint, tmp_path / f"{worker}.stderr", client_version=client_version,
+                             failover_ms=failover_ms)
 
 
 def by_worker(log, prefix):
     return [int(e["data"]) for e in log.events("rec") if e["w"].startswith(prefix)]
 
 
-def test_streamworker_continues_a_table_kcl_java_wrote(setting, kcl_home, names, kinesis_mock, moto_server, tmp_path):
+def test_streamworker_continues_a_table_kcl_java_wrote(setting, kcl_java, names, kinesis_mock, moto_server, tmp_path):
     kinesis, env, log = setting
     produce(kinesis, names["stream"], 0, 200)
-    k = kcl(kcl_home, names, log, kinesis_mock, moto_server, tmp_path)
+    k = kcl(kcl_java, names, log, kinesis_mock, moto_server, tmp_path)
     try:
         wait_for(lambda: set(by_worker(log, "kcl")) >= set(range(200)), 120, "KCL Java to process 200 records")
     finally:
@@ -54,7 +61,7 @@ def test_streamworker_continues_a_table_kcl_java_wrote(setting, kcl_home, names,
     assert "malformed" not in w.stderr()
 
 
-def test_kcl_java_continues_a_table_streamworker_wrote(setting, kcl_home, names, kinesis_mock, moto_server, tmp_path):
+def test_kcl_java_continues_a_table_streamworker_wrote(setting, kcl_java, names, kinesis_mock, moto_server, tmp_path):
     kinesis, env, log = setting
     produce(kinesis, names["stream"], 0, 200)
     w = WorkerProcess("sw-1", names, env, log, tmp_path, failover=10)
@@ -65,11 +72,103 @@ def test_kcl_java_continues_a_table_streamworker_wrote(setting, kcl_home, names,
     finally:
         w.stop()
     produce(kinesis, names["stream"], 200, 100)
-    k = kcl(kcl_home, names, log, kinesis_mock, moto_server, tmp_path)
+    k = kcl(kcl_java, names, log, kinesis_mock, moto_server, tmp_path)
     try:
         wait_for(lambda: set(by_worker(log, "kcl")) >= set(range(200, 300)), 120, "KCL Java to go on")
     finally:
         k.stop()
     assert sorted(by_worker(log, "kcl")) == list(range(200, 300))  # nothing streamworker had checkpointed again
-    complaints = [ln for ln in k.stderr().splitlines() if " ERROR " in ln or "Exception" in ln]
+    complaints = harness.complaints(k.stderr())
     assert not complaints, complaints[:10]
+
+
+@pytest.fixture(scope="session")
+def kcl3_home():
+    return harness.install(harness.KCL3_VERSION)
+
+
+def test_streamworker_refuses_a_table_kcl3_runs_in_leader_mode(setting, kcl3_home, names, kinesis_mock,
+                                                                moto_server, tmp_path):
+    """KCL 3 in its default mode (CLIENT_VERSION_CONFIG_3X) assigns leases through a leader:
+    streamworker reads that from KCL's own CoordinatorState table and stops with one line."""
+    kinesis, env, log = setting
+    produce(kinesis, names["stream"], 0, 50)
+    k = harness.KclWorker(kcl3_home, names["stream"], names["app"], "kcl-1", log.path, kinesis_mock.endpoint,
+                          moto_server.endpoint, tmp_path / "kcl-1.stderr", client_version="3X")
+    try:
+        wait_for(lambda: set(by_worker(log, "kcl")) >= set(range(50)), 120, "KCL 3 to process 50 records")
+        state = boto3.client("dynamodb", endpoint_url=moto_server.endpoint).get_item(
+            TableName=f"{names['app']}-CoordinatorState", Key={"key": {"S": "Migration3.0"}})["Item"]
+        assert state["cv"]["S"] == "CLIENT_VERSION_3X"  # written by KCL, not by the test
+        w = WorkerProcess("sw-1", names, env, log, tmp_path, failover=10)
+        assert w.proc.wait(60) == 1
+    finally:
+        k.stop()
+    err = [ln for ln in w.stderr().splitlines() if ln.startswith("streamworker: error:")]
+    assert len(err) == 1 and "leader-based assignment" in err[0] and "CLIENT_VERSION_3X" in err[0], w.stderr()[-2000:]
+    assert not by_worker(log, "sw")
+
+
+def split_first_shard(kinesis, stream):
+    shard = sorted(kinesis.list_shards(StreamName=stream)["Shards"], key=lambda s: s["ShardId"])[0]
+    lo, hi = (int(shard["HashKeyRange"][k]) for k in ("StartingHashKey", "EndingHashKey"))
+    kinesis.split_shard(StreamName=stream, ShardToSplit=shard["ShardId"], NewStartingHashKey=str((lo + hi) // 2))
+    wait_for(lambda: kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamStatus"]
+             == "ACTIVE", 30, "the split")
+    return shard["ShardId"]
+
+
+@pytest.mark.parametrize("first", ["kcl", "sw"])
+@pytest.mark.parametrize("kcl_version", [
+    pytest.param((harness.KCL_VERSION, None), id=f"kcl-{harness.KCL_VERSION}"),
+    # the same rows and code paths as KCL 2.6 in compatible mode; the long run covers it (3 min)
+    pytest.param((harness.KCL3_VERSION, "COMPATIBLE_WITH_2X"), id=f"kcl-{harness.KCL3_VERSION}-compat2x",
+                 marks=pytest.mark.slow)])
+def test_a_resharded_stream_changes_hands_between_kcl_java_and_streamworker(
+        setting, kcl_version, names, kinesis_mock, moto_server, tmp_path, first):
+    """The first consumer reads a shard to SHARD_END across a split and starts its children; the
+    other continues from the parent's SHARD_END row and the children's rows the first one wrote."""
+    kinesis, env, log = setting
+    kcl_java = (harness.install(kcl_version[0]), kcl_version[1])
+
+    def start(who):
+        if who == "kcl":  # a 5 s failover: KCL takes leases every 2 x failover, children start sooner
+            return kcl(kcl_java, names, log, kinesis_mock, moto_server, tmp_path, failover_ms=5000)
+        return WorkerProcess("sw-1", names, env, log, tmp_path, failover=10)
+
+    def stop(who, proc):
+        if who == "kcl":
+            assert proc.stop() == 0, proc.stderr()[-3000:]
+        else:
+            proc.signal(15)
+            assert proc.proc.wait(30) == 0
+            proc.stop()
+
+    second = "sw" if first == "kcl" else "kcl"
+    produce(kinesis, names["stream"], 0, 100)
+    a = start(first)
+    try:
+        wait_for(lambda: set(by_worker(log, first)) >= set(range(100)), 120, f"{first} to process 100 records")
+        parent = split_first_shard(kinesis, names["stream"])
+        produce(kinesis, names["stream"], 100, 100)
+        wait_for(lambda: set(by_worker(log, first)) >= set(range(200)), 120, f"{first} to read on into the children")
+        assert any(e["shard"] == parent for e in log.events("shard_ended"))
+    finally:
+        stop(first, a)
+    rows = {r["leaseKey"]["S"]: r for r in boto3.client("dynamodb", endpoint_url=moto_server.endpoint).scan(
+        TableName=names["app"], ConsistentRead=True)["Items"]}
+    assert rows[parent]["checkpoint"]["S"] == "SHARD_END", rows[parent]
+    children = [k for k, r in rows.items() if parent in r.get("parentShardId", {}).get("SS", [])]
+    assert len(children) == 2, rows  # the children's leases, written by the first consumer
+    produce(kinesis, names["stream"], 200, 100)
+    b = start(second)
+    try:
+        wait_for(lambda: set(by_worker(log, second)) >= set(range(200, 300)), 120, f"{second} to go on")
+    finally:
+        b.stop()
+    assert sorted(by_worker(log, second)) == list(range(200, 300))  # nothing the first had checkpointed again
+    assert sorted(by_worker(log, first)) == list(range(200))
+    if second == "kcl":
+        assert not harness.complaints(b.stderr()), harness.complaints(b.stderr())[:10]
+    else:
+        assert "malformed" not in b.stderr()

@@ -1,10 +1,13 @@
-// A KCL Java (2.x) consumer for streamworker's tests: the real Scheduler and lease coordinator
+// A KCL Java (2.x or 3.x) consumer for streamworker's tests: the real Scheduler and lease coordinator
 // writing the real lease table, with a processor that records what it sees as JSON lines (the
 // same events as tests/integration/recording_processor.py) and checkpoints after every batch.
 //
 //   java -cp 'classes:jars/*' KclHarness STREAM APP WORKER_ID RECORD_LOG KINESIS_URL DYNAMODB_URL
 //
 // SIGTERM starts KCL's graceful shutdown (shutdownRequested: checkpoint, release).
+// -DclientVersion=COMPATIBLE_WITH_2X|3X sets KCL 3's CoordinatorConfig.clientVersionConfig (by
+// reflection, so one source compiles against 2.x too). -Dquiet=true logs one "batch" event per
+// batch instead of one "rec" per record (for benchmarks).
 
 import java.io.FileWriter;
 import java.io.IOException;
@@ -12,6 +15,8 @@ import java.io.PrintWriter;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 
 import software.amazon.awssdk.auth.credentials.AwsBasicCredentials;
 import software.amazon.awssdk.auth.credentials.StaticCredentialsProvider;
@@ -24,6 +29,7 @@ import software.amazon.awssdk.services.kinesis.KinesisAsyncClient;
 import software.amazon.kinesis.common.ConfigsBuilder;
 import software.amazon.kinesis.common.InitialPositionInStream;
 import software.amazon.kinesis.common.InitialPositionInStreamExtended;
+import software.amazon.kinesis.coordinator.CoordinatorConfig;
 import software.amazon.kinesis.coordinator.Scheduler;
 import software.amazon.kinesis.lifecycle.events.InitializationInput;
 import software.amazon.kinesis.lifecycle.events.LeaseLostInput;
@@ -39,6 +45,7 @@ import software.amazon.kinesis.retrieval.polling.PollingConfig;
 public class KclHarness {
     static PrintWriter log;
     static String worker;
+    static final boolean QUIET = Boolean.getBoolean("quiet");
 
     static synchronized void event(String ev, String shard, String extra) {
         log.println("{\"ev\": \"" + ev + "\", \"w\": \"" + worker + "\", \"shard\": \"" + shard + "\", \"t\": "
@@ -57,13 +64,18 @@ public class KclHarness {
         public void processRecords(ProcessRecordsInput in) {
             String last = null;
             for (KinesisClientRecord r : in.records()) {
-                String data = StandardCharsets.UTF_8.decode(r.data()).toString();
-                event("rec", shard, ", \"seq\": \"" + r.sequenceNumber() + "\", \"sub\": " + r.subSequenceNumber()
-                        + ", \"key\": \"" + r.partitionKey() + "\", \"data\": \"" + data + "\"");
+                if (!QUIET) {
+                    String data = StandardCharsets.UTF_8.decode(r.data()).toString();
+                    event("rec", shard, ", \"seq\": \"" + r.sequenceNumber() + "\", \"sub\": " + r.subSequenceNumber()
+                            + ", \"key\": \"" + r.partitionKey() + "\", \"data\": \"" + data + "\"");
+                }
                 last = r.sequenceNumber();
             }
             if (last == null) {
                 return;
+            }
+            if (QUIET) {
+                event("batch", shard, ", \"n\": " + in.records().size() + ", \"seq\": \"" + last + "\"");
             }
             try {
                 in.checkpointer().checkpoint();
@@ -112,9 +124,14 @@ public class KclHarness {
                 .endpointOverride(dynamoUrl).build();
         ShardRecordProcessorFactory factory = Recording::new;
         ConfigsBuilder cb = new ConfigsBuilder(stream, app, kinesis, dynamo, cloudWatch, worker, factory);
+        CoordinatorConfig coordinator = cb.coordinatorConfig();
+        String clientVersion = System.getProperty("clientVersion");
+        if (clientVersion != null) {
+            setClientVersion(coordinator, clientVersion);
+        }
         Scheduler scheduler = new Scheduler(
                 cb.checkpointConfig(),
-                cb.coordinatorConfig(),
+                coordinator,
                 cb.leaseManagementConfig().failoverTimeMillis(Long.parseLong(System.getProperty("failover", "10000")))
                         .shardSyncIntervalMillis(5000),
                 cb.lifecycleConfig(),
@@ -124,13 +141,25 @@ public class KclHarness {
                                 InitialPositionInStreamExtended.newInitialPosition(InitialPositionInStream.TRIM_HORIZON))
                         .retrievalSpecificConfig(new PollingConfig(stream, kinesis).idleTimeBetweenReadsInMillis(200)));
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            // As AWS's KCL samples do: a bounded graceful shutdown, then a plain one. KCL waits
+            // for a consumer that reached SHARD_END in this run until its lease cleanup runs (~1 min).
             try {
                 Future<Boolean> done = scheduler.startGracefulShutdown();
-                done.get();
+                done.get(Long.getLong("gracefulMs", 15000), TimeUnit.MILLISECONDS);
+            } catch (TimeoutException e) {
+                System.err.println("graceful shutdown timed out; shutting down");
+                scheduler.shutdown();
             } catch (Exception e) {
                 System.err.println("graceful shutdown failed: " + e);
             }
         }));
         scheduler.run();
+    }
+
+    @SuppressWarnings({"unchecked", "rawtypes"})
+    static void setClientVersion(CoordinatorConfig coordinator, String version) throws Exception {
+        Class enumClass = Class.forName("software.amazon.kinesis.coordinator.CoordinatorConfig$ClientVersionConfig");
+        Object value = Enum.valueOf(enumClass, "CLIENT_VERSION_CONFIG_" + version);
+        CoordinatorConfig.class.getMethod("clientVersionConfig", enumClass).invoke(coordinator, value);
     }
 }
