@@ -1,3 +1,4 @@
+import sys
 from datetime import datetime, timezone
 
 import pytest
@@ -58,7 +59,7 @@ validateSequenceNumberBeforeCheckpointing = true
     assert props.region == "eu-west-1" and props.profile == "prod"
     assert props.kinesis_endpoint == "https://kinesis.eu-west-1.amazonaws.com"
     assert props.dynamodb_endpoint == "http://localhost:8000"
-    assert props.command[-1] == str((tmp_path / "app.py").resolve()) and props.command[0].endswith("python")
+    assert props.command[-1] == str((tmp_path / "app.py").resolve()) and props.command[0] == sys.executable
     assert props.warnings == []
 
 
