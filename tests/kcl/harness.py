@@ -72,6 +72,7 @@ class KclWorker:
                "-cp", f"{classes}:{home / 'jars'}/*", "KclHarness", stream, app, worker_id, str(record_log),
                kinesis_url, dynamodb_url]
         self.stderr_path = stderr
+        self.worker_id = worker_id
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(stderr, "w"))
 
     def stop(self, timeout: float = 60) -> int:
