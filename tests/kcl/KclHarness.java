@@ -7,7 +7,7 @@
 // SIGTERM starts KCL's graceful shutdown (shutdownRequested: checkpoint, release).
 // -DclientVersion=COMPATIBLE_WITH_2X|3X sets KCL 3's CoordinatorConfig.clientVersionConfig (by
 // reflection, so one source compiles against 2.x too). -Dquiet=true logs one "batch" event per
-// batch instead of one "rec" per record (for benchmarks).
+// batch instead of one "rec" per record (for benchmarks); -DmaxRecords=N sets GetRecords' limit.
 
 import java.io.FileWriter;
 import java.io.IOException;
@@ -62,12 +62,15 @@ public class KclHarness {
         }
 
         public void processRecords(ProcessRecordsInput in) {
-            String last = null;
+            String first = null, last = null;
             for (KinesisClientRecord r : in.records()) {
                 if (!QUIET) {
                     String data = StandardCharsets.UTF_8.decode(r.data()).toString();
                     event("rec", shard, ", \"seq\": \"" + r.sequenceNumber() + "\", \"sub\": " + r.subSequenceNumber()
                             + ", \"key\": \"" + r.partitionKey() + "\", \"data\": \"" + data + "\"");
+                }
+                if (first == null) {
+                    first = r.sequenceNumber();
                 }
                 last = r.sequenceNumber();
             }
@@ -75,7 +78,8 @@ public class KclHarness {
                 return;
             }
             if (QUIET) {
-                event("batch", shard, ", \"n\": " + in.records().size() + ", \"seq\": \"" + last + "\"");
+                event("batch", shard, ", \"n\": " + in.records().size() + ", \"first\": \"" + first
+                        + "\", \"seq\": \"" + last + "\"");
             }
             try {
                 in.checkpointer().checkpoint();
@@ -139,7 +143,8 @@ public class KclHarness {
                 cb.processorConfig(),
                 cb.retrievalConfig().initialPositionInStreamExtended(
                                 InitialPositionInStreamExtended.newInitialPosition(InitialPositionInStream.TRIM_HORIZON))
-                        .retrievalSpecificConfig(new PollingConfig(stream, kinesis).idleTimeBetweenReadsInMillis(200)));
+                        .retrievalSpecificConfig(new PollingConfig(stream, kinesis).idleTimeBetweenReadsInMillis(200)
+                                .maxRecords(Integer.getInteger("maxRecords", 10000))));
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             // As AWS's KCL samples do: a bounded graceful shutdown, then a plain one. KCL waits
             // for a consumer that reached SHARD_END in this run until its lease cleanup runs (~1 min).
