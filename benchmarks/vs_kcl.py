@@ -345,9 +345,9 @@ def main() -> None:
     summary: dict[str, dict[str, float]] = {}
     for v in variants:
         keys = [k for k in runs[v][0] if k != "records"]
-        summary[v] = {k: statistics.median(x[k] for x in runs[v]) for k in keys}
+        summary[v] = {k: round(statistics.median(x[k] for x in runs[v]), 2) for k in keys}
         for k in (fails[v][0] if fails[v] else {}):
-            summary[v][k] = statistics.median(x[k] for x in fails[v])
+            summary[v][k] = round(statistics.median(x[k] for x in fails[v]), 2)
     base = summary.get("kcl-java")
     print(f"\nmedians of {args.runs} interleaved runs, {args.records} records of 100 bytes on {SHARDS} shards "
           "(kinesis-mock + moto), checkpoint every batch:")
