@@ -139,7 +139,8 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("no processor given: streamworker run MODULE:CLASS (or `processor` in the config, "
                           "or executableName in --properties)")
 
-    from .worker import Worker, make_client
+    from .builder import make_client
+    from .worker import Worker
 
     clients: dict[str, Any] = {}
     if props is not None and (props.region or props.profile or props.kinesis_endpoint or props.dynamodb_endpoint):
@@ -176,9 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         if args.command in ("leases", "status"):
+            from .builder import make_client
             from .coordinators.lease_table import LeaseTable
-            from .inspect import leases_command, status_command
-            from .worker import make_client
+            from .lease_report import leases_command, status_command
 
             configure_logging("WARNING")  # to stderr: stdout is the table (or JSON for scripts)
             table = LeaseTable(make_client("dynamodb"), args.lease_table or args.application_name)

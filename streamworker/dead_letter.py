@@ -11,10 +11,13 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError, LeaseLostError
 from .records import Record
+
+if TYPE_CHECKING:
+    from .checkpointer import Checkpointer
 
 
 def envelope(r: Record, shard_id: str, error: BaseException, stream: str) -> dict[str, Any]:
@@ -110,3 +113,26 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if not sep or kind not in ("file", "kinesis", "kafka") or not target:
         raise ConfigError(f"dead_letter {spec!r}: expected file:PATH.jsonl, kinesis:STREAM or kafka:TOPIC")
     return kind, target
+
+
+def dead_letter_batch(sink: DeadLetterSink, records: Sequence[Record], shard_id: str, error: BaseException,
+                      checkpointer: Checkpointer, counter: Any, log: Any) -> bool:
+    """Write a failed batch to the dead-letter sink and checkpoint past it. False (the shard
+    halts) when the sink fails or the lease is gone: records are never skipped silently."""
+    try:
+        sink.write(records, shard_id, error)
+    except Exception as exc:
+        log.error("dead-letter write failed; shard halted with its checkpoint kept", sink=sink.describe(),
+                  error=repr(exc))
+        return False
+    try:
+        checkpointer.checkpoint(records[-1])
+    except LeaseLostError:
+        return False  # the halt path sees the lease is gone and ends the shard as lost
+    except CheckpointError as exc:
+        log.warning("checkpoint after dead-lettering failed; the records may be dead-lettered again", error=str(exc))
+    if counter is not None:
+        counter.inc(len(records))
+    log.error("records dead-lettered after the processor kept failing", count=len(records), sink=sink.describe(),
+              first=records[0].sequence_number, last=records[-1].sequence_number, error=repr(error))
+    return True

@@ -6,6 +6,7 @@ coordinator's lease counts are read from the worker when scraped.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -13,8 +14,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .errors import CheckpointError
+from .records import ExtendedSequenceNumber
+
 if TYPE_CHECKING:
-    from .worker import Worker
+    from .coordinators.base import CheckpointStore
+    from .ops.view import WorkerView
 
 _LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -42,27 +47,27 @@ class WorkerMetrics:
         self.hung = Counter("streamworker_processor_hangs", "Processor calls that exceeded the hang timeout",
                             ["shard"], registry=r)
 
-    def attach(self, worker: Worker) -> None:
+    def attach(self, worker: WorkerView) -> None:
         self.registry.register(_WorkerCollector(worker))
 
 
 class _WorkerCollector(Collector):
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: WorkerView) -> None:
         self.worker = worker
 
     def collect(self) -> Iterator[Any]:
         w = self.worker
         held = GaugeMetricFamily("streamworker_leases_held", "Leases (shards) this worker owns")
-        held.add_metric([], len(w.coordinator.held_keys()))
+        held.add_metric([], w.held_count())
         yield held
-        stats = getattr(w.coordinator, "stats", None)
+        stats = w.lease_stats()
         if stats is not None:
             for name, attr, doc in (("taken", "taken", "Leases taken"), ("stolen", "stolen", "Leases stolen (handoffs)"),
                                     ("lost", "lost", "Leases lost"), ("released", "released", "Leases released"),
                                     ("renew_failures", "renew_failures", "Lease renewals that failed"),
                                     ("cycle_failures", "cycle_failures", "Lease renew or take cycles that failed")):
                 family = CounterMetricFamily(f"streamworker_leases_{name}", doc)
-                family.add_metric([], getattr(stats, attr))
+                family.add_metric([], getattr(stats, attr))  # a field of CoordinatorStats
                 yield family
         behind = GaugeMetricFamily("streamworker_millis_behind_latest", "Kinesis MillisBehindLatest", labels=["shard"])
         lag = GaugeMetricFamily("streamworker_consumer_lag", "Kafka records not yet processed", labels=["shard"])
@@ -90,3 +95,23 @@ class _WorkerCollector(Collector):
                 family = CounterMetricFamily(f"streamworker_{name}", doc)
                 family.add_metric([], getattr(reader, attr))
                 yield family
+
+
+class TimedStore:
+    """Times checkpoint writes and counts their failures."""
+
+    def __init__(self, inner: CheckpointStore, metrics: WorkerMetrics, label: str) -> None:
+        self._inner, self._metrics, self._shard = inner, metrics, label
+
+    def checkpoint(self, lease_key: str, checkpoint: ExtendedSequenceNumber,
+                   pending: ExtendedSequenceNumber | None = None) -> None:
+        started = time.perf_counter()
+        try:
+            self._inner.checkpoint(lease_key, checkpoint, pending)
+        except CheckpointError as exc:
+            self._metrics.checkpoint_failures.labels(self._shard, type(exc).__name__).inc()
+            raise
+        self._metrics.checkpoint_seconds.labels(self._shard).observe(time.perf_counter() - started)
+
+    def prepare_checkpoint(self, lease_key: str, pending: ExtendedSequenceNumber) -> None:
+        self._inner.prepare_checkpoint(lease_key, pending)

@@ -7,67 +7,149 @@
     h.deliver([b"one", b"two"], partition_key="k")
     assert h.checkpoint == "2"                      # what the processor checkpointed
     children = h.end_shard(["shard-2", "shard-3"])  # resharding: shard_ended, then the children
-    h2 = ShardHarness(MyProcessor(), shard_id="shard-2")
-    h.lose_lease()                                  # later checkpoints raise LeaseLostError
+    h.lose_lease()                                  # another worker took the shard
 
-Calls are synchronous and in order, with the real Checkpointer (its validation and fencing),
-so what passes here behaves the same under a Worker.
+The harness runs the worker's own shard lifecycle (``streamworker.lifecycle``) inline, with an
+in-memory shard, a fenced in-memory checkpoint store and a fake clock: ``async def`` processors,
+retries with backoff (without waiting), halting, dead-letter-free error policy and the end paths
+behave exactly as under a Worker.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
+from .aio import EventLoopThread
 from .checkpointer import Checkpointer
+from .clock import FakeClock
+from .coordinators.lease import Lease
 from .errors import LeaseLostError, ShardEndNotCheckpointedError
-from .processor import (
-    ChildShard,
-    InitializationInput,
-    LeaseLostInput,
-    ProcessRecordsInput,
-    RecordProcessor,
-    ShardEndedInput,
-    ShutdownRequestedInput,
-)
-from .records import ExtendedSequenceNumber, Record
+from .lifecycle import ShardLifecycle
+from .processor import ChildShard, RecordProcessor
+from .records import ExtendedSequenceNumber, Record, StartPosition
+from .shard_state import ConsumerSettings, ConsumerState
+from .sources.base import Batch, ShardInfo, ShardReader
 
 __all__ = ["ShardHarness", "make_records"]
+
+#: Steps after which a harness call gives up (a processor that never lets the shard move on).
+_MAX_STEPS = 10_000
 
 
 @dataclass
 class _MemoryLease:
-    """The checkpoint store of one shard: fenced like the lease table."""
+    """The lease and checkpoint store of one shard: fenced like the lease table."""
 
     held: bool = True
-    checkpoint: ExtendedSequenceNumber = field(default_factory=lambda: ExtendedSequenceNumber("TRIM_HORIZON"))
+    #: Another worker took the lease; this one finds out at its next write (as with DynamoDB).
+    stolen: bool = False
+    written: ExtendedSequenceNumber = field(default_factory=lambda: ExtendedSequenceNumber("TRIM_HORIZON"))
     pending: ExtendedSequenceNumber | None = None
     history: list[ExtendedSequenceNumber] = field(default_factory=list)
+    halted: str | None = None
 
-    def checkpoint_(self, lease_key: str, checkpoint: ExtendedSequenceNumber,
-                    pending: ExtendedSequenceNumber | None = None) -> None:
+    def _fence(self, lease_key: str, op: str) -> None:
+        if self.stolen:
+            self.held = False
         if not self.held:
-            raise LeaseLostError(f"shard {lease_key}: checkpoint refused: the lease was lost")
-        self.checkpoint, self.pending = checkpoint, pending
-        self.history.append(checkpoint)
+            raise LeaseLostError(f"shard {lease_key}: {op} refused: the lease was lost")
 
-    def prepare_checkpoint(self, lease_key: str, pending: ExtendedSequenceNumber) -> None:
-        if not self.held:
-            raise LeaseLostError(f"shard {lease_key}: prepare_checkpoint refused: the lease was lost")
-        self.pending = pending
-
-
-class _Store:
-    def __init__(self, lease: _MemoryLease) -> None:
-        self._lease = lease
+    # LeaseAccess
+    def is_held(self, lease_key: str) -> bool:
+        return self.held
 
     def checkpoint(self, lease_key: str, checkpoint: ExtendedSequenceNumber,
                    pending: ExtendedSequenceNumber | None = None) -> None:
-        self._lease.checkpoint_(lease_key, checkpoint, pending)
+        self._fence(lease_key, "checkpoint")
+        self.written, self.pending = checkpoint, pending
+        self.history.append(checkpoint)
 
     def prepare_checkpoint(self, lease_key: str, pending: ExtendedSequenceNumber) -> None:
-        self._lease.prepare_checkpoint(lease_key, pending)
+        self._fence(lease_key, "prepare_checkpoint")
+        self.pending = pending
+
+    def release(self, lease_key: str) -> bool:
+        was, self.held = self.held, False
+        return was
+
+    def forget(self, lease_key: str, reason: str = "") -> None:
+        self.held = False
+
+    def mark_halted(self, lease_key: str, reason: str | None) -> None:
+        self.halted = reason
+
+    def hold_off(self, lease_key: str, seconds: float) -> None:
+        pass
+
+
+class _Feed:
+    """Batches handed in by the test, one per ``next``."""
+
+    def __init__(self) -> None:
+        self.batches: deque[Batch] = deque()
+
+    def start(self, reader: ShardReader) -> None:
+        pass
+
+    def next(self) -> Batch | BaseException | None:
+        return self.batches.popleft() if self.batches else None
+
+    def stop(self) -> None:
+        pass
+
+
+class _NoSource:
+    """The lifecycle opens a reader; the harness's batches come from its feed instead."""
+
+    stream = "harness"
+
+    def describe(self) -> str:
+        return "ACTIVE"
+
+    def list_shards(self) -> list[ShardInfo]:
+        return []
+
+    def open_reader(self, shard_id: str, position: StartPosition) -> ShardReader:
+        return _NoReader()
+
+
+class _NoReader:
+    def read(self) -> Batch:
+        return Batch([])
+
+    def close(self) -> None:
+        pass
+
+
+class _Recording(RecordProcessor):
+    """Passes every call on (an ``async def`` method stays a coroutine) and notes its name."""
+
+    def __init__(self, inner: RecordProcessor, calls: list[str]) -> None:
+        self._inner, self._calls = inner, calls
+
+    def initialize(self, i: Any) -> Any:
+        self._calls.append("initialize")
+        return self._inner.initialize(i)
+
+    def process_records(self, p: Any) -> Any:
+        self._calls.append("process_records")
+        return self._inner.process_records(p)
+
+    def lease_lost(self, i: Any) -> Any:
+        self._calls.append("lease_lost")
+        return self._inner.lease_lost(i)
+
+    def shard_ended(self, i: Any) -> Any:
+        self._calls.append("shard_ended")
+        return self._inner.shard_ended(i)
+
+    def shutdown_requested(self, i: Any) -> Any:
+        self._calls.append("shutdown_requested")
+        return self._inner.shutdown_requested(i)
 
 
 def make_records(payloads: Iterable[bytes | str], *, shard_id: str = "shard-1", start: int = 1,
@@ -82,23 +164,33 @@ def make_records(payloads: Iterable[bytes | str], *, shard_id: str = "shard-1", 
 
 
 class ShardHarness:
-    """Drives one processor through one shard's lifecycle, in memory."""
+    """Drives one processor through one shard's lifecycle, in memory.
 
-    def __init__(self, processor: RecordProcessor, shard_id: str = "shard-1") -> None:
+    ``processor_retries`` and ``retry_backoff`` are the worker's settings of the same names: a
+    failing ``process_records`` is retried (the fake clock skips the waits), and when it keeps
+    failing the shard halts and ``deliver`` raises the processor's last exception.
+    """
+
+    def __init__(self, processor: RecordProcessor, shard_id: str = "shard-1", *, processor_retries: int = 3,
+                 retry_backoff: float = 0.5) -> None:
         self.processor = processor
         self.shard_id = shard_id
-        self._lease = _MemoryLease()
-        self.checkpointer: Checkpointer | None = None
+        self.clock = FakeClock()
         self.calls: list[str] = []
+        self._lease = _MemoryLease()
+        self._feed = _Feed()
+        self._loop = EventLoopThread()
+        self._settings = ConsumerSettings(processor_retries=processor_retries, retry_backoff=retry_backoff,
+                                          event_loop=self._loop, worker_id="harness")
+        self._life: ShardLifecycle | None = None
         self._next_seq = 1
-        self._ended = False
 
     # -- what the processor did --------------------------------------------------------------
 
     @property
     def checkpoint(self) -> str:
         """The last checkpoint written (a sequence number, or a sentinel such as SHARD_END)."""
-        return str(self._lease.checkpoint)
+        return str(self._lease.written)
 
     @property
     def checkpoints(self) -> list[str]:
@@ -108,22 +200,44 @@ class ShardHarness:
     def pending_checkpoint(self) -> str | None:
         return str(self._lease.pending) if self._lease.pending else None
 
+    @property
+    def checkpointer(self) -> Checkpointer | None:
+        return self._life.tracker.checkpointer if self._life is not None else None
+
+    @property
+    def state(self) -> str:
+        """The shard's lifecycle state (``PROCESSING``, ``HALTED``, ``DONE``, …)."""
+        return self._life.state.value if self._life is not None else "NEW"
+
+    @property
+    def halt_reason(self) -> str | None:
+        return self._life.halt_reason if self._life is not None else None
+
+    @property
+    def end_reason(self) -> str | None:
+        return self._life.end_reason if self._life is not None else None
+
     # -- the lifecycle ---------------------------------------------------------------------------
 
     def initialize(self, checkpoint: str = "TRIM_HORIZON", sub_sequence_number: int = 0) -> None:
+        """Start the shard at ``checkpoint``: ``initialize`` (retried like the worker does)."""
         esn = ExtendedSequenceNumber(checkpoint, sub_sequence_number)
-        self._lease.checkpoint = esn
+        self._lease.written = esn
         if not esn.is_sentinel:
             self._next_seq = int(checkpoint) + 1
-        self.checkpointer = Checkpointer(_Store(self._lease), self.shard_id, self.shard_id, esn)
-        self.calls.append("initialize")
-        self.processor.initialize(InitializationInput(self.shard_id, esn))
+        self._life = ShardLifecycle(
+            Lease(self.shard_id, lease_owner="harness", checkpoint=esn), _Recording(self.processor, self.calls),
+            _NoSource(), self._lease, self._settings, self._feed, self.clock, label=self.shard_id,
+            stream="harness")
+        self._run(lambda life: life.state not in (ConsumerState.WAITING_ON_PARENTS, ConsumerState.INITIALIZING))
+        self._raise_if_halted()
 
     def deliver(self, records: Sequence[Record] | Sequence[bytes | str], *, partition_key: str = "key",
                 millis_behind_latest: int | None = 0) -> list[Record]:
-        """Call process_records with these records (payloads are numbered on from the last one).
-        An exception from the processor propagates, as it would into the worker's retry policy."""
-        cp = self._require_checkpointer()
+        """Deliver these records as one batch (payloads are numbered on from the last one) and
+        run until the shard is done with it. A processor that keeps raising halts the shard, as
+        under a Worker, and its last exception is raised here."""
+        life = self._require_running()
         if records and not isinstance(records[0], Record):
             recs = make_records(records, shard_id=self.shard_id, start=self._next_seq,  # type: ignore[arg-type]
                                 partition_key=partition_key)
@@ -131,40 +245,74 @@ class ShardHarness:
             recs = list(records)  # type: ignore[arg-type]
         if recs:
             self._next_seq = int(recs[-1].sequence_number) + 1
-            cp._advance(recs[-1].extended_sequence_number)
-        self.calls.append("process_records")
-        self.processor.process_records(ProcessRecordsInput(recs, cp, self.shard_id, millis_behind_latest))
+        self._feed.batches.append(Batch(recs, millis_behind_latest=millis_behind_latest))
+        self._run(lambda lf: not self._feed.batches and not lf.busy)
+        self._notice_stolen(life)
+        self._raise_if_halted()
         return recs
 
     def end_shard(self, children: Sequence[str] = ()) -> list[ChildShard]:
         """Resharding: the shard closed. Calls shard_ended and checks it checkpointed SHARD_END
-        (raising ShardEndNotCheckpointedError like the worker's error, naming the shard)."""
-        cp = self._require_checkpointer()
-        cp._mark_shard_end()
+        (raising ShardEndNotCheckpointedError like the worker's error, naming the shard; the
+        worker would retry ``shard_ended`` with backoff, the children waiting)."""
+        self._require_running()
         kids = tuple(ChildShard(c, (self.shard_id,)) for c in children)
-        self.calls.append("shard_ended")
-        self.processor.shard_ended(ShardEndedInput(self.shard_id, cp, kids))
-        self._ended = True
-        if not self._lease.checkpoint.is_shard_end:
+        self._feed.batches.append(Batch([], shard_end=True, child_shards=kids))
+        before = self.calls.count("shard_ended")
+        self._run(lambda lf: lf.state == ConsumerState.DONE or self.calls.count("shard_ended") > before)
+        if not self._lease.written.is_shard_end:
             raise ShardEndNotCheckpointedError(
                 f"shard {self.shard_id}: shard_ended returned without checkpointing SHARD_END")
         return list(kids)
 
     def lose_lease(self) -> None:
-        """Another worker took the shard: lease_lost is called and checkpoints are refused."""
-        self._lease.held = False
-        self.calls.append("lease_lost")
-        self.processor.lease_lost(LeaseLostInput(self.shard_id))
+        """Another worker took the shard. As under a Worker: a checkpoint refuses with
+        LeaseLostError, and once the worker notices (that refused checkpoint, or the next
+        renewal: the end of the next harness call) the shard ends with ``lease_lost``."""
+        self._require_running()
+        self._lease.stolen = True
 
     def request_shutdown(self) -> None:
-        """A graceful stop (SIGTERM or a rebalancing handoff)."""
-        cp = self._require_checkpointer()
-        self.calls.append("shutdown_requested")
-        self.processor.shutdown_requested(ShutdownRequestedInput(self.shard_id, cp))
+        """A graceful stop (SIGTERM or a rebalancing handoff): ``shutdown_requested``, release."""
+        life = self._require_running()
+        self._notice_stolen(life)
+        life.request_shutdown()
+        self._run(lambda lf: lf.state == ConsumerState.DONE)
 
-    def _require_checkpointer(self) -> Checkpointer:
-        if self.checkpointer is None:
+    # -- stepping ----------------------------------------------------------------------------------
+
+    def _run(self, until: Any) -> None:
+        life = self._life
+        assert life is not None
+        for _ in range(_MAX_STEPS):
+            if until(life) or life.state == ConsumerState.DONE:
+                return
+            wait = life.step()
+            if wait is None:
+                return
+            if life.state == ConsumerState.HALTED:
+                return  # halted for good (the harness does not release halted shards)
+            self.clock.advance(wait)
+        raise RuntimeError(f"shard {self.shard_id}: still {life.state.value} after {_MAX_STEPS} steps")
+
+    def _notice_stolen(self, life: ShardLifecycle) -> None:
+        if self._lease.stolen and self._lease.held:
+            self._lease.held = False
+        if not self._lease.held and life.state != ConsumerState.DONE:
+            self._run(lambda lf: lf.state == ConsumerState.DONE)
+
+    def _raise_if_halted(self) -> None:
+        life = self._life
+        if life is not None and life.state == ConsumerState.HALTED:
+            if life.last_failure is not None:
+                raise life.last_failure
+            raise RuntimeError(f"shard {self.shard_id} halted: {life.halt_reason}")
+
+    def _require_running(self) -> ShardLifecycle:
+        if self._life is None:
             raise RuntimeError("call initialize() first")
-        if self._ended:
-            raise RuntimeError(f"shard {self.shard_id} has ended")
-        return self.checkpointer
+        if self._life.state == ConsumerState.DONE:
+            raise RuntimeError(f"shard {self.shard_id} has ended ({self._life.end_reason})")
+        if self._life.state == ConsumerState.HALTED:
+            raise RuntimeError(f"shard {self.shard_id} is halted: {self._life.halt_reason}")
+        return self._life

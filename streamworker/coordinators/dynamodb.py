@@ -28,6 +28,7 @@ from ..errors import CheckpointThrottledError, LeaseLostError
 from ..records import TRIM_HORIZON, ExtendedSequenceNumber, InitialPosition
 from ..sources.base import ShardInfo
 from .balancing import ExpiryTracker, eligible, parents_complete, plan_takes
+from .base import CoordinatorStats, LeaseListener
 from .cleanup import consumed_by_children, finished_leases_to_delete
 from .lease import Lease, MalformedLease, key_prefix_of, stream_of
 from .lease_table import LeaseConflict, LeaseTable, LeaseTableFatal, LeaseTableUnavailable
@@ -48,20 +49,6 @@ PARALLEL_WRITES = 8
 RENEW_THREADS = 20
 
 
-class LeaseListener(Protocol):
-    """Receives lease events. Called from the coordinator's threads (and, for a lease found lost
-    during a checkpoint, from the shard consumer's): must not block."""
-
-    def lease_acquired(self, lease: Lease) -> None: ...
-
-    def lease_lost(self, lease_key: str) -> None: ...
-
-    def handoff_requested(self, lease_key: str) -> None: ...
-
-    def coordinator_failed(self, error: str) -> None:
-        """The coordinator cannot go on (the lease table refuses us or is gone): stop the worker."""
-
-
 @dataclass
 class _Held:
     lease: Lease
@@ -70,17 +57,6 @@ class _Held:
     lock: threading.Lock = field(default_factory=threading.Lock)
     #: (records processed, when) at the last records/s measurement.
     rate_mark: tuple[int, float] | None = None
-
-
-@dataclass
-class CoordinatorStats:
-    taken: int = 0
-    stolen: int = 0
-    lost: int = 0
-    released: int = 0
-    renew_failures: int = 0
-    #: Renew or take cycles that failed (each is retried after a backoff).
-    cycle_failures: int = 0
 
 
 class DynamoDBCoordinator:
@@ -121,7 +97,7 @@ class DynamoDBCoordinator:
         self.max_leases = max_leases
         self.max_steal = max_steal
         self.clock = clock or SystemClock()
-        self.stats = CoordinatorStats()
+        self.stats: CoordinatorStats = CoordinatorStats()
         #: Called after each successful checkpoint (Kafka: mirror to the committed offsets).
         self.checkpoint_mirror = checkpoint_mirror
         self._rng = rng or random.Random()

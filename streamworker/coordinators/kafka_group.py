@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
-import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import structlog
 
+from ..clock import Clock, SystemClock
 from ..errors import CheckpointThrottledError, LeaseLostError
 from ..freeze import FreezeDetector
 from ..records import ExtendedSequenceNumber, InitialPosition, StartPosition
-from ..sources.base import ShardInfo
 from ..sources.kafka import KafkaSource, parse_shard, shard_key, start_offset
-from .dynamodb import LeaseListener
+from .base import CoordinatorStats, LeaseListener
 from .lease import Lease
 
 log = structlog.get_logger("streamworker.kafka_group")
@@ -51,9 +49,13 @@ class _Assigned:
 class KafkaGroupCoordinator:
     """Lease events from the Kafka consumer-group protocol; checkpoints as offset commits."""
 
+    #: The group has no lease rows to count.
+    stats: CoordinatorStats | None = None
+
     def __init__(self, source: KafkaSource, worker_id: str, listener: LeaseListener, *,
                  initial_position: InitialPosition, initial_timestamp: datetime | None = None,
-                 revoke_timeout: float = 20.0, commit_timeout: float = 15.0, stream: str = "") -> None:
+                 revoke_timeout: float = 20.0, commit_timeout: float = 15.0, stream: str = "",
+                 clock: Clock | None = None) -> None:
         self.source = source
         self.client = source.client
         self.worker_id = worker_id
@@ -62,6 +64,7 @@ class KafkaGroupCoordinator:
         self.initial_timestamp = initial_timestamp
         self.revoke_timeout = revoke_timeout
         self.commit_timeout = commit_timeout
+        self.clock = clock or SystemClock()
         self._held: dict[str, _Assigned] = {}
         self._lock = threading.Lock()
         self._log = log.bind(worker_id=worker_id, stream=stream)
@@ -89,9 +92,6 @@ class KafkaGroupCoordinator:
     def stop(self, timeout: float = 10.0) -> None:
         self.freeze.stop()
         self.client.stop(timeout)
-
-    def ensure_leases(self, shards: Iterable[ShardInfo], initial_position: InitialPosition) -> list[str]:
-        return []  # the group protocol discovers partitions (and regex topics) itself
 
     # -- rebalance callbacks (on the poll thread) ---------------------------------------------
 
@@ -141,11 +141,11 @@ class KafkaGroupCoordinator:
             waiting = {k: self._held[k] for k in keys if k in self._held}
         for k in waiting:
             self.listener.handoff_requested(k)
-        deadline = time.monotonic() + self.revoke_timeout
-        while time.monotonic() < deadline and not all(a.released.is_set() for a in waiting.values()):
+        deadline = self.clock.monotonic() + self.revoke_timeout
+        while self.clock.monotonic() < deadline and not all(a.released.is_set() for a in waiting.values()):
             # The revoked shards' final checkpoints are commits queued for this (the poll) thread.
             self.client.drain_control()
-            time.sleep(0.005)
+            self.clock.sleep(0.005)
         self.client.drain_control()
         for k, a in waiting.items():
             if not a.released.is_set():
@@ -196,16 +196,13 @@ class KafkaGroupCoordinator:
         with self._lock:
             return lease_key in self._held
 
-    def parents_complete(self, lease: Lease) -> bool:
-        return True
-
     def _commit(self, lease_key: str, next_offset: int, metadata: str | None, op: str) -> None:
         from confluent_kafka import KafkaException, TopicPartition
 
         topic, partition = parse_shard(lease_key)
         tp = TopicPartition(topic, partition, next_offset, metadata) if metadata else \
             TopicPartition(topic, partition, next_offset)
-        deadline = time.monotonic() + self.commit_timeout
+        deadline = self.clock.monotonic() + self.commit_timeout
         delay = 0.05
         while True:
             if not self.is_held(lease_key):
@@ -222,9 +219,9 @@ class KafkaGroupCoordinator:
                 name = str(err.name()) if err is not None and hasattr(err, "name") else str(exc)
                 if any(f in name for f in _FENCED_ERRORS):
                     raise LeaseLostError(f"shard {lease_key}: {op} refused by the group ({name})") from None
-                if not any(r in name for r in _RETRY_ERRORS) or time.monotonic() + delay > deadline:
+                if not any(r in name for r in _RETRY_ERRORS) or self.clock.monotonic() + delay > deadline:
                     raise CheckpointThrottledError(f"shard {lease_key}: {op} failed: {name}") from None
-            time.sleep(delay)
+            self.clock.sleep(delay)
             delay = min(delay * 2, 1.0)
 
     def checkpoint(self, lease_key: str, checkpoint: ExtendedSequenceNumber,
@@ -249,12 +246,6 @@ class KafkaGroupCoordinator:
             return
         self._commit(lease_key, int(current.sequence_number) + 1, f"{PENDING_PREFIX}{pending.sequence_number}",
                      "prepare_checkpoint")
-
-    def record_children(self, lease_key: str, child_ids: list[str]) -> None:
-        return None
-
-    def ensure_child_leases(self, children: list[tuple[str, tuple[str, ...]]], parent_key: str) -> None:
-        return None
 
     def release(self, lease_key: str) -> bool:
         with self._lock:

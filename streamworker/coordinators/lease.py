@@ -6,6 +6,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..records import SHARD_END, ExtendedSequenceNumber
+from .keys import key_prefix_of, shard_of, stream_of
+
+__all__ = ["Lease", "MalformedLease", "key_prefix_of", "lease_from_item", "stream_of"]
 
 # Attribute names from KCL's DynamoDBLeaseSerializer (2.x / 3.x), so tables are interchangeable.
 LEASE_KEY = "leaseKey"
@@ -57,8 +60,7 @@ class Lease:
     @property
     def shard_id(self) -> str:
         """The shard id; multi-stream keys are ``account:stream:creationEpoch:shardId``."""
-        parts = self.lease_key.split(":")
-        return parts[-1] if len(parts) == 4 else self.lease_key
+        return shard_of(self.lease_key)
 
     @property
     def is_finished(self) -> bool:
@@ -122,18 +124,6 @@ def _ss(item: dict[str, Any], name: str) -> frozenset[str]:
 def is_lease_item(item: dict[str, Any]) -> bool:
     """A lease row has a key, a counter and a checkpoint; anything else is not ours to touch."""
     return LEASE_KEY in item and LEASE_COUNTER in item and CHECKPOINT in item
-
-
-def stream_of(lease_key: str) -> str | None:
-    """The stream of a KCL multi-stream lease key (``account:stream:creationEpoch:shardId``)."""
-    parts = lease_key.split(":")
-    return parts[1] if len(parts) == 4 else None
-
-
-def key_prefix_of(lease_key: str) -> str:
-    """``account:stream:creationEpoch:`` of a multi-stream lease key, else empty."""
-    parts = lease_key.split(":")
-    return ":".join(parts[:3]) + ":" if len(parts) == 4 else ""
 
 
 def lease_from_item(item: dict[str, Any]) -> Lease:

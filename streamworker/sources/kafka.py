@@ -18,7 +18,6 @@ import operator
 import queue
 import re
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +26,8 @@ from typing import Any, TypeVar
 
 import structlog
 
+from ..clock import Clock, SystemClock
+from ..coordinators.keys import kafka_key, parse_kafka_key
 from ..errors import ConfigError, SourceError
 from ..records import ExtendedSequenceNumber, Record, StartPosition
 from .base import Batch, ShardInfo, StopReading
@@ -41,13 +42,14 @@ _message_partition = operator.methodcaller("partition")
 _message_topic = operator.methodcaller("topic")
 
 
-def shard_key(topic: str, partition: int) -> str:
-    return f"{topic}:{partition}"
+shard_key = kafka_key
 
 
 def parse_shard(shard_id: str) -> tuple[str, int]:
-    topic, _, part = shard_id.rpartition(":")
-    return topic, int(part)
+    parsed = parse_kafka_key(shard_id)
+    if parsed is None:
+        raise ValueError(f"not a Kafka partition key: {shard_id!r}")
+    return parsed
 
 
 @dataclass(eq=False)
@@ -94,13 +96,14 @@ class KafkaClient:
     """The worker's one Consumer and its poll thread."""
 
     def __init__(self, conf: dict[str, Any], *, poll_batch: int = 1000, buffer_bytes: int = 4 << 20,
-                 consumer_factory: Callable[[dict[str, Any]], Any] | None = None) -> None:
+                 consumer_factory: Callable[[dict[str, Any]], Any] | None = None, clock: Clock | None = None) -> None:
         try:
             from confluent_kafka import Consumer
         except ImportError:
             raise ConfigError("the Kafka source needs confluent-kafka: pip install 'streamworker[kafka]'") from None
 
         self.conf = conf
+        self.clock = clock or SystemClock()
         self.consumer = (consumer_factory or Consumer)({"logger": librdkafka_logger(), **conf})
         self.poll_batch = poll_batch
         self.buffer_bytes = buffer_bytes
@@ -274,7 +277,7 @@ class KafkaClient:
                 self._pause(buf)
 
     def _refresh_watermarks(self) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if now - self._watermarks_at < 1.0:
             return
         self._watermarks_at = now

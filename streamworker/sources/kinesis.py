@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +66,14 @@ class ReaderStats:
     #: Replies that parsed but were not a whole GetRecords reply (a body cut short or garbled,
     #: an event without records, an end of shard the shard listing contradicts): retried.
     malformed_replies: int = 0
+
+    @classmethod
+    def total(cls, stats: Iterable[ReaderStats]) -> ReaderStats:
+        out = cls()
+        for st in stats:
+            for f in dataclasses.fields(cls):
+                setattr(out, f.name, getattr(out, f.name) + getattr(st, f.name))
+        return out
 
 
 class MalformedReply(Exception):
@@ -364,3 +374,18 @@ class KinesisSource:
         return KinesisShardReader(self._client, self._stream, shard_id, position,
                                   max_records=self.max_records, idle_time=self.idle_time, clock=self._clock,
                                   stats=self.stats)
+
+
+def list_stream_names(client: Any) -> list[str]:
+    """Every stream name of the account and region (NextToken paging where the service gives a
+    token, else the older start-name paging)."""
+    names: list[str] = []
+    args: dict[str, Any] = {}
+    while True:
+        page = client.list_streams(**args)
+        listed = page.get("StreamNames", [])
+        names += listed
+        if not page.get("HasMoreStreams") or not listed:
+            return names
+        token = page.get("NextToken")
+        args = {"NextToken": token} if token else {"ExclusiveStartStreamName": listed[-1]}

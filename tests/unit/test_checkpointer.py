@@ -1,6 +1,6 @@
 import pytest
 
-from streamworker.checkpointer import Checkpointer
+from streamworker.checkpointer import CheckpointTracker
 from streamworker.errors import InvalidCheckpointError
 from streamworker.records import ExtendedSequenceNumber as ESN
 from streamworker.records import Record
@@ -23,8 +23,9 @@ def rec(seq, sub=0):
 
 def test_checkpoint_without_argument_covers_everything_delivered():
     store = Store()
-    cp = Checkpointer(store, "lease", "shard", ESN("TRIM_HORIZON"))
-    cp._advance(ESN("30"))
+    tracker = CheckpointTracker(store, "lease", "shard", ESN("TRIM_HORIZON"))
+    cp = tracker.checkpointer
+    tracker.delivered(ESN("30"))
     cp.checkpoint()
     assert store.writes == [("checkpoint", "lease", ESN("30"), None)]
     assert cp.last_checkpoint == ESN("30")
@@ -32,8 +33,9 @@ def test_checkpoint_without_argument_covers_everything_delivered():
 
 def test_checkpoint_at_record_and_at_sequence_with_sub_sequence():
     store = Store()
-    cp = Checkpointer(store, "lease", "shard", ESN("5"))
-    cp._advance(ESN("40", 3))
+    tracker = CheckpointTracker(store, "lease", "shard", ESN("5"))
+    cp = tracker.checkpointer
+    tracker.delivered(ESN("40", 3))
     cp.checkpoint(rec(10))
     cp.checkpoint("40", 2)
     cp.checkpoint(rec(40, 3))
@@ -42,8 +44,9 @@ def test_checkpoint_at_record_and_at_sequence_with_sub_sequence():
 
 def test_out_of_range_checkpoints_are_refused_and_nothing_is_written():
     store = Store()
-    cp = Checkpointer(store, "lease", "shard-7", ESN("20"))
-    cp._advance(ESN("50"))
+    tracker = CheckpointTracker(store, "lease", "shard-7", ESN("20"))
+    cp = tracker.checkpointer
+    tracker.delivered(ESN("50"))
     with pytest.raises(InvalidCheckpointError, match="shard-7.*before the current checkpoint"):
         cp.checkpoint("19")
     with pytest.raises(InvalidCheckpointError, match="past the last delivered"):
@@ -57,17 +60,19 @@ def test_out_of_range_checkpoints_are_refused_and_nothing_is_written():
 
 def test_shard_end_checkpoint_only_after_the_shard_ended():
     store = Store()
-    cp = Checkpointer(store, "lease", "shard", ESN("1"))
-    cp._advance(ESN("9"))
-    cp._mark_shard_end()
+    tracker = CheckpointTracker(store, "lease", "shard", ESN("1"))
+    cp = tracker.checkpointer
+    tracker.delivered(ESN("9"))
+    tracker.shard_ended()
     cp.checkpoint()
     assert store.writes[-1][2] == ESN("SHARD_END")
 
 
 def test_two_phase_checkpoint():
     store = Store()
-    cp = Checkpointer(store, "lease", "shard", ESN("1"))
-    cp._advance(ESN("9"))
+    tracker = CheckpointTracker(store, "lease", "shard", ESN("1"))
+    cp = tracker.checkpointer
+    tracker.delivered(ESN("9"))
     prepared = cp.prepare_checkpoint("7")
     assert store.writes == [("prepare", "lease", ESN("7"))]
     assert prepared.pending_checkpoint == ESN("7")

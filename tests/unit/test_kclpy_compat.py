@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from streamworker.checkpointer import Checkpointer
+from streamworker.checkpointer import CheckpointTracker
 from streamworker.errors import LeaseLostError
 from streamworker.kclpy import kcl
 from streamworker.kclpy.adapter import KclpyAdapter, is_kclpy_processor
@@ -99,13 +99,14 @@ def records(*seqs):
 
 
 def drive(adapter, store, end="shard_ended"):
-    cp = Checkpointer(store, "shard-1", "shard-1", ESN("TRIM_HORIZON"))
+    tracker = CheckpointTracker(store, "shard-1", "shard-1", ESN("TRIM_HORIZON"))
+    cp = tracker.checkpointer
     adapter.initialize(InitializationInput("shard-1", ESN("TRIM_HORIZON")))
     batch = records(1, 2)
-    cp._advance(batch[-1].extended_sequence_number)
+    tracker.delivered(batch[-1].extended_sequence_number)
     adapter.process_records(ProcessRecordsInput(batch, cp, "shard-1"))
     if end == "shard_ended":
-        cp._mark_shard_end()
+        tracker.shard_ended()
         adapter.shard_ended(ShardEndedInput("shard-1", cp))
     elif end == "lease_lost":
         adapter.lease_lost(LeaseLostInput("shard-1"))
@@ -141,7 +142,8 @@ def test_checkpoint_errors_carry_kclpy_values():
     with pytest.raises(kcl.CheckpointError) as err:
         drive(KclpyAdapter(p), Store(lost=True))
     assert err.value.value == "ShutdownException"
-    cp = Checkpointer(Store(), "s", "s", ESN("5"))
+    tracker = CheckpointTracker(Store(), "s", "s", ESN("5"))
+    cp = tracker.checkpointer
     from streamworker.kclpy.adapter import InProcessCheckpointer
 
     with pytest.raises(kcl.CheckpointError) as err:

@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from streamworker.checkpointer import Checkpointer
+from streamworker.checkpointer import CheckpointTracker
 from streamworker.multilang import ChildProcessError, MultiLangProcessor
 from streamworker.processor import InitializationInput, ProcessRecordsInput, ShardEndedInput
 from streamworker.records import ExtendedSequenceNumber as ESN
@@ -57,17 +57,18 @@ def test_a_child_that_dies_is_restarted_from_the_checkpoint_and_gets_the_batch_a
     script.write_text(CHILD)
     marker = tmp_path / "marker"
     store = Store()
-    cp = Checkpointer(store, "shard-1", "shard-1", ESN("5"))
+    tracker = CheckpointTracker(store, "shard-1", "shard-1", ESN("5"))
+    cp = tracker.checkpointer
     p = MultiLangProcessor([sys.executable, str(script), str(marker)])
     p.initialize(InitializationInput("shard-1", ESN("5")))
     batch = [Record(data=b"x", partition_key="k", sequence_number=str(s)) for s in (6, 7)]
-    cp._advance(batch[-1].extended_sequence_number)
+    tracker.delivered(batch[-1].extended_sequence_number)
     pri = ProcessRecordsInput(batch, cp, "shard-1")
     with pytest.raises(ChildProcessError, match="exited with status 3"):
         p.process_records(pri)
     p.process_records(pri)  # the retry the shard consumer makes
     assert store.writes == [ESN("7")]
     assert marker.read_text().splitlines() == ["init 5", "init 5"]  # re-initialized from the checkpoint
-    cp._mark_shard_end()
+    tracker.shard_ended()
     p.shard_ended(ShardEndedInput("shard-1", cp))
     assert store.writes[-1] == ESN("SHARD_END")

@@ -137,7 +137,7 @@ def make(batches, processor, leases=None, lease=None):
     leases = leases or FakeLeases()
     source = FakeSource(batches)
     c = ShardConsumer(lease or Lease("shard-1", checkpoint=ESN("TRIM_HORIZON")), processor, source, leases,
-                      SETTINGS)
+                      SETTINGS, lineage=leases)
     return c, leases, source
 
 

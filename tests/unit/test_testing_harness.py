@@ -64,3 +64,56 @@ def test_the_example_metrics_processor():
     h.deliver([b'{"host": "a", "metric": "cpu", "value": 2}', b'{"host": "b", "metric": "cpu", "value": 4}',
                b"not json"])
     assert p.count["cpu"] == 2 and p.total["cpu"] == 6.0 and h.checkpoint == "3"
+
+
+class AsyncSumming(RecordProcessor):
+    async def initialize(self, i):
+        self.total = 0
+
+    async def process_records(self, p):
+        self.total += sum(int(r.data) for r in p.records)
+        await p.checkpointer.checkpoint_async()
+
+
+def test_an_async_processor_runs_as_under_a_worker():
+    p = AsyncSumming()
+    h = ShardHarness(p)
+    h.initialize()
+    h.deliver([b"4", b"5"])
+    assert p.total == 9 and h.checkpoint == "2"  # was: a RuntimeWarning, and TRIM_HORIZON kept
+
+
+class Flaky(Summing):
+    def __init__(self, failures):
+        self.failures = failures
+
+    def process_records(self, p):
+        if self.failures:
+            self.failures -= 1
+            raise ValueError("downstream unavailable")
+        super().process_records(p)
+
+
+def test_a_failing_batch_is_retried_then_the_shard_halts_with_its_checkpoint_kept():
+    ok = ShardHarness(Flaky(failures=2), processor_retries=3)
+    ok.initialize()
+    ok.deliver([b"1", b"2"])
+    assert ok.checkpoint == "2" and ok.calls.count("process_records") == 3  # two failures, then success
+    bad = ShardHarness(Flaky(failures=100), processor_retries=2)
+    bad.initialize()
+    with pytest.raises(ValueError, match="downstream unavailable"):
+        bad.deliver([b"1"])
+    assert bad.state == "HALTED" and "process_records failed 3 times" in bad.halt_reason
+    assert bad.checkpoint == "TRIM_HORIZON" and bad.calls.count("process_records") == 3
+    with pytest.raises(RuntimeError, match="halted"):
+        bad.deliver([b"2"])  # no further records, as under a Worker
+
+
+def test_a_lost_lease_ends_the_shard_with_lease_lost():
+    h = ShardHarness(Summing())
+    h.initialize()
+    h.lose_lease()
+    h.deliver([b"1"])
+    assert h.calls[-1] == "lease_lost" and h.state == "DONE" and h.end_reason == "lease lost"
+    with pytest.raises(RuntimeError, match="has ended"):
+        h.deliver([b"2"])

@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-if TYPE_CHECKING:
-    from .worker import Worker
+from .view import WorkerView
 
 
 class OpsServer:
     """A small HTTP server on a daemon thread, bound to ``host:port`` (port 0 picks one)."""
 
-    def __init__(self, worker: Worker, port: int, host: str = "0.0.0.0") -> None:
+    def __init__(self, worker: WorkerView, registry: CollectorRegistry, port: int, host: str = "0.0.0.0") -> None:
         worker_ref = worker
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the http.server API
                 if self.path.startswith("/metrics"):
-                    body, status, ctype = generate_latest(worker_ref.metrics.registry), 200, CONTENT_TYPE_LATEST
+                    body, status, ctype = generate_latest(registry), 200, CONTENT_TYPE_LATEST
                 elif self.path.startswith("/healthz"):
                     ok, why = worker_ref.healthy()
                     body, status, ctype = why.encode() + b"\n", 200 if ok else 503, "text/plain"

@@ -1,0 +1,424 @@
+"""One shard's lifecycle as a synchronous state machine.
+
+``step()`` does one bounded piece of work (one processor call, one attempt of a retried call,
+one check) and returns how long to wait before the next step, or None once the shard is done.
+Nothing in here starts a thread or sleeps: ``ShardConsumer`` runs it on a thread, the test
+harness runs it inline with a fake source and clock, and both get the same behaviour.
+
+    state               does                                          next
+    WAITING_ON_PARENTS  parents at SHARD_END?                         INITIALIZING, or wait
+    INITIALIZING        initialize (retried), open the reader         PROCESSING | HALTED
+    PROCESSING          deliver the next batch (retried)              PROCESSING | SHARD_ENDING | HALTED
+    SHARD_ENDING        shard_ended until it checkpoints SHARD_END    ending (shard end)
+    HALTED              hold the lease; release after a bound         ending
+    any                 lease lost / shutdown requested               ending (lost / shutdown)
+    ending              the processor's last call, release or forget  DONE
+
+One end path (``_end``) for every ending: lease lost, shutdown, shard end, already finished.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import structlog
+
+from .backoff import Backoff
+from .checkpointer import CheckpointTracker
+from .clock import Clock
+from .coordinators.base import CheckpointStore, LeaseAccess, ShardLineage
+from .coordinators.lease import Lease
+from .dead_letter import dead_letter_batch
+from .errors import CheckpointError, LeaseLostError, ShardEndNotCheckpointedError
+from .metrics import TimedStore
+from .processor import (
+    ChildShard,
+    InitializationInput,
+    LeaseLostInput,
+    ProcessRecordsInput,
+    RecordProcessor,
+    ShardEndedInput,
+    ShutdownRequestedInput,
+)
+from .records import ExtendedSequenceNumber, StartPosition
+from .shard_state import BatchFeed, ConsumerSettings, ConsumerState, ShardProgress
+from .sources.base import Batch, Source
+from .sources.kinesis import InvalidStartPosition
+
+if TYPE_CHECKING:
+    from .metrics import WorkerMetrics
+
+log = structlog.get_logger("streamworker.shard")
+
+
+@dataclass
+class _Call:
+    """A processor call being retried: what, how, and its attempts so far."""
+
+    what: str
+    run: Callable[[], object]
+    attempt: int = 0
+    backoff: Backoff | None = None
+    #: For process_records: the batch and the delivery bound before it (undone if it fails).
+    batch: Batch | None = None
+    previous: ExtendedSequenceNumber | None = None
+    started: float = 0.0
+
+
+class _Failed(Exception):
+    """A retried call used up its attempts (or was interrupted between them)."""
+
+
+class ShardLifecycle:
+    """Drives one RecordProcessor over one leased shard, one ``step()`` at a time."""
+
+    def __init__(self, lease: Lease, processor: RecordProcessor, source: Source, leases: LeaseAccess,
+                 settings: ConsumerSettings, feed: BatchFeed, clock: Clock, *, label: str, stream: str,
+                 lineage: ShardLineage | None = None, metrics: WorkerMetrics | None = None) -> None:
+        self.lease, self.processor, self.source, self.leases = lease, processor, source, leases
+        self.settings, self.feed, self.clock, self.lineage, self.metrics = settings, feed, clock, lineage, metrics
+        self.shard_id, self.label, self.stream = lease.shard_id, label, stream
+        self.state = ConsumerState.WAITING_ON_PARENTS
+        self.progress = ShardProgress()
+        self.end_reason: str | None = None
+        #: Why the shard halted (HALTED state), for health checks and the lease table.
+        self.halt_reason: str | None = None
+        #: (processor method, start on ``clock``) while a processor call runs: for hang reports.
+        self.current_call: tuple[str, float] | None = None
+        self._lost = threading.Event()
+        self._shutdown = threading.Event()
+        self._initialized = False  # the ending calls go only to an initialized processor
+        self._call: _Call | None = None
+        #: The exception of the processor call that used up its retries, if one did.
+        self.last_failure: BaseException | None = None
+        self._waited_for_parents = False
+        self._halt_deadline: float | None = None
+        self._halt_calls_processor = False
+        self._end_backoff: Backoff | None = None
+        self._children: tuple[ChildShard, ...] = ()
+        self._log = log.bind(shard_id=self.shard_id, worker_id=settings.worker_id, stream=stream)
+        self._metric_children = None if metrics is None else (
+            metrics.process_seconds.labels(label), metrics.records.labels(label), metrics.bytes.labels(label))
+        store: CheckpointStore = leases if metrics is None else TimedStore(leases, metrics, label)
+        self.tracker = CheckpointTracker(store, lease.lease_key, self.shard_id, lease.checkpoint)
+
+    # -- inputs (any thread) -------------------------------------------------------------------
+
+    def request_shutdown(self) -> None:
+        self._shutdown.set()
+
+    def notify_lease_lost(self) -> None:
+        self._lost.set()
+
+    @property
+    def done(self) -> bool:
+        return self.state == ConsumerState.DONE
+
+    @property
+    def busy(self) -> bool:
+        """A processor call is being retried (the next step makes its next attempt)."""
+        return self._call is not None
+
+    # -- the machine -----------------------------------------------------------------------------
+
+    def step(self) -> float | None:
+        """One piece of work; the seconds to wait before the next step, or None when done."""
+        if self.state == ConsumerState.DONE:
+            return None
+        try:
+            handler = {
+                ConsumerState.WAITING_ON_PARENTS: self._waiting_on_parents,
+                ConsumerState.INITIALIZING: self._initializing,
+                ConsumerState.PROCESSING: self._processing,
+                ConsumerState.SHARD_ENDING: self._shard_ending,
+                ConsumerState.HALTED: self._halted,
+            }[self.state]
+            return handler()
+        except Exception as exc:
+            self._log.exception("shard consumer failed unexpectedly")
+            return self._halt(f"unexpected error: {exc!r:.300}")
+
+    def close(self) -> None:
+        """After the last step, or when the runner is abandoned: the reader stops."""
+        self.feed.stop()
+
+    # -- states ----------------------------------------------------------------------------------
+
+    def _waiting_on_parents(self) -> float | None:
+        if self.lease.is_finished:
+            return self._end("already at SHARD_END")
+        if self._interrupted():
+            return self._end_interrupted()
+        if self.lineage is None or self.lineage.parents_complete(self.lease):
+            if self._waited_for_parents:
+                self._log.info("parent shards complete; starting")
+            self.state = ConsumerState.INITIALIZING
+            return 0.0
+        if not self._waited_for_parents:
+            self._log.info("waiting for parent shards to reach SHARD_END", parents=sorted(self.lease.parent_shard_ids))
+            self._waited_for_parents = True
+        return self.settings.parent_poll_interval
+
+    def _initializing(self) -> float | None:
+        if self._call is None:
+            init = InitializationInput(shard_id=self.shard_id, extended_sequence_number=self.lease.checkpoint,
+                                       pending_checkpoint=self.lease.pending_checkpoint, stream=self.stream)
+            self._call = _Call("initialize", lambda: self._invoke(self.processor.initialize, init))
+        try:
+            wait = self._attempt(self._call)
+        except _Failed as failed:
+            return self._halt(f"processor initialize failed: {failed.__cause__!r:.300}", call_processor=True)
+        if wait is not None:
+            return wait
+        self._call = None
+        self._initialized = True
+        try:
+            position = StartPosition.from_checkpoint(self.lease.checkpoint, self.settings.initial_timestamp)
+        except ValueError as exc:
+            return self._halt(self._bad_checkpoint(str(exc)), call_processor=True)
+        self.feed.start(self.source.open_reader(self.shard_id, position))
+        self._log.info("shard processing started", checkpoint=str(self.lease.checkpoint))
+        self.state = ConsumerState.PROCESSING
+        return 0.0
+
+    def _processing(self) -> float | None:
+        if self._lease_gone():
+            return self._end("lease lost")
+        if self._call is None:
+            if self._shutdown.is_set():
+                return self._end("shutdown requested")
+            item = self.feed.next()
+            if item is None:
+                return 0.0
+            if isinstance(item, BaseException):
+                if isinstance(item, InvalidStartPosition):
+                    return self._halt(self._bad_checkpoint(str(item)))
+                return self._halt(f"reading the shard failed: {item!r:.300}")
+            self.progress.millis_behind_latest = item.millis_behind_latest
+            if not item.records and not self.settings.call_process_records_even_for_empty_list:
+                return self._after_batch(item)
+            if self._lease_gone():  # again: the wait for the batch may have outlived the lease
+                return self._end("lease lost")
+            self._call = self._deliver(item)
+        call = self._call
+        assert call.batch is not None
+        try:
+            wait = self._attempt(call)
+        except LeaseLostError as exc:
+            self._call = None
+            self._log.warning("checkpoint inside process_records refused", error=str(exc))
+            return self._end("lease lost")
+        except _Failed as failed:
+            self._call = None
+            if self._dead_letter(call.batch, failed.__cause__ or failed):
+                return self._after_batch(call.batch)
+            assert call.previous is not None
+            self.tracker.undeliver(call.previous)  # the failed batch is not done
+            return self._halt(f"process_records failed {self.settings.processor_retries + 1} times: "
+                              f"{failed.__cause__!r:.300}")
+        if wait is not None:
+            return wait
+        self._call = None
+        self._count(call.batch, call.started)
+        return self._after_batch(call.batch)
+
+    def _after_batch(self, batch: Batch) -> float:
+        if batch.shard_end:
+            self._children = batch.child_shards
+            self.state = ConsumerState.SHARD_ENDING
+            self.feed.stop()
+            self.tracker.shard_ended()
+            if self._children and self.lineage is not None:
+                self.lineage.ensure_child_leases([(c.shard_id, c.parent_shard_ids) for c in self._children],
+                                                 self.lease.lease_key)
+        return 0.0
+
+    def _shard_ending(self) -> float | None:
+        if self._lease_gone():
+            return self._end("lease lost")
+        if self._end_backoff is not None and self._shutdown.is_set():
+            return self._end("shutdown requested", call_processor=False)
+        children = self._children
+        try:
+            self._invoke(self.processor.shard_ended, ShardEndedInput(self.shard_id, self.tracker.checkpointer,
+                                                                     children))
+        except CheckpointError as exc:
+            self._log.warning("checkpoint at shard end refused", error=str(exc))
+        except Exception:
+            self._log.exception("processor shard_ended raised")
+        if not self.tracker.last_checkpoint.is_shard_end:
+            err = ShardEndNotCheckpointedError(
+                f"shard {self.shard_id}: shard_ended returned without checkpointing SHARD_END; call "
+                f"shard_ended_input.checkpointer.checkpoint() in shard_ended. Its child shards "
+                f"{sorted(c.shard_id for c in children) or ''} cannot start until it does; retrying.")
+            self._log.error(str(err))
+            if self._end_backoff is None:
+                self._end_backoff = Backoff(base=1.0, cap=30.0, floor=0.5)
+            return self._end_backoff.next_delay()
+        if children and self.lineage is not None:
+            try:
+                self.lineage.record_children(self.lease.lease_key, [c.shard_id for c in children])
+            except CheckpointError:
+                pass
+        return self._end("shard end")
+
+    def _halted(self) -> float | None:
+        if self._interrupted():
+            return self._end_interrupted(call_processor=self._halt_calls_processor)
+        if self._halt_deadline is None:
+            return 1.0
+        now = self.clock.monotonic()
+        if now >= self._halt_deadline:
+            limit = self.settings.release_halted_after or 0.0
+            self._log.warning("releasing the halted shard's lease so that another worker can take it",
+                              halted_for=limit, reason=self.halt_reason)
+            self.leases.hold_off(self.lease.lease_key, limit)
+            self._shutdown.set()
+            return self._end_interrupted(call_processor=self._halt_calls_processor)
+        return max(0.01, min(1.0, self._halt_deadline - now))
+
+    def _halt(self, reason: str, *, call_processor: bool = False) -> float:
+        """Stop processing the shard, loudly: the reason is logged, kept for health checks and
+        written into the lease row. The lease is kept (no other worker loops on the same poison
+        batch) until the worker stops, the lease is lost, or ``release_halted_after`` passes.
+        The processor's ending call is made only where asked: its usual checkpoint in
+        ``shutdown_requested`` could cover the records that failed."""
+        self.state = ConsumerState.HALTED
+        self.halt_reason = reason
+        self._halt_calls_processor = call_processor
+        self.feed.stop()
+        self._log.error("shard halted", reason=reason, checkpoint=str(self.tracker.last_checkpoint))
+        self.leases.mark_halted(self.lease.lease_key, reason)
+        limit = self.settings.release_halted_after
+        self._halt_deadline = None if limit is None else self.clock.monotonic() + limit
+        return 0.0
+
+    # -- the one end path ------------------------------------------------------------------------
+
+    def _end_interrupted(self, call_processor: bool = True) -> float | None:
+        return self._end("lease lost" if self._lease_gone() else "shutdown requested", call_processor=call_processor)
+
+    def _end(self, why: str, *, call_processor: bool = True) -> float | None:
+        """End the shard (DONE); returns None, what step() returns once done."""
+        self.state = {"lease lost": ConsumerState.LEASE_LOST,
+                      "shutdown requested": ConsumerState.SHUTTING_DOWN}.get(why, self.state)
+        self.feed.stop()
+        call = call_processor and self._initialized
+        if why == "lease lost":
+            if call:
+                try:
+                    self._invoke(self.processor.lease_lost, LeaseLostInput(self.shard_id))
+                except Exception:
+                    self._log.exception("processor lease_lost raised")
+            if not self._lost.is_set():  # we saw the expiry first: the coordinator counts and logs it
+                self.leases.forget(self.lease.lease_key,
+                                   "not renewed within 80 % of the failover time (seen by the shard consumer)")
+            self._log.info("shard processing ended: lease lost", records=self.progress.records)
+        elif why == "shutdown requested":
+            if call:
+                try:
+                    self._invoke(self.processor.shutdown_requested,
+                                 ShutdownRequestedInput(self.shard_id, self.tracker.checkpointer))
+                except CheckpointError as exc:
+                    self._log.warning("checkpoint at shutdown refused", error=str(exc))
+                except Exception:
+                    self._log.exception("processor shutdown_requested raised")
+            released = self.leases.release(self.lease.lease_key)
+            self._log.info("shard processing ended: shutdown requested", records=self.progress.records,
+                           checkpoint=str(self.tracker.last_checkpoint), released=released)
+        else:  # shard end, or already at SHARD_END
+            self.leases.release(self.lease.lease_key)
+            self._log.info("shard processing ended: shard end", records=self.progress.records)
+        self.end_reason = why
+        self.state = ConsumerState.DONE
+        return None
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _invoke(self, method: Callable[..., object], argument: object) -> object:
+        """Call a processor method; an ``async def`` one is awaited on the worker's loop."""
+        return self.settings.event_loop.run(method(argument))
+
+    def _lease_gone(self) -> bool:
+        return self._lost.is_set() or not self.leases.is_held(self.lease.lease_key)
+
+    def _interrupted(self) -> bool:
+        return self._shutdown.is_set() or self._lease_gone()
+
+    def _attempt(self, call: _Call) -> float | None:
+        """One attempt of a retried processor call: None when it succeeded, else the seconds until
+        the next attempt. Raises _Failed when the attempts are used up or the shard was
+        interrupted while waiting for one; LeaseLostError passes through."""
+        if call.attempt > 0 and self._interrupted():
+            raise _Failed(call.what)
+        try:
+            self.current_call = (call.what, self.clock.monotonic())
+            try:
+                call.run()
+            finally:
+                self.current_call = None
+            return None
+        except LeaseLostError:
+            raise
+        except Exception as exc:  # incl. a checkpoint that failed for a transient reason
+            call.attempt += 1
+            self.progress.failures += 1
+            if self.metrics is not None:
+                self.metrics.processor_failures.labels(self.label).inc()
+            if call.attempt > self.settings.processor_retries:
+                self.last_failure = exc
+                self._log.error(f"processor {call.what} failed; shard halted with its checkpoint kept",
+                                attempts=call.attempt, error=repr(exc), exc_info=True)
+                raise _Failed(call.what) from exc
+            if call.backoff is None:  # made on the first failure: seeding a Random is not free
+                call.backoff = Backoff(base=self.settings.retry_backoff, cap=10.0,
+                                       floor=self.settings.retry_backoff / 2)
+            delay = call.backoff.next_delay()
+            self._log.warning(f"processor {call.what} raised; retrying the same records",
+                              attempt=call.attempt, retry_in=round(delay, 2), error=repr(exc))
+            return delay
+
+    def _deliver(self, batch: Batch) -> _Call:
+        previous = self.tracker.largest_permitted
+        if batch.records:
+            previous = self.tracker.delivered(batch.records[-1].extended_sequence_number)
+        pri = ProcessRecordsInput(records=batch.records, checkpointer=self.tracker.checkpointer,
+                                  shard_id=self.shard_id, millis_behind_latest=batch.millis_behind_latest,
+                                  is_at_shard_end=batch.shard_end, child_shards=batch.child_shards)
+        return _Call("process_records", lambda: self._invoke(self.processor.process_records, pri), batch=batch,
+                     previous=previous, started=time.perf_counter())
+
+    def _count(self, batch: Batch, started: float) -> None:
+        self.progress.batches += 1
+        self.progress.records += len(batch.records)
+        size = batch.size if batch.size is not None else sum(len(r.data) for r in batch.records)
+        self.progress.bytes += size
+        if self._metric_children is not None:
+            seconds, records, nbytes = self._metric_children
+            seconds.observe(time.perf_counter() - started)  # latency metric: wall time, not the clock
+            records.inc(len(batch.records))
+            nbytes.inc(size)
+        if batch.records:
+            self.progress.last_sequence = batch.records[-1].sequence_number
+
+    def _dead_letter(self, batch: Batch, error: BaseException) -> bool:
+        sink = self.settings.dead_letter
+        if sink is None or not batch.records:
+            return False
+        counter = None if self.metrics is None else self.metrics.dead_lettered.labels(self.label)
+        if not dead_letter_batch(sink, batch.records, self.shard_id, error, self.tracker.checkpointer, counter,
+                                 self._log):
+            return False
+        self.progress.batches += 1
+        return True
+
+    def _bad_checkpoint(self, detail: str) -> str:
+        return (f"lease {self.lease.lease_key!r}: its checkpoint {str(self.lease.checkpoint)!r} cannot be read "
+                f"from ({detail}). Fix the row: set checkpoint to TRIM_HORIZON, LATEST or a sequence number "
+                f"of this shard (and checkpointSubSequenceNumber to 0), or delete it to restart the shard at "
+                f"the initial position")
+

@@ -1,0 +1,188 @@
+"""The scheduler alone, driven with a fake coordinator and fake consumers."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from streamworker.coordinators.lease import Lease
+from streamworker.scheduler import Scheduler
+
+
+def wait_for(cond, timeout=5.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+class FakeCoordinator:
+    stats = None
+
+    def __init__(self):
+        self.held: set[str] = set()
+        self.released: list[str] = []
+        self.calls: list[str] = []
+
+    def start(self): self.calls.append("start")
+    def stop_taking(self): self.calls.append("stop_taking")
+    def stop(self, timeout=10.0): self.calls.append("stop")
+    def held_keys(self): return sorted(self.held)
+    def health(self): return True, "ok"
+    def is_held(self, key): return key in self.held
+    def checkpoint(self, key, cp, pending=None): pass
+    def prepare_checkpoint(self, key, pending): pass
+    def forget(self, key, reason=""): self.held.discard(key)
+    def mark_halted(self, key, reason): pass
+    def hold_off(self, key, seconds): pass
+
+    def release(self, key):
+        self.released.append(key)
+        was = key in self.held
+        self.held.discard(key)
+        return was
+
+
+class FakeConsumer:
+    def __init__(self, lease, on_done, log, linger=0.0):
+        self.lease, self.shard_id, self._on_done, self.log, self.linger = lease, lease.shard_id, on_done, log, linger
+        self._done = threading.Event()
+        self.started = False
+
+    @property
+    def done(self):
+        return self._done.is_set()
+
+    def start(self):
+        self.started = True
+        self.log.append(("start", self.shard_id, id(self)))
+
+    def _end(self, how):
+        self.log.append((how, self.shard_id, id(self)))
+
+        def finish():
+            time.sleep(self.linger)  # a processor's last call still running
+            self._done.set()
+            self._on_done(self)
+        threading.Thread(target=finish, daemon=True).start()
+
+    def request_shutdown(self):
+        self._end("shutdown")
+
+    def notify_lease_lost(self):
+        self._end("lost")
+
+    def join(self, timeout=None):
+        return self._done.wait(timeout)
+
+
+def make(linger=0.0, sync=None, sync_interval=60.0, refuse=()):
+    coordinator, log, stopped = FakeCoordinator(), [], []
+
+    def factory(lease, on_done):
+        if lease.lease_key in refuse:
+            coordinator.release(lease.lease_key)
+            return None
+        return FakeConsumer(lease, on_done, log, linger)
+
+    s = Scheduler(coordinator, factory, shutdown_timeout=5.0, sync=sync, sync_interval=sync_interval,
+                  on_stopped=lambda: stopped.append(True))
+    s.start()
+    return s, coordinator, log, stopped
+
+
+def test_lease_events_start_end_and_forget_consumers():
+    s, coordinator, log, _ = make()
+    for key in ("a", "b", "c"):
+        coordinator.held.add(key)
+        s.lease_acquired(Lease(key))
+    wait_for(lambda: len(s.consumers()) == 3, what="three consumers")
+    assert all(c.started for c in s.consumers())
+    s.lease_lost("a")
+    s.handoff_requested("b")
+    wait_for(lambda: [c.shard_id for c in s.all_consumers()] == ["c"], what="a and b gone")
+    assert ("lost", "a") in [(h, k) for h, k, _ in log]
+    assert ("shutdown", "b") in [(h, k) for h, k, _ in log]
+    s.lease_lost("no-such-lease")  # an event for a shard without a consumer is ignored
+    s.request_shutdown()
+    assert s.wait(5)
+
+
+def test_a_retaken_lease_waits_for_its_previous_consumer_to_end():
+    s, coordinator, log, _ = make(linger=0.3)
+    s.lease_acquired(Lease("a"))
+    wait_for(lambda: len(s.consumers()) == 1)
+    first = s.consumer("a")
+    s.lease_acquired(Lease("a"))  # lost and re-taken before the old consumer noticed
+    wait_for(lambda: s.consumer("a") is not first, what="the new consumer")
+    events = [(h, ident) for h, k, ident in log if k == "a"]
+    # the old one was told it lost the lease and had ended before the new one started
+    assert events[:3] == [("start", id(first)), ("lost", id(first)), ("start", id(s.consumer("a")))]
+    assert first.done
+    s.request_shutdown()
+    assert s.wait(5)
+
+
+def test_graceful_stop_ends_consumers_releases_everything_then_stops_services():
+    s, coordinator, log, stopped = make()
+    for key in ("a", "b"):
+        coordinator.held.add(key)
+        s.lease_acquired(Lease(key))
+    wait_for(lambda: len(s.consumers()) == 2)
+    coordinator.held.add("late")  # acquired by the coordinator while stopping, no consumer yet
+    s.request_shutdown()
+    assert s.wait(5)
+    assert {k for h, k, _ in log if h == "shutdown"} == {"a", "b"}
+    assert "late" in coordinator.released
+    assert coordinator.calls[:1] == ["stop_taking"] and coordinator.calls[-1] == "stop"
+    assert stopped == [True]
+    assert s.failure is None and s.shutting_down.is_set()
+
+
+def test_acquired_while_shutting_down_is_handed_back():
+    s, coordinator, log, _ = make(linger=0.5)
+    s.lease_acquired(Lease("a"))
+    wait_for(lambda: len(s.consumers()) == 1)
+    s.request_shutdown()
+    s.lease_acquired(Lease("b"))  # queued behind the shutdown: never started
+    assert s.wait(5)
+    assert not [k for h, k, _ in log if h == "start" and k == "b"]
+
+
+def test_fatal_stop_ends_every_shard_as_lost_and_keeps_the_reason():
+    s, coordinator, log, stopped = make()
+    s.lease_acquired(Lease("a"))
+    wait_for(lambda: len(s.consumers()) == 1)
+    s.coordinator_failed("lease table 'x' does not exist")
+    assert s.wait(5)
+    assert [h for h, k, _ in log if k == "a"] == ["start", "lost"]
+    assert s.failure == "lease table 'x' does not exist"
+    assert stopped == [True]
+
+
+def test_a_factory_that_declines_registers_nothing():
+    s, coordinator, log, _ = make(refuse={"gone"})
+    s.lease_acquired(Lease("gone"))
+    s.lease_acquired(Lease("ok"))
+    wait_for(lambda: len(s.consumers()) == 1)
+    assert s.consumer("gone") is None and coordinator.released == ["gone"]
+    s.request_shutdown()
+    assert s.wait(5)
+
+
+def test_shard_sync_runs_on_its_interval_and_on_request_and_survives_failures():
+    calls = []
+
+    def sync():
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            raise RuntimeError("listing failed")
+
+    s, *_ = make(sync=sync, sync_interval=0.2)
+    wait_for(lambda: len(calls) >= 3, what="three syncs (the first failed)")
+    s2, *_ = make(sync=lambda: calls.append(-1.0), sync_interval=3600)
+    s2.request_sync()
+    wait_for(lambda: -1.0 in calls, what="a requested sync")
+    for x in (s, s2):
+        x.request_shutdown()
+        assert x.wait(5)
