@@ -5,13 +5,19 @@ stand-in; ``--broker`` chooses) and one topic (4 partitions, N records of 100 by
 reads the whole topic in its own consumer group, in its own process, committing as it goes:
 
   raw           confluent-kafka ``consume(1000)`` loop, one synchronous commit per batch
-  streamworker  a no-op RecordProcessor that checkpoints (synchronous commit) every batch
+  streamworker  a no-op RecordProcessor that checkpoints (synchronous commit) every batch, the
+                Worker in the benchmark's process
+  raw-async     the user's setting, raw: ``consume(1000)``, a few bytes to a file and one
+                asynchronous commit per batch
+  cli           the user's setting: ``streamworker run`` as its own process, with a processor that
+                writes a few bytes to a file and checkpoints after every batch, as the README shows
   arroyo        RunTask -> CommitOffsets (its idiomatic pipeline), in a venv of its own
   quixstreams   an Application with a no-op ``update``, in a venv of its own
 
 Time runs from a variant's first message to its last (group joins excluded for all alike).
 Prints msg/s, ratios to raw and peak RSS; writes benchmarks/results/kafka_throughput.json.
-Targets: streamworker >= 0.5x raw and >= 3x arroyo and quixstreams.
+Targets: streamworker >= 0.5x raw; cli >= 0.6x raw-async (aim 0.8x) with peak RSS <= 1.5x;
+streamworker >= 3x arroyo and quixstreams.
 """
 
 from __future__ import annotations
@@ -69,6 +75,82 @@ def run_raw(args: argparse.Namespace, clock: Clock) -> None:
             c.commit(asynchronous=False)
             clock.add(len(good))
     c.close()
+
+
+def run_raw_async(args: argparse.Namespace, clock: Clock) -> None:
+    from confluent_kafka import Consumer
+
+    c = Consumer({"bootstrap.servers": args.bootstrap, "group.id": args.group, "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False, **GROUP_TIMING})
+    c.subscribe([args.topic])
+    with open(os.devnull, "w") as out:
+        while not clock.done.is_set():
+            msgs = c.consume(1000, 1.0)
+            good = [m for m in msgs if m.error() is None]
+            for m in good:
+                m.value()
+            if good:
+                out.write(f"{len(good)}\n")
+                c.commit(asynchronous=True)
+                clock.add(len(good))
+    c.close()
+
+
+CLI_PROCESSOR = """
+import os, time
+from streamworker import RecordProcessor
+
+class Counting(RecordProcessor):
+    def initialize(self, i):
+        self.out = open(os.environ["BATCH_LOG"], "a", buffering=1)
+
+    def process_records(self, p):
+        for r in p.records:
+            r.data
+        p.checkpointer.checkpoint()
+        self.out.write(f"{time.time()} {len(p.records)}\\n")
+"""
+
+
+def run_cli(args: argparse.Namespace, clock: Clock) -> None:
+    """``streamworker run`` in a process of its own; the processor logs each batch's time and size."""
+    import signal
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app, log = Path(tmp) / "counting.py", Path(tmp) / "batches.log"
+        app.write_text(CLI_PROCESSOR)
+        log.touch()
+        props = [f"-X{k}={v}" for k, v in GROUP_TIMING.items()]
+        cmd = [sys.executable, "-m", "streamworker", "run", f"{app}:Counting", "--source", "kafka",
+               "--topic", args.topic, "--bootstrap-servers", args.bootstrap, "--application-name", args.group,
+               "--initial-position", "TRIM_HORIZON", "--log-level", "WARNING", *props]
+        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "BATCH_LOG": str(log)})
+        first = last = 0.0
+        total = 0
+        try:
+            with open(log) as f:
+                while total < args.records:
+                    line = f.readline()
+                    if not line:
+                        if proc.poll() is not None:
+                            raise RuntimeError(f"streamworker run exited with {proc.returncode}")
+                        time.sleep(0.01)
+                        continue
+                    t, n = line.split()
+                    first = first or float(t)
+                    last, total = float(t), total + int(n)
+            hwm = next((int(x.split()[1]) for x in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+                        if x.startswith("VmHWM:")), 0)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        # the first batch's own records count from the moment its batch was handed over
+        clock.n, clock.t0, clock.t1 = total, first, last
+        clock.rss_mb = round(hwm / 1024, 1)
 
 
 def run_streamworker(args: argparse.Namespace, clock: Clock) -> None:
@@ -133,15 +215,19 @@ def run_quix(args: argparse.Namespace, clock: Clock) -> None:
     app.run()
 
 
-VARIANTS = {"raw": run_raw, "streamworker": run_streamworker, "arroyo": run_arroyo, "quixstreams": run_quix}
+VARIANTS = {"raw": run_raw, "streamworker": run_streamworker, "raw-async": run_raw_async, "cli": run_cli,
+            "arroyo": run_arroyo, "quixstreams": run_quix}
+#: Interleaved and repeated; the others run once.
+REPEATED = ("raw", "streamworker", "raw-async", "cli")
 
 
 def child(args: argparse.Namespace) -> None:
     clock = Clock(args.records)
     VARIANTS[args.variant](args, clock)
     seconds = clock.t1 - clock.t0
+    rss = getattr(clock, "rss_mb", None) or peak_rss_mb()
     print(json.dumps({"variant": args.variant, "records": clock.n, "seconds": round(seconds, 3),
-                      "msg_per_s": round(clock.n / seconds), "peak_rss_mb": peak_rss_mb()}))
+                      "msg_per_s": round(clock.n / seconds), "peak_rss_mb": rss}))
 
 
 def competitor_python(name: str) -> str | None:
@@ -179,7 +265,7 @@ def produce(bootstrap: str, topic: str, records: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=1_000_000)
-    ap.add_argument("--variants", default="raw,streamworker,arroyo,quixstreams")
+    ap.add_argument("--variants", default="raw,streamworker,raw-async,cli,arroyo,quixstreams")
     ap.add_argument("--repeats", type=int, default=3,
                     help="interleaved runs of raw and streamworker; medians are reported (the others run once)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "kafka_throughput.json"))
@@ -204,11 +290,11 @@ def main() -> None:
         secs = produce(broker.bootstrap, topic, args.records)
         print(f"produced {args.records} records of 100 bytes to {topic} (4 partitions) in {secs:.1f}s")
         names = args.variants.split(",")
-        order = [n for _ in range(args.repeats) for n in names if n in ("raw", "streamworker")]
-        order += [n for n in names if n not in ("raw", "streamworker")]
+        order = [n for _ in range(args.repeats) for n in names if n in REPEATED]
+        order += [n for n in names if n not in REPEATED]
         runs: dict[str, list[dict[str, float]]] = {}
         for name in order:
-            py = sys.executable if name in ("raw", "streamworker") else competitor_python(name)
+            py = sys.executable if name in REPEATED else competitor_python(name)
             if py is None:
                 continue
             cmd = [py, __file__, "--variant", name, "--bootstrap", broker.bootstrap, "--topic", topic,
@@ -221,18 +307,24 @@ def main() -> None:
             median["runs_msg_per_s"] = [x["msg_per_s"] for x in rs]  # type: ignore[assignment]
             results[name] = median
     raw = results.get("raw", {}).get("msg_per_s")
-    print(f"\n{'variant':<14}{'msg/s':>10}{'x raw':>8}{'peak RSS MB':>13}")
+    raw_async = results.get("raw-async", {})
+    print(f"\n{'variant':<14}{'msg/s':>10}{'x raw':>8}{'peak RSS MB':>13}   (cli: x raw-async)")
     for name, r in results.items():
-        ratio = round(r["msg_per_s"] / raw, 3) if raw else None
+        base = raw_async.get("msg_per_s") if name == "cli" else raw
+        ratio = round(r["msg_per_s"] / base, 3) if base else None
         r["ratio_to_raw"] = ratio  # type: ignore[assignment]
         print(f"{name:<14}{r['msg_per_s']:>10}{ratio if ratio is not None else '-':>8}{r['peak_rss_mb']:>13}")
+    if "cli" in results and raw_async:
+        summary_rss = round(results["cli"]["peak_rss_mb"] / raw_async["peak_rss_mb"], 2)
+        print(f"cli peak RSS / raw-async: {summary_rss}x")
     sw = results.get("streamworker", {}).get("msg_per_s")
     summary: dict[str, object] = {"broker": kind, "records": args.records, "results": results}
     for other in ("arroyo", "quixstreams"):
         if sw and other in results:
             summary[f"streamworker_vs_{other}"] = round(sw / results[other]["msg_per_s"], 2)
             print(f"streamworker / {other}: {summary[f'streamworker_vs_{other}']}x")
-    summary["targets"] = {"ratio_to_raw": ">= 0.5", "vs_arroyo_and_quixstreams": ">= 3"}
+    summary["targets"] = {"ratio_to_raw": ">= 0.5", "cli_ratio_to_raw_async": ">= 0.6 (aim 0.8)",
+                          "cli_rss_to_raw_async": "<= 1.5", "vs_arroyo_and_quixstreams": ">= 3"}
     write_results(args.out, summary)
 
 

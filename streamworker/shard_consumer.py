@@ -1,13 +1,14 @@
-"""The runner of one shard: a thread that steps the shard's lifecycle (``lifecycle.py``) and a
-prefetch thread that reads ahead into a bounded queue (``max_pending_batches``), so a slow
-processor slows only its own shard's reads."""
+"""The runner of one shard: a thread that steps the shard's lifecycle (``lifecycle.py``). Kinesis
+shards also get a prefetch thread that reads ahead into a bounded queue (``max_pending_batches``),
+so a slow processor slows only its own shard's reads; Kafka shards read their partition buffer
+on the shard thread itself (``DirectFeed``)."""
 
 from __future__ import annotations
 
 import queue
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .checkpointer import Checkpointer
 from .clock import Clock, SystemClock
@@ -44,6 +45,9 @@ class PrefetchFeed:
     def stop(self) -> None:
         self._stop.set()
 
+    def wake(self) -> None:
+        pass  # next() waits at most 0.1 s
+
     def _run(self, rd: ShardReader) -> None:
         def close_on_stop() -> None:
             self._stop.wait()
@@ -65,6 +69,42 @@ class PrefetchFeed:
             return
         except BaseException as exc:  # hand permanent read errors to the consumer thread
             self._queue.put(exc)
+
+
+@runtime_checkable
+class _Wakeable(Protocol):
+    def wake(self) -> None: ...
+
+
+class DirectFeed:
+    """Reads on the shard's own thread, for readers that read memory another thread fills (Kafka)."""
+
+    def __init__(self) -> None:
+        self._reader: ShardReader | None = None
+        self._stopped = threading.Event()
+
+    def start(self, reader: ShardReader) -> None:
+        self._reader = reader
+
+    def next(self) -> Batch | BaseException | None:
+        if self._reader is None or self._stopped.is_set():
+            return None
+        try:
+            return self._reader.read()
+        except StopReading:
+            return None
+        except Exception as exc:  # a permanent read error: the lifecycle halts the shard
+            return exc
+
+    def stop(self) -> None:
+        if not self._stopped.is_set():
+            self._stopped.set()
+            if self._reader is not None:
+                self._reader.close()
+
+    def wake(self) -> None:
+        if isinstance(self._reader, _Wakeable):
+            self._reader.wake()
 
 
 class ShardConsumer:
@@ -92,9 +132,11 @@ class ShardConsumer:
         self.label = f"{self.stream}/{self.shard_id}" if stream_of(lease.lease_key) else self.shard_id
         self.processor = processor
         self.clock = clock or SystemClock()
-        self.lifecycle = ShardLifecycle(
-            lease, processor, source, leases, settings, feed or PrefetchFeed(self.shard_id, settings.max_pending_batches),
-            self.clock, label=self.label, stream=self.stream, lineage=lineage, metrics=metrics)
+        if feed is None:
+            feed = PrefetchFeed(self.shard_id, settings.max_pending_batches) if settings.read_ahead else DirectFeed()
+        self._feed = feed
+        self.lifecycle = ShardLifecycle(lease, processor, source, leases, settings, feed, self.clock, label=self.label,
+                                        stream=self.stream, lineage=lineage, metrics=metrics)
         self.hang_reported: tuple[str, float] | None = None
         self._on_done = on_done
         self._wake = threading.Event()
@@ -143,10 +185,12 @@ class ShardConsumer:
     def request_shutdown(self) -> None:
         self.lifecycle.request_shutdown()
         self._wake.set()
+        self._feed.wake()
 
     def notify_lease_lost(self) -> None:
         self.lifecycle.notify_lease_lost()
         self._wake.set()
+        self._feed.wake()
 
     def join(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)

@@ -39,6 +39,10 @@ class ConsumerSettings:
     dead_letter: DeadLetterSink | None = None
     #: Release a halted shard's lease after this many seconds (None: keep it until restarted).
     release_halted_after: float | None = None
+    #: Read ahead on a thread of the shard's own (Kinesis: reads are network calls). False where
+    #: reads come from memory another thread fills (Kafka's partition buffers): the shard thread
+    #: reads itself, so the partition buffer is the only buffer and a batch crosses one thread.
+    read_ahead: bool = True
     #: Runs ``async def`` processor methods; its thread starts on first use. The worker shares one.
     event_loop: EventLoopThread = field(default_factory=EventLoopThread)
 
@@ -65,3 +69,7 @@ class BatchFeed(Protocol):
         ...
 
     def stop(self) -> None: ...
+
+    def wake(self) -> None:
+        """Cut short a ``next`` that waits (an interrupt arrived)."""
+        ...

@@ -101,6 +101,9 @@ class _Feed:
     def stop(self) -> None:
         pass
 
+    def wake(self) -> None:
+        pass
+
 
 class _NoSource:
     """The lifecycle opens a reader; the harness's batches come from its feed instead."""

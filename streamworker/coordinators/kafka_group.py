@@ -144,9 +144,9 @@ class KafkaGroupCoordinator:
         deadline = self.clock.monotonic() + self.revoke_timeout
         while self.clock.monotonic() < deadline and not all(a.released.is_set() for a in waiting.values()):
             # The revoked shards' final checkpoints are commits queued for this (the poll) thread.
-            self.client.drain_control()
+            self.client.drain_control(in_callback=True)
             self.clock.sleep(0.005)
-        self.client.drain_control()
+        self.client.drain_control(in_callback=True)
         for k, a in waiting.items():
             if not a.released.is_set():
                 self._log.warning("revoked partition did not finish in time; its un-checkpointed records "

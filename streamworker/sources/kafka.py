@@ -11,6 +11,7 @@ drives ``subscribe``) or explicitly by ``open_reader`` (``assign``, for the Dyna
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import itertools
 import logging
@@ -104,7 +105,8 @@ class KafkaClient:
 
         self.conf = conf
         self.clock = clock or SystemClock()
-        self.consumer = (consumer_factory or Consumer)({"logger": librdkafka_logger(), **conf})
+        self.consumer = (consumer_factory or Consumer)({"logger": librdkafka_logger(), "on_commit": self._on_commit,
+                                                        **conf})
         self.poll_batch = poll_batch
         self.buffer_bytes = buffer_bytes
         self._buffers: dict[tuple[str, int], PartitionBuffer] = {}
@@ -113,6 +115,10 @@ class KafkaClient:
         # Synchronous commits waiting for the poll thread, coalesced into one request per pass.
         self._commits: list[tuple[list[Any], concurrent.futures.Future[None]]] = []
         self._commits_lock = threading.Lock()
+        #: Asynchronous commit requests sent and not yet answered, oldest first: their offsets
+        #: and the callers waiting. Only the poll thread touches it.
+        self._in_flight: collections.deque[tuple[dict[tuple[str, int], int], list[tuple[list[Any], Any]]]] = \
+            collections.deque()
         self._busy = False
         #: (topic, partition) -> high watermark, refreshed by the poll thread: calling the
         #: consumer from any other thread would wait on the poll loop (see commit_offsets).
@@ -170,9 +176,10 @@ class KafkaClient:
         self._control.put(run)
         return fut.result(timeout)
 
-    def drain_control(self) -> None:
-        """Run queued control operations now (the poll loop, and waits inside rebalance callbacks)."""
-        self._flush_commits()
+    def drain_control(self, *, in_callback: bool = False) -> None:
+        """Run queued control operations now: the poll loop, and waits inside rebalance callbacks
+        (``in_callback``: commits are made synchronously there, as no poll can serve their replies)."""
+        self._flush_commits(sync=in_callback)
         while True:
             try:
                 op = self._control.get_nowait()
@@ -224,7 +231,7 @@ class KafkaClient:
         # this thread wait with it: short while data flows or commits wait, longer when idle.
         with self._commits_lock:
             waiting = bool(self._commits)
-        timeout = 0.005 if (waiting or self._busy) else 0.1
+        timeout = 0.005 if (waiting or self._busy or self._in_flight) else 0.1
         try:
             messages = self.consumer.consume(self.poll_batch, timeout)
         except Exception as exc:
@@ -344,7 +351,10 @@ class KafkaClient:
             self._commits.append((offsets, fut))
         fut.result(timeout)
 
-    def _flush_commits(self) -> None:
+    def _flush_commits(self, *, sync: bool = False) -> None:
+        """Send the commits the shard threads asked for during this pass as one request. From the
+        poll loop it is asynchronous: the poll thread goes on fetching while the broker answers,
+        and ``_on_commit`` (served by the next ``consume``) tells the waiting shard threads."""
         with self._commits_lock:
             pending, self._commits = self._commits, []
         if not pending:
@@ -355,6 +365,15 @@ class KafkaClient:
                 key = (tp.topic, tp.partition)
                 if key not in merged or tp.offset >= merged[key].offset:
                     merged[key] = tp
+        if not sync:
+            self._in_flight.append(({k: tp.offset for k, tp in merged.items()}, pending))
+            try:
+                self.consumer.commit(offsets=list(merged.values()), asynchronous=True)
+            except BaseException as exc:
+                self._in_flight.pop()
+                for _, fut in pending:
+                    fut.set_exception(exc)
+            return
         try:
             self.consumer.commit(offsets=list(merged.values()), asynchronous=False)
         except BaseException as exc:
@@ -371,6 +390,34 @@ class KafkaClient:
             return
         for _, fut in pending:
             fut.set_result(None)
+
+    def _on_commit(self, err: Any, partitions: list[Any]) -> None:
+        """librdkafka's answer to a commit request (on the poll thread). Matched to the request
+        by its offsets; an answer to another commit (a synchronous one, a mirror) matches none.
+        Requests sent before the matched one that got no answer are failed."""
+        from confluent_kafka import KafkaException
+
+        got = {(tp.topic, tp.partition): tp.offset for tp in partitions}
+        index = next((i for i, (want, _) in enumerate(self._in_flight) if want == got), None)
+        if index is None:
+            return
+        for _ in range(index):
+            _, lost = self._in_flight.popleft()
+            for _, fut in lost:
+                fut.set_exception(KafkaException(err) if err is not None else
+                                  RuntimeError("the commit request got no answer"))
+        _, pending = self._in_flight.popleft()
+        failed = {(tp.topic, tp.partition): tp.error for tp in partitions if getattr(tp, "error", None)}
+        for offsets, fut in pending:
+            if err is not None:
+                fut.set_exception(KafkaException(err))
+                continue
+            bad = next((failed[(tp.topic, tp.partition)] for tp in offsets if (tp.topic, tp.partition) in failed),
+                       None)
+            if bad is not None:
+                fut.set_exception(KafkaException(bad))
+            else:
+                fut.set_result(None)
 
 
 class KafkaRecord(Record):
@@ -492,6 +539,11 @@ class KafkaPartitionReader:
                 self._skip_through = None
             size = sum(map(len, taken))
         return Batch(records=to_records(taken), size=size)
+
+    def wake(self) -> None:
+        """Cut short a ``read`` that waits for messages (it returns what there is)."""
+        with self._buf.cond:
+            self._buf.cond.notify_all()
 
     def close(self) -> None:
         if not self._closed.is_set():
