@@ -94,3 +94,11 @@ def test_kafka_missing_topic_and_unreachable_broker(env, names, kafka_broker):
     assert r.returncode == 1 and "cannot reach Kafka at 127.0.0.1:9" in one_clear_line(r)
     r = run_cli("run", PROCESSOR, "--source", "kafka", "--application-name", names["app"], env=env)
     assert r.returncode == 2 and "--topic" in one_clear_line(r)
+
+
+def test_the_demo_runs_on_its_embedded_servers_and_hands_over(env):
+    """``./dev demo``, the README's first command: two workers, a graceful handoff, every record
+    processed (the demo exits 1 otherwise)."""
+    r = run_cli("demo", "--duration", "12", env=env, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "all shards" in r.stdout and "after the takeover" in r.stdout
