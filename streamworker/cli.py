@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="streamworker", description="KCL-style stream consumers in pure Python.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = sub.add_parser("run", help="run a RecordProcessor over a Kinesis stream")
+    run = sub.add_parser("run", help="run a RecordProcessor over a Kinesis stream or Kafka topics")
     run.add_argument("processor", nargs="?", help="MODULE:CLASS or path/to/file.py:CLASS")
     run.add_argument("--config", help="TOML file with settings (flags and STREAMWORKER_* env win)")
     run.add_argument("--properties", help="a KCL MultiLangDaemon .properties file (its executableName runs "

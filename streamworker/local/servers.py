@@ -193,7 +193,7 @@ class KafkaBroker:
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()  # tansu is stopped with SIGKILL (DESIGN.md)
+            self._proc.kill()  # tansu (memory storage) has nothing to flush: it is stopped with SIGKILL
             self._proc.wait(5)
 
     def __enter__(self) -> KafkaBroker:

@@ -1,4 +1,4 @@
-"""Local servers and worker processes for the integration tests (see DESIGN.md §4)."""
+"""Local servers and worker processes for the integration tests (started by the tests themselves)."""
 
 import json
 import os
