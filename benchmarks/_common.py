@@ -21,6 +21,21 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def read_events(path: Path, ev: str | None = None) -> list[dict[str, Any]]:
+    """The JSON-lines events a benchmark's processors logged (``ev`` picks one kind); a line cut
+    short by a process killed mid-write is skipped."""
+    out = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            if ev is None or e.get("ev") == ev:
+                out.append(e)
+    return out
+
+
 def write_results(path: str | Path, results: Any) -> Path:
     """Write a benchmark's figures as JSON (creating the folder) and say where."""
     out = Path(path)

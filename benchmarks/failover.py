@@ -14,7 +14,6 @@ graceful <= 2 s with no record processed twice; read ratio >= 0.9.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import statistics
@@ -32,25 +31,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import write_results  # noqa: E402
+from _common import read_events, write_results  # noqa: E402
 
 from streamworker import RecordProcessor, Worker, WorkerConfig  # noqa: E402
 from streamworker.local import MotoServer  # noqa: E402
 
 PROCESSOR = f"{ROOT / 'tests' / 'integration' / 'recording_processor.py'}:RecordingProcessor"
-
-
-def events(path: Path, ev: str | None = None) -> list[dict]:
-    out = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                e = json.loads(line)
-            except ValueError:
-                continue
-            if ev is None or e["ev"] == ev:
-                out.append(e)
-    return out
 
 
 def owners(ddb, table: str) -> dict[str, str | None]:
@@ -64,7 +50,7 @@ def owners(ddb, table: str) -> dict[str, str | None]:
 
 def running(log: Path, worker: str) -> set[str]:
     active: set[str] = set()
-    for e in events(log):
+    for e in read_events(log):
         if e["w"] == worker:
             if e["ev"] == "init":
                 active.add(e["shard"])
@@ -102,7 +88,7 @@ def spawn(name: str, stream: str, app: str, env: dict[str, str], log: Path, fail
 def resumed_after(log: Path, worker: str, shards: set[str], since: float) -> float | None:
     """Wall time by which ``worker`` processed a record on every shard in ``shards`` after ``since``."""
     firsts: dict[str, float] = {}
-    for e in events(log, "rec"):
+    for e in read_events(log, "rec"):
         if e["w"] == worker and e["shard"] in shards and e["t"] > since and e["shard"] not in firsts:
             firsts[e["shard"]] = e["t"]
     return max(firsts.values()) if len(firsts) == len(shards) else None
@@ -110,7 +96,7 @@ def resumed_after(log: Path, worker: str, shards: set[str], since: float) -> flo
 
 def duplicates_after(log: Path, since: float) -> int:
     seen: dict[str, list[float]] = {}
-    for e in events(log, "rec"):
+    for e in read_events(log, "rec"):
         seen.setdefault(e["data"], []).append(e["t"])
     return sum(1 for ts in seen.values() if len(ts) > 1 and max(ts) > since)
 

@@ -60,24 +60,9 @@ class Clock:
         return self.done.is_set()
 
 
-def run_raw(args: argparse.Namespace, clock: Clock) -> None:
-    from confluent_kafka import Consumer
-
-    c = Consumer({"bootstrap.servers": args.bootstrap, "group.id": args.group, "auto.offset.reset": "earliest",
-                  "enable.auto.commit": False, **GROUP_TIMING})
-    c.subscribe([args.topic])
-    while not clock.done.is_set():
-        msgs = c.consume(1000, 1.0)
-        good = [m for m in msgs if m.error() is None]
-        for m in good:
-            m.value()
-        if good:
-            c.commit(asynchronous=False)
-            clock.add(len(good))
-    c.close()
-
-
-def run_raw_async(args: argparse.Namespace, clock: Clock) -> None:
+def raw_loop(args: argparse.Namespace, clock: Clock, *, asynchronous: bool) -> None:
+    """``consume(1000)``, touch every payload, commit per batch; the asynchronous variant also
+    writes a few bytes per batch, as the user's processor does."""
     from confluent_kafka import Consumer
 
     c = Consumer({"bootstrap.servers": args.bootstrap, "group.id": args.group, "auto.offset.reset": "earliest",
@@ -90,10 +75,19 @@ def run_raw_async(args: argparse.Namespace, clock: Clock) -> None:
             for m in good:
                 m.value()
             if good:
-                out.write(f"{len(good)}\n")
-                c.commit(asynchronous=True)
+                if asynchronous:
+                    out.write(f"{len(good)}\n")
+                c.commit(asynchronous=asynchronous)
                 clock.add(len(good))
     c.close()
+
+
+def run_raw(args: argparse.Namespace, clock: Clock) -> None:
+    raw_loop(args, clock, asynchronous=False)
+
+
+def run_raw_async(args: argparse.Namespace, clock: Clock) -> None:
+    raw_loop(args, clock, asynchronous=True)
 
 
 CLI_PROCESSOR = """

@@ -29,7 +29,6 @@ Writes benchmarks/results/vs_kcl.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import statistics
@@ -49,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import write_results  # noqa: E402
+from _common import read_events, write_results  # noqa: E402
 
 from streamworker.local import MotoServer  # noqa: E402
 from streamworker.local.servers import KinesisMock  # noqa: E402
@@ -163,16 +162,7 @@ class Setting:
 
 
 def batches(path: Path) -> list[dict[str, Any]]:
-    out = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                e = json.loads(line)
-            except ValueError:
-                continue
-            if e.get("ev") == "batch":
-                out.append(e)
-    return out
+    return read_events(path, "batch")
 
 
 def wait_until(cond: Any, timeout: float, what: str) -> None:

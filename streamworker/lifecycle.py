@@ -105,6 +105,14 @@ class ShardLifecycle:
             metrics.process_seconds.labels(label), metrics.records.labels(label), metrics.bytes.labels(label))
         store: CheckpointStore = leases if metrics is None else TimedStore(leases, metrics, label)
         self.tracker = CheckpointTracker(store, lease.lease_key, self.shard_id, lease.checkpoint)
+        #: The state table: what ``step()`` does in each state (the ending states are in ``_end``).
+        self._handlers: dict[ConsumerState, Callable[[], float | None]] = {
+            ConsumerState.WAITING_ON_PARENTS: self._waiting_on_parents,
+            ConsumerState.INITIALIZING: self._initializing,
+            ConsumerState.PROCESSING: self._processing,
+            ConsumerState.SHARD_ENDING: self._shard_ending,
+            ConsumerState.HALTED: self._halted,
+        }
 
     # -- inputs (any thread) -------------------------------------------------------------------
 
@@ -130,14 +138,7 @@ class ShardLifecycle:
         if self.state == ConsumerState.DONE:
             return None
         try:
-            handler = {
-                ConsumerState.WAITING_ON_PARENTS: self._waiting_on_parents,
-                ConsumerState.INITIALIZING: self._initializing,
-                ConsumerState.PROCESSING: self._processing,
-                ConsumerState.SHARD_ENDING: self._shard_ending,
-                ConsumerState.HALTED: self._halted,
-            }[self.state]
-            return handler()
+            return self._handlers[self.state]()
         except Exception as exc:
             self._log.exception("shard consumer failed unexpectedly")
             return self._halt(f"unexpected error: {exc!r:.300}")

@@ -229,7 +229,7 @@ class Worker:
     # -- status (ops.WorkerView) ---------------------------------------------------------------------
 
     def _records_of(self, lease_key: str) -> int | None:
-        c = self._scheduler.consumer(lease_key) if hasattr(self, "_scheduler") else None
+        c = self._scheduler.consumer(lease_key)
         return c.progress.records if c is not None else None
 
     def consumers(self) -> list[ShardConsumer]:
