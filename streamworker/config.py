@@ -90,6 +90,8 @@ class WorkerConfig(BaseSettings):
     call_process_records_even_for_empty_list: bool = False
     metrics_port: int | None = Field(None, ge=0, le=65535, description="serve /metrics, /healthz, /readyz")
     metrics_host: str = "0.0.0.0"
+    gc_threshold: int | None = Field(
+        50_000, ge=1, description="streamworker run: first threshold of Python's cyclic GC (unset: the interpreter's 700)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 

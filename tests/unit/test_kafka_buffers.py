@@ -4,39 +4,15 @@ import pytest
 
 pytest.importorskip("confluent_kafka")
 
+from confluent_kafka import Message  # noqa: E402
+
 from streamworker.sources.kafka import KafkaClient, KafkaPartitionReader, to_record  # noqa: E402
 
 
-class Msg:
-    def __init__(self, topic, partition, offset, key=b"k"):
-        self._t, self._p, self._o, self._k = topic, partition, offset, key
-
-    def topic(self):
-        return self._t
-
-    def partition(self):
-        return self._p
-
-    def offset(self):
-        return self._o
-
-    def error(self):
-        return None
-
-    def key(self):
-        return self._k
-
-    def value(self):
-        return str(self._o).encode()
-
-    def __len__(self):  # as confluent_kafka.Message: the value's length
-        return len(self.value())
-
-    def headers(self):
-        return [("h", b"v")]
-
-    def timestamp(self):
-        return (1, 1_700_000_000_000)
+def Msg(topic, partition, offset, key=b"k"):  # noqa: N802 - reads as the class it stood in for
+    """A message as consume() returns it (the constructor confluent-kafka offers for tests)."""
+    return Message(topic=topic, partition=partition, offset=offset, key=key, value=str(offset).encode(),
+                   headers=[("h", b"v")], timestamp=(1, 1_700_000_000_000))
 
 
 class FakeConsumer:
