@@ -46,8 +46,7 @@ from .processor import (
 )
 from .records import ExtendedSequenceNumber, StartPosition
 from .shard_state import BatchFeed, ConsumerSettings, ConsumerState, ShardProgress
-from .sources.base import Batch, Source
-from .sources.kinesis import InvalidStartPosition
+from .sources.base import Batch, InvalidStartPosition, Source
 
 if TYPE_CHECKING:
     from .metrics import WorkerMetrics

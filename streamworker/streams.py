@@ -13,16 +13,11 @@ import botocore.exceptions
 import structlog
 
 from .coordinators.base import LeaseTableCoordinator
-from .coordinators.keys import key_prefix_of
+from .coordinators.keys import key_prefix_of, stream_name
 from .errors import SourceError
 from .sources.kinesis import KinesisSource
 
 log = structlog.get_logger("streamworker.streams")
-
-
-def stream_name(stream: str) -> str:
-    """The name of a stream given by name or ARN."""
-    return stream.rsplit("/", 1)[-1]
 
 
 class StreamTracker:

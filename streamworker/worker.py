@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
-import botocore.exceptions
 import structlog
 
 from .aio import EventLoopThread
@@ -17,10 +15,8 @@ from .builder import Clients, build, processor_name
 from .clock import Clock, SystemClock
 from .config import WorkerConfig
 from .coordinators.base import Coordinator, CoordinatorStats
-from .coordinators.kcl3 import Kcl3LeaderMode
 from .coordinators.lease import Lease
-from .coordinators.lease_table import LeaseTable
-from .errors import ConfigError, SourceError
+from .errors import ConfigError
 from .metrics import WorkerMetrics
 from .ops.hangs import HangDetector
 from .ops.server import OpsServer
@@ -29,8 +25,13 @@ from .scheduler import Scheduler
 from .shard_consumer import ShardConsumer
 from .shard_state import ConsumerState
 from .sources.base import Source
-from .sources.kafka import KafkaClient
-from .sources.kinesis import KinesisSource, ReaderStats
+
+if TYPE_CHECKING:
+    import boto3
+
+    from .coordinators.lease_table import LeaseTable
+    from .kafka.client import KafkaClient
+    from .sources.kinesis import KinesisSource, ReaderStats
 
 __all__ = ["ProcessorFactory", "ShardStatus", "Worker"]
 
@@ -140,22 +141,10 @@ class Worker:
 
     def start(self) -> None:
         """Check the stream, create the lease table if needed, create leases, start threads.
-        Raises SourceError for a missing stream or unreachable endpoint."""
+        Raises SourceError for a missing stream or topic, an unreachable endpoint, or a lease
+        table that cannot be created or is run by KCL 3 in leader mode."""
         for check in self._parts.start_checks:
             check()
-        table = self.table
-        if table is not None:
-            try:
-                table.ensure_table()
-            except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError):
-                raise SourceError(f"cannot reach DynamoDB at {table.client.meta.endpoint_url}") from None
-            except botocore.exceptions.ClientError as exc:
-                raise SourceError(f"lease table {table.table_name!r}: {exc}") from None
-            if self._parts.kcl3 is not None:
-                try:
-                    self._parts.kcl3.check()
-                except Kcl3LeaderMode as exc:
-                    raise SourceError(str(exc)) from None
         self.sync_shards()
         self._log.info("worker started", source=self.config.source, coordinator=self.config.coordinator_kind,
                        failover_time=self.config.failover_time)
@@ -242,7 +231,7 @@ class Worker:
         return self.coordinator.stats
 
     def kafka_lag(self, consumer: ShardConsumer) -> int | None:
-        """Records of the partition not yet processed (see ``ops.lag``); None for Kinesis."""
+        """Records of the partition not yet processed (see ``kafka.lag``); None for Kinesis."""
         return self._parts.lag(consumer)
 
     def reader_stats(self) -> ReaderStats | None:

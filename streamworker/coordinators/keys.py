@@ -51,3 +51,8 @@ def parse_kafka_key(lease_key: str) -> tuple[str, int] | None:
 def topic_of(lease_key: str) -> str:
     """The topic of a Kafka lease key."""
     return lease_key.rpartition(":")[0]
+
+
+def stream_name(stream: str) -> str:
+    """The name of a stream given by name or ARN."""
+    return stream.rsplit("/", 1)[-1]

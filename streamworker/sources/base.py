@@ -5,12 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..errors import SourceError
 from ..processor import ChildShard
 from ..records import Record, StartPosition
 
 
 class StopReading(Exception):
     """A reader was closed while it waited."""
+
+
+class InvalidStartPosition(SourceError):
+    """The source refused the position to read from (e.g. a checkpoint that is not a sequence
+    number of this shard): the lease row needs fixing."""
 
 
 @dataclass(frozen=True)

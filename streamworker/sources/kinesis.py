@@ -18,7 +18,7 @@ from ..clock import Clock, SystemClock
 from ..errors import SourceError
 from ..processor import ChildShard
 from ..records import ExtendedSequenceNumber, Record, StartPosition
-from .base import Batch, ShardInfo, StopReading
+from .base import Batch, InvalidStartPosition, ShardInfo, StopReading
 
 log = structlog.get_logger("streamworker.kinesis")
 
@@ -78,11 +78,6 @@ class ReaderStats:
 
 class MalformedReply(Exception):
     """A 200 reply that is not a whole response: retried, never taken as the end of a shard."""
-
-
-class InvalidStartPosition(SourceError):
-    """Kinesis refused the position to read from (e.g. a checkpoint that is not a sequence number
-    of this shard): the lease row needs fixing."""
 
 
 def shard_closed(client: Any, stream: str, shard_id: str) -> bool | None:

@@ -6,7 +6,9 @@ pytest.importorskip("confluent_kafka")
 
 from confluent_kafka import Message  # noqa: E402
 
-from streamworker.sources.kafka import KafkaClient, KafkaPartitionReader, to_record  # noqa: E402
+from streamworker.kafka.buffers import KafkaPartitionReader  # noqa: E402
+from streamworker.kafka.client import KafkaClient  # noqa: E402
+from streamworker.kafka.records import to_record  # noqa: E402
 
 
 def Msg(topic, partition, offset, key=b"k"):  # noqa: N802 - reads as the class it stood in for

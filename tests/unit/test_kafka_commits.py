@@ -1,13 +1,12 @@
 """Checkpoint commits from the poll loop: asynchronous requests, answered through on_commit."""
 
-import concurrent.futures
 
 import pytest
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 from confluent_kafka import KafkaError, KafkaException, TopicPartition  # noqa: E402
 
-from streamworker.sources.kafka import KafkaClient  # noqa: E402
+from streamworker.kafka.client import KafkaClient  # noqa: E402
 
 
 class CommitRecorder:
@@ -21,9 +20,7 @@ class CommitRecorder:
 
 def ask(client, *offsets):
     """What a shard thread's checkpoint queues for the poll thread."""
-    fut = concurrent.futures.Future()
-    client._commits.append(([TopicPartition(t, p, o) for t, p, o in offsets], fut))
-    return fut
+    return client.commits.ask([TopicPartition(t, p, o) for t, p, o in offsets])
 
 
 class Answered:
@@ -34,7 +31,7 @@ class Answered:
 
 
 def answer(client, *offsets, err=None, bad=()):
-    client._on_commit(err, [Answered(t, p, o, KafkaError(KafkaError.OFFSET_METADATA_TOO_LARGE)
+    client.commits.on_commit(err, [Answered(t, p, o, KafkaError(KafkaError.OFFSET_METADATA_TOO_LARGE)
                                      if (t, p) in bad else None) for t, p, o in offsets])
 
 

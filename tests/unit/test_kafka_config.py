@@ -1,8 +1,8 @@
 import pytest
 
-from streamworker.builder import kafka_conf
 from streamworker.config import WorkerConfig
 from streamworker.errors import ConfigError
+from streamworker.kafka.conf import kafka_conf
 
 
 def kcfg(**kw):
@@ -54,7 +54,7 @@ def test_kafka_settings_are_validated(flags, message):
 
 def test_failover_time_is_the_group_session_timeout_unless_x_sets_it():
     """Issue 12: failover_time used to be logged and used nowhere on Kafka (librdkafka's 45 s)."""
-    from streamworker.builder import kafka_conf
+    from streamworker.kafka.conf import kafka_conf
 
     base = {"source": "kafka", "topics": ["t"], "bootstrap_servers": "b:1", "application_name": "app"}
     conf = kafka_conf(WorkerConfig.load(base))

@@ -5,7 +5,7 @@ import pytest
 confluent_kafka = pytest.importorskip("confluent_kafka")
 from confluent_kafka import KafkaError, Message  # noqa: E402
 
-from streamworker.sources.kafka import KafkaClient  # noqa: E402
+from streamworker.kafka.client import KafkaClient  # noqa: E402
 
 
 class Batches:

@@ -8,7 +8,7 @@ from ..coordinators.keys import parse_kafka_key
 
 if TYPE_CHECKING:
     from ..shard_consumer import ShardConsumer
-    from ..sources.kafka import KafkaClient
+    from .client import KafkaClient
 
 
 def kafka_lag(kafka: KafkaClient, consumer: ShardConsumer) -> int | None:

@@ -18,12 +18,12 @@ from typing import Any
 import structlog
 
 from ..clock import Clock, SystemClock
+from ..coordinators.base import CoordinatorStats, LeaseListener
+from ..coordinators.lease import Lease
 from ..errors import CheckpointThrottledError, LeaseLostError
 from ..freeze import FreezeDetector
 from ..records import ExtendedSequenceNumber, InitialPosition, StartPosition
-from ..sources.kafka import KafkaSource, parse_shard, shard_key, start_offset
-from .base import CoordinatorStats, LeaseListener
-from .lease import Lease
+from .source import KafkaSource, parse_shard, shard_key, start_offset
 
 log = structlog.get_logger("streamworker.kafka_group")
 

@@ -1,0 +1,313 @@
+"""The worker's one confluent-kafka Consumer and the poll thread that owns it.
+
+The poll thread calls ``consume(n)`` and routes the messages into a bounded buffer per
+partition (``buffers.py``), which the partition's shard thread reads itself. A partition whose
+buffer is full is paused (the poll loop keeps running, so ``max.poll.interval.ms`` is never
+exceeded) and resumed with a seek to the next offset once its processor has caught up. Every
+other use of the consumer (assign, pause, resume, seek, commits, metadata) runs on this thread
+between two ``consume`` calls, queued through ``call_on_poll_thread`` or the ``CommitQueue``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import structlog
+
+from ..clock import Clock, SystemClock
+from ..coordinators.keys import kafka_key
+from ..errors import ConfigError
+from .buffers import PartitionBuffer
+from .commits import CommitQueue
+
+log = structlog.get_logger("streamworker.kafka")
+T = TypeVar("T")
+
+
+class _ToStructlog(logging.Handler):
+    """librdkafka's own log lines, at DEBUG: what matters surfaces as consume() errors and as
+    streamworker's own messages, and a refused connection must not flood stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log.debug("librdkafka", message=record.getMessage())
+
+
+def librdkafka_logger() -> logging.Logger:
+    logger = logging.getLogger("streamworker.librdkafka")
+    if not logger.handlers:
+        logger.addHandler(_ToStructlog())
+        logger.propagate = False
+        logger.setLevel(logging.DEBUG)
+    return logger
+
+
+class KafkaClient:
+    """The worker's one Consumer and its poll thread."""
+
+    def __init__(self, conf: dict[str, Any], *, poll_batch: int = 1000, buffer_bytes: int = 4 << 20,
+                 consumer_factory: Callable[[dict[str, Any]], Any] | None = None, clock: Clock | None = None) -> None:
+        try:
+            from confluent_kafka import Consumer
+        except ImportError:
+            raise ConfigError("the Kafka source needs confluent-kafka: pip install 'streamworker[kafka]'") from None
+
+        self.conf = conf
+        self.clock = clock or SystemClock()
+        self.commits = CommitQueue()
+        self.consumer = (consumer_factory or Consumer)({"logger": librdkafka_logger(),
+                                                        "on_commit": self.commits.on_commit, **conf})
+        self.poll_batch = poll_batch
+        self.buffer_bytes = buffer_bytes
+        self._buffers: dict[tuple[str, int], PartitionBuffer] = {}
+        self._lock = threading.Lock()
+        self._control: queue.Queue[Callable[[], None]] = queue.Queue()
+        self._busy = False
+        #: (topic, partition) -> high watermark, refreshed by the poll thread: calling the
+        #: consumer from any other thread would wait on the poll loop (see commit_offsets).
+        self.high_watermarks: dict[tuple[str, int], int] = {}
+        self.low_watermarks: dict[tuple[str, int], int] = {}
+        self._watermarks_at = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.errors: int = 0
+
+    # -- buffers ---------------------------------------------------------------------------
+
+    def open_buffer(self, topic: str, partition: int, next_offset: int | None = None) -> PartitionBuffer:
+        with self._lock:
+            buf = self._buffers.get((topic, partition))
+            if buf is None or buf.closed:
+                buf = PartitionBuffer(topic, partition, self.buffer_bytes, next_offset=next_offset)
+                self._buffers[(topic, partition)] = buf
+            return buf
+
+    def close_buffer(self, topic: str, partition: int) -> None:
+        with self._lock:
+            buf = self._buffers.pop((topic, partition), None)
+        if buf is not None:
+            with buf.cond:
+                buf.closed = True
+                buf.chunks.clear()
+                buf.size = 0
+                buf.cond.notify_all()
+
+    def buffer(self, topic: str, partition: int) -> PartitionBuffer | None:
+        with self._lock:
+            return self._buffers.get((topic, partition))
+
+    # -- the poll thread ---------------------------------------------------------------------
+
+    def call_on_poll_thread(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` between two ``consume`` calls (assign, pause, resume, seek)."""
+        self._control.put(fn)
+
+    def run_on_poll_thread(self, fn: Callable[[], T], timeout: float = 30.0) -> T:
+        """Run ``fn`` on the poll thread and return its result. A synchronous commit made from any
+        other thread would wait until the poll thread leaves ``consume()``; here it does not."""
+        if threading.current_thread() is self._thread or self._thread is None or not self._thread.is_alive():
+            return fn()
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn())
+                except BaseException as exc:
+                    fut.set_exception(exc)
+
+        self._control.put(run)
+        return fut.result(timeout)
+
+    def drain_control(self, *, in_callback: bool = False) -> None:
+        """Run queued control operations now: the poll loop, and waits inside rebalance callbacks
+        (``in_callback``: commits are made synchronously there, as no poll can serve their replies)."""
+        self.commits.flush(self.consumer, sync=in_callback)
+        while True:
+            try:
+                op = self._control.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                op()
+            except Exception:
+                log.exception("kafka control operation failed")
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="kafka-poll", daemon=True)
+        self._thread.start()
+
+    def health(self) -> tuple[bool, str]:
+        """False when the poll thread has died while the client should be running."""
+        if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
+            return False, "the Kafka poll thread has stopped"
+        return True, "ok"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        try:
+            self.consumer.close()
+        except Exception as exc:  # closing a consumer whose broker is gone must not hang shutdown
+            log.warning("kafka consumer close failed", error=str(exc))
+        with self._lock:
+            buffers = list(self._buffers.values())
+        for buf in buffers:
+            self.close_buffer(buf.topic, buf.partition)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._poll_once()
+            except Exception:  # the poll thread must never die silently: that stalls every shard
+                self.errors += 1
+                log.exception("kafka poll loop failed; continuing")
+                self._stop.wait(0.5)
+
+    def _poll_once(self) -> None:
+        from confluent_kafka import KafkaError, Message
+
+        self.drain_control()
+        self._refresh_watermarks()
+        # consume() waits its whole timeout unless a full batch is ready, and commits queued for
+        # this thread wait with it: short while data flows or commits wait, longer when idle.
+        timeout = 0.005 if (self._busy or self.commits.pending) else 0.1
+        try:
+            messages = self.consumer.consume(self.poll_batch, timeout)
+        except Exception as exc:
+            self.errors += 1
+            log.warning("kafka consume failed; retrying", error=str(exc))
+            self._stop.wait(0.5)
+            return
+        self._busy = bool(messages)
+        errors = list(map(Message.error, messages))
+        if errors.count(None) != len(errors):  # rare: log what is not a message
+            for err in errors:
+                if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                    self.errors += 1
+                    log.warning("kafka error", error=str(err), fatal=err.fatal())
+            messages = [m for m, err in zip(messages, errors, strict=True) if err is None]
+        for key, batch in self._by_partition(messages):
+            self._route(key, batch)
+
+    def _by_partition(self, messages: list[Any]) -> Iterator[tuple[tuple[str, int], list[Any]]]:
+        """Messages grouped per partition, each group in consume() order.
+
+        consume() returns runs per partition, often one run a call: find the run boundaries from
+        one list of partition numbers, pairing them with topics only when several came. Each pass
+        over the messages maps a C method (~20 ns a message; itertools.groupby with a
+        methodcaller took ~100)."""
+        from confluent_kafka import Message
+
+        if not messages:
+            return
+        parts: list[Any] = list(map(Message.partition, messages))
+        topics: set[Any] = set(map(Message.topic, messages))
+        one_topic = len(topics) == 1
+        if one_topic and parts.count(parts[0]) == len(parts):
+            yield (topics.pop(), parts[0]), messages
+            return
+        keys: list[Any] = parts if one_topic else [(m.topic(), p) for m, p in zip(messages, parts, strict=True)]
+        groups: dict[Any, list[Any]] = {}
+        start = 0
+        for i in [i for i in range(1, len(keys)) if keys[i] != keys[i - 1]] + [len(keys)]:
+            run = messages[start:i]
+            if keys[start] in groups:
+                groups[keys[start]].extend(run)
+            else:
+                groups[keys[start]] = run
+            start = i
+        for key, batch in groups.items():
+            yield ((batch[0].topic(), key) if one_topic else key), batch
+
+    def _route(self, key: tuple[str, int], batch: list[Any]) -> None:
+        """Hand one partition's messages to its buffer; pause the partition when the buffer is full."""
+        buf = self.buffer(*key)
+        if buf is None:
+            return  # a partition no longer ours: its new owner reads from the commit
+        with buf.cond:
+            nxt = buf.next_offset
+            if nxt is not None and batch[0].offset() < nxt:
+                batch = [m for m in batch if m.offset() >= nxt]  # re-fetched after a resume
+                if not batch:
+                    return
+            size = sum(map(len, batch))  # len(Message): its value's length
+            buf.chunks.append((batch, size))
+            buf.size += size + 64 * len(batch)
+            buf.next_offset = batch[-1].offset() + 1
+            buf.cond.notify_all()
+            full = buf.size >= buf.capacity and not buf.paused
+            if full:
+                buf.paused = True
+        if full:
+            self._pause(buf)
+
+    def _refresh_watermarks(self) -> None:
+        now = self.clock.monotonic()
+        if now - self._watermarks_at < 1.0:
+            return
+        self._watermarks_at = now
+        from confluent_kafka import TopicPartition
+
+        with self._lock:
+            keys = list(self._buffers)
+        for topic, partition in keys:
+            try:
+                _low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            except Exception:
+                continue
+            if high is not None and high >= 0:
+                self.high_watermarks[(topic, partition)] = int(high)
+                if _low is not None and _low >= 0:
+                    self.low_watermarks[(topic, partition)] = int(_low)
+
+    def _pause(self, buf: PartitionBuffer) -> None:
+        from confluent_kafka import TopicPartition
+
+        try:
+            self.consumer.pause([TopicPartition(buf.topic, buf.partition)])
+        except Exception as exc:
+            log.warning("pause failed", shard_id=kafka_key(buf.topic, buf.partition), error=str(exc))
+
+    def request_resume(self, buf: PartitionBuffer) -> None:
+        from confluent_kafka import TopicPartition
+
+        def resume() -> None:
+            with buf.cond:
+                if not buf.paused or buf.closed:
+                    return
+                buf.paused = False
+                nxt = buf.next_offset
+            tp = TopicPartition(buf.topic, buf.partition)
+            try:
+                self.consumer.resume([tp])
+                if nxt is not None:
+                    # Fetching restarts exactly after the last buffered message.
+                    self.consumer.seek(TopicPartition(buf.topic, buf.partition, nxt))
+            except Exception as exc:
+                log.warning("resume failed", shard_id=kafka_key(buf.topic, buf.partition), error=str(exc))
+
+        self.call_on_poll_thread(resume)
+
+    # -- commits -----------------------------------------------------------------------------
+
+    def commit(self, topic: str, partition: int, next_offset: int, *, asynchronous: bool = False) -> None:
+        from confluent_kafka import TopicPartition
+
+        self.commit_offsets([TopicPartition(topic, partition, next_offset)], asynchronous=asynchronous)
+
+    def commit_offsets(self, offsets: list[Any], *, asynchronous: bool = False, timeout: float = 30.0) -> None:
+        """Commit on the poll thread (see ``CommitQueue``); synchronous commits return once the
+        broker answered."""
+        if asynchronous:
+            self.call_on_poll_thread(lambda: self.consumer.commit(offsets=offsets, asynchronous=True))
+            return
+        if threading.current_thread() is self._thread or self._thread is None or not self._thread.is_alive():
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+            return
+        self.commits.ask(offsets).result(timeout)
