@@ -22,7 +22,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
@@ -44,7 +43,8 @@ from .processor import (
     ShardEndedInput,
     ShutdownRequestedInput,
 )
-from .records import ExtendedSequenceNumber, StartPosition
+from .processor_calls import CallFailed, ProcessorCall, attempt
+from .records import StartPosition
 from .shard_state import BatchFeed, ConsumerSettings, ConsumerState, ShardProgress
 from .sources.base import Batch, InvalidStartPosition, Source
 
@@ -52,24 +52,6 @@ if TYPE_CHECKING:
     from .metrics import WorkerMetrics
 
 log = structlog.get_logger("streamworker.shard")
-
-
-@dataclass
-class _Call:
-    """A processor call being retried: what, how, and its attempts so far."""
-
-    what: str
-    run: Callable[[], object]
-    attempt: int = 0
-    backoff: Backoff | None = None
-    #: For process_records: the batch and the delivery bound before it (undone if it fails).
-    batch: Batch | None = None
-    previous: ExtendedSequenceNumber | None = None
-    started: float = 0.0
-
-
-class _Failed(Exception):
-    """A retried call used up its attempts (or was interrupted between them)."""
 
 
 class ShardLifecycle:
@@ -91,7 +73,7 @@ class ShardLifecycle:
         self._lost = threading.Event()
         self._shutdown = threading.Event()
         self._initialized = False  # the ending calls go only to an initialized processor
-        self._call: _Call | None = None
+        self._call: ProcessorCall | None = None
         #: The exception of the processor call that used up its retries, if one did.
         self.last_failure: BaseException | None = None
         self._waited_for_parents = False
@@ -167,10 +149,10 @@ class ShardLifecycle:
         if self._call is None:
             init = InitializationInput(shard_id=self.shard_id, extended_sequence_number=self.lease.checkpoint,
                                        pending_checkpoint=self.lease.pending_checkpoint, stream=self.stream)
-            self._call = _Call("initialize", lambda: self._invoke(self.processor.initialize, init))
+            self._call = ProcessorCall("initialize", lambda: self._invoke(self.processor.initialize, init))
         try:
             wait = self._attempt(self._call)
-        except _Failed as failed:
+        except CallFailed as failed:
             return self._halt(f"processor initialize failed: {failed.__cause__!r:.300}", call_processor=True)
         if wait is not None:
             return wait
@@ -212,7 +194,7 @@ class ShardLifecycle:
             self._call = None
             self._log.warning("checkpoint inside process_records refused", error=str(exc))
             return self._end("lease lost")
-        except _Failed as failed:
+        except CallFailed as failed:
             self._call = None
             if self._dead_letter(call.batch, failed.__cause__ or failed):
                 return self._after_batch(call.batch)
@@ -349,47 +331,38 @@ class ShardLifecycle:
     def _interrupted(self) -> bool:
         return self._shutdown.is_set() or self._lease_gone()
 
-    def _attempt(self, call: _Call) -> float | None:
-        """One attempt of a retried processor call: None when it succeeded, else the seconds until
-        the next attempt. Raises _Failed when the attempts are used up or the shard was
-        interrupted while waiting for one; LeaseLostError passes through."""
-        if call.attempt > 0 and self._interrupted():
-            raise _Failed(call.what)
-        try:
-            self.current_call = (call.what, self.clock.monotonic())
-            try:
-                call.run()
-            finally:
-                self.current_call = None
-            return None
-        except LeaseLostError:
-            raise
-        except Exception as exc:  # incl. a checkpoint that failed for a transient reason
-            call.attempt += 1
-            self.progress.failures += 1
-            if self.metrics is not None:
-                self.metrics.processor_failures.labels(self.label).inc()
-            if call.attempt > self.settings.processor_retries:
-                self.last_failure = exc
-                self._log.error(f"processor {call.what} failed; shard halted with its checkpoint kept",
-                                attempts=call.attempt, error=repr(exc), exc_info=True)
-                raise _Failed(call.what) from exc
-            if call.backoff is None:  # made on the first failure: seeding a Random is not free
-                call.backoff = Backoff(base=self.settings.retry_backoff, cap=10.0,
-                                       floor=self.settings.retry_backoff / 2)
-            delay = call.backoff.next_delay()
+    def _attempt(self, call: ProcessorCall) -> float | None:
+        """One attempt of ``call`` (see ``processor_calls.attempt``), counted in the shard's progress."""
+        return attempt(call, self, retries=self.settings.processor_retries, backoff=self.settings.retry_backoff)
+
+    # the CallSite protocol of processor_calls
+
+    def interrupted(self) -> bool:
+        return self._interrupted()
+
+    def call_started(self, what: str | None) -> None:
+        self.current_call = None if what is None else (what, self.clock.monotonic())
+
+    def call_failed(self, call: ProcessorCall, exc: Exception, final: bool, delay: float) -> None:
+        self.progress.failures += 1
+        if self.metrics is not None:
+            self.metrics.processor_failures.labels(self.label).inc()
+        if final:
+            self.last_failure = exc
+            self._log.error(f"processor {call.what} failed; shard halted with its checkpoint kept",
+                            attempts=call.attempt, error=repr(exc), exc_info=True)
+        else:
             self._log.warning(f"processor {call.what} raised; retrying the same records",
                               attempt=call.attempt, retry_in=round(delay, 2), error=repr(exc))
-            return delay
 
-    def _deliver(self, batch: Batch) -> _Call:
+    def _deliver(self, batch: Batch) -> ProcessorCall:
         previous = self.tracker.largest_permitted
         if batch.records:
             previous = self.tracker.delivered(batch.records[-1].extended_sequence_number)
         pri = ProcessRecordsInput(records=batch.records, checkpointer=self.tracker.checkpointer,
                                   shard_id=self.shard_id, millis_behind_latest=batch.millis_behind_latest,
                                   is_at_shard_end=batch.shard_end, child_shards=batch.child_shards)
-        return _Call("process_records", lambda: self._invoke(self.processor.process_records, pri), batch=batch,
+        return ProcessorCall("process_records", lambda: self._invoke(self.processor.process_records, pri), batch=batch,
                      previous=previous, started=time.perf_counter())
 
     def _count(self, batch: Batch, started: float) -> None:

@@ -12,12 +12,10 @@ cycle backs off; a table that refuses us (access denied) or is gone stops the wo
 
 from __future__ import annotations
 
-import functools
 import random
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
@@ -25,42 +23,23 @@ import structlog
 from ..backoff import Backoff
 from ..clock import Clock, SystemClock
 from ..errors import CheckpointThrottledError, LeaseLostError
-from ..records import TRIM_HORIZON, ExtendedSequenceNumber, InitialPosition
-from ..sources.base import ShardInfo
-from .balancing import ExpiryTracker, eligible, parents_complete, plan_takes
+from ..records import ExtendedSequenceNumber
+from .balancing import ExpiryTracker, parents_complete
 from .base import CoordinatorStats, LeaseListener
-from .cleanup import consumed_by_children, finished_leases_to_delete
-from .lease import Lease, MalformedLease, key_prefix_of, stream_of
+from .lease import Lease, MalformedLease, key_prefix_of
+from .lease_creation import LeaseCreation
+from .lease_state import HeldLease
 from .lease_table import LeaseConflict, LeaseTable, LeaseTableFatal, LeaseTableUnavailable
+from .renewal import Renewal
+from .taking import TakeCycle
 
 log = structlog.get_logger("streamworker.coordinator")
 
-#: A holder stops using a lease this fraction of the failover time after its last successful
-#: write, so it has stopped before any observer (who waits the full failover time) can take it.
-VALIDITY_FRACTION = 0.8
-#: A lease written (checkpointed) this recently, as a fraction of the renew interval, is not
-#: renewed again: busy shards that checkpoint often cost no renewal writes at all.
-RENEW_SLACK = 0.95
-#: ...but its records/s is still written every this many renew intervals.
-RATE_REFRESH = 6
-#: Concurrent lease-table writes when a take cycle takes or steals many leases.
-PARALLEL_WRITES = 8
-#: Renewals in flight at once (KCL's maxLeaseRenewalThreads).
-RENEW_THREADS = 20
 
-
-@dataclass
-class _Held:
-    lease: Lease
-    last_renewed: float
-    handing_off: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    #: (records processed, when) at the last records/s measurement.
-    rate_mark: tuple[int, float] | None = None
-
-
-class DynamoDBCoordinator:
-    """Lease management against one lease table, for one worker."""
+class DynamoDBCoordinator(LeaseCreation, Renewal, TakeCycle):
+    """Lease management against one lease table, for one worker. Its parts: ``lease_creation``
+    (leases for new shards), ``renewal`` (the renewer thread's cycle), ``taking`` (the taker
+    thread's cycle); the state they share is declared in ``lease_state``."""
 
     def __init__(
         self,
@@ -101,7 +80,7 @@ class DynamoDBCoordinator:
         #: Called after each successful checkpoint (Kafka: mirror to the committed offsets).
         self.checkpoint_mirror = checkpoint_mirror
         self._rng = rng or random.Random()
-        self._held: dict[str, _Held] = {}
+        self._held: dict[str, HeldLease] = {}
         self._held_lock = threading.Lock()
         self._tracker = ExpiryTracker(failover_time)
         self._taking = True
@@ -219,86 +198,7 @@ class DynamoDBCoordinator:
                 return False, f"no lease {kind} cycle completed for {now - at:.0f} s (last error: {why})"
         return True, "ok"
 
-    # -- lease creation --------------------------------------------------------------------
-
-    def ensure_leases(self, shards: Iterable[ShardInfo], initial_position: InitialPosition,
-                      prefix: str | None = None, leases: list[Lease] | None = None) -> list[str]:
-        """Create a lease for every shard that has none. Children of leased shards start at
-        TRIM_HORIZON (nothing of theirs may be skipped); with LATEST, closed shards are skipped.
-        ``prefix`` is the stream's ``account:stream:creationEpoch:`` in a multi-stream table;
-        ``leases`` a scan of the table already made (else one is made)."""
-        ours = self.own_leases(self.table.list_leases() if leases is None else leases)
-        prefix = self.key_prefix if prefix is None else prefix
-        existing = {lease.shard_id for lease in ours if lease.lease_key == prefix + lease.shard_id}
-        # A closed shard whose child has a lease was finished (its own lease may be cleaned up).
-        done = consumed_by_children(ours, prefix)
-        shards = list(shards)
-        wanted = [
-            s for s in shards if s.shard_id not in existing
-            and (s.is_open or (s.shard_id not in done and initial_position != InitialPosition.LATEST))
-        ]
-        planned = existing | {s.shard_id for s in wanted}
-        created: list[str] = []
-        for s in wanted:
-            start = TRIM_HORIZON if any(p in planned for p in s.parent_shard_ids) else initial_position.value
-            lease = Lease(
-                lease_key=prefix + s.shard_id,
-                checkpoint=ExtendedSequenceNumber(start),
-                parent_shard_ids=frozenset(s.parent_shard_ids),
-                starting_hash_key=s.starting_hash_key,
-                ending_hash_key=s.ending_hash_key,
-            )
-            if self.table.create_if_absent(lease):
-                created.append(s.shard_id)
-        if created:
-            self._log.info("created leases", leases=sorted(created))
-        return created
-
-    def clean_finished(self, leases: Iterable[Lease]) -> list[str]:
-        """Delete this worker's streams' SHARD_END leases that their children have taken over
-        (each conditional on the counter seen). Returns the keys deleted."""
-        deleted = [le.lease_key for le in finished_leases_to_delete(self.own_leases(leases))
-                   if self.table.delete(le.lease_key, le.lease_counter)]
-        if deleted:
-            self._log.info("deleted finished leases (their children took over)", leases=sorted(deleted))
-        return deleted
-
-    def own_leases(self, leases: Iterable[Lease]) -> list[Lease]:
-        """This stream's leases. In a KCL multi-stream table, other streams' leases are left alone
-        and this stream's key prefix is adopted for the leases we create. A multi-stream worker
-        (``streams`` set) owns the leases of the streams it currently consumes, by key prefix: a
-        re-created stream's old leases are not its own."""
-        out: list[Lease] = []
-        if self.streams is not None:
-            return [le for le in leases if key_prefix_of(le.lease_key) in self.streams]
-        for lease in leases:
-            stream = stream_of(lease.lease_key)
-            if stream is None:
-                out.append(lease)
-            elif self.stream_name is not None and stream == self.stream_name:
-                if not self.key_prefix:
-                    self.key_prefix = lease.lease_key[: -len(lease.shard_id)]
-                    self._log.info("continuing a KCL multi-stream lease table", prefix=self.key_prefix)
-                out.append(lease)
-        return out
-
-    def ensure_child_leases(self, children: Iterable[tuple[str, tuple[str, ...]]], parent_key: str) -> None:
-        """Leases for a closed shard's children, in the parent lease's stream."""
-        prefix = key_prefix_of(parent_key)
-        for child_id, parents in children:
-            self.table.create_if_absent(Lease(
-                lease_key=prefix + child_id, checkpoint=ExtendedSequenceNumber(TRIM_HORIZON),
-                parent_shard_ids=frozenset(parents)))
-
     # -- queries ---------------------------------------------------------------------------
-
-    def held_keys(self) -> list[str]:
-        with self._held_lock:
-            return sorted(self._held)
-
-    def _valid(self, h: _Held, now: float | None = None) -> bool:
-        now = self.clock.monotonic() if now is None else now
-        return now - h.last_renewed < self.failover_time * VALIDITY_FRACTION
 
     def is_held(self, lease_key: str) -> bool:
         """True while this worker may process the shard (it renewed the lease recently enough)."""
@@ -332,7 +232,7 @@ class DynamoDBCoordinator:
             self._log.warning("lease lost", shard_id=h.lease.shard_id, lease_key=lease_key, reason=why)
             self.listener.lease_lost(lease_key)
 
-    def _resolve_conflict(self, h: _Held) -> bool:
+    def _resolve_conflict(self, h: HeldLease) -> bool:
         """After a failed conditional write: True if we still hold the lease (and ``h`` is
         refreshed), False if it is gone. Must be called with ``h.lock`` held."""
         try:
@@ -351,7 +251,7 @@ class DynamoDBCoordinator:
             return True
         return False
 
-    def _begin_handoff(self, h: _Held, current: Lease) -> None:
+    def _begin_handoff(self, h: HeldLease, current: Lease) -> None:
         """Another worker asked for this lease: keep it as checkpoint owner until the consumer
         has finished, and tell the consumer (once). Must be called with ``h.lock`` held."""
         newly = not h.handing_off
@@ -359,208 +259,6 @@ class DynamoDBCoordinator:
         if newly:
             self._log.info("lease handoff requested", shard_id=current.shard_id, to=current.lease_owner)
             self.listener.handoff_requested(current.lease_key)
-
-    def renew_all(self) -> bool:
-        """Renew every lease that is due, in parallel; return True if a transient failure asks
-        for a quick retry. Raises LeaseTableFatal when the table refuses us or is gone."""
-        with self._held_lock:
-            held = list(self._held.items())
-        due: list[tuple[str, _Held, float]] = []
-        for key, h in held:
-            if not self._valid(h):
-                self._drop(key, f"not renewed within {self.failover_time * VALIDITY_FRACTION:.1f} s "
-                                "(80 % of the failover time)")
-                continue
-            now = self.clock.monotonic()
-            if now - h.last_renewed < self.renew_interval * RENEW_SLACK and not self._rate_stale(h, now):
-                continue  # a checkpoint wrote the lease recently: that write renewed it
-            due.append((key, h, now))
-        if len(due) <= 1:
-            return any([self._renew_one(*d) for d in due])
-        if self._renew_pool is None:
-            self._renew_pool = ThreadPoolExecutor(RENEW_THREADS, thread_name_prefix="lease-renew")
-        futures = [self._renew_pool.submit(self._renew_one, *d) for d in due]
-        return any([f.result() for f in futures])  # all of them, so a fatal error surfaces
-
-    def _renew_one(self, key: str, h: _Held, started: float) -> bool:
-        """Renew one lease; True if it failed transiently (kept, retried soon)."""
-        with h.lock:
-            if self._held.get(key) is not h:
-                return False  # released or lost meanwhile
-            try:
-                for _ in range(2):
-                    try:
-                        h.lease = self.table.renew(key, h.lease.lease_counter, self.worker_id,
-                                                   as_checkpoint_owner=h.handing_off,
-                                                   records_per_second=self._rate(key, h, started))
-                        h.last_renewed = started
-                        return False
-                    except LeaseConflict:
-                        if not self._resolve_conflict(h):
-                            raise
-            except LeaseConflict:
-                pass
-            except LeaseTableUnavailable as exc:
-                with self._held_lock:
-                    self.stats.renew_failures += 1
-                self._last_error["renew"] = str(exc)
-                self._log.warning("lease renewal failed; keeping the lease and retrying",
-                                  shard_id=h.lease.shard_id, error=str(exc))
-                return True
-        self._drop(key, "taken by another worker (its counter moved)")
-        return False
-
-    def next_renewal(self) -> float:
-        """When the next held lease falls due for renewal (a renewal per lease every
-        failover/3 since its last successful write, KCL's rate)."""
-        with self._held_lock:
-            marks = [h.last_renewed for h in self._held.values()]
-        now = self.clock.monotonic()
-        due = min(marks, default=now) + self.renew_interval
-        return max(due, now + self.renew_interval * (1 - RENEW_SLACK))
-
-    def _rate_stale(self, h: _Held, now: float) -> bool:
-        """Records/s is refreshed at least every RATE_REFRESH renew intervals."""
-        if self.records_of is None:
-            return False
-        return h.rate_mark is None or now - h.rate_mark[1] >= self.renew_interval * RATE_REFRESH
-
-    def _rate(self, key: str, h: _Held, now: float) -> float | None:
-        """Records/s on this lease since the last measurement, or None when unknown."""
-        if self.records_of is None:
-            return None
-        done = self.records_of(key)
-        if done is None:
-            return None
-        mark, h.rate_mark = h.rate_mark, (done, now)
-        if mark is None or now <= mark[1] or done < mark[0]:
-            return None
-        return (done - mark[0]) / (now - mark[1])
-
-    # -- take ------------------------------------------------------------------------------
-
-    def _acquire(self, lease: Lease, started: float) -> None:
-        with self._held_lock:
-            # its shard consumer starts from zero records now
-            self._held[lease.lease_key] = _Held(lease, started, rate_mark=(0, started))
-        self._log.info("lease acquired", shard_id=lease.shard_id, checkpoint=str(lease.checkpoint),
-                       counter=lease.lease_counter)
-        self._renew_wake.set()  # its renewal falls due from now
-        self.listener.lease_acquired(lease)
-
-    def take_cycle(self) -> float:
-        """Scan the table, take and steal; return when the next cycle is due: soon while leases
-        are moving, at the steady period otherwise (or when a silent lease would expire)."""
-        if self.mode_check is not None and self.clock.monotonic() - self._mode_checked >= self.mode_check_interval:
-            self.mode_check()
-            self._mode_checked = self.clock.monotonic()
-        leases = self.own_leases(self.table.list_leases())
-        now = self.clock.monotonic()
-        held = set(self.held_keys())
-        expired = self._tracker.observe(leases, now) - held
-        by_key = {le.lease_key: le for le in leases}
-        view = frozenset((le.lease_key, le.lease_owner, le.checkpoint_owner) for le in leases)
-        changed, self._last_view = view != self._last_view, view
-        busy = changed or bool(expired) or any(
-            le.lease_owner is None or le.checkpoint_owner is not None for le in eligible(leases))
-        interval = self.take_interval if busy else self.steady_take_interval
-        silent = self._tracker.next_expiry(k for k, le in by_key.items() if k not in held and le.lease_owner)
-        next_cycle = now + interval if silent is None else min(now + interval, max(silent, now + 0.01))
-        self._notice_handoffs(leases)
-        if not self._taking:
-            return next_cycle
-        # Leases already ours in the table but not held here: a finished handoff to us, or a
-        # previous process with the same worker id. A stalled handoff is ended once it expires.
-        for lease in leases:
-            if lease.checkpoint_owner == self.worker_id and lease.lease_key not in held:
-                # A handoff asked of a lease we were granted but had not started (or held in a
-                # previous life): nothing of ours runs on it, so finish the handoff at once.
-                try:
-                    self.table.release(lease.lease_key, lease.lease_counter, self.worker_id, as_checkpoint_owner=True)
-                    self._log.info("handoff of a lease not running here completed", shard_id=lease.shard_id)
-                except LeaseConflict:
-                    pass
-                continue
-            if lease.lease_key in held or lease.lease_owner != self.worker_id or lease.is_finished:
-                continue
-            if (lease.checkpoint_owner is None or lease.lease_key in expired) and not self._held_off(lease.lease_key, now):
-                self._try_take(lease, stolen=False)
-        plan = plan_takes(
-            [le for le in leases if le.lease_key not in held] + [self._held_view(k, by_key) for k in held],
-            self.worker_id, expired, max_leases=self.max_leases, max_steal=self.max_steal, rng=self._rng,
-            unclaimed=self._unclaimed(leases, expired, now),
-        )
-        self._parallel([functools.partial(self._try_take, le, stolen=False)
-                        for le in plan.take if le.lease_owner != self.worker_id and not self._held_off(le.lease_key, now)])
-        self._parallel([functools.partial(self._request_handoff, le, plan.target, plan.workers)
-                        for le in plan.steal])
-        if plan.take or plan.steal:
-            return min(next_cycle, now + self.take_interval)
-        return next_cycle
-
-    def _held_off(self, lease_key: str, now: float) -> bool:
-        with self._held_lock:
-            until = self._hold_off.get(lease_key)
-            if until is not None and now >= until:
-                del self._hold_off[lease_key]
-                until = None
-        return until is not None
-
-    def _unclaimed(self, leases: list[Lease], expired: set[str], now: float) -> set[str]:
-        """Free leases nobody has taken for half a failover time."""
-        free = {le.lease_key for le in leases if le.lease_owner is None or le.lease_key in expired}
-        self._free_since = {k: self._free_since.get(k, now) for k in free}
-        return {k for k, t in self._free_since.items() if now - t >= self.failover_time / 2}
-
-    def _parallel(self, writes: list[Callable[[], None]]) -> None:
-        """Run a cycle's takes or steals a few at a time: a joining worker's share of a large
-        table is taken in a fraction of a cycle rather than one round trip after another."""
-        if len(writes) <= 1:
-            for w in writes:
-                w()
-            return
-        with ThreadPoolExecutor(min(PARALLEL_WRITES, len(writes)), thread_name_prefix="lease-write") as pool:
-            for f in [pool.submit(w) for w in writes]:
-                f.result()
-
-    def _request_handoff(self, lease: Lease, target: int, workers: int) -> None:
-        try:
-            self.table.request_handoff(lease, self.worker_id)
-        except LeaseConflict:
-            return
-        with self._held_lock:
-            self.stats.stolen += 1
-        self._log.info("lease handoff started", shard_id=lease.shard_id, from_worker=lease.lease_owner,
-                       target=target, workers=workers)
-
-    def _notice_handoffs(self, leases: list[Lease]) -> None:
-        """A steal shows in the scan before our next renewal would trip over it: start the
-        handoff now. Only a newer counter than ours is believed (the scan may be stale)."""
-        for lease in leases:
-            if lease.checkpoint_owner != self.worker_id or lease.lease_owner == self.worker_id:
-                continue
-            with self._held_lock:
-                h = self._held.get(lease.lease_key)
-            if h is None:
-                continue
-            with h.lock:
-                if not h.handing_off and lease.lease_counter > h.lease.lease_counter:
-                    self._begin_handoff(h, lease)
-
-    def _held_view(self, key: str, by_key: dict[str, Lease]) -> Lease:
-        with self._held_lock:
-            h = self._held.get(key)
-        return h.lease if h is not None else by_key[key]
-
-    def _try_take(self, lease: Lease, *, stolen: bool) -> None:
-        started = self.clock.monotonic()
-        try:
-            taken = self.table.take(lease, self.worker_id)
-        except LeaseConflict:
-            return
-        with self._held_lock:
-            self.stats.taken += 1
-        self._acquire(taken, started)
 
     # -- writes from shard consumers ---------------------------------------------------------
 

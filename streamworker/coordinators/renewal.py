@@ -1,0 +1,97 @@
+"""The renewer thread's cycle: every held lease renewed every failover/3, in parallel."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from .lease_state import VALIDITY_FRACTION, HeldLease, LeaseState
+from .lease_table import LeaseConflict, LeaseTableUnavailable
+
+#: A lease written (checkpointed) this recently, as a fraction of the renew interval, is not
+#: renewed again: busy shards that checkpoint often cost no renewal writes at all.
+RENEW_SLACK = 0.95
+#: ...but its records/s is still written every this many renew intervals.
+RATE_REFRESH = 6
+#: Renewals in flight at once (KCL's maxLeaseRenewalThreads).
+RENEW_THREADS = 20
+
+
+class Renewal(LeaseState):
+    """Renews held leases (a slow table must not make the last lease in line expire)."""
+
+    def renew_all(self) -> bool:
+        """Renew every lease that is due, in parallel; return True if a transient failure asks
+        for a quick retry. Raises LeaseTableFatal when the table refuses us or is gone."""
+        with self._held_lock:
+            held = list(self._held.items())
+        due: list[tuple[str, HeldLease, float]] = []
+        for key, h in held:
+            if not self._valid(h):
+                self._drop(key, f"not renewed within {self.failover_time * VALIDITY_FRACTION:.1f} s "
+                                "(80 % of the failover time)")
+                continue
+            now = self.clock.monotonic()
+            if now - h.last_renewed < self.renew_interval * RENEW_SLACK and not self._rate_stale(h, now):
+                continue  # a checkpoint wrote the lease recently: that write renewed it
+            due.append((key, h, now))
+        if len(due) <= 1:
+            return any([self._renew_one(*d) for d in due])
+        if self._renew_pool is None:
+            self._renew_pool = ThreadPoolExecutor(RENEW_THREADS, thread_name_prefix="lease-renew")
+        futures = [self._renew_pool.submit(self._renew_one, *d) for d in due]
+        return any([f.result() for f in futures])  # all of them, so a fatal error surfaces
+
+    def _renew_one(self, key: str, h: HeldLease, started: float) -> bool:
+        """Renew one lease; True if it failed transiently (kept, retried soon)."""
+        with h.lock:
+            if self._held.get(key) is not h:
+                return False  # released or lost meanwhile
+            try:
+                for _ in range(2):
+                    try:
+                        h.lease = self.table.renew(key, h.lease.lease_counter, self.worker_id,
+                                                   as_checkpoint_owner=h.handing_off,
+                                                   records_per_second=self._rate(key, h, started))
+                        h.last_renewed = started
+                        return False
+                    except LeaseConflict:
+                        if not self._resolve_conflict(h):
+                            raise
+            except LeaseConflict:
+                pass
+            except LeaseTableUnavailable as exc:
+                with self._held_lock:
+                    self.stats.renew_failures += 1
+                self._last_error["renew"] = str(exc)
+                self._log.warning("lease renewal failed; keeping the lease and retrying",
+                                  shard_id=h.lease.shard_id, error=str(exc))
+                return True
+        self._drop(key, "taken by another worker (its counter moved)")
+        return False
+
+    def next_renewal(self) -> float:
+        """When the next held lease falls due for renewal (a renewal per lease every
+        failover/3 since its last successful write, KCL's rate)."""
+        with self._held_lock:
+            marks = [h.last_renewed for h in self._held.values()]
+        now = self.clock.monotonic()
+        due = min(marks, default=now) + self.renew_interval
+        return max(due, now + self.renew_interval * (1 - RENEW_SLACK))
+
+    def _rate_stale(self, h: HeldLease, now: float) -> bool:
+        """Records/s is refreshed at least every RATE_REFRESH renew intervals."""
+        if self.records_of is None:
+            return False
+        return h.rate_mark is None or now - h.rate_mark[1] >= self.renew_interval * RATE_REFRESH
+
+    def _rate(self, key: str, h: HeldLease, now: float) -> float | None:
+        """Records/s on this lease since the last measurement, or None when unknown."""
+        if self.records_of is None:
+            return None
+        done = self.records_of(key)
+        if done is None:
+            return None
+        mark, h.rate_mark = h.rate_mark, (done, now)
+        if mark is None or now <= mark[1] or done < mark[0]:
+            return None
+        return (done - mark[0]) / (now - mark[1])

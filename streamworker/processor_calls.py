@@ -1,0 +1,65 @@
+"""Processor calls retried with backoff: one attempt per lifecycle step, never a sleep here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from .backoff import Backoff
+from .errors import LeaseLostError
+from .records import ExtendedSequenceNumber
+from .sources.base import Batch
+
+
+@dataclass
+class ProcessorCall:
+    """A processor call being retried: what, how, and its attempts so far."""
+
+    what: str
+    run: Callable[[], object]
+    attempt: int = 0
+    backoff: Backoff | None = None
+    #: For process_records: the batch and the delivery bound before it (undone if it fails).
+    batch: Batch | None = None
+    previous: ExtendedSequenceNumber | None = None
+    started: float = 0.0
+
+
+class CallFailed(Exception):
+    """A retried call used up its attempts (or was interrupted between them)."""
+
+
+class CallSite(Protocol):
+    """Where a call runs: told when it starts and ends, and of each failure."""
+
+    def interrupted(self) -> bool: ...
+    def call_started(self, what: str | None) -> None: ...
+    def call_failed(self, call: ProcessorCall, exc: Exception, final: bool, delay: float) -> None: ...
+
+
+def attempt(call: ProcessorCall, site: CallSite, *, retries: int, backoff: float) -> float | None:
+    """One attempt of a retried processor call: None when it succeeded, else the seconds until
+    the next attempt. Raises CallFailed when the attempts are used up or the shard was
+    interrupted while waiting for one; LeaseLostError passes through."""
+    if call.attempt > 0 and site.interrupted():
+        raise CallFailed(call.what)
+    try:
+        site.call_started(call.what)
+        try:
+            call.run()
+        finally:
+            site.call_started(None)
+        return None
+    except LeaseLostError:
+        raise
+    except Exception as exc:  # incl. a checkpoint that failed for a transient reason
+        call.attempt += 1
+        if call.attempt > retries:
+            site.call_failed(call, exc, True, 0.0)
+            raise CallFailed(call.what) from exc
+        if call.backoff is None:  # made on the first failure: seeding a Random is not free
+            call.backoff = Backoff(base=backoff, cap=10.0, floor=backoff / 2)
+        delay = call.backoff.next_delay()
+        site.call_failed(call, exc, False, delay)
+        return delay
