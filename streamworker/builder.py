@@ -24,6 +24,8 @@ from .sources.base import Source
 
 if TYPE_CHECKING:
     import boto3
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_kinesis.client import KinesisClient
 
     from .coordinators.kcl3 import Kcl3Guard
     from .coordinators.lease_table import LeaseTable
@@ -52,8 +54,8 @@ def make_client(service: str, session: boto3.session.Session | None = None, endp
 class Clients:
     """Clients given by the caller (tests, embedding applications); None: built from boto3's settings."""
 
-    kinesis: Any = None
-    dynamodb: Any = None
+    kinesis: KinesisClient | None = None
+    dynamodb: DynamoDBClient | None = None
     session: boto3.session.Session | None = None
     kafka_consumer_factory: Callable[[dict[str, Any]], Any] | None = None
 

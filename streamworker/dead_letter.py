@@ -17,6 +17,9 @@ from .errors import CheckpointError, ConfigError, LeaseLostError
 from .records import Record
 
 if TYPE_CHECKING:
+    from mypy_boto3_kinesis.client import KinesisClient
+    from mypy_boto3_kinesis.type_defs import PutRecordsRequestEntryTypeDef
+
     from .checkpointer import Checkpointer
 
 
@@ -57,11 +60,11 @@ class JsonlSink:
 class KinesisSink:
     """Puts each failed record, wrapped in its JSON envelope, on another Kinesis stream."""
 
-    def __init__(self, client: Any, stream_name: str, stream: str) -> None:
+    def __init__(self, client: KinesisClient, stream_name: str, stream: str) -> None:
         self.client, self.stream_name, self.stream = client, stream_name, stream
 
     def write(self, records: Sequence[Record], shard_id: str, error: BaseException) -> None:
-        entries = [{"Data": json.dumps(envelope(r, shard_id, error, self.stream)).encode(),
+        entries: list[PutRecordsRequestEntryTypeDef] = [{"Data": json.dumps(envelope(r, shard_id, error, self.stream)).encode(),
                     "PartitionKey": r.partition_key or shard_id} for r in records]
         for i in range(0, len(entries), 500):
             pending = entries[i:i + 500]

@@ -28,6 +28,8 @@ from .sources.base import Source
 
 if TYPE_CHECKING:
     import boto3
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_kinesis.client import KinesisClient
 
     from .coordinators.lease_table import LeaseTable
     from .kafka.client import KafkaClient
@@ -63,8 +65,8 @@ class Worker:
         config: WorkerConfig,
         processor_factory: ProcessorFactory | None,
         *,
-        kinesis_client: Any = None,
-        dynamodb_client: Any = None,
+        kinesis_client: KinesisClient | None = None,
+        dynamodb_client: DynamoDBClient | None = None,
         session: boto3.session.Session | None = None,
         kafka_consumer_factory: Callable[[dict[str, Any]], Any] | None = None,
         clock: Clock | None = None,

@@ -11,13 +11,17 @@ reassigned under it and it would take them back. There streamworker refuses to r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import botocore.exceptions
 import structlog
 
 from ..aws_errors import error_code, is_denied
 from .lease_table import LeaseTableFatal
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
 
 log = structlog.get_logger("streamworker.kcl3")
 
@@ -37,7 +41,7 @@ def coordinator_state_table(application_name: str) -> str:
 class Kcl3Guard:
     """Reads KCL 3's client version; ``check()`` raises ``Kcl3LeaderMode`` in leader mode."""
 
-    def __init__(self, client: Any, application_name: str) -> None:
+    def __init__(self, client: DynamoDBClient, application_name: str) -> None:
         self.client = client
         self.table_name = coordinator_state_table(application_name)
         self._warned = False

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import botocore.exceptions
 import structlog
@@ -41,6 +41,9 @@ from .lease import (
     lease_from_item,
     lease_to_item,
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
 
 log = structlog.get_logger("streamworker.lease_table")
 T = TypeVar("T")
@@ -75,7 +78,7 @@ class LeaseTableMissing(LeaseTableFatal):
 class LeaseTable:
     """The lease table of one application."""
 
-    def __init__(self, client: Any, table_name: str, *, retry_deadline: float = 5.0,
+    def __init__(self, client: DynamoDBClient, table_name: str, *, retry_deadline: float = 5.0,
                  clock: Clock | None = None) -> None:
         self.client = client
         self.table_name = table_name

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import botocore.eventstream
 import botocore.exceptions
@@ -38,6 +38,10 @@ from .kinesis import (
     trimmed_away,
 )
 
+if TYPE_CHECKING:
+    from mypy_boto3_kinesis.client import KinesisClient
+    from mypy_boto3_kinesis.type_defs import StartingPositionTypeDef
+
 log = structlog.get_logger("streamworker.fanout")
 
 #: Kinesis ends a subscription after 5 minutes; re-subscribing a little earlier avoids the gap.
@@ -47,7 +51,7 @@ RETRY_CODES = frozenset({"ResourceInUseException", "LimitExceededException"})
 END_CHECK_INTERVAL = 5.0
 
 
-def register_consumer(client: Any, stream_arn: str, name: str, clock: Clock, timeout: float = 120.0) -> str:
+def register_consumer(client: KinesisClient, stream_arn: str, name: str, clock: Clock, timeout: float = 120.0) -> str:
     """Register (or reuse) the stream consumer named after the application; wait until ACTIVE;
     return its ARN."""
     try:
@@ -71,7 +75,7 @@ def register_consumer(client: Any, stream_arn: str, name: str, clock: Clock, tim
 class FanoutShardReader:
     """Reads one shard through SubscribeToShard. See ``ShardReader`` for the contract."""
 
-    client: Any
+    client: KinesisClient
     consumer_arn: str
     shard_id: str
     position: StartPosition
@@ -110,15 +114,19 @@ class FanoutShardReader:
             except Exception:  # closing a broken stream must not fail the reader
                 pass
 
-    def _starting_position(self) -> dict[str, Any]:
+    def _starting_position(self) -> StartingPositionTypeDef:
         if self._continuation is not None:
             return {"Type": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": self._continuation}
         resume = self._filter.resume_point()
         if resume is not None:
             return {"Type": "AT_SEQUENCE_NUMBER", "SequenceNumber": resume.sequence_number}
-        if self.position.kind == "AT_TIMESTAMP":
+        if self.position.kind == "AT_TIMESTAMP" and self.position.timestamp is not None:
             return {"Type": "AT_TIMESTAMP", "Timestamp": self.position.timestamp}
-        return {"Type": self.position.kind}
+        if self.position.kind == "TRIM_HORIZON":
+            return {"Type": "TRIM_HORIZON"}
+        if self.position.kind == "LATEST":
+            return {"Type": "LATEST"}
+        raise ValueError(f"no subscription start for {self.position}")  # a sequence is always resumed above
 
     def _subscribe(self) -> bool:
         """Open a subscription; False if the shard was trimmed away (its end)."""
@@ -250,7 +258,7 @@ class FanoutShardReader:
 class FanoutSource(KinesisSource):
     """A Kinesis source whose readers use enhanced fan-out (listing shards is the same)."""
 
-    def __init__(self, client: Any, stream: str, consumer_name: str, *, clock: Clock | None = None,
+    def __init__(self, client: KinesisClient, stream: str, consumer_name: str, *, clock: Clock | None = None,
                  max_records: int = 10000, idle_time: float = 1.5) -> None:
         super().__init__(client, stream, max_records=max_records, idle_time=idle_time, clock=clock)
         self.consumer_name = consumer_name

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import botocore.exceptions
 import structlog
@@ -20,18 +20,27 @@ from ..processor import ChildShard
 from ..records import ExtendedSequenceNumber, Record, StartPosition
 from .base import Batch, InvalidStartPosition, ShardInfo, StopReading
 
+if TYPE_CHECKING:
+    from mypy_boto3_kinesis.client import KinesisClient
+
+
 log = structlog.get_logger("streamworker.kinesis")
 
 #: Kinesis allows 5 GetRecords calls per second per shard.
 MIN_READ_INTERVAL = 0.2
 
 
-def stream_args(stream: str) -> dict[str, str]:
+class StreamArgs(TypedDict, total=False):
+    StreamName: str
+    StreamARN: str
+
+
+def stream_args(stream: str) -> StreamArgs:
     """StreamName or StreamARN, whichever ``stream`` is."""
     return {"StreamARN": stream} if stream.startswith("arn:") else {"StreamName": stream}
 
 
-def trimmed_away(exc: BaseException, client: Any, stream: str, shard_id: str) -> bool:
+def trimmed_away(exc: BaseException, client: KinesisClient, stream: str, shard_id: str) -> bool:
     """After an error on a shard: True (with a warning) if it is ResourceNotFound and the stream
     exists but no longer lists the shard (a closed shard trimmed past the retention period): the
     caller ends the shard so its children can start. False if the shard is still listed, the
@@ -80,7 +89,7 @@ class MalformedReply(Exception):
     """A 200 reply that is not a whole response: retried, never taken as the end of a shard."""
 
 
-def shard_closed(client: Any, stream: str, shard_id: str) -> bool | None:
+def shard_closed(client: KinesisClient, stream: str, shard_id: str) -> bool | None:
     """What the shard listing says: True if the shard is closed (has an ending sequence number)
     or no longer listed, False if it is open, None if the listing failed."""
     args: dict[str, Any] = dict(stream_args(stream))
@@ -110,7 +119,7 @@ class KinesisShardReader:
     confirms (the shard is closed, or gone).
     """
 
-    client: Any
+    client: KinesisClient
     stream: str
     shard_id: str
     position: StartPosition
@@ -220,7 +229,7 @@ class KinesisShardReader:
             self._backoff.reset()
             return batch
 
-    def _to_batch(self, resp: dict[str, Any], started: float) -> Batch:
+    def _to_batch(self, resp: Mapping[str, Any], started: float) -> Batch:
         raw = resp.get("Records")
         if not isinstance(raw, list):
             raise MalformedReply("GetRecords reply without Records (a body cut short or garbled?)")
@@ -298,7 +307,7 @@ class KinesisShardReader:
 class KinesisSource:
     """Lists a stream's shards and opens polling readers on them."""
 
-    def __init__(self, client: Any, stream: str, *, max_records: int = 10000, idle_time: float = 1.5,
+    def __init__(self, client: KinesisClient, stream: str, *, max_records: int = 10000, idle_time: float = 1.5,
                  clock: Clock | None = None) -> None:
         self._client = client
         self._stream = stream
@@ -371,7 +380,7 @@ class KinesisSource:
                                   stats=self.stats)
 
 
-def list_stream_names(client: Any) -> list[str]:
+def list_stream_names(client: KinesisClient) -> list[str]:
     """Every stream name of the account and region (NextToken paging where the service gives a
     token, else the older start-name paging)."""
     names: list[str] = []
