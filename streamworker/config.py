@@ -91,9 +91,14 @@ class WorkerConfig(BaseSettings):
     metrics_port: int | None = Field(None, ge=0, le=65535, description="serve /metrics, /healthz, /readyz")
     metrics_host: str = "0.0.0.0"
     gc_threshold: int | None = Field(
-        50_000, ge=1, description="streamworker run: first threshold of Python's cyclic GC (unset: the interpreter's 700)")
+        50_000, ge=1, description="streamworker run: first threshold of Python's cyclic GC (off: leave the interpreter's)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("gc_threshold", mode="before")
+    @classmethod
+    def _gc_off(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and v.strip().lower() in ("", "off", "none") else v
 
     @field_validator("topics", "streams", mode="before")
     @classmethod

@@ -35,3 +35,5 @@ def test_config_default_and_environment(monkeypatch):
     assert WorkerConfig.load({"application_name": "app", "stream": "s"}).gc_threshold == 50_000
     monkeypatch.setenv("STREAMWORKER_GC_THRESHOLD", "2000")
     assert WorkerConfig.load({"application_name": "app", "stream": "s"}).gc_threshold == 2000
+    monkeypatch.setenv("STREAMWORKER_GC_THRESHOLD", "off")
+    assert WorkerConfig.load({"application_name": "app", "stream": "s"}).gc_threshold is None
