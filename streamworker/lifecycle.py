@@ -133,7 +133,7 @@ class ShardLifecycle:
     def _waiting_on_parents(self) -> float | None:
         if self.lease.is_finished:
             return self._end("already at SHARD_END")
-        if self._interrupted():
+        if self.interrupted():
             return self._end_interrupted()
         if self.lineage is None or self.lineage.parents_complete(self.lease):
             if self._waited_for_parents:
@@ -249,7 +249,7 @@ class ShardLifecycle:
         return self._end("shard end")
 
     def _halted(self) -> float | None:
-        if self._interrupted():
+        if self.interrupted():
             return self._end_interrupted(call_processor=self._halt_calls_processor)
         if self._halt_deadline is None:
             return 1.0
@@ -328,17 +328,15 @@ class ShardLifecycle:
     def _lease_gone(self) -> bool:
         return self._lost.is_set() or not self.leases.is_held(self.lease.lease_key)
 
-    def _interrupted(self) -> bool:
+    def interrupted(self) -> bool:
+        """Shutdown requested or the lease gone (also the CallSite protocol of processor_calls)."""
         return self._shutdown.is_set() or self._lease_gone()
 
     def _attempt(self, call: ProcessorCall) -> float | None:
         """One attempt of ``call`` (see ``processor_calls.attempt``), counted in the shard's progress."""
         return attempt(call, self, retries=self.settings.processor_retries, backoff=self.settings.retry_backoff)
 
-    # the CallSite protocol of processor_calls
-
-    def interrupted(self) -> bool:
-        return self._interrupted()
+    # the rest of the CallSite protocol of processor_calls
 
     def call_started(self, what: str | None) -> None:
         self.current_call = None if what is None else (what, self.clock.monotonic())

@@ -102,6 +102,10 @@ class KafkaClient:
 
     # -- the poll thread ---------------------------------------------------------------------
 
+    def _here(self) -> bool:
+        """The caller may use the consumer directly: it is the poll thread, or none runs."""
+        return threading.current_thread() is self._thread or self._thread is None or not self._thread.is_alive()
+
     def call_on_poll_thread(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` between two ``consume`` calls (assign, pause, resume, seek)."""
         self._control.put(fn)
@@ -109,7 +113,7 @@ class KafkaClient:
     def run_on_poll_thread(self, fn: Callable[[], T], timeout: float = 30.0) -> T:
         """Run ``fn`` on the poll thread and return its result. A synchronous commit made from any
         other thread would wait until the poll thread leaves ``consume()``; here it does not."""
-        if threading.current_thread() is self._thread or self._thread is None or not self._thread.is_alive():
+        if self._here():
             return fn()
         fut: concurrent.futures.Future[T] = concurrent.futures.Future()
 
@@ -307,7 +311,7 @@ class KafkaClient:
         if asynchronous:
             self.call_on_poll_thread(lambda: self.consumer.commit(offsets=offsets, asynchronous=True))
             return
-        if threading.current_thread() is self._thread or self._thread is None or not self._thread.is_alive():
+        if self._here():
             self.consumer.commit(offsets=offsets, asynchronous=False)
             return
         self.commits.ask(offsets).result(timeout)

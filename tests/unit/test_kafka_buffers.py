@@ -1,10 +1,11 @@
-"""The Kafka poll loop's demultiplexing, backpressure (pause) and resume-at-the-right-offset."""
+"""The Kafka poll loop's routing (demultiplexing, error events), backpressure (pause) and
+resume-at-the-right-offset."""
 
 import pytest
 
 pytest.importorskip("confluent_kafka")
 
-from confluent_kafka import Message  # noqa: E402
+from confluent_kafka import KafkaError, Message  # noqa: E402
 
 from streamworker.kafka.buffers import KafkaPartitionReader  # noqa: E402
 from streamworker.kafka.client import KafkaClient  # noqa: E402
@@ -81,3 +82,66 @@ def test_reader_skips_through_the_checkpoint_and_maps_kafka_fields():
     assert rec.key == b"user-1" and rec.partition_key == "user-1" and rec.data == b"9"
     assert rec.headers == (("h", b"v"),) and rec.approximate_arrival_timestamp.year == 2023
     assert to_record(Msg("t", 0, 1, key=None)).partition_key == ""
+
+
+# -- routing of consume() batches, on messages as confluent-kafka builds them ---------------------
+
+
+def offsets(buf):
+    return [m.offset() for m in buf.messages]
+
+
+def make_buffers(*partitions, capacity=1 << 20):
+    client = KafkaClient({}, consumer_factory=FakeConsumer, buffer_bytes=capacity)
+    return client, client.consumer, {tp: client.open_buffer(*tp) for tp in partitions}
+
+
+def test_interleaved_runs_of_partitions_land_in_their_buffers_in_order():
+    client, consumer, bufs = make_buffers(("t", 0), ("t", 1))
+    consumer.script.append([Msg("t", 0, 0), Msg("t", 0, 1), Msg("t", 1, 0), Msg("t", 0, 2), Msg("t", 1, 1)])
+    client._poll_once()
+    assert offsets(bufs["t", 0]) == [0, 1, 2]
+    assert offsets(bufs["t", 1]) == [0, 1]
+    assert bufs["t", 0].next_offset == 3 and bufs["t", 1].next_offset == 2
+
+
+def test_same_partition_number_of_two_topics_is_kept_apart():
+    client, consumer, bufs = make_buffers(("a", 0), ("b", 0))
+    consumer.script.append([Msg("a", 0, 5), Msg("b", 0, 9), Msg("a", 0, 6)])
+    client._poll_once()
+    assert offsets(bufs["a", 0]) == [5, 6]
+    assert offsets(bufs["b", 0]) == [9]
+
+
+def test_one_run_of_one_partition_is_routed_whole():
+    client, consumer, bufs = make_buffers(("t", 3))
+    batch = [Msg("t", 3, i) for i in range(100)]
+    consumer.script.append(batch)
+    client._poll_once()
+    assert offsets(bufs["t", 3]) == list(range(100))
+
+
+def test_messages_of_a_partition_not_ours_and_refetched_duplicates_are_dropped():
+    client, consumer, bufs = make_buffers(("t", 0))
+    bufs["t", 0].next_offset = 2  # 0 and 1 were buffered before a pause
+    consumer.script.append([Msg("t", 0, 1), Msg("t", 0, 2), Msg("t", 7, 0)])
+    client._poll_once()
+    assert offsets(bufs["t", 0]) == [2]
+
+
+def test_error_events_are_counted_and_not_delivered():
+    client, consumer, bufs = make_buffers(("t", 0))
+    err = Message(topic="t", partition=0, offset=0, error=KafkaError(KafkaError._TRANSPORT))
+    eof = Message(topic="t", partition=0, offset=1, error=KafkaError(KafkaError._PARTITION_EOF))
+    consumer.script.append([Msg("t", 0, 0), err, eof, Msg("t", 0, 1)])
+    client._poll_once()
+    assert offsets(bufs["t", 0]) == [0, 1]
+    assert client.errors == 1  # the end-of-partition event is not an error
+
+
+def test_a_full_buffer_pauses_its_partition():
+    client, consumer, bufs = make_buffers(("t", 0), ("t", 1), capacity=1024)
+    consumer.script.append([Message(topic="t", partition=0, offset=i, value=b"x" * 100) for i in range(10)] + [Msg("t", 1, 0)])
+    client._poll_once()
+    assert bufs["t", 0].paused and consumer.calls == [("pause", [("t", 0)])]
+    assert not bufs["t", 1].paused
