@@ -245,6 +245,7 @@ def build(config: WorkerConfig, listener: LeaseListener, *, clock: Clock, client
         call_process_records_even_for_empty_list=config.call_process_records_even_for_empty_list,
         initial_timestamp=config.initial_timestamp, stream=config.stream_label, worker_id=config.worker_id,
         release_halted_after=config.release_halted_after, read_ahead=config.source == "kinesis",
+        checkpoint_interval=config.checkpoint_interval, checkpoint_every=config.checkpoint_every,
     )
     return WorkerParts(
         coordinator=coordinator, lease_coordinator=lease_coordinator, lineage=lease_coordinator,

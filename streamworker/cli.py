@@ -11,7 +11,7 @@ from types import FrameType
 from typing import Any
 
 from .config import WorkerConfig
-from .errors import ConfigError, SourceError
+from .errors import ConfigError, SourceError, StreamworkerError
 from .loader import load_processor
 from .log import configure_logging
 from .records import InitialPosition
@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="when process_records keeps raising (default halt)")
     run.add_argument("--dead-letter", help="file:PATH.jsonl, kinesis:STREAM or kafka:TOPIC")
     run.add_argument("--processor-retries", type=int, help="redeliveries before the error policy (default 3)")
+    run.add_argument("--checkpoint-interval", type=float, metavar="SECONDS",
+                     help="checkpoint processed batches every this long (default: only the processor checkpoints)")
+    run.add_argument("--checkpoint-every", type=int, metavar="RECORDS",
+                     help="checkpoint processed batches every this many records")
     run.add_argument("--processor-timeout", type=float, metavar="SECONDS",
                      help="report (with its stack) a processor call that runs longer")
     run.add_argument("--release-halted-after", type=float, metavar="SECONDS",
@@ -90,6 +94,25 @@ def build_parser() -> argparse.ArgumentParser:
                                   "is shown expired (default 10)")
             cmd.add_argument("--count", type=int, help="refreshes before exiting (default: until Ctrl-C)")
 
+    cp = sub.add_parser("checkpoint", help="set checkpoints: rewind or skip ahead, also while workers run")
+    cp.add_argument("action", choices=["set"])
+    cp.add_argument("--application-name", required=True)
+    cp.add_argument("--lease-table", help="default: the application name")
+    cp.add_argument("--shard", dest="shards", action="append", default=[],
+                    help="a lease key or shard id; Kafka: TOPIC:PARTITION (repeatable)")
+    cp.add_argument("--all-shards", action="store_true", help="every lease of the table (Kafka: of --topic)")
+    cp.add_argument("--to", required=True, metavar="TRIM_HORIZON|LATEST|AT_TIMESTAMP:ISO|SEQ",
+                    help="the new checkpoint: processing resumes after SEQ (Kafka: at offset SEQ)")
+    cp.add_argument("--dry-run", action="store_true", help="show the change, write nothing")
+    cp.add_argument("--json", action="store_true", help="machine-readable output")
+    cp.add_argument("--coordinator", choices=["dynamodb", "kafka-group"], default="dynamodb",
+                    help="where the checkpoints are: the lease table (default) or a Kafka consumer group")
+    cp.add_argument("--bootstrap-servers", help="kafka-group: the brokers")
+    cp.add_argument("--topic", dest="topics", action="append", default=[], help="kafka-group: topic (repeatable)")
+    cp.add_argument("--group-id", help="kafka-group: the group (default: the application name)")
+    cp.add_argument("-X", dest="kafka_properties", action="append", default=[], metavar="KEY=VALUE",
+                    help="kafka-group: librdkafka property (repeatable)")
+
     local = sub.add_parser("local", help="local servers (no Docker) for running your own processor")
     local.add_argument("servers", choices=["aws", "kafka", "all"],
                        help="aws: DynamoDB + Kinesis (moto); kafka: Apache Kafka (Java + Maven) or tansu; all: both")
@@ -109,7 +132,8 @@ def _run(args: argparse.Namespace) -> int:
         "kafka_properties", "static_membership", "stream_pattern",
         "delete_former_stream_leases_after", "processors", "retrieval", "application_name", "lease_table", "initial_position", "initial_timestamp",
         "worker_id", "failover_time", "max_records", "idle_time_between_reads", "shutdown_timeout", "metrics_port",
-        "on_error", "dead_letter", "processor_retries", "processor_timeout", "release_halted_after",
+        "on_error", "dead_letter", "processor_retries", "processor_timeout",
+        "checkpoint_interval", "checkpoint_every", "release_halted_after",
         "log_level", "log_format")}
     if args.stream_list:
         flags["stream"] = args.stream_list[0]
@@ -172,6 +196,29 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _checkpoint(args: argparse.Namespace) -> int:
+    from .checkpoint_set import parse_target, set_checkpoints
+
+    to = parse_target(args.to)
+    configure_logging("WARNING")
+    if args.coordinator == "kafka-group":
+        from .kafka.offset_reset import reset_offsets
+
+        conf = dict(p.partition("=")[::2] for p in args.kafka_properties)
+        if args.bootstrap_servers:
+            conf["bootstrap.servers"] = args.bootstrap_servers
+        if "bootstrap.servers" not in conf:
+            raise ConfigError("--coordinator kafka-group needs --bootstrap-servers")
+        return reset_offsets(conf, args.group_id or args.application_name, args.topics, args.shards,
+                             args.all_shards, to, dry_run=args.dry_run, as_json=args.json, out=sys.stdout)
+    from .builder import make_client
+    from .coordinators.lease_table import LeaseTable
+
+    table = LeaseTable(make_client("dynamodb"), args.lease_table or args.application_name)
+    return set_checkpoints(table, args.shards, args.all_shards, to, dry_run=args.dry_run, as_json=args.json,
+                           out=sys.stdout)
+
+
 def tune_gc(threshold: int | None) -> None:
     """Collect young objects every ``threshold`` allocations, with what was loaded frozen.
 
@@ -203,6 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "leases":
                 return leases_command(table, args.json)
             return status_command(table, args.interval, args.count, failover_time=args.failover_time)
+        if args.command == "checkpoint":
+            return _checkpoint(args)
         if args.command == "local":
             from .local.run import run_local
 
@@ -218,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"streamworker: configuration error: {exc}\n")
         return EXIT_USAGE
-    except SourceError as exc:
+    except (SourceError, StreamworkerError) as exc:
         sys.stderr.write(f"streamworker: error: {exc}\n")
         return EXIT_ERROR
     except KeyboardInterrupt:

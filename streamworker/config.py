@@ -77,6 +77,10 @@ class WorkerConfig(BaseSettings):
     steady_take_interval: float = Field(2.0, gt=0, description="scan period while no lease is moving")
     max_pending_batches: int = Field(4, ge=1, le=100)
     processor_retries: int = Field(3, ge=0)
+    checkpoint_interval: float | None = Field(
+        None, gt=0, description="checkpoint processed batches every this many seconds (for processors that never call checkpoint())")
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="checkpoint processed batches every this many records")
     on_error: Literal["halt", "dead-letter"] = Field(
         "halt", description="after the retries: halt the shard, or dead-letter the batch and go on")
     dead_letter: str | None = Field(None, description="file:PATH.jsonl, kinesis:STREAM or kafka:TOPIC")

@@ -14,7 +14,8 @@ harness runs it inline with a fake source and clock, and both get the same behav
     any                 lease lost / shutdown requested               ending (lost / shutdown)
     ending              the processor's last call, release or forget  DONE
 
-One end path (``_end``) for every ending: lease lost, shutdown, shard end, already finished.
+One end path (``_end``) for every ending: lease lost, shutdown, shard end, already finished. A
+checkpoint policy (``checkpoint_policy``) checkpoints processed batches when due and at the end.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from .backoff import Backoff
+from .checkpoint_policy import CheckpointPolicy
 from .checkpointer import CheckpointTracker
 from .clock import Clock
 from .coordinators.base import CheckpointStore, LeaseAccess, ShardLineage
@@ -44,7 +46,6 @@ from .processor import (
     ShutdownRequestedInput,
 )
 from .processor_calls import CallFailed, ProcessorCall, attempt
-from .records import StartPosition
 from .shard_state import BatchFeed, ConsumerSettings, ConsumerState, ShardProgress
 from .sources.base import Batch, InvalidStartPosition, Source
 
@@ -86,6 +87,7 @@ class ShardLifecycle:
             metrics.process_seconds.labels(label), metrics.records.labels(label), metrics.bytes.labels(label))
         store: CheckpointStore = leases if metrics is None else TimedStore(leases, metrics, label)
         self.tracker = CheckpointTracker(store, lease.lease_key, self.shard_id, lease.checkpoint)
+        self.policy = CheckpointPolicy(clock, interval=settings.checkpoint_interval, every=settings.checkpoint_every)
         #: The state table: what ``step()`` does in each state (the ending states are in ``_end``).
         self._handlers: dict[ConsumerState, Callable[[], float | None]] = {
             ConsumerState.WAITING_ON_PARENTS: self._waiting_on_parents,
@@ -159,9 +161,9 @@ class ShardLifecycle:
         self._call = None
         self._initialized = True
         try:
-            position = StartPosition.from_checkpoint(self.lease.checkpoint, self.settings.initial_timestamp)
+            position = self.lease.start_position(self.settings.initial_timestamp)
         except ValueError as exc:
-            return self._halt(self._bad_checkpoint(str(exc)), call_processor=True)
+            return self._halt(self.lease.unreadable_checkpoint(str(exc)), call_processor=True)
         self.feed.start(self.source.open_reader(self.shard_id, position))
         self._log.info("shard processing started", checkpoint=str(self.lease.checkpoint))
         self.state = ConsumerState.PROCESSING
@@ -174,11 +176,11 @@ class ShardLifecycle:
             if self._shutdown.is_set():
                 return self._end("shutdown requested")
             item = self.feed.next()
-            if item is None:
-                return 0.0
+            if item is None:  # nothing new: an interval checkpoint may still be due
+                return 0.0 if self.policy.apply(self.tracker, self._log) else self._end("lease lost")
             if isinstance(item, BaseException):
                 if isinstance(item, InvalidStartPosition):
-                    return self._halt(self._bad_checkpoint(str(item)))
+                    return self._halt(self.lease.unreadable_checkpoint(str(item)))
                 return self._halt(f"reading the shard failed: {item!r:.300}")
             self.progress.millis_behind_latest = item.millis_behind_latest
             if not item.records and not self.settings.call_process_records_even_for_empty_list:
@@ -196,9 +198,12 @@ class ShardLifecycle:
             return self._end("lease lost")
         except CallFailed as failed:
             self._call = None
-            if self._dead_letter(call.batch, failed.__cause__ or failed):
-                return self._after_batch(call.batch)
             assert call.previous is not None
+            if failed.__cause__ is None:  # interrupted between attempts: redelivered by the next owner
+                self.tracker.undeliver(call.previous)
+                return self._end_interrupted()
+            if self._dead_letter(call.batch, failed.__cause__):
+                return self._after_batch(call.batch)
             self.tracker.undeliver(call.previous)  # the failed batch is not done
             return self._halt(f"process_records failed {self.settings.processor_retries + 1} times: "
                               f"{failed.__cause__!r:.300}")
@@ -208,7 +213,9 @@ class ShardLifecycle:
         self._count(call.batch, call.started)
         return self._after_batch(call.batch)
 
-    def _after_batch(self, batch: Batch) -> float:
+    def _after_batch(self, batch: Batch) -> float | None:
+        if not batch.shard_end and not self.policy.apply(self.tracker, self._log):
+            return self._end("lease lost")
         if batch.shard_end:
             self._children = batch.child_shards
             self.state = ConsumerState.SHARD_ENDING
@@ -232,6 +239,8 @@ class ShardLifecycle:
             self._log.warning("checkpoint at shard end refused", error=str(exc))
         except Exception:
             self._log.exception("processor shard_ended raised")
+        if not self.policy.apply(self.tracker, self._log, final=True):  # SHARD_END, if the processor did not
+            return self._end("lease lost")
         if not self.tracker.last_checkpoint.is_shard_end:
             err = ShardEndNotCheckpointedError(
                 f"shard {self.shard_id}: shard_ended returned without checkpointing SHARD_END; call "
@@ -309,6 +318,8 @@ class ShardLifecycle:
                     self._log.warning("checkpoint at shutdown refused", error=str(exc))
                 except Exception:
                     self._log.exception("processor shutdown_requested raised")
+            if self._initialized and self.halt_reason is None:  # a halted shard's records are not all done
+                self.policy.apply(self.tracker, self._log, final=True)
             released = self.leases.release(self.lease.lease_key)
             self._log.info("shard processing ended: shutdown requested", records=self.progress.records,
                            checkpoint=str(self.tracker.last_checkpoint), released=released)
@@ -329,14 +340,12 @@ class ShardLifecycle:
         return self._lost.is_set() or not self.leases.is_held(self.lease.lease_key)
 
     def interrupted(self) -> bool:
-        """Shutdown requested or the lease gone (also the CallSite protocol of processor_calls)."""
+        """Shutdown requested or the lease gone (part of processor_calls' CallSite protocol)."""
         return self._shutdown.is_set() or self._lease_gone()
 
     def _attempt(self, call: ProcessorCall) -> float | None:
         """One attempt of ``call`` (see ``processor_calls.attempt``), counted in the shard's progress."""
         return attempt(call, self, retries=self.settings.processor_retries, backoff=self.settings.retry_backoff)
-
-    # the rest of the CallSite protocol of processor_calls
 
     def call_started(self, what: str | None) -> None:
         self.current_call = None if what is None else (what, self.clock.monotonic())
@@ -366,6 +375,7 @@ class ShardLifecycle:
     def _count(self, batch: Batch, started: float) -> None:
         self.progress.batches += 1
         self.progress.records += len(batch.records)
+        self.policy.processed(len(batch.records))
         size = batch.size if batch.size is not None else sum(len(r.data) for r in batch.records)
         self.progress.bytes += size
         if self._metric_children is not None:
@@ -385,11 +395,5 @@ class ShardLifecycle:
                                  self._log):
             return False
         self.progress.batches += 1
+        self.policy.processed(len(batch.records))
         return True
-
-    def _bad_checkpoint(self, detail: str) -> str:
-        return (f"lease {self.lease.lease_key!r}: its checkpoint {str(self.lease.checkpoint)!r} cannot be read "
-                f"from ({detail}). Fix the row: set checkpoint to TRIM_HORIZON, LATEST or a sequence number "
-                f"of this shard (and checkpointSubSequenceNumber to 0), or delete it to restart the shard at "
-                f"the initial position")
-

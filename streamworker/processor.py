@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from .records import ExtendedSequenceNumber, Record
 
@@ -69,8 +69,14 @@ class ShutdownRequestedInput:
     checkpointer: Checkpointer
 
 
+#: What a processor method returns: nothing, or (an ``async def`` method) an awaitable of nothing.
+MaybeAwaitable: TypeAlias = None | Awaitable[None]
+
+
 class RecordProcessor:
     """Subclass this; one instance processes one shard, called from one thread, strictly in order.
+
+    Every method may be ``async def`` (awaited on the worker's event loop), hence ``MaybeAwaitable``.
 
     Contract:
     - ``initialize`` once, then ``process_records`` for each batch in sequence-number order, then
@@ -84,24 +90,27 @@ class RecordProcessor:
       has been returned from ``process_records``) and does nothing on LEASE_LOST.
     """
 
-    def initialize(self, initialization_input: InitializationInput) -> None:
+    def initialize(self, initialization_input: InitializationInput) -> MaybeAwaitable:
         """Called once before the first batch."""
 
-    def process_records(self, process_records_input: ProcessRecordsInput) -> None:
+    def process_records(self, process_records_input: ProcessRecordsInput) -> MaybeAwaitable:
         """Process one batch; checkpoint through ``process_records_input.checkpointer`` when ready."""
         raise NotImplementedError
 
-    def lease_lost(self, lease_lost_input: LeaseLostInput) -> None:
+    def lease_lost(self, lease_lost_input: LeaseLostInput) -> MaybeAwaitable:
         """Another worker owns the shard now; no checkpoint is possible."""
         self.shutdown(ShutdownReason.LEASE_LOST, None)
+        return None
 
-    def shard_ended(self, shard_ended_input: ShardEndedInput) -> None:
+    def shard_ended(self, shard_ended_input: ShardEndedInput) -> MaybeAwaitable:
         """Every record was delivered; must checkpoint SHARD_END."""
         self.shutdown(ShutdownReason.SHARD_END, shard_ended_input.checkpointer)
+        return None
 
-    def shutdown_requested(self, shutdown_requested_input: ShutdownRequestedInput) -> None:
+    def shutdown_requested(self, shutdown_requested_input: ShutdownRequestedInput) -> MaybeAwaitable:
         """The worker is stopping or handing the shard over; checkpoint what is done."""
         self.shutdown(ShutdownReason.REQUESTED, shutdown_requested_input.checkpointer)
+        return None
 
     def shutdown(self, reason: ShutdownReason, checkpointer: Checkpointer | None) -> None:
         """Catch-all for the three ending methods (KCL v1 / amazon-kclpy v1 style)."""

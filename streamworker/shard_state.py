@@ -39,6 +39,9 @@ class ConsumerSettings:
     dead_letter: DeadLetterSink | None = None
     #: Release a halted shard's lease after this many seconds (None: keep it until restarted).
     release_halted_after: float | None = None
+    #: The automatic checkpoint policy (None, None: only the processor checkpoints).
+    checkpoint_interval: float | None = None
+    checkpoint_every: int | None = None
     #: Read ahead on a thread of the shard's own (Kinesis: reads are network calls). False where
     #: reads come from memory another thread fills (Kafka's partition buffers): the shard thread
     #: reads itself, so the partition buffer is the only buffer and a batch crosses one thread.

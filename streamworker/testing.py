@@ -172,10 +172,13 @@ class ShardHarness:
     ``processor_retries`` and ``retry_backoff`` are the worker's settings of the same names: a
     failing ``process_records`` is retried (the fake clock skips the waits), and when it keeps
     failing the shard halts and ``deliver`` raises the processor's last exception.
+    ``checkpoint_interval`` and ``checkpoint_every`` are the automatic checkpoint policy; move
+    time on with ``harness.clock.advance(seconds)`` and ``idle()``.
     """
 
     def __init__(self, processor: RecordProcessor, shard_id: str = "shard-1", *, processor_retries: int = 3,
-                 retry_backoff: float = 0.5) -> None:
+                 retry_backoff: float = 0.5, checkpoint_interval: float | None = None,
+                 checkpoint_every: int | None = None) -> None:
         self.processor = processor
         self.shard_id = shard_id
         self.clock = FakeClock()
@@ -184,7 +187,8 @@ class ShardHarness:
         self._feed = _Feed()
         self._loop = EventLoopThread()
         self._settings = ConsumerSettings(processor_retries=processor_retries, retry_backoff=retry_backoff,
-                                          event_loop=self._loop, worker_id="harness")
+                                          event_loop=self._loop, worker_id="harness",
+                                          checkpoint_interval=checkpoint_interval, checkpoint_every=checkpoint_every)
         self._life: ShardLifecycle | None = None
         self._next_seq = 1
 
@@ -267,6 +271,13 @@ class ShardHarness:
             raise ShardEndNotCheckpointedError(
                 f"shard {self.shard_id}: shard_ended returned without checkpointing SHARD_END")
         return list(kids)
+
+    def idle(self) -> None:
+        """One step with no new records (as when a poll comes back empty): a due interval
+        checkpoint is written."""
+        life = self._require_running()
+        life.step()
+        self._notice_stolen(life)
 
     def lose_lease(self) -> None:
         """Another worker took the shard. As under a Worker: a checkpoint refuses with

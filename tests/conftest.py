@@ -1,7 +1,11 @@
 """Which servers the tests run against, said at the start (pytest's header) and at the end (the
 summary, also under -q): Apache Kafka where Java and Maven exist, else the tansu stand-in."""
 
+from __future__ import annotations
+
 import os
+
+import pytest
 
 from streamworker.local.apache_kafka import KAFKA_VERSION, java_and_maven
 
@@ -15,7 +19,7 @@ def kafka_kind() -> str:
     return "apache-kafka" if java_and_maven() else "tansu"
 
 
-def _kafka_line():
+def _kafka_line() -> str:
     if kafka_kind() == "apache-kafka":
         return f"kafka broker: Apache Kafka {KAFKA_VERSION} (KRaft, jars from Maven Central, started by the tests)"
     return "kafka broker: tansu 0.6 (a STAND-IN: no Java/Maven here, or STREAMWORKER_TEST_KAFKA=tansu)"
@@ -24,9 +28,9 @@ def _kafka_line():
 SERVERS = "dynamodb + kinesis: moto server; resharding and fan-out: kinesis-mock"
 
 
-def pytest_report_header(config):
+def pytest_report_header(config: pytest.Config) -> list[str]:
     return [_kafka_line(), SERVERS]
 
 
-def pytest_terminal_summary(terminalreporter):
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_line(f"{_kafka_line()}; {SERVERS}")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from typing import Any
 
-from ..records import SHARD_END, ExtendedSequenceNumber
+from ..records import SHARD_END, ExtendedSequenceNumber, StartPosition
 from .keys import key_prefix_of, shard_of, stream_of
 
 __all__ = ["Lease", "MalformedLease", "key_prefix_of", "lease_from_item", "stream_of"]
@@ -32,6 +33,9 @@ SHARD_ID = "shardId"
 RECORDS_PER_SECOND = "swRecordsPerSecond"
 #: streamworker's own attribute: why the holder's processing of this shard halted (absent: it runs).
 HALTED = "swHalted"
+#: streamworker's own attribute: the time (epoch seconds) of an AT_TIMESTAMP checkpoint set by
+#: ``streamworker checkpoint set``; removed by the next checkpoint. KCL ignores it.
+CHECKPOINT_TIMESTAMP = "swCheckpointTimestamp"
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class Lease:
     records_per_second: float = 0.0
     #: Set by a holder whose shard halted (error policy, unreadable position): the reason.
     halted: str | None = None
+    #: With an AT_TIMESTAMP checkpoint set by an operator: where to start (epoch seconds).
+    checkpoint_timestamp: float | None = None
 
     @property
     def shard_id(self) -> str:
@@ -65,6 +71,23 @@ class Lease:
     @property
     def is_finished(self) -> bool:
         return self.checkpoint.sequence_number == SHARD_END
+
+    @property
+    def start_timestamp(self) -> datetime | None:
+        """Where an AT_TIMESTAMP checkpoint set by an operator starts (else the configured one)."""
+        ts = self.checkpoint_timestamp
+        return None if ts is None else datetime.fromtimestamp(ts, timezone.utc)
+
+    def start_position(self, initial_timestamp: datetime | None) -> StartPosition:
+        """Where to read from (ValueError for a checkpoint that is no position)."""
+        return StartPosition.from_checkpoint(self.checkpoint, self.start_timestamp or initial_timestamp)
+
+    def unreadable_checkpoint(self, detail: str) -> str:
+        """The halt reason for a checkpoint the shard cannot be read from, saying how to fix the row."""
+        return (f"lease {self.lease_key!r}: its checkpoint {str(self.checkpoint)!r} cannot be read "
+                f"from ({detail}). Fix the row: set checkpoint to TRIM_HORIZON, LATEST or a sequence number "
+                f"of this shard (and checkpointSubSequenceNumber to 0), or delete it to restart the shard at "
+                f"the initial position")
 
     def with_counter(self, counter: int) -> Lease:
         return replace(self, lease_counter=counter)
@@ -148,6 +171,7 @@ def lease_from_item(item: dict[str, Any]) -> Lease:
         checkpoint_owner=_s(item, CHECKPOINT_OWNER),
         records_per_second=_float(item, RECORDS_PER_SECOND),
         halted=_s(item, HALTED),
+        checkpoint_timestamp=_float(item, CHECKPOINT_TIMESTAMP) or None,
     )
 
 

@@ -25,6 +25,7 @@ from .lease import (
     CHECKPOINT,
     CHECKPOINT_OWNER,
     CHECKPOINT_SUB,
+    CHECKPOINT_TIMESTAMP,
     CHILD_SHARD_IDS,
     HALTED,
     LEASE_COUNTER,
@@ -270,15 +271,36 @@ class LeaseTable:
             ":me": {"S": owner}, ":cp": {"S": checkpoint.sequence_number},
             ":cps": {"N": str(checkpoint.sub_sequence_number)}, ":zero": {"N": "0"},
         }
+        names["#ts"] = CHECKPOINT_TIMESTAMP
         update = "SET #c = :c1, #cp = :cp, #cps = :cps, #sw = :zero"
         if pending is None:
-            update += " REMOVE #p, #ps, #pst"
+            update += " REMOVE #p, #ps, #pst, #ts"
         else:
-            update += ", #p = :p, #ps = :ps"
+            update += ", #p = :p, #ps = :ps REMOVE #ts"
             values[":p"] = {"S": pending.sequence_number}
             values[":ps"] = {"N": str(pending.sub_sequence_number)}
             del names["#pst"]
         return lease_from_item(self._update("Checkpoint", lease_key, counter, update, cond, names, values))
+
+    def set_checkpoint(self, lease: Lease, to: ExtendedSequenceNumber, timestamp: float | None = None) -> Lease:
+        """An operator's rewind (or skip ahead): write ``to`` as the checkpoint whoever holds the
+        lease, fenced on the counter read in ``lease`` (LeaseConflict if it moved since). The
+        counter bump and the removed owner take the lease from its holder (its renewal and
+        checkpoints are refused: ``lease_lost``) and free it, so the next taker starts at ``to``."""
+        names = {"#cp": CHECKPOINT, "#cps": CHECKPOINT_SUB, "#sw": OWNER_SWITCHES, "#o": LEASE_OWNER,
+                 "#co": CHECKPOINT_OWNER, "#p": PENDING_CHECKPOINT, "#ps": PENDING_CHECKPOINT_SUB,
+                 "#pst": PENDING_CHECKPOINT_STATE, "#h": HALTED, "#ts": CHECKPOINT_TIMESTAMP}
+        values: dict[str, Any] = {":cp": {"S": to.sequence_number}, ":cps": {"N": str(to.sub_sequence_number)},
+                                  ":zero": {"N": "0"}}
+        update = "SET #c = :c1, #cp = :cp, #cps = :cps, #sw = :zero"
+        if timestamp is not None:
+            update += ", #ts = :ts"
+            values[":ts"] = {"N": f"{timestamp:.3f}"}
+        update += " REMOVE #o, #co, #p, #ps, #pst, #h"
+        if timestamp is None:
+            update += ", #ts"
+        return lease_from_item(self._update("SetCheckpoint", lease.lease_key, lease.lease_counter, update, "",
+                                            names, values))
 
     def prepare_checkpoint(self, lease_key: str, counter: int, owner: str, pending: ExtendedSequenceNumber,
                            *, as_checkpoint_owner: bool = False) -> Lease:

@@ -1,5 +1,7 @@
 """Local servers and worker processes for the integration tests (started by the tests themselves)."""
 
+from __future__ import annotations
+
 import json
 import os
 import signal
@@ -7,7 +9,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 import pytest
@@ -17,11 +21,16 @@ from streamworker.local.apache_kafka import ApacheKafka
 
 from ..conftest import kafka_kind
 
+if TYPE_CHECKING:
+    from confluent_kafka import Producer
+    from mypy_boto3_kinesis import KinesisClient
+
+T = TypeVar("T")
 HERE = Path(__file__).parent
 PROCESSOR = f"{HERE / 'recording_processor.py'}:RecordingProcessor"
 
 
-def wait_for(cond, timeout, what="condition"):
+def wait_for(cond: Callable[[], T | None], timeout: float, what: str = "condition") -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = cond()
@@ -32,13 +41,13 @@ def wait_for(cond, timeout, what="condition"):
 
 
 @pytest.fixture(scope="session")
-def moto_server():
+def moto_server() -> Iterator[MotoServer]:
     with MotoServer() as server:
         yield server
 
 
 @pytest.fixture(scope="session")
-def kinesis_mock():
+def kinesis_mock() -> Iterator[KinesisMock]:
     try:
         server = KinesisMock().start()
     except Exception as exc:  # pragma: no cover - reported, never silently passed
@@ -48,7 +57,7 @@ def kinesis_mock():
 
 
 @pytest.fixture
-def aws_env(moto_server, monkeypatch):
+def aws_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     env = {"AWS_ENDPOINT_URL": moto_server.endpoint, "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     for k, v in env.items():
@@ -59,17 +68,18 @@ def aws_env(moto_server, monkeypatch):
 
 
 @pytest.fixture
-def names():
+def names() -> dict[str, str]:
     suffix = uuid.uuid4().hex[:8]
     return {"stream": f"stream-{suffix}", "app": f"app-{suffix}"}
 
 
-def make_stream(client, name, shards):
+def make_stream(client: KinesisClient, name: str, shards: int) -> None:
     client.create_stream(StreamName=name, ShardCount=shards)
-    client.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
+    fast: Any = {"Delay": 0.2, "MaxAttempts": 100}  # botocore sleeps a float; the stubs say int
+    client.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig=fast)
 
 
-def produce(client, stream, start, count, keys=16):
+def produce(client: KinesisClient, stream: str, start: int, count: int, keys: int = 16) -> None:
     """Put records numbered start..start+count-1 (data = the number) over ``keys`` partition keys."""
     n = start
     while n < start + count:
@@ -81,13 +91,13 @@ def produce(client, stream, start, count, keys=16):
 
 
 class RecordLog:
-    def __init__(self, path):
+    def __init__(self, path: Path) -> None:
         self.path = path
 
-    def events(self, ev=None):
+    def events(self, ev: str | None = None) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
-        out = []
+        out: list[dict[str, Any]] = []
         for line in self.path.read_text().splitlines():
             try:
                 e = json.loads(line)
@@ -97,13 +107,13 @@ class RecordLog:
                 out.append(e)
         return out
 
-    def data(self):
+    def data(self) -> list[int]:
         return [int(e["data"]) for e in self.events("rec")]
 
 
-def running_shards(log, worker):
+def running_shards(log: RecordLog, worker: str) -> set[str]:
     """Shards whose processor in ``worker`` has initialized and not ended."""
-    active = set()
+    active: set[str] = set()
     for e in log.events():
         if e["w"] != worker:
             continue
@@ -114,13 +124,13 @@ def running_shards(log, worker):
     return active
 
 
-def settled(table_name, log, expected):
+def settled(table_name: str, log: RecordLog, expected: dict[str, int]) -> bool:
     """True when the lease table shows ``expected`` owner counts and each worker runs its shards."""
     try:
         owners = lease_owners(table_name)
     except boto3.client("dynamodb").exceptions.ResourceNotFoundException:
         return False  # the first worker has not created the table yet
-    counts = {}
+    counts: dict[str | None, int] = {}
     for o in owners.values():
         counts[o] = counts.get(o, 0) + 1
     if counts != expected:
@@ -129,7 +139,9 @@ def settled(table_name, log, expected):
 
 
 class WorkerProcess:
-    def __init__(self, name, names, env, log, tmp, failover=3.0, hold_file=None, extra=(), source=None):
+    def __init__(self, name: str, names: dict[str, str], env: dict[str, str], log: RecordLog, tmp: Path,
+                 failover: float = 3.0, hold_file: Path | None = None, extra: Sequence[str] = (),
+                 source: list[str] | None = None) -> None:
         self.name = name
         self.stderr_path = tmp / f"{name}.stderr"
         source = source or ["--stream", names["stream"]]
@@ -144,36 +156,42 @@ class WorkerProcess:
         self.proc = subprocess.Popen(cmd, env=penv, stdout=subprocess.DEVNULL,
                                      stderr=open(self.stderr_path, "w"))
 
-    def signal(self, sig):
+    def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
 
-    def stop(self):
+    def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGCONT)
             self.proc.kill()
             self.proc.wait(10)
 
-    def stderr(self):
+    def stderr(self) -> str:
         return self.stderr_path.read_text()
 
 
-@pytest.fixture
-def workers(aws_env, names, tmp_path):
-    log = RecordLog(tmp_path / "records.jsonl")
-    started = []
+class Workers:
+    """Starts ``streamworker run`` processes that share one record log; stops them all at the end."""
 
-    def start(name, **kw):
-        w = WorkerProcess(name, names, aws_env, log, tmp_path, **kw)
-        started.append(w)
+    def __init__(self, names: dict[str, str], env: dict[str, str], tmp: Path) -> None:
+        self.names, self.env, self.tmp = names, env, tmp
+        self.log = RecordLog(tmp / "records.jsonl")
+        self.started: list[WorkerProcess] = []
+
+    def __call__(self, name: str, **kw: Any) -> WorkerProcess:
+        w = WorkerProcess(name, self.names, self.env, self.log, self.tmp, **kw)
+        self.started.append(w)
         return w
 
-    start.log = log
-    yield start
-    for w in started:
+
+@pytest.fixture
+def workers(aws_env: dict[str, str], names: dict[str, str], tmp_path: Path) -> Iterator[Workers]:
+    started = Workers(names, aws_env, tmp_path)
+    yield started
+    for w in started.started:
         w.stop()
 
 
-def lease_owners(table_name):
+def lease_owners(table_name: str) -> dict[str, str | None]:
     """Lease key -> owner; a lease in the middle of a handoff is owned by "handoff"."""
     ddb = boto3.client("dynamodb")
     items = ddb.scan(TableName=table_name, ConsistentRead=True)["Items"]
@@ -181,8 +199,8 @@ def lease_owners(table_name):
             for i in items}
 
 
-def owner_counts(table_name):
-    counts = {}
+def owner_counts(table_name: str) -> dict[str | None, int]:
+    counts: dict[str | None, int] = {}
     try:
         for owner in lease_owners(table_name).values():
             counts[owner] = counts.get(owner, 0) + 1
@@ -197,7 +215,7 @@ KAFKA_GROUP_TIMING = ["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval
 
 
 @pytest.fixture(scope="session")
-def kafka_broker():
+def kafka_broker() -> Iterator[ApacheKafka | KafkaBroker]:
     """One broker for the session: Apache Kafka where it can run here, else tansu."""
     broker = ApacheKafka() if kafka_kind() == "apache-kafka" else KafkaBroker()
     with broker:
@@ -205,20 +223,20 @@ def kafka_broker():
 
 
 class KafkaTopics:
-    def __init__(self, bootstrap):
+    def __init__(self, bootstrap: str) -> None:
         from confluent_kafka.admin import AdminClient
 
         self.bootstrap = bootstrap
         self.admin = AdminClient({"bootstrap.servers": bootstrap})
-        self.producer = None
+        self.producer: Producer | None = None
 
-    def create(self, name, partitions=4):
-        from confluent_kafka.admin import NewTopic
+    def create(self, name: str, partitions: int = 4) -> str:
+        from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
         self.admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])[name].result(15)
         return name
 
-    def produce(self, topic, start, count, keys=16, partitions=None):
+    def produce(self, topic: str, start: int, count: int, keys: int = 16, partitions: int | None = None) -> None:
         """Records start..start+count-1; key-N goes to partition N % partitions (librdkafka's
         CRC32 partitioner would put all sixteen keys on two of four partitions)."""
         from confluent_kafka import Producer
@@ -232,7 +250,7 @@ class KafkaTopics:
                                   partition=(i % keys) % partitions)
         assert self.producer.flush(15) == 0
 
-    def committed(self, group, topic, partitions=4):
+    def committed(self, group: str, topic: str, partitions: int = 4) -> dict[int, int]:
         from confluent_kafka import Consumer, TopicPartition
 
         c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group})
@@ -244,5 +262,5 @@ class KafkaTopics:
 
 
 @pytest.fixture
-def kafka(kafka_broker):
+def kafka(kafka_broker: ApacheKafka | KafkaBroker) -> KafkaTopics:
     return KafkaTopics(kafka_broker.bootstrap)

@@ -1,31 +1,36 @@
 """A processor for the integration tests: appends what it sees to RECORD_LOG as JSON lines.
 
 While the file named by HOLD_FILE exists it pauses inside process_records (after recording the
-batch, before checkpointing), so a test can freeze a worker mid-batch."""
+batch, before checkpointing), so a test can freeze a worker mid-batch. With NO_CHECKPOINT=1 it
+never checkpoints (the worker's checkpoint policy does)."""
+
+from __future__ import annotations
 
 import json
 import os
 import sys
 import time
+from typing import Any
 
 from streamworker import LeaseLostError, RecordProcessor
 
 
 class RecordingProcessor(RecordProcessor):
-    def __init__(self):
+    def __init__(self) -> None:
         self.log = open(os.environ["RECORD_LOG"], "a", buffering=1)
         self.worker = os.environ.get("WORKER_NAME", str(os.getpid()))
         self.hold = os.environ.get("HOLD_FILE")
         self.shard = None
+        self.checkpoints = not os.environ.get("NO_CHECKPOINT")
 
-    def _event(self, ev, **kw):
+    def _event(self, ev: Any, **kw: Any) -> None:
         self.log.write(json.dumps({"ev": ev, "w": self.worker, "shard": self.shard, "t": time.time(), **kw}) + "\n")
 
-    def initialize(self, i):
+    def initialize(self, i: Any) -> None:
         self.shard = i.shard_id
         self._event("init", checkpoint=str(i.extended_sequence_number))
 
-    def process_records(self, p):
+    def process_records(self, p: Any) -> None:
         if os.environ.get("FAIL_RECORDS") and p.records:
             raise RuntimeError("poison batch")
         for r in p.records:
@@ -35,6 +40,8 @@ class RecordingProcessor(RecordProcessor):
             self._event("holding")
             while os.path.exists(self.hold):
                 time.sleep(0.02)
+        if not self.checkpoints:
+            return
         try:
             p.checkpointer.checkpoint()
             if p.records:
@@ -43,13 +50,15 @@ class RecordingProcessor(RecordProcessor):
             self._event("checkpoint_refused", error=str(exc))
             print(f"checkpoint refused: {exc}", file=sys.stderr)
 
-    def lease_lost(self, i):
+    def lease_lost(self, i: Any) -> None:
         self._event("lease_lost")
 
-    def shard_ended(self, i):
-        i.checkpointer.checkpoint()
+    def shard_ended(self, i: Any) -> None:
+        if self.checkpoints:
+            i.checkpointer.checkpoint()
         self._event("shard_ended")
 
-    def shutdown_requested(self, i):
-        i.checkpointer.checkpoint()
+    def shutdown_requested(self, i: Any) -> None:
+        if self.checkpoints:
+            i.checkpointer.checkpoint()
         self._event("shutdown_requested")

@@ -1,13 +1,18 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
 import boto3
 import pytest
 from moto import mock_aws
 
 from streamworker.clock import FakeClock
+from streamworker.coordinators.lease import Lease
 from streamworker.coordinators.lease_table import LeaseTable
 
 
 @pytest.fixture
-def aws_env(monkeypatch):
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_KINESIS", "AWS_PROFILE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -16,9 +21,16 @@ def aws_env(monkeypatch):
 
 
 @pytest.fixture
-def table(aws_env):
+def table(aws_env: None) -> Iterator[LeaseTable]:
     """A lease table in moto's in-process mock (no server)."""
     with mock_aws():
         t = LeaseTable(boto3.client("dynamodb"), "unit-app", clock=FakeClock())
         t.ensure_table()
         yield t
+
+
+def row(table: LeaseTable, lease_key: str) -> Lease:
+    """The lease row, which the test expects to exist."""
+    lease = table.get(lease_key)
+    assert lease is not None, f"no lease {lease_key!r}"
+    return lease

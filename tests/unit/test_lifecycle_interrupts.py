@@ -1,0 +1,60 @@
+"""A shutdown that arrives while a failed batch waits for its retry: the batch is neither
+dead-lettered nor reported as failed for good; the processor gets shutdown_requested and the
+checkpoint stays before the batch (the next owner gets it again)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from streamworker import ProcessRecordsInput, RecordProcessor
+from streamworker.clock import FakeClock
+from streamworker.coordinators.lease import Lease
+from streamworker.lifecycle import ShardLifecycle
+from streamworker.processor import ShutdownRequestedInput
+from streamworker.records import ExtendedSequenceNumber as ESN
+from streamworker.records import Record
+from streamworker.shard_state import ConsumerSettings, ConsumerState
+from streamworker.sources.base import Batch
+from streamworker.testing import _Feed, _MemoryLease, _NoSource, make_records
+
+
+class FailsOnce(RecordProcessor):
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def process_records(self, process_records_input: ProcessRecordsInput) -> None:
+        self.calls.append("process_records")
+        raise RuntimeError("a transient failure")
+
+    def shutdown_requested(self, shutdown_requested_input: ShutdownRequestedInput) -> None:
+        self.calls.append("shutdown_requested")
+        shutdown_requested_input.checkpointer.checkpoint()
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.written: list[Sequence[Record]] = []
+
+    def write(self, records: Sequence[Record], shard_id: str, error: BaseException) -> None:
+        self.written.append(records)
+
+    def describe(self) -> str:
+        return "memory"
+
+
+def test_shutdown_between_retries_ends_gracefully_without_dead_lettering() -> None:
+    processor, sink, leases, feed, clock = FailsOnce(), Sink(), _MemoryLease(), _Feed(), FakeClock()
+    life = ShardLifecycle(Lease("shard-1", lease_owner="w", checkpoint=ESN("TRIM_HORIZON")), processor, _NoSource(),
+                          leases, ConsumerSettings(processor_retries=3, dead_letter=sink, worker_id="w"), feed, clock,
+                          label="shard-1", stream="s")
+    while life.state != ConsumerState.PROCESSING:
+        life.step()
+    feed.batches.append(Batch(make_records([b"a", b"b"])))
+    wait = life.step()  # the first attempt fails: a retry is scheduled
+    assert life.busy and wait is not None and wait > 0
+    life.request_shutdown()
+    assert life.step() is None  # interrupted before the retry: the shard ends
+    assert life.end_reason == "shutdown requested" and life.halt_reason is None
+    assert processor.calls == ["process_records", "shutdown_requested"]
+    assert sink.written == []  # not dead-lettered: it never used up its retries
+    assert leases.written == ESN("TRIM_HORIZON")  # the shutdown checkpoint stops before the batch
