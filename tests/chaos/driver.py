@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).parent
 PROCESSOR = f"{HERE.parent / 'integration' / 'recording_processor.py'}:RecordingProcessor"
@@ -73,7 +74,7 @@ class Producer(threading.Thread):
             self.stop_event.wait(20 / self.rate)
 
 
-def events(log: Path) -> list[dict]:
+def events(log: Path) -> list[dict[str, Any]]:
     out = []
     for line in log.read_text().splitlines() if log.exists() else []:
         try:
@@ -148,7 +149,7 @@ class Report:
 def check(log: Path, produced: int, fleet: Fleet, slack: float = 2.0) -> Report:
     evs = sorted(events(log), key=lambda e: e["t"])
     recs = [e for e in evs if e["ev"] == "rec"]
-    by_number: dict[int, list[dict]] = {}
+    by_number: dict[int, list[dict[str, Any]]] = {}
     for e in recs:
         by_number.setdefault(int(e["data"]), []).append(e)
     lost = [n for n in range(produced) if n not in by_number]
@@ -182,7 +183,7 @@ def check(log: Path, produced: int, fleet: Fleet, slack: float = 2.0) -> Report:
             if e["ev"] == "checkpointed":
                 checkpoints.setdefault((e["w"], e["shard"], e["session"]), []).append((e["t"], int(e["seq"])))
 
-    def in_failure_window(d: dict) -> bool:
+    def in_failure_window(d: dict[str, Any]) -> bool:
         w = d["w"]
         failed_after = any(t >= d["t"] - slack for t in hard.get(w, []))
         frozen_tail = any(0 <= d["t"] - t <= slack for t in resumed.get(w, []))
@@ -205,7 +206,7 @@ def check(log: Path, produced: int, fleet: Fleet, slack: float = 2.0) -> Report:
     # right after SIGCONT (its checkpoint is then refused)
     conts = {w: [t for k, t in fl if k == "cont"] for w, fl in fleet.faults.items()}
     concurrent: list[str] = []
-    by_shard: dict[str, list[dict]] = {}
+    by_shard: dict[str, list[dict[str, Any]]] = {}
     for e in recs:  # each record's session was set above
         by_shard.setdefault(e["shard"], []).append(e)
     for shard, rs in by_shard.items():

@@ -2,13 +2,18 @@
 topic while a producer writes numbered records; random kill -9, SIGSTOP/SIGCONT past the failover
 time and SIGTERM restarts. The short runs are part of CI; ``./dev test-slow`` adds the long ones."""
 
+from __future__ import annotations
+
 import os
 import sys
+from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 
-from tests.integration.conftest import wait_for
+from streamworker.local import KinesisMock, MotoServer
+from tests.integration.conftest import KafkaTopics, wait_for
 
 from .driver import PROCESSOR, Fleet, Producer, check, events, run_chaos
 
@@ -18,7 +23,7 @@ SHORT = {"workers": 3, "duration": 22, "seed": 7}
 LONG = {"workers": 4, "duration": 180, "seed": 11}
 
 
-def finish(fleet, producer, title, actions):
+def finish(fleet: Any, producer: Any, title: Any, actions: Any) -> None:
     log = fleet.log
     # everything produced gets processed once the faults stop (every worker is running again)
     try:
@@ -36,7 +41,7 @@ def finish(fleet, producer, title, actions):
     assert {"kill -9", "SIGSTOP", "SIGTERM"} <= {a.split()[0] if a[0] != "k" else "kill -9" for a in actions}
 
 
-def kinesis_chaos(tmp_path, moto_server, kinesis_mock, names, params):
+def kinesis_chaos(tmp_path: Path, moto_server: MotoServer, kinesis_mock: KinesisMock, names: dict[str, str], params: Any) -> None:
     kinesis = boto3.client("kinesis", endpoint_url=kinesis_mock.endpoint)
     stream = names["stream"]
     kinesis.create_stream(StreamName=stream, ShardCount=8)
@@ -50,10 +55,10 @@ def kinesis_chaos(tmp_path, moto_server, kinesis_mock, names, params):
                    "--initial-position", "TRIM_HORIZON", "--idle-time-between-reads", "0.2", "--log-format", "json"],
                   env, tmp_path / "records.jsonl", tmp_path)
 
-    def put(batch):
+    def put(batch: Any) -> None:
         kinesis.put_records(StreamName=stream, Records=[{"Data": d, "PartitionKey": k} for k, d in batch])
 
-    def reshard():
+    def reshard() -> None:
         s = kinesis.list_shards(StreamName=stream)["Shards"][0]
         lo, hi = int(s["HashKeyRange"]["StartingHashKey"]), int(s["HashKeyRange"]["EndingHashKey"])
         kinesis.split_shard(StreamName=stream, ShardToSplit=s["ShardId"], NewStartingHashKey=str((lo + hi) // 2))
@@ -67,13 +72,13 @@ def kinesis_chaos(tmp_path, moto_server, kinesis_mock, names, params):
     finish(fleet, producer, f"Kinesis, {params['workers']} workers, {params['duration']}s", actions)
 
 
-def kafka_chaos(tmp_path, kafka, names, params):
+def kafka_chaos(tmp_path: Path, kafka: KafkaTopics, names: dict[str, str], params: Any) -> None:
     topic = kafka.create(names["stream"], partitions=8)
     from confluent_kafka import Producer as KafkaProducer
 
     p = KafkaProducer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 5})
 
-    def put(batch):
+    def put(batch: Any) -> None:
         for k, d in batch:
             p.produce(topic, key=k.encode(), value=d, partition=int(k[1:]) % 8)
         p.flush(10)
@@ -95,19 +100,19 @@ def kafka_chaos(tmp_path, kafka, names, params):
     finish(fleet, producer, f"Kafka, {params['workers']} workers, {params['duration']}s", actions)
 
 
-def test_chaos_kinesis_short(tmp_path, moto_server, kinesis_mock, names, aws_env):
+def test_chaos_kinesis_short(tmp_path: Path, moto_server: MotoServer, kinesis_mock: KinesisMock, names: dict[str, str], aws_env: dict[str, str]) -> None:
     kinesis_chaos(tmp_path, moto_server, kinesis_mock, names, SHORT)
 
 
-def test_chaos_kafka_short(tmp_path, kafka, names):
+def test_chaos_kafka_short(tmp_path: Path, kafka: KafkaTopics, names: dict[str, str]) -> None:
     kafka_chaos(tmp_path, kafka, names, SHORT)
 
 
 @pytest.mark.slow
-def test_chaos_kinesis_long(tmp_path, moto_server, kinesis_mock, names, aws_env):
+def test_chaos_kinesis_long(tmp_path: Path, moto_server: MotoServer, kinesis_mock: KinesisMock, names: dict[str, str], aws_env: dict[str, str]) -> None:
     kinesis_chaos(tmp_path, moto_server, kinesis_mock, names, LONG)
 
 
 @pytest.mark.slow
-def test_chaos_kafka_long(tmp_path, kafka, names):
+def test_chaos_kafka_long(tmp_path: Path, kafka: KafkaTopics, names: dict[str, str]) -> None:
     kafka_chaos(tmp_path, kafka, names, LONG)

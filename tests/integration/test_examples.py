@@ -1,6 +1,10 @@
 """The examples run as they are."""
 
+from __future__ import annotations
+
 import sqlite3
+from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -13,7 +17,7 @@ from .conftest import make_stream, produce, wait_for
 pytestmark = pytest.mark.integration
 
 
-def test_idempotent_sink_stores_each_record_once_across_a_restart(aws_env, names, tmp_path, monkeypatch):
+def test_idempotent_sink_stores_each_record_once_across_a_restart(aws_env: dict[str, str], names: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SINK_DB", str(tmp_path / "sink.sqlite"))
     kinesis = boto3.client("kinesis")
     make_stream(kinesis, names["stream"], 2)
@@ -22,7 +26,7 @@ def test_idempotent_sink_stores_each_record_once_across_a_restart(aws_env, names
     cfg = WorkerConfig.load({"stream": names["stream"], "application_name": names["app"],
                              "initial_position": "TRIM_HORIZON", "idle_time_between_reads": 0.2})
 
-    def rows():
+    def rows() -> Any:
         with sqlite3.connect(tmp_path / "sink.sqlite") as db:
             try:
                 return db.execute("SELECT COUNT(*), COUNT(DISTINCT data) FROM records").fetchone()
@@ -41,7 +45,7 @@ def test_idempotent_sink_stores_each_record_once_across_a_restart(aws_env, names
     w2.shutdown(15)
 
 
-def test_metrics_processor_checkpoints_on_shutdown(aws_env, names):
+def test_metrics_processor_checkpoints_on_shutdown(aws_env: dict[str, str], names: dict[str, str]) -> None:
     kinesis = boto3.client("kinesis")
     make_stream(kinesis, names["stream"], 1)
     kinesis.put_records(StreamName=names["stream"], Records=[

@@ -1,10 +1,17 @@
 """Several `streamworker run` processes sharing one stream through the lease table."""
 
+from __future__ import annotations
+
 import signal
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
+
+from tests.integration.conftest import RecordLog, Workers
 
 from .conftest import lease_owners, make_stream, owner_counts, produce, settled, wait_for
 
@@ -12,17 +19,17 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def stream4(aws_env, names):
+def stream4(aws_env: dict[str, str], names: dict[str, str]) -> Any:
     kinesis = boto3.client("kinesis")
     make_stream(kinesis, names["stream"], 4)
     return kinesis
 
 
-def all_processed(log, total):
+def all_processed(log: RecordLog, total: int) -> Callable[[], bool]:
     return lambda: set(log.data()) >= set(range(total))
 
 
-def test_two_workers_split_four_shards_and_kill9_loses_nothing(stream4, names, workers):
+def test_two_workers_split_four_shards_and_kill9_loses_nothing(stream4: Any, names: dict[str, str], workers: Workers) -> None:
     log = workers.log
     a, _ = workers("A"), workers("B")
     produce(stream4, names["stream"], 0, 400)
@@ -47,11 +54,11 @@ def test_two_workers_split_four_shards_and_kill9_loses_nothing(stream4, names, w
     # B resumed A's shards from A's checkpoints: only records A processed after its last
     # checkpoint on that shard may be processed twice.
     recs = log.events("rec")
-    last_cp = {}
+    last_cp: dict[Any, Any] = {}
     for e in log.events("checkpointed"):
         if e["w"] == "A":
             last_cp[e["shard"]] = max(last_cp.get(e["shard"], 0), int(e["seq"]))
-    seen = {}
+    seen: dict[Any, Any] = {}
     for e in recs:
         seen.setdefault(int(e["data"]), []).append(e)
     for hits in seen.values():
@@ -64,7 +71,7 @@ def test_two_workers_split_four_shards_and_kill9_loses_nothing(stream4, names, w
     assert all(e["checkpoint"] != "TRIM_HORIZON" for e in inits), inits
 
 
-def test_sigterm_hands_shards_over_gracefully_with_nothing_processed_twice(stream4, names, workers):
+def test_sigterm_hands_shards_over_gracefully_with_nothing_processed_twice(stream4: Any, names: dict[str, str], workers: Workers) -> None:
     log = workers.log
     a, _ = workers("A"), workers("B")
     produce(stream4, names["stream"], 0, 300)
@@ -87,7 +94,7 @@ def test_sigterm_hands_shards_over_gracefully_with_nothing_processed_twice(strea
     assert not [e for e in log.events("lease_lost")]
 
 
-def test_sigstopped_worker_is_fenced_and_gets_lease_lost(stream4, names, workers, tmp_path):
+def test_sigstopped_worker_is_fenced_and_gets_lease_lost(stream4: Any, names: dict[str, str], workers: Workers, tmp_path: Path) -> None:
     log = workers.log
     hold = tmp_path / "hold"
     a = workers("A", hold_file=hold)

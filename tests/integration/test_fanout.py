@@ -1,10 +1,13 @@
 """Enhanced fan-out on kinesis-mock (with the initial-response shim, streamworker/local/fanout_shim.py)."""
 
+from __future__ import annotations
+
 import time
+from typing import Any, cast
 
 import boto3
 
-from streamworker.local import fanout_shim
+from streamworker.local import KinesisMock, MotoServer, fanout_shim
 from streamworker.records import StartPosition
 from streamworker.sources.fanout import FanoutSource
 
@@ -12,7 +15,7 @@ from .conftest import make_stream, produce, wait_for
 from .inprocess import Collected, start_worker
 
 
-def test_fanout_reader_resubscribes_without_gaps(aws_env, kinesis_mock, names):
+def test_fanout_reader_resubscribes_without_gaps(aws_env: dict[str, str], kinesis_mock: KinesisMock, names: dict[str, str]) -> None:
     kinesis = boto3.client("kinesis", endpoint_url=kinesis_mock.endpoint)
     fanout_shim.install(kinesis)
     stream = names["stream"]
@@ -37,7 +40,7 @@ def test_fanout_reader_resubscribes_without_gaps(aws_env, kinesis_mock, names):
     reader.close()
 
 
-def test_workers_read_through_fanout(aws_env, kinesis_mock, moto_server, names):
+def test_workers_read_through_fanout(aws_env: dict[str, str], kinesis_mock: KinesisMock, moto_server: MotoServer, names: dict[str, str]) -> None:
     kinesis = boto3.client("kinesis", endpoint_url=kinesis_mock.endpoint)
     fanout_shim.install(kinesis)
     ddb = boto3.client("dynamodb", endpoint_url=moto_server.endpoint)
@@ -57,7 +60,7 @@ def test_workers_read_through_fanout(aws_env, kinesis_mock, moto_server, names):
             w.shutdown()
 
 
-def test_one_worker_reads_two_streams_through_fanout(aws_env, kinesis_mock, moto_server, names):
+def test_one_worker_reads_two_streams_through_fanout(aws_env: dict[str, str], kinesis_mock: KinesisMock, moto_server: MotoServer, names: dict[str, str]) -> None:
     kinesis = boto3.client("kinesis", endpoint_url=kinesis_mock.endpoint)
     fanout_shim.install(kinesis)
     ddb = boto3.client("dynamodb", endpoint_url=moto_server.endpoint)
@@ -79,7 +82,7 @@ def test_one_worker_reads_two_streams_through_fanout(aws_env, kinesis_mock, moto
         w.shutdown()
 
 
-def test_a_re_created_stream_is_read_through_a_consumer_of_its_own(aws_env, kinesis_mock, moto_server, names):
+def test_a_re_created_stream_is_read_through_a_consumer_of_its_own(aws_env: dict[str, str], kinesis_mock: KinesisMock, moto_server: MotoServer, names: dict[str, str]) -> None:
     kinesis = boto3.client("kinesis", endpoint_url=kinesis_mock.endpoint)
     fanout_shim.install(kinesis)
     ddb = boto3.client("dynamodb", endpoint_url=moto_server.endpoint)
@@ -90,7 +93,7 @@ def test_a_re_created_stream_is_read_through_a_consumer_of_its_own(aws_env, kine
     w = start_worker("A", None, names["app"], out, kinesis, ddb, retrieval="fanout",
                      stream_pattern=f"{names['stream']}-.*", shard_sync_interval=600)
 
-    def creation(s):
+    def creation(s: Any) -> Any:
         return kinesis.describe_stream_summary(StreamName=s)["StreamDescriptionSummary"]["StreamCreationTimestamp"]
 
     try:
@@ -98,7 +101,7 @@ def test_a_re_created_stream_is_read_through_a_consumer_of_its_own(aws_env, kine
         wait_for(lambda: len(out.data()) >= 20, 60, "the first incarnation read")
         first = creation(stream).timestamp()
         kinesis.delete_stream(StreamName=stream, EnforceConsumerDeletion=True)
-        kinesis.get_waiter("stream_not_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.2})
+        kinesis.get_waiter("stream_not_exists").wait(StreamName=stream, WaiterConfig=cast(Any, {"Delay": 0.2}))
         wait_for(lambda: time.time() >= first + 1, 5, "a new creation second")  # KCL keys hold seconds
         make_stream(kinesis, stream, 1)
         w.set_streams([])

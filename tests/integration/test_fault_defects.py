@@ -2,6 +2,8 @@
 defect was seen that way: replies cut short, credentials that fail for a while, permissions
 refused, a table deleted, latency, hand-edited rows (issue 11)."""
 
+from __future__ import annotations
+
 import json
 import os
 import signal
@@ -11,12 +13,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
+from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 from structlog.testing import capture_logs
 
 from streamworker import Worker, WorkerConfig
+from streamworker.local import MotoServer
 
 from ..faultproxy import FaultProxy
 from .conftest import RecordLog, WorkerProcess, make_stream, produce, wait_for
@@ -25,7 +31,7 @@ from .inprocess import Collected, CollectingProcessor
 pytestmark = pytest.mark.integration
 
 
-def table_items(app):
+def table_items(app: str) -> dict[str, dict[str, AttributeValueTypeDef]]:
     ddb = boto3.client("dynamodb")
     try:
         items = ddb.scan(TableName=app, ConsistentRead=True)["Items"]
@@ -34,7 +40,7 @@ def table_items(app):
     return {i["leaseKey"]["S"]: i for i in items}
 
 
-def http_get(url):
+def http_get(url: str) -> tuple[Any, Any]:
     try:
         with urllib.request.urlopen(url, timeout=5) as r:
             return r.status, r.read().decode()
@@ -44,7 +50,7 @@ def http_get(url):
         return 0, ""  # not listening yet
 
 
-def free_port():
+def free_port() -> Any:
     import socket
 
     with socket.socket() as s:
@@ -52,7 +58,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_a_cut_or_garbled_get_records_reply_never_ends_an_open_shard(aws_env, names, tmp_path, moto_server):
+def test_a_cut_or_garbled_get_records_reply_never_ends_an_open_shard(aws_env: dict[str, str], names: dict[str, str], tmp_path: Path, moto_server: MotoServer) -> None:
     """Defect 1: a 200 reply cut short (or garbled) parses as a reply without NextShardIterator;
     it used to end the shard (SHARD_END written, the rest never delivered)."""
     kinesis = boto3.client("kinesis")
@@ -84,7 +90,7 @@ printf '{{"Version": 1, "AccessKeyId": "testing", "SecretAccessKey": "testing", 
 """
 
 
-def credential_env(aws_env, tmp_path):
+def credential_env(aws_env: dict[str, str], tmp_path: Path) -> Any:
     """A profile whose credential_process fails while the flag file exists. Its credentials
     expire within botocore's mandatory refresh window, so every call asks for them again."""
     flag = tmp_path / "credentials-down"
@@ -100,7 +106,7 @@ def credential_env(aws_env, tmp_path):
     return env, flag
 
 
-def test_a_short_credential_outage_halts_nothing_and_keeps_every_line_json(aws_env, names, tmp_path):
+def test_a_short_credential_outage_halts_nothing_and_keeps_every_line_json(aws_env: dict[str, str], names: dict[str, str], tmp_path: Path) -> None:
     """Defects 2, 3 and 10: a 3 s credential outage used to halt every shard for good (leases
     still held), spin the coordinator, and put plain-text tracebacks in the JSON log."""
     kinesis = boto3.client("kinesis")
@@ -132,7 +138,7 @@ def test_a_short_credential_outage_halts_nothing_and_keeps_every_line_json(aws_e
         w.stop()
 
 
-def test_access_denied_at_run_time_is_one_clear_error_and_exit_1(aws_env, names, tmp_path, moto_server):
+def test_access_denied_at_run_time_is_one_clear_error_and_exit_1(aws_env: dict[str, str], names: dict[str, str], tmp_path: Path, moto_server: MotoServer) -> None:
     """Defect 3: dynamodb:UpdateItem denied used to spin at ~30 calls/s forever."""
     kinesis = boto3.client("kinesis")
     make_stream(kinesis, names["stream"], 2)
@@ -155,7 +161,7 @@ def test_access_denied_at_run_time_is_one_clear_error_and_exit_1(aws_env, names,
             w.stop()
 
 
-def test_a_lease_table_deleted_while_running_stops_the_worker_clearly(aws_env, names, tmp_path):
+def test_a_lease_table_deleted_while_running_stops_the_worker_clearly(aws_env: dict[str, str], names: dict[str, str], tmp_path: Path) -> None:
     """Defect 3: a deleted lease table used to be retried ~60 times a second, forever."""
     kinesis = boto3.client("kinesis")
     make_stream(kinesis, names["stream"], 2)
@@ -173,7 +179,7 @@ def test_a_lease_table_deleted_while_running_stops_the_worker_clearly(aws_env, n
         w.stop()
 
 
-def test_forty_idle_leases_survive_250_ms_of_latency_per_call(aws_env, names, moto_server):
+def test_forty_idle_leases_survive_250_ms_of_latency_per_call(aws_env: dict[str, str], names: dict[str, str], moto_server: MotoServer) -> None:
     """Defect 4: renewals one after another (40 x 250 ms > 80 % of the failover time) lost leases
     although every write succeeded."""
     kinesis = boto3.client("kinesis")
@@ -196,7 +202,7 @@ def test_forty_idle_leases_survive_250_ms_of_latency_per_call(aws_env, names, mo
             w.shutdown(20)
 
 
-def test_every_lost_lease_is_counted_and_logged_with_its_reason(aws_env, names, moto_server):
+def test_every_lost_lease_is_counted_and_logged_with_its_reason(aws_env: dict[str, str], names: dict[str, str], moto_server: MotoServer) -> None:
     """Defect 5: leases whose shard consumer saw the expiry first were forgotten silently."""
     kinesis = boto3.client("kinesis")
     make_stream(kinesis, names["stream"], 4)
@@ -218,7 +224,7 @@ def test_every_lost_lease_is_counted_and_logged_with_its_reason(aws_env, names, 
             w.shutdown(20)
 
 
-def proxied_worker(names, proxy, out, settings):
+def proxied_worker(names: dict[str, str], proxy: Any, out: Any, settings: Any) -> Any:
     """An in-process worker whose lease table is reached through ``proxy``."""
     cfg = WorkerConfig.load({"stream": names["stream"], "application_name": names["app"], "worker_id": "W1",
                              "initial_position": "TRIM_HORIZON", **settings})
@@ -228,12 +234,12 @@ def proxied_worker(names, proxy, out, settings):
     return w
 
 
-def run_cli(*args, env):
+def run_cli(*args: Any, env: Any) -> Any:
     return subprocess.run([sys.executable, "-m", "streamworker", *args], env={**os.environ, **env},
                           capture_output=True, text=True, timeout=60)
 
 
-def test_a_halted_shard_is_visible_in_health_leases_and_status_and_can_be_released(aws_env, names, tmp_path):
+def test_a_halted_shard_is_visible_in_health_leases_and_status_and_can_be_released(aws_env: dict[str, str], names: dict[str, str], tmp_path: Path) -> None:
     """Defect 6: with every shard halted /healthz said 200 and `leases` said "owned"."""
     kinesis = boto3.client("kinesis")
     make_stream(kinesis, names["stream"], 1)
@@ -261,7 +267,7 @@ def test_a_halted_shard_is_visible_in_health_leases_and_status_and_can_be_releas
         w.stop()
 
 
-def test_status_judges_expiry_as_the_coordinators_do(aws_env, names, tmp_path):
+def test_status_judges_expiry_as_the_coordinators_do(aws_env: dict[str, str], names: dict[str, str], tmp_path: Path) -> None:
     """Defect 7: a live idle worker's leases flipped between owned and expired? every refresh."""
     kinesis = boto3.client("kinesis")
     make_stream(kinesis, names["stream"], 2)
@@ -283,7 +289,7 @@ def test_status_judges_expiry_as_the_coordinators_do(aws_env, names, tmp_path):
         w.stop()
 
 
-def test_hand_edited_rows_get_one_clear_error_each(aws_env, names, tmp_path):
+def test_hand_edited_rows_get_one_clear_error_each(aws_env: dict[str, str], names: dict[str, str], tmp_path: Path) -> None:
     """Defect 11: a counter stored as a string was read as 0 and every take failed silently; a
     garbage checkpoint made reads fail with no hint at the row."""
     kinesis = boto3.client("kinesis")
@@ -324,7 +330,7 @@ def test_hand_edited_rows_get_one_clear_error_each(aws_env, names, tmp_path):
 
 
 
-def test_an_unexpected_lease_table_error_backs_off_instead_of_spinning(aws_env, names, moto_server):
+def test_an_unexpected_lease_table_error_backs_off_instead_of_spinning(aws_env: dict[str, str], names: dict[str, str], moto_server: MotoServer) -> None:
     """Defect 3: an error that is neither transient nor fatal used to be retried every 10 ms."""
     kinesis = boto3.client("kinesis")
     make_stream(kinesis, names["stream"], 2)

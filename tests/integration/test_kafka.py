@@ -1,26 +1,31 @@
 """Kafka: the same RecordingProcessor class as the Kinesis tests, run unchanged on topics."""
 
+from __future__ import annotations
+
 import signal
 import time
+from typing import Any
 
 import pytest
+
+from tests.integration.conftest import KafkaTopics, RecordLog, Workers
 
 from .conftest import KAFKA_GROUP_TIMING, running_shards, settled, wait_for
 
 pytestmark = pytest.mark.integration
 
 
-def kafka_args(kafka, topic, *extra):
+def kafka_args(kafka: KafkaTopics, topic: Any, *extra: Any) -> Any:
     return ["--source", "kafka", "--topic", topic, "--bootstrap-servers", kafka.bootstrap, *KAFKA_GROUP_TIMING,
             *extra]
 
 
-def split(log, a, b, total=4):
+def split(log: RecordLog, a: str, b: str, total: int = 4) -> set[str] | bool:
     ra, rb = running_shards(log, a), running_shards(log, b)
     return len(ra) + len(rb) == total and ra and rb and not (ra & rb)
 
 
-def test_group_splits_partitions_and_kill9_resumes_from_committed_offsets(kafka, names, workers):
+def test_group_splits_partitions_and_kill9_resumes_from_committed_offsets(kafka: KafkaTopics, names: dict[str, str], workers: Workers) -> None:
     log = workers.log
     topic = kafka.create(names["stream"])
     a = workers("A", source=kafka_args(kafka, topic))
@@ -39,11 +44,11 @@ def test_group_splits_partitions_and_kill9_resumes_from_committed_offsets(kafka,
     kafka.produce(topic, 600, 200)
     wait_for(lambda: running_shards(log, "B") == {f"{topic}:{p}" for p in range(4)}, 60, "B to get every partition")
     wait_for(lambda: set(log.data()) >= set(range(800)), 60, "all 800 records")
-    last_commit = {}
+    last_commit: dict[Any, Any] = {}
     for e in log.events("checkpointed"):
         if e["w"] == "A":
             last_commit[e["shard"]] = max(last_commit.get(e["shard"], -1), int(e["seq"]))
-    seen = {}
+    seen: dict[Any, Any] = {}
     for e in log.events("rec"):
         seen.setdefault(int(e["data"]), []).append(e)
     for hits in seen.values():
@@ -58,7 +63,7 @@ def test_group_splits_partitions_and_kill9_resumes_from_committed_offsets(kafka,
              "the final commits")
 
 
-def test_rolling_restart_with_sigterm_processes_nothing_twice(kafka, names, workers):
+def test_rolling_restart_with_sigterm_processes_nothing_twice(kafka: KafkaTopics, names: dict[str, str], workers: Workers) -> None:
     log = workers.log
     topic = kafka.create(names["stream"])
     a = workers("A", source=kafka_args(kafka, topic))
@@ -70,13 +75,14 @@ def test_rolling_restart_with_sigterm_processes_nothing_twice(kafka, names, work
         assert old.proc.wait(30) == 0
         workers(new, source=kafka_args(kafka, topic))
         kafka.produce(topic, start, 300)
-        wait_for(lambda s=start: set(log.data()) >= set(range(s + 300)), 60, f"records up to {start + 300}")
+        wanted = set(range(start + 300))
+        wait_for(lambda: set(log.data()) >= wanted, 60, f"records up to {start + 300}")  # noqa: B023 - called here
     data = log.data()
     assert sorted(data) == list(range(900)), "a record was lost or processed twice"
     assert not log.events("lease_lost")
 
 
-def test_dynamodb_leases_for_kafka_with_commits_mirrored(kafka, aws_env, names, workers):
+def test_dynamodb_leases_for_kafka_with_commits_mirrored(kafka: KafkaTopics, aws_env: dict[str, str], names: dict[str, str], workers: Workers) -> None:
     log = workers.log
     topic = kafka.create(names["stream"])
     args = kafka_args(kafka, topic, "--coordinator", "dynamodb")
@@ -95,7 +101,7 @@ def test_dynamodb_leases_for_kafka_with_commits_mirrored(kafka, aws_env, names, 
     assert len(data) == len(set(data)) == 400
 
 
-def test_topic_pattern_picks_up_new_topics(kafka, names, workers):
+def test_topic_pattern_picks_up_new_topics(kafka: KafkaTopics, names: dict[str, str], workers: Workers) -> None:
     log = workers.log
     prefix = names["stream"]
     first = kafka.create(f"{prefix}-a", partitions=2)
@@ -109,7 +115,7 @@ def test_topic_pattern_picks_up_new_topics(kafka, names, workers):
     assert {e["shard"] for e in log.events("init")} == {f"{first}:0", f"{first}:1", f"{second}:0", f"{second}:1"}
 
 
-def test_lag_after_taking_over_a_partition_counts_only_unprocessed_records(kafka, names):
+def test_lag_after_taking_over_a_partition_counts_only_unprocessed_records(kafka: KafkaTopics, names: dict[str, str]) -> None:
     """Issue 11, defect 8: a worker that took over fully processed partitions reported each
     partition's whole record count as lag until new records arrived."""
     from streamworker import Worker, WorkerConfig
@@ -119,7 +125,7 @@ def test_lag_after_taking_over_a_partition_counts_only_unprocessed_records(kafka
     topic = kafka.create(names["stream"])
     kafka.produce(topic, 0, 400)
 
-    def worker(name, out):
+    def worker(name: Any, out: Any) -> Any:
         cfg = WorkerConfig.load({"source": "kafka", "topics": [topic], "bootstrap_servers": kafka.bootstrap,
                                  "application_name": names["app"], "worker_id": name,
                                  "initial_position": "TRIM_HORIZON",
@@ -128,7 +134,7 @@ def test_lag_after_taking_over_a_partition_counts_only_unprocessed_records(kafka
         w.start()
         return w
 
-    def lags(w):
+    def lags(w: Any) -> Any:
         out = {}
         for c in w.consumers():
             lag = w.kafka_lag(c)

@@ -2,20 +2,24 @@
 and, where it runs here, on Apache Kafka itself (tansu offers neither KIP-848 nor a quick
 cooperative-sticky)."""
 
+from __future__ import annotations
+
 import uuid
+from typing import Any
 
 import pytest
 
 from streamworker import Worker, WorkerConfig
+from tests.conftest import kafka_kind
 
-from .conftest import kafka_kind, wait_for
+from .conftest import wait_for
 from .inprocess import Collected, CollectingProcessor
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def mock_cluster():
+def mock_cluster() -> Any:
     from confluent_kafka import Producer
 
     creator = Producer({"test.mock.num.brokers": 1, "bootstrap.servers": ""})
@@ -24,7 +28,7 @@ def mock_cluster():
 
 
 @pytest.fixture(params=["librdkafka-mock", "apache-kafka"])
-def cluster(request):
+def cluster(request: pytest.FixtureRequest) -> Any:
     """(producer, bootstrap, create_topic): librdkafka's mock cluster, and Apache Kafka."""
     from confluent_kafka import Producer
 
@@ -38,7 +42,7 @@ def cluster(request):
     yield Producer({"bootstrap.servers": topics.bootstrap}), topics.bootstrap, topics.create
 
 
-def kafka_worker(name, bootstrap, topic, out, props):
+def kafka_worker(name: str, bootstrap: str, topic: str, out: Collected, props: list[str]) -> Worker:
     cfg = WorkerConfig.load({"source": "kafka", "topics": [topic], "bootstrap_servers": bootstrap,
                              "application_name": f"proto-{topic}", "worker_id": name,
                              "initial_position": "TRIM_HORIZON", "idle_time_between_reads": 0.2,
@@ -53,7 +57,7 @@ def kafka_worker(name, bootstrap, topic, out, props):
     ["partition.assignment.strategy=cooperative-sticky", "session.timeout.ms=10000", "heartbeat.interval.ms=1000"],
     ["group.protocol=consumer"],
 ], ids=["cooperative-sticky", "kip-848"])
-def test_incremental_rebalance_moves_only_what_it_must_and_loses_nothing(cluster, props):
+def test_incremental_rebalance_moves_only_what_it_must_and_loses_nothing(cluster: Any, props: Any) -> None:
     creator, bootstrap, create = cluster
     topic = f"t-{uuid.uuid4().hex[:6]}"
     create(topic)
@@ -95,13 +99,13 @@ def test_incremental_rebalance_moves_only_what_it_must_and_loses_nothing(cluster
 
 
 class TopicTaggingProcessor(CollectingProcessor):
-    def process_records(self, p):
+    def process_records(self, p: Any) -> None:
         with self.out.lock:
             self.out.events.append(("tagged", self.worker, self.shard, str(len(p.records))))
         super().process_records(p)
 
 
-def test_one_worker_several_topics_with_a_processor_class_per_topic(mock_cluster):
+def test_one_worker_several_topics_with_a_processor_class_per_topic(mock_cluster: Any) -> None:
     creator, bootstrap = mock_cluster
     t1, t2 = f"t1-{uuid.uuid4().hex[:6]}", f"t2-{uuid.uuid4().hex[:6]}"
     for i in range(40):

@@ -2,31 +2,37 @@
 failover_time as the session timeout, static membership, partitions added and a topic deleted
 while consumed."""
 
+from __future__ import annotations
+
 import json
 import signal
 import time
+from typing import Any
 
 import pytest
 
-from .conftest import kafka_kind, running_shards, wait_for
+from tests.conftest import kafka_kind
+from tests.integration.conftest import KafkaTopics, Workers
+
+from .conftest import running_shards, wait_for
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(kafka_kind() != "apache-kafka", reason="needs Apache Kafka (Java and Maven)")]
 
 
-def args(kafka, *topics, extra=()):
+def args(kafka: KafkaTopics, *topics: Any, extra: Any=()) -> Any:
     out = ["--source", "kafka", "--bootstrap-servers", kafka.bootstrap, *extra]
     for t in topics:
         out += ["--topic", t]
     return out
 
 
-def all_running(log, topic, *workers, partitions=4):
+def all_running(log: Any, topic: Any, *workers: Any, partitions: Any=4) -> Any:
     shards = [running_shards(log, w) for w in workers]
     return set().union(*shards) == {f"{topic}:{p}" for p in range(partitions)}
 
 
-def test_kill9_is_taken_over_within_the_failover_time_with_no_x_settings(kafka, names, workers):
+def test_kill9_is_taken_over_within_the_failover_time_with_no_x_settings(kafka: KafkaTopics, names: dict[str, str], workers: Workers) -> None:
     """failover_time derives session.timeout.ms: with librdkafka's default (45 s) a kill -9 was
     taken over after 68 s."""
     log = workers.log
@@ -49,7 +55,7 @@ def test_kill9_is_taken_over_within_the_failover_time_with_no_x_settings(kafka, 
     wait_for(lambda: set(log.data()) >= set(range(300)), 30, "the records after the takeover")
 
 
-def test_static_membership_restart_within_the_session_timeout_moves_nothing(kafka, names, workers):
+def test_static_membership_restart_within_the_session_timeout_moves_nothing(kafka: KafkaTopics, names: dict[str, str], workers: Workers) -> None:
     log = workers.log
     topic = kafka.create(names["stream"])
     static = ["--static-membership"]
@@ -70,8 +76,8 @@ def test_static_membership_restart_within_the_session_timeout_moves_nothing(kafk
     assert after == b_events, "B saw a rebalance although A came back within the session timeout"
 
 
-def test_partitions_added_while_running_are_consumed(kafka, names, workers):
-    from confluent_kafka.admin import NewPartitions
+def test_partitions_added_while_running_are_consumed(kafka: KafkaTopics, names: dict[str, str], workers: Workers) -> None:
+    from confluent_kafka.admin import NewPartitions  # type: ignore[attr-defined]
 
     log = workers.log
     topic = kafka.create(names["stream"], partitions=2)
@@ -85,7 +91,7 @@ def test_partitions_added_while_running_are_consumed(kafka, names, workers):
     wait_for(lambda: set(log.data()) >= set(range(120)), 30, "records on the new partitions")
 
 
-def test_a_topic_deleted_while_consumed_ends_its_partitions_and_the_others_go_on(kafka, names, workers):
+def test_a_topic_deleted_while_consumed_ends_its_partitions_and_the_others_go_on(kafka: KafkaTopics, names: dict[str, str], workers: Workers) -> None:
     log = workers.log
     gone, kept = kafka.create(names["stream"] + "-gone", 2), kafka.create(names["stream"] + "-kept", 2)
     a = workers("A", source=args(kafka, gone, kept, extra=["-X", "topic.metadata.refresh.interval.ms=1000"]))
@@ -94,7 +100,7 @@ def test_a_topic_deleted_while_consumed_ends_its_partitions_and_the_others_go_on
     wait_for(lambda: set(log.data()) >= set(range(40)), 60, "both topics read")
     kafka.admin.delete_topics([gone])[gone].result(15)
 
-    def ended(shard):  # its checkpoint fails (the topic is gone), so the processor logs nothing
+    def ended(shard: Any) -> Any:  # its checkpoint fails (the topic is gone), so the processor logs nothing
         return any(e.get("shard_id") == shard and e["event"].startswith("shard processing ended")
                    for e in map(json.loads, a.stderr().splitlines()))
 

@@ -1,11 +1,18 @@
 """SASL through -X on Apache Kafka: SCRAM-SHA-256 with the password read from a file, and
 OAUTHBEARER in the broker's unsecured-JWT mode."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from streamworker.local.apache_kafka import ApacheKafka
+from tests.conftest import kafka_kind
+from tests.integration.conftest import Workers
 
-from .conftest import KafkaTopics, kafka_kind, wait_for
+from .conftest import KafkaTopics, wait_for
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(kafka_kind() != "apache-kafka", reason="needs Apache Kafka (Java and Maven)")]
@@ -14,13 +21,13 @@ PASSWORD = "s3cret=with-equals"  # kafka-storage cannot format a SCRAM password 
 
 
 @pytest.fixture(scope="module")
-def sasl_broker():
+def sasl_broker() -> Any:
     with ApacheKafka(sasl_users={"alice": PASSWORD}) as broker:
         yield broker
 
 
 @pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "OAUTHBEARER"])
-def test_a_worker_authenticates_with_sasl_given_through_x(sasl_broker, mechanism, names, workers, tmp_path):
+def test_a_worker_authenticates_with_sasl_given_through_x(sasl_broker: Any, mechanism: Any, names: dict[str, str], workers: Workers, tmp_path: Path) -> None:
     topics = KafkaTopics(sasl_broker.bootstrap)  # set-up over the plain listener
     topic = topics.create(names["stream"], partitions=2)
     topics.produce(topic, 0, 50, partitions=2)

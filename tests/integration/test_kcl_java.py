@@ -1,8 +1,15 @@
 """KCL Java and streamworker on one lease table, both ways: the rows KCL itself writes are
 continued by streamworker, and the rows streamworker writes are continued by KCL (issue 12)."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
 import boto3
 import pytest
+
+from streamworker.local import KinesisMock, MotoServer
 
 from ..kcl import harness
 from .conftest import RecordLog, WorkerProcess, make_stream, produce, wait_for
@@ -19,13 +26,13 @@ KCLS = [pytest.param((harness.KCL_VERSION, None), id=f"kcl-{harness.KCL_VERSION}
 
 
 @pytest.fixture(scope="session", params=KCLS)
-def kcl_java(request):
+def kcl_java(request: pytest.FixtureRequest) -> Any:
     version, client_version = request.param
     return harness.install(version), client_version
 
 
 @pytest.fixture
-def setting(aws_env, kinesis_mock, moto_server, names, tmp_path):
+def setting(aws_env: dict[str, str], kinesis_mock: KinesisMock, moto_server: MotoServer, names: dict[str, str], tmp_path: Path) -> Any:
     kinesis = boto3.client("kinesis", endpoint_url=kinesis_mock.endpoint)
     make_stream(kinesis, names["stream"], 2)
     env = {**aws_env, "AWS_ENDPOINT_URL_KINESIS": kinesis_mock.endpoint,
@@ -33,18 +40,18 @@ def setting(aws_env, kinesis_mock, moto_server, names, tmp_path):
     return kinesis, env, RecordLog(tmp_path / "records.jsonl")
 
 
-def kcl(kcl_java, names, log, kinesis_mock, moto_server, tmp_path, worker="kcl-1", failover_ms=10000):
+def kcl(kcl_java: Any, names: dict[str, str], log: Any, kinesis_mock: KinesisMock, moto_server: MotoServer, tmp_path: Path, worker: Any="kcl-1", failover_ms: Any=10000) -> Any:
     home, client_version = kcl_java
     return harness.KclWorker(home, names["stream"], names["app"], worker, log.path, kinesis_mock.endpoint,
                              moto_server.endpoint, tmp_path / f"{worker}.stderr", client_version=client_version,
                              failover_ms=failover_ms)
 
 
-def by_worker(log, prefix):
+def by_worker(log: Any, prefix: str) -> list[int]:
     return [int(e["data"]) for e in log.events("rec") if e["w"].startswith(prefix)]
 
 
-def test_streamworker_continues_a_table_kcl_java_wrote(setting, kcl_java, names, kinesis_mock, moto_server, tmp_path):
+def test_streamworker_continues_a_table_kcl_java_wrote(setting: Any, kcl_java: Any, names: dict[str, str], kinesis_mock: KinesisMock, moto_server: MotoServer, tmp_path: Path) -> None:
     kinesis, env, log = setting
     produce(kinesis, names["stream"], 0, 200)
     k = kcl(kcl_java, names, log, kinesis_mock, moto_server, tmp_path)
@@ -64,7 +71,7 @@ def test_streamworker_continues_a_table_kcl_java_wrote(setting, kcl_java, names,
     assert "malformed" not in w.stderr()
 
 
-def test_kcl_java_continues_a_table_streamworker_wrote(setting, kcl_java, names, kinesis_mock, moto_server, tmp_path):
+def test_kcl_java_continues_a_table_streamworker_wrote(setting: Any, kcl_java: Any, names: dict[str, str], kinesis_mock: KinesisMock, moto_server: MotoServer, tmp_path: Path) -> None:
     kinesis, env, log = setting
     produce(kinesis, names["stream"], 0, 200)
     w = WorkerProcess("sw-1", names, env, log, tmp_path, failover=10)
@@ -86,12 +93,12 @@ def test_kcl_java_continues_a_table_streamworker_wrote(setting, kcl_java, names,
 
 
 @pytest.fixture(scope="session")
-def kcl3_home():
+def kcl3_home() -> Any:
     return harness.install(harness.KCL3_VERSION)
 
 
-def test_streamworker_refuses_a_table_kcl3_runs_in_leader_mode(setting, kcl3_home, names, kinesis_mock,
-                                                                moto_server, tmp_path):
+def test_streamworker_refuses_a_table_kcl3_runs_in_leader_mode(setting: Any, kcl3_home: Any, names: dict[str, str], kinesis_mock: KinesisMock,
+                                                                moto_server: MotoServer, tmp_path: Path) -> None:
     """KCL 3 in its default mode (CLIENT_VERSION_CONFIG_3X) assigns leases through a leader:
     streamworker reads that from KCL's own CoordinatorState table and stops with one line."""
     kinesis, env, log = setting
@@ -112,7 +119,7 @@ def test_streamworker_refuses_a_table_kcl3_runs_in_leader_mode(setting, kcl3_hom
     assert not by_worker(log, "sw")
 
 
-def split_first_shard(kinesis, stream):
+def split_first_shard(kinesis: Any, stream: str) -> Any:
     shard = sorted(kinesis.list_shards(StreamName=stream)["Shards"], key=lambda s: s["ShardId"])[0]
     lo, hi = (int(shard["HashKeyRange"][k]) for k in ("StartingHashKey", "EndingHashKey"))
     kinesis.split_shard(StreamName=stream, ShardToSplit=shard["ShardId"], NewStartingHashKey=str((lo + hi) // 2))
@@ -128,18 +135,18 @@ def split_first_shard(kinesis, stream):
     pytest.param((harness.KCL3_VERSION, "COMPATIBLE_WITH_2X"), id=f"kcl-{harness.KCL3_VERSION}-compat2x",
                  marks=pytest.mark.slow)])
 def test_a_resharded_stream_changes_hands_between_kcl_java_and_streamworker(
-        setting, kcl_version, names, kinesis_mock, moto_server, tmp_path, first):
+        setting: Any, kcl_version: Any, names: dict[str, str], kinesis_mock: KinesisMock, moto_server: MotoServer, tmp_path: Path, first: Any) -> None:
     """The first consumer reads a shard to SHARD_END across a split and starts its children; the
     other continues from the parent's SHARD_END row and the children's rows the first one wrote."""
     kinesis, env, log = setting
     kcl_java = (harness.install(kcl_version[0]), kcl_version[1])
 
-    def start(who):
+    def start(who: Any) -> Any:
         if who == "kcl":  # a 5 s failover: KCL takes leases every 2 x failover, children start sooner
             return kcl(kcl_java, names, log, kinesis_mock, moto_server, tmp_path, failover_ms=5000)
         return WorkerProcess("sw-1", names, env, log, tmp_path, failover=10)
 
-    def stop(who, proc):
+    def stop(who: Any, proc: Any) -> None:
         if who == "kcl":
             assert proc.stop() == 0, proc.stderr()[-3000:]
         else:

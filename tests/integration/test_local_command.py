@@ -1,5 +1,7 @@
 """`streamworker local`: the servers a user runs a processor against, in the foreground."""
 
+from __future__ import annotations
+
 import os
 import re
 import signal
@@ -13,11 +15,12 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def test_local_all_prints_what_to_paste_serves_it_and_stops_on_ctrl_c():
+def test_local_all_prints_what_to_paste_serves_it_and_stops_on_ctrl_c() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     proc = subprocess.Popen([sys.executable, "-m", "streamworker", "local", "all"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     lines = []
+    assert proc.stdout is not None and proc.stderr is not None
     try:
         deadline = time.monotonic() + 180  # a fresh machine fetches Apache Kafka with Maven first
         while time.monotonic() < deadline:

@@ -1,6 +1,8 @@
 """Migration from amazon-kclpy and KCL Java, tested against the real thing: amazon_kclpy and AWS's
 own sample app from the amazon-kclpy 3.2.0 sdist, and lease rows in KCL's serializer format."""
 
+from __future__ import annotations
+
 import os
 import shutil
 import signal
@@ -9,9 +11,12 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
+from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+from mypy_boto3_kinesis.client import KinesisClient
 
 from streamworker import RecordProcessor, Worker, WorkerConfig
 from streamworker.local.servers import cache_dir
@@ -30,7 +35,7 @@ STREAMWORKER_ATTRIBUTES = {"swRecordsPerSecond"}
 
 
 @pytest.fixture(scope="session")
-def kclpy_sdist():
+def kclpy_sdist() -> Any:
     """amazon-kclpy's sdist (its installer fetches JARs, so it is not installed: the pure-Python
     package and the samples are used from the unpacked sdist)."""
     cache = cache_dir() / "amazon_kclpy"
@@ -46,11 +51,11 @@ def kclpy_sdist():
     return root
 
 
-def lease_rows(table):
+def lease_rows(table: str) -> dict[str, dict[str, AttributeValueTypeDef]]:
     return {i["leaseKey"]["S"]: i for i in boto3.client("dynamodb").scan(TableName=table, ConsistentRead=True)["Items"]}
 
 
-def shard_tails(kinesis, stream):
+def shard_tails(kinesis: KinesisClient, stream: Any) -> dict[str, str]:
     """The last sequence number of each shard."""
     tails = {}
     for s in kinesis.list_shards(StreamName=stream)["Shards"]:
@@ -62,7 +67,7 @@ def shard_tails(kinesis, stream):
     return tails
 
 
-def fresh(stream, table):
+def fresh(stream: str, table: str) -> Any:
     """The sample's stream and table names are fixed: start from none of either."""
     kinesis, ddb = boto3.client("kinesis"), boto3.client("dynamodb")
     try:
@@ -80,11 +85,11 @@ def fresh(stream, table):
     return shard_tails(kinesis, stream)
 
 
-def run_until_checkpointed(cmd, env, table, tails, tmp_path):
+def run_until_checkpointed(cmd: Any, env: Any, table: Any, tails: Any, tmp_path: Path) -> Any:
     err = open(tmp_path / "worker.stderr", "w")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
     try:
-        def done():
+        def done() -> Any:
             try:
                 rows = lease_rows(table)
             except Exception:
@@ -100,7 +105,7 @@ def run_until_checkpointed(cmd, env, table, tails, tmp_path):
     return (tmp_path / "worker.stderr").read_text()
 
 
-def test_aws_sample_app_runs_unchanged_as_a_multilang_child(aws_env, kclpy_sdist, tmp_path):
+def test_aws_sample_app_runs_unchanged_as_a_multilang_child(aws_env: dict[str, str], kclpy_sdist: Any, tmp_path: Path) -> None:
     tails = fresh("kclpysample", "PythonKCLSample")
     env = {**os.environ, **aws_env, "PYTHONPATH": str(kclpy_sdist), "STREAMWORKER_LOG_FORMAT": "json",
            "STREAMWORKER_IDLE_TIME_BETWEEN_READS": "0.2"}
@@ -111,7 +116,7 @@ def test_aws_sample_app_runs_unchanged_as_a_multilang_child(aws_env, kclpy_sdist
     assert "Shutdown has been requested, checkpointing." in log
 
 
-def test_aws_sample_app_runs_in_process_with_amazon_kclpy(aws_env, kclpy_sdist, tmp_path):
+def test_aws_sample_app_runs_in_process_with_amazon_kclpy(aws_env: dict[str, str], kclpy_sdist: Any, tmp_path: Path) -> None:
     tails = fresh("kclpysample", "PythonKCLSample")
     env = {**os.environ, **aws_env, "PYTHONPATH": str(kclpy_sdist)}
     cmd = [sys.executable, "-m", "streamworker", "run",
@@ -123,7 +128,7 @@ def test_aws_sample_app_runs_in_process_with_amazon_kclpy(aws_env, kclpy_sdist, 
 
 
 @pytest.mark.parametrize("mode", ["in-process", "multilang"])
-def test_one_changed_import_line_without_amazon_kclpy(aws_env, kclpy_sdist, tmp_path, mode):
+def test_one_changed_import_line_without_amazon_kclpy(aws_env: dict[str, str], kclpy_sdist: Any, tmp_path: Path, mode: Any) -> None:
     app = tmp_path / "app.py"
     source = (kclpy_sdist / "samples" / "sample_kclpy_app.py").read_text()
     source = source.replace("from amazon_kclpy import kcl", "from streamworker.kclpy import kcl")
@@ -147,19 +152,19 @@ def test_one_changed_import_line_without_amazon_kclpy(aws_env, kclpy_sdist, tmp_
 
 
 class Recorder(RecordProcessor):
-    def __init__(self, seen, inits):
+    def __init__(self, seen: Any, inits: Any) -> None:
         self.seen, self.inits = seen, inits
 
-    def initialize(self, i):
+    def initialize(self, i: Any) -> None:
         self.inits[i.shard_id] = (str(i.extended_sequence_number), i.pending_checkpoint)
 
-    def process_records(self, p):
+    def process_records(self, p: Any) -> None:
         self.seen.extend((r.shard_id, r.sequence_number) for r in p.records)
         p.checkpointer.checkpoint()
 
 
 @pytest.mark.parametrize("multi_stream", [False, True], ids=["single-stream", "multi-stream"])
-def test_kcl_java_lease_table_is_continued_without_reprocessing(aws_env, names, multi_stream):
+def test_kcl_java_lease_table_is_continued_without_reprocessing(aws_env: dict[str, str], names: dict[str, str], multi_stream: Any) -> None:
     kinesis, ddb = boto3.client("kinesis"), boto3.client("dynamodb")
     stream, table = names["stream"], names["app"]
     make_stream(kinesis, stream, 2)
@@ -195,7 +200,8 @@ def test_kcl_java_lease_table_is_continued_without_reprocessing(aws_env, names, 
         ddb.put_item(TableName=table, Item=other)
     ddb.put_item(TableName=table, Item=not_a_lease)
 
-    seen, inits = [], {}
+    seen: list[Any] = []
+    inits: dict[Any, Any] = {}
     cfg = WorkerConfig.load({"stream": stream, "application_name": table, "failover_time": 1.5,
                              "initial_position": "TRIM_HORIZON", "idle_time_between_reads": 0.2,
                              "take_interval": 0.3})

@@ -1,6 +1,10 @@
 """One worker over several Kinesis streams in one lease table (KCL multi-stream keys)."""
 
+from __future__ import annotations
+
+import functools
 import time
+from typing import Any, cast
 
 import boto3
 import pytest
@@ -16,18 +20,18 @@ from .inprocess import Collected, CollectingProcessor
 class OtherProcessor(CollectingProcessor):
     """A second processor class, for one stream only."""
 
-    def initialize(self, i):
+    def initialize(self, i: Any) -> None:
         super().initialize(i)
         with self.out.lock:
             self.out.events.append(("other-init", self.worker, self.shard, i.stream))
 
-    def process_records(self, p):
+    def process_records(self, p: Any) -> None:
         with self.out.lock:
             self.out.events.append(("other", self.worker, self.shard, str(len(p.records))))
         super().process_records(p)
 
 
-def test_one_worker_many_streams_added_and_removed_while_running(aws_env, names, monkeypatch):
+def test_one_worker_many_streams_added_and_removed_while_running(aws_env: dict[str, str], names: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     kinesis, ddb = boto3.client("kinesis"), boto3.client("dynamodb")
     s1, s2, s3 = (f"{names['stream']}-{i}" for i in (1, 2, 3))
     for s in (s1, s2, s3):
@@ -69,7 +73,7 @@ def test_one_worker_many_streams_added_and_removed_while_running(aws_env, names,
         w.set_streams([s1, s3])
         table = LeaseTable(ddb, names["app"])
 
-        def s2_released():  # in the table, and then no longer held here (right after the write)
+        def s2_released() -> Any:  # in the table, and then no longer held here (right after the write)
             s2_leases = [le for le in table.list_leases(consistent=True) if f":{s2}:" in le.lease_key]
             return (len(s2_leases) == 2 and all(le.lease_owner is None for le in s2_leases)
                     and not any(f":{s2}:" in k for k in w.coordinator.held_keys()))
@@ -88,7 +92,7 @@ def test_one_worker_many_streams_added_and_removed_while_running(aws_env, names,
         w.shutdown()
 
 
-def test_a_named_stream_missing_at_start_is_an_error(aws_env, names):
+def test_a_named_stream_missing_at_start_is_an_error(aws_env: dict[str, str], names: dict[str, str]) -> None:
     kinesis, ddb = boto3.client("kinesis"), boto3.client("dynamodb")
     make_stream(kinesis, f"{names['stream']}-1", 1)
     cfg = WorkerConfig.load({"stream": f"{names['stream']}-1", "streams": [f"{names['stream']}-missing"],
@@ -98,7 +102,7 @@ def test_a_named_stream_missing_at_start_is_an_error(aws_env, names):
         w.start()
 
 
-def test_a_stream_pattern_follows_streams_as_they_appear_and_two_workers_share_them(aws_env, names):
+def test_a_stream_pattern_follows_streams_as_they_appear_and_two_workers_share_them(aws_env: dict[str, str], names: dict[str, str]) -> None:
     kinesis, ddb = boto3.client("kinesis"), boto3.client("dynamodb")
     prefix = names["stream"]
     make_stream(kinesis, f"{prefix}-a", 3)
@@ -110,7 +114,7 @@ def test_a_stream_pattern_follows_streams_as_they_appear_and_two_workers_share_t
                                  "worker_id": wid, "initial_position": "TRIM_HORIZON", "failover_time": 3.0,
                                  "idle_time_between_reads": 0.2, "take_interval": 0.5,
                                  "shard_sync_interval": 1.0})
-        w = Worker(cfg, lambda wid=wid: CollectingProcessor(wid, out), kinesis_client=kinesis, dynamodb_client=ddb)
+        w = Worker(cfg, functools.partial(CollectingProcessor, wid, out), kinesis_client=kinesis, dynamodb_client=ddb)
         w.start()
         workers.append(w)
     try:
@@ -128,7 +132,7 @@ def test_a_stream_pattern_follows_streams_as_they_appear_and_two_workers_share_t
             w.shutdown()
 
 
-def test_deleted_and_recreated_streams_are_retired_and_their_leases_deleted(aws_env, names):
+def test_deleted_and_recreated_streams_are_retired_and_their_leases_deleted(aws_env: dict[str, str], names: dict[str, str]) -> None:
     kinesis, ddb = boto3.client("kinesis"), boto3.client("dynamodb")
     s1, s2 = f"{names['stream']}-1", f"{names['stream']}-2"
     make_stream(kinesis, s1, 1)
@@ -143,11 +147,11 @@ def test_deleted_and_recreated_streams_are_retired_and_their_leases_deleted(aws_
     w.start()
     table = LeaseTable(ddb, names["app"])
 
-    def epoch(stream):
+    def epoch(stream: Any) -> Any:
         return int(kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
                    ["StreamCreationTimestamp"].timestamp())
 
-    def s2_lease_epochs():
+    def s2_lease_epochs() -> Any:
         w.set_streams([])
         return {int(le.lease_key.split(":")[2]) for le in table.list_leases(consistent=True)
                 if le.lease_key.split(":")[1] == s2}
@@ -160,7 +164,7 @@ def test_deleted_and_recreated_streams_are_retired_and_their_leases_deleted(aws_
 
         # deleted and re-created between two shard syncs: a new stream under the old name
         kinesis.delete_stream(StreamName=s2)
-        kinesis.get_waiter("stream_not_exists").wait(StreamName=s2, WaiterConfig={"Delay": 0.2})
+        kinesis.get_waiter("stream_not_exists").wait(StreamName=s2, WaiterConfig=cast(Any, {"Delay": 0.2}))
         wait_for(lambda: time.time() >= first + 1, 5, "a new creation second")  # KCL keys hold seconds
         make_stream(kinesis, s2, 1)
         second = epoch(s2)
@@ -173,7 +177,7 @@ def test_deleted_and_recreated_streams_are_retired_and_their_leases_deleted(aws_
 
         # deleted for good: dropped from the pattern's listing, its leases go, s1 goes on
         kinesis.delete_stream(StreamName=s2)
-        kinesis.get_waiter("stream_not_exists").wait(StreamName=s2, WaiterConfig={"Delay": 0.2})
+        kinesis.get_waiter("stream_not_exists").wait(StreamName=s2, WaiterConfig=cast(Any, {"Delay": 0.2}))
         wait_for(lambda: s2_lease_epochs() == set(), 30, "the deleted stream's leases gone")
         assert not any(f":{s2}:" in k for k in w.coordinator.held_keys())
         produce(kinesis, s1, 20, 20)

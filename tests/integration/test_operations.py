@@ -1,17 +1,22 @@
 """Metrics and health, lease inspection, the error policy, hang reports, secrets."""
 
+from __future__ import annotations
+
 import json
 import os
 import subprocess
 import sys
 import threading
 import urllib.request
+from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 from structlog.testing import capture_logs
 
 from streamworker import RecordProcessor, Worker, WorkerConfig
+from tests.integration.conftest import KafkaTopics
 
 from .conftest import PROCESSOR, make_stream, produce, wait_for
 
@@ -21,17 +26,17 @@ pytestmark = pytest.mark.integration
 class Poisoned(RecordProcessor):
     """Fails on records whose data is 'poison'; records what it processed."""
 
-    def __init__(self, done):
+    def __init__(self, done: Any) -> None:
         self.done = done
 
-    def process_records(self, p):
+    def process_records(self, p: Any) -> None:
         if any(r.data == b"poison" for r in p.records):
             raise ValueError("cannot parse poison")
         self.done.extend(r.data for r in p.records)
         p.checkpointer.checkpoint()
 
 
-def start(names, processor, **settings):
+def start(names: dict[str, str], processor: Any, **settings: Any) -> Any:
     cfg = WorkerConfig.load({"stream": names["stream"], "application_name": names["app"],
                              "initial_position": "TRIM_HORIZON", "idle_time_between_reads": 0.2,
                              "processor_retries": 1, **settings})
@@ -40,7 +45,7 @@ def start(names, processor, **settings):
     return w
 
 
-def get(port, path):
+def get(port: Any, path: str) -> tuple[Any, Any]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
             return r.status, r.read().decode()
@@ -48,11 +53,11 @@ def get(port, path):
         return e.code, e.read().decode()
 
 
-def test_metrics_and_health_endpoints(aws_env, names):
+def test_metrics_and_health_endpoints(aws_env: dict[str, str], names: dict[str, str]) -> None:
     kinesis = boto3.client("kinesis")
     make_stream(kinesis, names["stream"], 2)
     produce(kinesis, names["stream"], 0, 50)
-    done = []
+    done: list[Any] = []
     w = start(names, lambda: Poisoned(done), metrics_port=0, metrics_host="127.0.0.1")
     port = w._ops.port
     try:
@@ -82,11 +87,11 @@ def test_metrics_and_health_endpoints(aws_env, names):
         w.wait(20)
 
 
-def test_leases_command_shows_owners_and_shares(aws_env, names):
+def test_leases_command_shows_owners_and_shares(aws_env: dict[str, str], names: dict[str, str]) -> None:
     kinesis = boto3.client("kinesis")
     make_stream(kinesis, names["stream"], 2)
     produce(kinesis, names["stream"], 0, 10)
-    done = []
+    done: list[Any] = []
     w = start(names, lambda: Poisoned(done), worker_id="inspected")
     try:
         wait_for(lambda: len(done) == 10, 30, "10 records")
@@ -111,7 +116,7 @@ def test_leases_command_shows_owners_and_shares(aws_env, names):
         w.shutdown(20)
 
 
-def poison_stream(names):
+def poison_stream(names: dict[str, str]) -> Any:
     kinesis = boto3.client("kinesis")
     make_stream(kinesis, names["stream"], 1)
     kinesis.put_record(StreamName=names["stream"], Data=b"before", PartitionKey="k")
@@ -119,9 +124,9 @@ def poison_stream(names):
     return kinesis
 
 
-def test_default_policy_halts_the_shard_and_keeps_its_checkpoint(aws_env, names):
+def test_default_policy_halts_the_shard_and_keeps_its_checkpoint(aws_env: dict[str, str], names: dict[str, str]) -> None:
     kinesis = poison_stream(names)
-    done = []
+    done: list[Any] = []
     w = start(names, lambda: Poisoned(done), max_records=1)
     try:
         wait_for(lambda: any(c.state.value == "HALTED" for c in w.consumers()), 30, "the shard to halt")
@@ -142,11 +147,11 @@ def test_default_policy_halts_the_shard_and_keeps_its_checkpoint(aws_env, names)
     assert lease.checkpoint.sequence_number == before_seq
 
 
-def test_dead_letter_policy_writes_the_batch_and_moves_on(aws_env, names, tmp_path):
+def test_dead_letter_policy_writes_the_batch_and_moves_on(aws_env: dict[str, str], names: dict[str, str], tmp_path: Path) -> None:
     kinesis = poison_stream(names)
     kinesis.put_record(StreamName=names["stream"], Data=b"after", PartitionKey="k")
     dlq = tmp_path / "dead.jsonl"
-    done = []
+    done: list[Any] = []
     w = start(names, lambda: Poisoned(done), max_records=1, on_error="dead-letter", dead_letter=f"file:{dlq}")
     try:
         wait_for(lambda: done == [b"before", b"after"], 30, "the records around the poison")
@@ -160,17 +165,17 @@ def test_dead_letter_policy_writes_the_batch_and_moves_on(aws_env, names, tmp_pa
                                                {"shard": "shardId-000000000000"}) == 1
 
 
-def test_a_hung_processor_is_reported_with_its_stack(aws_env, names):
+def test_a_hung_processor_is_reported_with_its_stack(aws_env: dict[str, str], names: dict[str, str]) -> None:
     kinesis = boto3.client("kinesis")
     make_stream(kinesis, names["stream"], 1)
     produce(kinesis, names["stream"], 0, 1)
     release = threading.Event()
 
     class Stuck(RecordProcessor):
-        def process_records(self, p):
+        def process_records(self, p: Any) -> None:
             wait_here_forever(release)
 
-    def wait_here_forever(event):
+    def wait_here_forever(event: Any) -> None:
         event.wait(30)
 
     with capture_logs() as logs:
@@ -186,7 +191,7 @@ def test_a_hung_processor_is_reported_with_its_stack(aws_env, names):
                                                {"shard": "shardId-000000000000"}) == 1
 
 
-def test_no_secret_reaches_a_log_line(aws_env, names, kafka, tmp_path):
+def test_no_secret_reaches_a_log_line(aws_env: dict[str, str], names: dict[str, str], kafka: KafkaTopics, tmp_path: Path) -> None:
     kinesis = boto3.client("kinesis")
     make_stream(kinesis, names["stream"], 1)
     secret_key, sasl_password = "AKSECRETVALUE1234567890abcdef", "hunter2-sasl-password"

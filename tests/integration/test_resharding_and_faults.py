@@ -1,14 +1,18 @@
 """Resharding on kinesis-mock (faithful lineage) and injected read faults on moto."""
 
+from __future__ import annotations
+
 import json
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import botocore.awsrequest
 import pytest
 
 from streamworker.coordinators.lease_table import LeaseTable
-from streamworker.local import fanout_shim
+from streamworker.local import KinesisMock, MotoServer, fanout_shim
 
 from .conftest import make_stream, produce, wait_for
 from .inprocess import Collected, start_worker
@@ -17,8 +21,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize("retrieval", ["polling", "fanout"])
-def test_split_while_producing_processes_everything_in_order_parent_first(aws_env, kinesis_mock, moto_server,
-                                                                           names, retrieval):
+def test_split_while_producing_processes_everything_in_order_parent_first(aws_env: dict[str, str], kinesis_mock: KinesisMock, moto_server: MotoServer,
+                                                                           names: dict[str, str], retrieval: Any) -> None:
     kinesis = boto3.client("kinesis", endpoint_url=kinesis_mock.endpoint)
     if retrieval == "fanout":
         fanout_shim.install(kinesis)
@@ -33,8 +37,8 @@ def test_split_while_producing_processes_everything_in_order_parent_first(aws_en
         keys = [f"key-{i}" for i in range(20)]
         counters = dict.fromkeys(keys, 0)
 
-        def burst(n):
-            entries = []
+        def burst(n: Any) -> None:
+            entries: list[Any] = []
             for i in range(n):
                 k = keys[i % len(keys)]
                 entries.append({"Data": json.dumps([k, counters[k]]).encode(), "PartitionKey": k})
@@ -64,7 +68,7 @@ def test_split_while_producing_processes_everything_in_order_parent_first(aws_en
         records = list(out.records)
         events = list(out.events)
     # every record processed, in order per partition key (first deliveries)
-    first_seen = {}
+    first_seen: dict[Any, Any] = {}
     for r in records:
         k, n = json.loads(r[5])
         first_seen.setdefault((k, n), r)
@@ -89,8 +93,8 @@ def test_split_while_producing_processes_everything_in_order_parent_first(aws_en
         assert child_lease["parentShardId"]["SS"] == [shard0["ShardId"]]
 
 
-def test_a_finished_parent_lease_is_deleted_once_its_children_checkpointed(aws_env, kinesis_mock, moto_server,
-                                                                           names):
+def test_a_finished_parent_lease_is_deleted_once_its_children_checkpointed(aws_env: dict[str, str], kinesis_mock: KinesisMock, moto_server: MotoServer,
+                                                                           names: dict[str, str]) -> None:
     kinesis = boto3.client("kinesis", endpoint_url=kinesis_mock.endpoint)
     ddb = boto3.client("dynamodb", endpoint_url=moto_server.endpoint)
     stream = names["stream"]
@@ -99,7 +103,7 @@ def test_a_finished_parent_lease_is_deleted_once_its_children_checkpointed(aws_e
     w = start_worker("W", stream, names["app"], out, kinesis, ddb, shard_sync_interval=1.0)
     table = LeaseTable(ddb, names["app"])
 
-    def lease_keys():
+    def lease_keys() -> Any:
         return sorted(le.lease_key for le in table.list_leases(consistent=True))
 
     try:
@@ -125,14 +129,14 @@ def test_a_finished_parent_lease_is_deleted_once_its_children_checkpointed(aws_e
 
 
 class _Raw:
-    def __init__(self, body):
+    def __init__(self, body: Any) -> None:
         self.body = body
 
-    def stream(self, **_):
+    def stream(self, **_: Any) -> Iterator[None]:
         yield self.body
 
 
-def test_expired_iterators_and_throttling_are_recovered_without_loss_or_duplicates(aws_env, names):
+def test_expired_iterators_and_throttling_are_recovered_without_loss_or_duplicates(aws_env: dict[str, str], names: dict[str, str]) -> None:
     kinesis = boto3.client("kinesis")
     ddb = boto3.client("dynamodb")
     stream = names["stream"]
@@ -141,7 +145,7 @@ def test_expired_iterators_and_throttling_are_recovered_without_loss_or_duplicat
     calls = {"n": 0, "expired": 0, "throttled": 0}
     lock = threading.Lock()
 
-    def inject(request, **_):
+    def inject(request: Any, **_: Any) -> Any:
         with lock:
             calls["n"] += 1
             n = calls["n"]
@@ -154,9 +158,8 @@ def test_expired_iterators_and_throttling_are_recovered_without_loss_or_duplicat
         else:
             return None
         body = json.dumps({"__type": kind, "message": "injected"}).encode()
-        return botocore.awsrequest.AWSResponse(request.url, 400, {"x-amzn-RequestId": "inj",
-                                                                  "Content-Type": "application/x-amz-json-1.1"},
-                                               _Raw(body))
+        headers: Any = {"x-amzn-RequestId": "inj", "Content-Type": "application/x-amz-json-1.1"}
+        return botocore.awsrequest.AWSResponse(request.url, 400, headers, _Raw(body))
 
     kinesis.meta.events.register("before-send.kinesis.GetRecords", inject)
     out = Collected()

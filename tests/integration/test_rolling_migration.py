@@ -3,11 +3,17 @@ both kinds on one lease table at once (issue 12). Nothing may be lost, records p
 where a lease changed hands by a steal (KCL 2 knows no graceful handoff), no lease ping-pong, and
 the fleet converges to an even spread."""
 
+from __future__ import annotations
+
 import threading
 from collections import Counter
+from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
+
+from streamworker.local import KinesisMock, MotoServer
 
 from ..kcl import harness
 from .conftest import RecordLog, WorkerProcess, lease_owners, make_stream, running_shards, wait_for
@@ -22,14 +28,14 @@ FAILOVER = 5  # seconds, the same for both kinds, as a migrating team would keep
 class Producer:
     """Numbered records at a steady rate on a thread until stopped."""
 
-    def __init__(self, kinesis, stream, rate=100):
+    def __init__(self, kinesis: Any, stream: Any, rate: Any=100) -> None:
         self.kinesis, self.stream, self.rate = kinesis, stream, rate
         self.sent = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def _run(self):
+    def _run(self) -> None:
         while not self._stop.wait(0.1):
             batch = range(self.sent, self.sent + self.rate // 10)
             reply = self.kinesis.put_records(StreamName=self.stream, Records=[
@@ -37,13 +43,13 @@ class Producer:
             assert reply.get("FailedRecordCount", 0) == 0
             self.sent += len(batch)
 
-    def stop(self):
+    def stop(self) -> int:
         self._stop.set()
         self._thread.join(10)
         return self.sent
 
 
-def spread(table):
+def spread(table: str) -> list[int]:
     return sorted(Counter(lease_owners(table).values()).values())
 
 
@@ -52,31 +58,31 @@ def spread(table):
     pytest.param((harness.KCL3_VERSION, "COMPATIBLE_WITH_2X"), id=f"kcl-{harness.KCL3_VERSION}-compat2x",
                  marks=pytest.mark.slow)])
 def test_kcl_java_fleet_replaced_by_streamworker_one_worker_at_a_time(
-        aws_env, kinesis_mock, moto_server, names, tmp_path, kcl_version):
+        aws_env: dict[str, str], kinesis_mock: KinesisMock, moto_server: MotoServer, names: dict[str, str], tmp_path: Path, kcl_version: Any) -> None:
     kinesis = boto3.client("kinesis", endpoint_url=kinesis_mock.endpoint)
     make_stream(kinesis, names["stream"], SHARDS)
     env = {**aws_env, "AWS_ENDPOINT_URL_KINESIS": kinesis_mock.endpoint,
            "AWS_ENDPOINT_URL_DYNAMODB": moto_server.endpoint}
     log = RecordLog(tmp_path / "records.jsonl")
     home = harness.install(kcl_version[0])
-    procs = []
+    procs: list[Any] = []
 
-    def kcl_worker(name):
+    def kcl_worker(name: str) -> harness.KclWorker:
         k = harness.KclWorker(home, names["stream"], names["app"], name, log.path, kinesis_mock.endpoint,
                               moto_server.endpoint, tmp_path / f"{name}.stderr", failover_ms=FAILOVER * 1000,
                               client_version=kcl_version[1])
         procs.append(k)
         return k
 
-    def sw_worker(name):
+    def sw_worker(name: str) -> WorkerProcess:
         w = WorkerProcess(name, names, env, log, tmp_path, failover=FAILOVER)
         procs.append(w)
         return w
 
-    def processed():
+    def processed() -> list[int]:
         return [int(e["data"]) for e in log.events("rec")]
 
-    def fleet_runs_everything(workers):
+    def fleet_runs_everything(workers: set[str]) -> bool:
         try:
             owners = lease_owners(names["app"])
         except boto3.client("dynamodb").exceptions.ResourceNotFoundException:
@@ -94,8 +100,10 @@ def test_kcl_java_fleet_replaced_by_streamworker_one_worker_at_a_time(
             sw_worker(name)
             live.add(name)
             seen = len(processed())
-            wait_for(lambda name=name, seen=seen: running_shards(log, name) and len(processed()) > seen + 200, 90,
-                     f"{name} to take a share while records flow")
+            def took_a_share(name: str = name, seen: int = seen) -> bool:
+                return bool(running_shards(log, name)) and len(processed()) > seen + 200
+
+            wait_for(took_a_share, 90, f"{name} to take a share while records flow")
             assert kcl.stop() == 0, kcl.stderr()[-3000:]
             live.discard(kcl.worker_id)
             wait_for(lambda: fleet_runs_everything(live), 90, f"{sorted(live)} to run every shard")
@@ -116,7 +124,7 @@ def test_kcl_java_fleet_replaced_by_streamworker_one_worker_at_a_time(
     # Records run twice only where their first worker lost the lease hard afterwards: a steal from
     # (or by) a KCL worker, which knows no graceful handoff, refuses its in-flight checkpoint. A KCL
     # worker stopped gracefully, or a lease handed between streamworker workers, repeats nothing.
-    first = {}
+    first: dict[Any, Any] = {}
     for e in log.events("rec"):
         first.setdefault(int(e["data"]), e)
     lost = [e for e in log.events("lease_lost")]

@@ -1,6 +1,8 @@
 """Long run (``./dev test-slow``): repeated kill -9, SIGTERM and restarts of three workers while
 producing; nothing may be lost, and duplicates only come from hard kills."""
 
+from __future__ import annotations
+
 import random
 import signal
 import threading
@@ -8,18 +10,20 @@ import threading
 import boto3
 import pytest
 
+from tests.integration.conftest import Workers
+
 from .conftest import make_stream, owner_counts, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_kill_and_restart_cycles_lose_nothing(aws_env, names, workers):
+def test_kill_and_restart_cycles_lose_nothing(aws_env: dict[str, str], names: dict[str, str], workers: Workers) -> None:
     log = workers.log
     kinesis = boto3.client("kinesis")
     make_stream(kinesis, names["stream"], 6)
     stop, produced = threading.Event(), [0]
 
-    def producer():
+    def producer() -> None:
         while not stop.is_set():
             n = produced[0]
             kinesis.put_records(StreamName=names["stream"], Records=[

@@ -4,6 +4,8 @@ KCL's MultiLangDaemon artifact (amazon-kinesis-client-multilang) is not served h
 consumer is KclHarness.java: KCL core with a recording processor, compiled once into the cache.
 """
 
+from __future__ import annotations
+
 import hashlib
 import shutil
 import signal

@@ -1,6 +1,9 @@
 """async def processors: same order and checkpoint guarantees, coroutines of shards interleave."""
 
+from __future__ import annotations
+
 import asyncio
+from typing import Any
 
 from streamworker import RecordProcessor
 from streamworker.aio import EventLoopThread
@@ -13,26 +16,27 @@ from .test_shard_consumer import FakeLeases, FakeSource, recs, wait_for
 
 
 class AsyncRecorder(RecordProcessor):
-    def __init__(self, log):
+    def __init__(self, log: Any) -> None:
         self.log = log
 
-    async def initialize(self, i):
+    async def initialize(self, i: Any) -> None:
         self.shard = i.shard_id
         self.log.append((self.shard, "initialize"))
 
-    async def process_records(self, p):
+    async def process_records(self, p: Any) -> None:
         for r in p.records:
             await asyncio.sleep(0.001)  # yields to the other shard's coroutine
             self.log.append((self.shard, r.sequence_number))
         await p.checkpointer.checkpoint_async()
 
-    async def shutdown_requested(self, i):
+    async def shutdown_requested(self, i: Any) -> None:
         self.log.append((self.shard, "shutdown_requested"))
         await i.checkpointer.checkpoint_async()
 
 
-def test_async_processors_keep_per_shard_order_and_checkpoint():
-    log, loop = [], EventLoopThread()
+def test_async_processors_keep_per_shard_order_and_checkpoint() -> None:
+    log: list[Any] = []
+    loop = EventLoopThread()
     settings = ConsumerSettings(retry_backoff=0.01, worker_id="w", event_loop=loop)
     consumers = []
     for shard in ("s-a", "s-b"):

@@ -1,45 +1,48 @@
+from __future__ import annotations
+
 import random
 from collections import Counter
+from typing import Any
 
 from streamworker.coordinators.balancing import ExpiryTracker, eligible, plan_takes
 from streamworker.coordinators.lease import Lease
 from streamworker.records import ExtendedSequenceNumber as ESN
 
 
-def leases(owners, **kw):
+def leases(owners: Any, **kw: Any) -> Any:
     return [Lease(lease_key=f"shard-{i}", lease_owner=o, **kw) for i, o in enumerate(owners)]
 
 
-def test_first_worker_takes_all_unowned():
+def test_first_worker_takes_all_unowned() -> None:
     plan = plan_takes(leases([None] * 4), "A", set())
     assert len(plan.take) == 4 and plan.target == 4
 
 
-def test_second_worker_takes_its_share_of_free_leases():
+def test_second_worker_takes_its_share_of_free_leases() -> None:
     plan = plan_takes(leases(["A", "A", None, None]), "B", set())
     assert plan.target == 2 and len(plan.take) == 2 and not plan.steal
 
 
-def test_new_worker_steals_from_the_most_loaded_up_to_target():
+def test_new_worker_steals_from_the_most_loaded_up_to_target() -> None:
     plan = plan_takes(leases(["A"] * 4), "B", set())
     assert plan.target == 2 and len(plan.steal) == 2
     assert all(le.lease_owner == "A" for le in plan.steal)
 
 
-def test_a_joining_worker_takes_its_whole_share_from_several_workers_at_once():
+def test_a_joining_worker_takes_its_whole_share_from_several_workers_at_once() -> None:
     plan = plan_takes(leases(["A"] * 100 + ["B"] * 100), "C", set())
     moved = Counter(le.lease_owner for le in plan.steal)
     assert moved == {"A": 33, "B": 33}  # 67/67/66 afterwards
 
 
-def test_a_worker_two_below_a_worker_at_target_still_steals_one():
+def test_a_worker_two_below_a_worker_at_target_still_steals_one() -> None:
     # 10 leases, 4 workers: target 3; 3/3/3/1 is uneven, 3/3/2/2 is not
     plan = plan_takes(leases(["A"] * 3 + ["B"] * 3 + ["C"] * 3 + ["D"]), "D", set())
     assert len(plan.steal) == 1
     assert plan_takes(leases(["A"] * 3 + ["B"] * 3 + ["C"] * 2 + ["D"] * 2), "D", set()).steal == ()
 
 
-def test_records_per_second_breaks_ties_without_causing_moves():
+def test_records_per_second_breaks_ties_without_causing_moves() -> None:
     hot = [Lease(f"a-{i}", lease_owner="A", records_per_second=1000.0 if i < 2 else 1.0) for i in range(4)]
     cool = [Lease(f"b-{i}", lease_owner="B", records_per_second=1.0) for i in range(4)]
     # equal counts: the busier worker gives, and the lease moved evens the records/s out best
@@ -49,12 +52,12 @@ def test_records_per_second_breaks_ties_without_causing_moves():
     assert plan_takes(hot + cool, "B", set()).steal == ()
 
 
-def test_steal_is_capped_per_cycle():
+def test_steal_is_capped_per_cycle() -> None:
     plan = plan_takes(leases(["A"] * 10), "B", set(), max_steal=2)
     assert len(plan.steal) == 2
 
 
-def test_balanced_fleets_do_not_trade_leases():
+def test_balanced_fleets_do_not_trade_leases() -> None:
     # 5 leases, 2 workers: 3/2 is as even as it gets; neither side moves.
     ls = leases(["A", "A", "A", "B", "B"])
     assert plan_takes(ls, "A", set()).steal == () and plan_takes(ls, "A", set()).take == ()
@@ -66,16 +69,16 @@ def test_balanced_fleets_do_not_trade_leases():
         assert not p.steal and not p.take
 
 
-def test_expired_leases_are_taken_before_stealing():
+def test_expired_leases_are_taken_before_stealing() -> None:
     ls = leases(["A", "A", "dead", "dead"])
     plan = plan_takes(ls, "A", {"shard-2", "shard-3"})
     # the dead worker no longer counts: A is alone and takes everything at once
     assert plan.workers == 1 and {le.lease_key for le in plan.take} == {"shard-2", "shard-3"}
 
 
-def test_simulated_fleet_converges_without_ping_pong():
+def test_simulated_fleet_converges_without_ping_pong() -> None:
     rng = random.Random(1)
-    owners = [None] * 20
+    owners: list[str | None] = [None] * 20
     workers = ["A", "B", "C"]
     moves_per_round = []
     for _ in range(12):
@@ -92,7 +95,7 @@ def test_simulated_fleet_converges_without_ping_pong():
     assert moves_per_round[-4:] == [0, 0, 0, 0]
 
 
-def test_finished_and_blocked_leases_are_not_eligible():
+def test_finished_and_blocked_leases_are_not_eligible() -> None:
     parent = Lease("p", checkpoint=ESN("100"))
     child = Lease("c", parent_shard_ids=frozenset({"p"}))
     done = Lease("d", checkpoint=ESN("SHARD_END"))
@@ -102,7 +105,7 @@ def test_finished_and_blocked_leases_are_not_eligible():
     assert {le.lease_key for le in eligible([finished_parent, child])} == {"c"}
 
 
-def test_expiry_is_judged_on_the_observers_clock():
+def test_expiry_is_judged_on_the_observers_clock() -> None:
     t = ExpiryTracker(failover_time=10)
     le = Lease("s", lease_counter=5, lease_owner="A")
     assert t.observe([le], now=100.0) == set()
@@ -114,7 +117,7 @@ def test_expiry_is_judged_on_the_observers_clock():
     assert t.observe([le.with_counter(6)], now=121.0) == {"s"}
 
 
-def test_200_shards_and_workers_joining_one_by_one_balance_in_one_cycle_each():
+def test_200_shards_and_workers_joining_one_by_one_balance_in_one_cycle_each() -> None:
     rng = random.Random(7)
     owners: list[str | None] = [None] * 200
     workers: list[str] = []
@@ -133,7 +136,7 @@ def test_200_shards_and_workers_joining_one_by_one_balance_in_one_cycle_each():
     assert moves == 200 + 100 + 66 + 50
 
 
-def test_a_dead_workers_leases_spread_over_the_survivors():
+def test_a_dead_workers_leases_spread_over_the_survivors() -> None:
     rng = random.Random(3)
     owners = ["A", "B", "C", "D"] * 50
     dead = {f"shard-{i}" for i, o in enumerate(owners) if o == "D"}
@@ -147,7 +150,7 @@ def test_a_dead_workers_leases_spread_over_the_survivors():
     assert sorted(owners.count(x) for x in "ABC") == [66, 67, 67]
 
 
-def test_two_workers_joining_in_the_same_cycle_overshoot_once_then_even_out():
+def test_two_workers_joining_in_the_same_cycle_overshoot_once_then_even_out() -> None:
     # B and C plan from the same scan, before either holds a lease: neither sees the other.
     owners: list[str | None] = ["A"] * 200
     scan = leases(owners)

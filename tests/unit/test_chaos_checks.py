@@ -1,34 +1,38 @@
 """The chaos suite's checks catch what they claim to (planted violations in synthetic logs)."""
 
+from __future__ import annotations
+
 import json
+from pathlib import Path
+from typing import Any
 
 from tests.chaos.driver import Fleet, check
 
 
-def log_of(tmp_path, evs):
+def log_of(tmp_path: Path, evs: Any) -> Any:
     p = tmp_path / "log.jsonl"
     p.write_text("".join(json.dumps(e) + "\n" for e in evs))
     return p
 
 
-def rec(w, shard, n, t, seq=None):
+def rec(w: str, shard: str, n: int, t: float, seq: Any | None = None) -> dict[str, Any]:
     return {"ev": "rec", "w": w, "shard": shard, "data": str(n), "seq": str(seq if seq is not None else n), "t": t}
 
 
-def fleet(tmp_path, faults=None):
+def fleet(tmp_path: Path, faults: Any=None) -> Any:
     f = Fleet([], {}, tmp_path / "log.jsonl", tmp_path)
     f.faults = faults or {}
     return f
 
 
-def test_a_clean_run_passes(tmp_path):
+def test_a_clean_run_passes(tmp_path: Path) -> None:
     evs = [{"ev": "init", "w": "A", "shard": "s", "t": 0}, rec("A", "s", 0, 1), rec("A", "s", 32, 2),
            {"ev": "checkpointed", "w": "A", "shard": "s", "seq": "32", "t": 2.1}]
     r = check(log_of(tmp_path, evs), 1, fleet(tmp_path))
     assert not (r.lost or r.order_violations or r.unexplained_duplicates or r.concurrent)
 
 
-def test_planted_violations_are_caught(tmp_path):
+def test_planted_violations_are_caught(tmp_path: Path) -> None:
     evs = [
         {"ev": "init", "w": "A", "shard": "s", "t": 0}, {"ev": "init", "w": "B", "shard": "s", "t": 0},
         rec("A", "s", 32, 1), rec("B", "s", 0, 2),           # k0: 0 delivered after 32: out of order
@@ -41,7 +45,7 @@ def test_planted_violations_are_caught(tmp_path):
     assert r.order_violations and r.concurrent and r.unexplained_duplicates
 
 
-def test_duplicates_after_a_kill_and_a_frozen_workers_tail_are_allowed(tmp_path):
+def test_duplicates_after_a_kill_and_a_frozen_workers_tail_are_allowed(tmp_path: Path) -> None:
     evs = [
         {"ev": "init", "w": "A", "shard": "s", "t": 0}, rec("A", "s", 0, 1),
         {"ev": "init", "w": "B", "shard": "s", "t": 5}, rec("B", "s", 0, 6), rec("B", "s", 32, 7),
@@ -52,7 +56,7 @@ def test_duplicates_after_a_kill_and_a_frozen_workers_tail_are_allowed(tmp_path)
     assert not r.concurrent and not r.unexplained_duplicates and r.duplicates == 2
 
 
-def test_a_frozen_workers_later_session_does_not_cover_what_it_delivered_before_the_loss(tmp_path):
+def test_a_frozen_workers_later_session_does_not_cover_what_it_delivered_before_the_loss(tmp_path: Path) -> None:
     # A delivers 0, is frozen before checkpointing; B takes the shard and redoes 0; A wakes, loses
     # the lease, later takes the shard again and checkpoints past 0: the duplicate is still A's
     # un-checkpointed window (seen in a chaos run), not an unexplained one.

@@ -1,3 +1,7 @@
+from __future__ import annotations
+
+from typing import Any
+
 import pytest
 
 from streamworker.checkpointer import CheckpointTracker
@@ -7,21 +11,21 @@ from streamworker.records import Record
 
 
 class Store:
-    def __init__(self):
-        self.writes = []
+    def __init__(self) -> None:
+        self.writes: list[Any] = []
 
-    def checkpoint(self, key, checkpoint, pending=None):
+    def checkpoint(self, key: Any, checkpoint: Any, pending: Any=None) -> None:
         self.writes.append(("checkpoint", key, checkpoint, pending))
 
-    def prepare_checkpoint(self, key, pending):
+    def prepare_checkpoint(self, key: Any, pending: Any) -> None:
         self.writes.append(("prepare", key, pending))
 
 
-def rec(seq, sub=0):
+def rec(seq: int, sub: int = 0) -> Record:
     return Record(data=b"", partition_key="k", sequence_number=str(seq), sub_sequence_number=sub)
 
 
-def test_checkpoint_without_argument_covers_everything_delivered():
+def test_checkpoint_without_argument_covers_everything_delivered() -> None:
     store = Store()
     tracker = CheckpointTracker(store, "lease", "shard", ESN("TRIM_HORIZON"))
     cp = tracker.checkpointer
@@ -31,7 +35,7 @@ def test_checkpoint_without_argument_covers_everything_delivered():
     assert cp.last_checkpoint == ESN("30")
 
 
-def test_checkpoint_at_record_and_at_sequence_with_sub_sequence():
+def test_checkpoint_at_record_and_at_sequence_with_sub_sequence() -> None:
     store = Store()
     tracker = CheckpointTracker(store, "lease", "shard", ESN("5"))
     cp = tracker.checkpointer
@@ -42,7 +46,7 @@ def test_checkpoint_at_record_and_at_sequence_with_sub_sequence():
     assert [w[2] for w in store.writes] == [ESN("10"), ESN("40", 2), ESN("40", 3)]
 
 
-def test_out_of_range_checkpoints_are_refused_and_nothing_is_written():
+def test_out_of_range_checkpoints_are_refused_and_nothing_is_written() -> None:
     store = Store()
     tracker = CheckpointTracker(store, "lease", "shard-7", ESN("20"))
     cp = tracker.checkpointer
@@ -58,7 +62,7 @@ def test_out_of_range_checkpoints_are_refused_and_nothing_is_written():
     assert store.writes == []
 
 
-def test_shard_end_checkpoint_only_after_the_shard_ended():
+def test_shard_end_checkpoint_only_after_the_shard_ended() -> None:
     store = Store()
     tracker = CheckpointTracker(store, "lease", "shard", ESN("1"))
     cp = tracker.checkpointer
@@ -68,7 +72,7 @@ def test_shard_end_checkpoint_only_after_the_shard_ended():
     assert store.writes[-1][2] == ESN("SHARD_END")
 
 
-def test_two_phase_checkpoint():
+def test_two_phase_checkpoint() -> None:
     store = Store()
     tracker = CheckpointTracker(store, "lease", "shard", ESN("1"))
     cp = tracker.checkpointer

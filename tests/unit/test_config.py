@@ -1,3 +1,8 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from streamworker.config import WorkerConfig
@@ -5,7 +10,7 @@ from streamworker.errors import ConfigError
 from streamworker.records import InitialPosition
 
 
-def test_flags_beat_environment_beat_file(tmp_path, monkeypatch):
+def test_flags_beat_environment_beat_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     f = tmp_path / "app.toml"
     f.write_text('[streamworker]\nstream = "from-file"\napplication-name = "file-app"\nfailover_time = 7\n'
                  'max_records = 500\n')
@@ -19,7 +24,7 @@ def test_flags_beat_environment_beat_file(tmp_path, monkeypatch):
     assert cfg.table_name == "flag-app"
 
 
-def test_defaults_follow_kcl():
+def test_defaults_follow_kcl() -> None:
     cfg = WorkerConfig.load({"stream": "s", "application_name": "app"})
     assert cfg.failover_time == 10 and cfg.max_records == 10000 and cfg.idle_time_between_reads == 1.5
     assert cfg.initial_position == InitialPosition.LATEST
@@ -35,12 +40,12 @@ def test_defaults_follow_kcl():
     ({"stream": "s", "application_name": "app", "initial_position": "EARLIEST"}, "initial_position"),
     ({"stream": "s"}, "application_name is required"),
 ])
-def test_invalid_settings_name_the_setting(flags, message):
+def test_invalid_settings_name_the_setting(flags: Any, message: Any) -> None:
     with pytest.raises(ConfigError, match=message):
         WorkerConfig.load(flags)
 
 
-def test_bad_files(tmp_path):
+def test_bad_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         WorkerConfig.load({}, tmp_path / "missing.toml")
     bad = tmp_path / "bad.toml"
@@ -53,7 +58,7 @@ def test_bad_files(tmp_path):
         WorkerConfig.load({}, unknown)
 
 
-def test_several_streams_per_stream_processors_and_a_stream_pattern(tmp_path, monkeypatch):
+def test_several_streams_per_stream_processors_and_a_stream_pattern(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     f = tmp_path / "w.toml"
     f.write_text('application_name = "app"\nstream = "orders"\nstreams = ["payments"]\n'
                  '[processors]\npayments = "pay:Processor"\n')

@@ -1,7 +1,11 @@
 """Credentials never echoed in configuration errors; secrets expressible without the command line
 (issue 11, defect 9)."""
 
+from __future__ import annotations
+
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,7 +15,7 @@ from streamworker.config import WorkerConfig, redact
 KAFKA = ["run", "m:P", "--source", "kafka", "--topic", "t", "--application-name", "app"]
 
 
-def test_a_bad_property_next_to_a_password_does_not_print_the_password(capsys):
+def test_a_bad_property_next_to_a_password_does_not_print_the_password(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*KAFKA, "--bootstrap-servers", "b:1", "-X", "sasl.password=HUNTER2", "-X", "sasl.username"]) == 2
     err = capsys.readouterr().err
     assert "HUNTER2" not in err
@@ -19,7 +23,7 @@ def test_a_bad_property_next_to_a_password_does_not_print_the_password(capsys):
                           "got 'sasl.username'")
 
 
-def test_a_malformed_environment_variable_is_not_echoed(capsys, monkeypatch):
+def test_a_malformed_environment_variable_is_not_echoed(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAMWORKER_KAFKA_PROPERTIES", "bootstrap.servers=b:1,sasl.password=HUN,TER2")
     assert main(KAFKA) == 2
     err = capsys.readouterr().err
@@ -27,7 +31,7 @@ def test_a_malformed_environment_variable_is_not_echoed(capsys, monkeypatch):
     assert "item 3 has no '='" in err and "use -X, a TOML table or a JSON object" in err
 
 
-def test_a_password_with_a_comma_from_a_file_a_flag_a_json_variable_or_toml(tmp_path, monkeypatch):
+def test_a_password_with_a_comma_from_a_file_a_flag_a_json_variable_or_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = tmp_path / "password"
     secret.write_text("p,ss=word\n")
     base = {"source": "kafka", "topics": ["t"], "bootstrap_servers": "b:1", "application_name": "app"}
@@ -43,7 +47,7 @@ def test_a_password_with_a_comma_from_a_file_a_flag_a_json_variable_or_toml(tmp_
     assert WorkerConfig.load(base, toml).kafka_properties == {"sasl.password": "x,y"}
 
 
-def test_an_unreadable_secret_file_names_the_property_not_a_value(tmp_path, capsys):
+def test_an_unreadable_secret_file_names_the_property_not_a_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nope"
     assert main([*KAFKA, "--bootstrap-servers", "b:1", "-X", f"sasl.password=@{missing}"]) == 2
     err = capsys.readouterr().err
@@ -57,5 +61,5 @@ def test_an_unreadable_secret_file_names_the_property_not_a_value(tmp_path, caps
                                                "values not shown>"),
     ("plain", "plain"),
 ])
-def test_redact(value, shown):
+def test_redact(value: Any, shown: Any) -> None:
     assert redact(value) == shown

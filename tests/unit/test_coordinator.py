@@ -1,3 +1,7 @@
+from __future__ import annotations
+
+from typing import Any
+
 import pytest
 
 from streamworker.clock import FakeClock
@@ -7,31 +11,38 @@ from streamworker.errors import LeaseLostError
 from streamworker.records import ExtendedSequenceNumber as ESN
 from streamworker.records import InitialPosition
 from streamworker.sources.base import ShardInfo
+from tests.unit.conftest import row
 
 
 class Events:
-    def __init__(self):
-        self.acquired, self.lost, self.handoff = [], [], []
+    def __init__(self) -> None:
+        self.acquired: list[Any] = []
+        self.lost: list[Any] = []
+        self.handoff: list[Any] = []
+        self.failed: list[str] = []
 
-    def lease_acquired(self, lease):
+    def lease_acquired(self, lease: Any) -> None:
         self.acquired.append(lease.lease_key)
 
-    def lease_lost(self, key):
+    def lease_lost(self, key: Any) -> None:
         self.lost.append(key)
 
-    def handoff_requested(self, key):
+    def handoff_requested(self, key: Any) -> None:
         self.handoff.append(key)
+
+    def coordinator_failed(self, error: str) -> None:
+        self.failed.append(error)
 
 
 FAILOVER = 10.0
 
 
 @pytest.fixture
-def fleet(table):
+def fleet(table: Any) -> Any:
     clock = FakeClock()
     shared = LeaseTable(table.client, table.table_name, clock=clock)
 
-    def make(name):
+    def make(name: Any) -> Any:
         ev = Events()
         return DynamoDBCoordinator(shared, name, ev, failover_time=FAILOVER, clock=clock), ev
 
@@ -42,22 +53,22 @@ def fleet(table):
     return clock, (a, ev_a), (b, ev_b)
 
 
-def test_leases_are_created_with_lineage_and_children_start_at_trim_horizon(table):
+def test_leases_are_created_with_lineage_and_children_start_at_trim_horizon(table: LeaseTable) -> None:
     c = DynamoDBCoordinator(table, "A", Events(), clock=FakeClock())
     shards = [ShardInfo("closed", is_open=False), ShardInfo("open-1"),
               ShardInfo("child", parent_shard_ids=("closed",), starting_hash_key="0", ending_hash_key="9")]
     assert sorted(c.ensure_leases(shards, InitialPosition.LATEST)) == ["child", "open-1"]
-    child = table.get("child")
+    child = row(table, "child")
     assert child.checkpoint == ESN("LATEST")  # its parent was skipped under LATEST
     assert child.parent_shard_ids == {"closed"} and child.ending_hash_key == "9"
     c2 = DynamoDBCoordinator(table, "A", Events(), clock=FakeClock())
     table.delete_all()
     c2.ensure_leases(shards, InitialPosition.TRIM_HORIZON)
-    assert table.get("child").checkpoint == ESN("TRIM_HORIZON")
-    assert table.get("closed").checkpoint == ESN("TRIM_HORIZON")
+    assert row(table, "child").checkpoint == ESN("TRIM_HORIZON")
+    assert row(table, "closed").checkpoint == ESN("TRIM_HORIZON")
 
 
-def test_second_worker_gets_half_by_graceful_handoff(fleet):
+def test_second_worker_gets_half_by_graceful_handoff(fleet: Any) -> None:
     clock, (a, ev_a), (b, ev_b) = fleet
     a.take_cycle()
     assert len(a.held_keys()) == 4
@@ -81,7 +92,7 @@ def test_second_worker_gets_half_by_graceful_handoff(fleet):
     assert len(a.held_keys()) == len(b.held_keys()) == 2 and ev_a.lost == ev_b.lost == []
 
 
-def test_a_silent_holder_stops_before_anyone_can_take_its_leases(fleet):
+def test_a_silent_holder_stops_before_anyone_can_take_its_leases(fleet: Any) -> None:
     clock, (a, ev_a), (b, ev_b) = fleet
     b.max_steal = 0  # expiry alone here; stealing has its own test
     a.take_cycle()
@@ -108,7 +119,7 @@ def test_a_silent_holder_stops_before_anyone_can_take_its_leases(fleet):
     assert b.current_lease(key).checkpoint == ESN("10")
 
 
-def test_a_fenced_checkpoint_never_overwrites_the_new_owner(fleet):
+def test_a_fenced_checkpoint_never_overwrites_the_new_owner(fleet: Any) -> None:
     clock, (a, _), (b, _) = fleet
     b.max_steal = 0
     a.take_cycle()
@@ -120,16 +131,16 @@ def test_a_fenced_checkpoint_never_overwrites_the_new_owner(fleet):
     # A's lease is not valid locally any more, and a forced write would fail its condition too
     with pytest.raises(LeaseLostError):
         a.checkpoint(key, ESN("400"))
-    assert b.table.get(key).checkpoint == ESN("500")
+    assert row(b.table, key).checkpoint == ESN("500")
 
 
-def test_one_failed_renewal_does_not_drop_a_lease(fleet, monkeypatch):
+def test_one_failed_renewal_does_not_drop_a_lease(fleet: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     clock, (a, ev_a), _ = fleet
     a.take_cycle()
     real = a.table.renew
     calls = {"n": 0}
 
-    def flaky(*args, **kw):
+    def flaky(*args: Any, **kw: Any) -> Any:
         calls["n"] += 1
         if calls["n"] <= 4:
             raise LeaseTableUnavailable("throttled")
@@ -144,7 +155,7 @@ def test_one_failed_renewal_does_not_drop_a_lease(fleet, monkeypatch):
     assert len(a.held_keys()) == 4 and ev_a.lost == []
 
 
-def test_released_leases_are_taken_without_waiting(fleet):
+def test_released_leases_are_taken_without_waiting(fleet: Any) -> None:
     clock, (a, _), (b, ev_b) = fleet
     a.take_cycle()
     b.take_cycle()
@@ -154,7 +165,7 @@ def test_released_leases_are_taken_without_waiting(fleet):
     assert len(b.held_keys()) == 4 and len(ev_b.acquired) == 4
 
 
-def test_children_are_taken_only_after_parents_reach_shard_end(table):
+def test_children_are_taken_only_after_parents_reach_shard_end(table: LeaseTable) -> None:
     clock = FakeClock()
     c = DynamoDBCoordinator(table, "A", Events(), clock=clock)
     c.ensure_leases([ShardInfo("parent", is_open=False), ShardInfo("child", parent_shard_ids=("parent",))],
@@ -167,7 +178,7 @@ def test_children_are_taken_only_after_parents_reach_shard_end(table):
     assert c.held_keys() == ["child"]
 
 
-def test_renewals_fall_due_per_lease_and_a_checkpoint_counts_as_one(fleet):
+def test_renewals_fall_due_per_lease_and_a_checkpoint_counts_as_one(fleet: Any) -> None:
     clock, (a, ev_a), _ = fleet
     a.take_cycle()
     keys = a.held_keys()
@@ -186,7 +197,7 @@ def test_renewals_fall_due_per_lease_and_a_checkpoint_counts_as_one(fleet):
     assert calls.get("Renew", 0) == before + 4 and ev_a.lost == []
 
 
-def test_renewals_record_records_per_second_for_the_balancer(table):
+def test_renewals_record_records_per_second_for_the_balancer(table: LeaseTable) -> None:
     clock = FakeClock()
     done = {"n": 0}
     a = DynamoDBCoordinator(table, "A", Events(), failover_time=FAILOVER, clock=clock,
@@ -196,10 +207,10 @@ def test_renewals_record_records_per_second_for_the_balancer(table):
     done["n"] = 500
     clock.advance(a.renew_interval)
     a.renew_all()
-    assert table.get("s-1").records_per_second == pytest.approx(500 / a.renew_interval, rel=0.01)
+    assert row(table, "s-1").records_per_second == pytest.approx(500 / a.renew_interval, rel=0.01)
 
 
-def test_the_scan_slows_down_when_nothing_moves_but_not_past_an_expiry(fleet):
+def test_the_scan_slows_down_when_nothing_moves_but_not_past_an_expiry(fleet: Any) -> None:
     clock, (a, _), (b, _) = fleet
     b.steady_take_interval = 5.0
     a.take_cycle()
@@ -226,33 +237,35 @@ def test_the_scan_slows_down_when_nothing_moves_but_not_past_an_expiry(fleet):
 class HandsOver(Events):
     """Finishes handoffs the way a shard consumer does: after the current step, release."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
-        self.coordinator = None
+        self.coordinator: DynamoDBCoordinator | None = None
 
-    def finish(self):
+    def finish(self) -> None:
+        assert self.coordinator is not None
         while self.handoff:
             self.coordinator.release(self.handoff.pop())
 
 
-def test_200_shards_spread_evenly_as_workers_join_and_leave(table):
+def test_200_shards_spread_evenly_as_workers_join_and_leave(table: LeaseTable) -> None:
     clock = FakeClock()
-    fleet = {}
+    fleet: dict[str, DynamoDBCoordinator] = {}
+    listeners: dict[str, HandsOver] = {}
 
-    def join(name):
+    def join(name: str) -> None:
         ev = HandsOver()
         c = DynamoDBCoordinator(table, name, ev, failover_time=FAILOVER, clock=clock)
         ev.coordinator = c
-        fleet[name] = c
+        fleet[name], listeners[name] = c, ev
 
-    def cycle():
+    def cycle() -> None:
         clock.advance(1.0)
-        for c in list(fleet.values()):
+        for name, c in list(fleet.items()):
             c.renew_all()
             c.take_cycle()
-            c.listener.finish()
+            listeners[name].finish()
 
-    def counts():
+    def counts() -> Any:
         return sorted(len(c.held_keys()) for c in fleet.values())
 
     join("A")
@@ -287,17 +300,17 @@ def test_200_shards_spread_evenly_as_workers_join_and_leave(table):
     assert counts() == [100, 100]  # C expired: its 50 leases, half each
 
 
-def test_a_handoff_of_a_granted_but_unstarted_lease_completes_at_once(fleet):
+def test_a_handoff_of_a_granted_but_unstarted_lease_completes_at_once(fleet: Any) -> None:
     clock, (a, _), (b, _) = fleet
     c = DynamoDBCoordinator(a.table, "C", Events(), failover_time=FAILOVER, clock=clock)
     a.take_cycle()
     key = a.held_keys()[0]
-    lease = a.table.get(key)
+    lease = row(a.table, key)
     granted = a.table.request_handoff(lease, "B")
     a.release(key)  # A finished the handoff: B owns the lease but has not scanned yet
-    c.table.request_handoff(a.table.get(key), "C")  # C steals it from B before B starts it
-    assert a.table.get(key).checkpoint_owner == "B" and granted.lease_owner == "B"
+    c.table.request_handoff(row(a.table, key), "C")  # C steals it from B before B starts it
+    assert row(a.table, key).checkpoint_owner == "B" and granted.lease_owner == "B"
     b.take_cycle()  # B runs nothing on it: it completes the handoff instead of stalling it
-    assert key not in b.held_keys() and a.table.get(key).checkpoint_owner is None
+    assert key not in b.held_keys() and row(a.table, key).checkpoint_owner is None
     c.take_cycle()
     assert key in c.held_keys()

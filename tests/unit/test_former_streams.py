@@ -1,8 +1,13 @@
 """Deferred deletion of the leases of streams a multi-stream worker no longer consumes."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from streamworker.clock import FakeClock
 from streamworker.coordinators.former_streams import FormerStreamLeases
 from streamworker.coordinators.lease import Lease
+from streamworker.coordinators.lease_table import LeaseTable
 from streamworker.records import ExtendedSequenceNumber as ESN
 
 KEEP = "123:keep:1700000000:"
@@ -10,16 +15,16 @@ GONE = "123:gone:1700000000:"
 OLD = "123:keep:1600000000:"  # an earlier incarnation of a re-created stream
 
 
-def seed(table, *keys):
+def seed(table: Any, *keys: Any) -> None:
     for key in keys:
         assert table.create_if_absent(Lease(key, checkpoint=ESN("TRIM_HORIZON")))
 
 
-def keys(table):
+def keys(table: LeaseTable) -> list[str]:
     return sorted(le.lease_key for le in table.list_leases(consistent=True))
 
 
-def test_leases_of_gone_and_recreated_streams_go_after_the_delay(table):
+def test_leases_of_gone_and_recreated_streams_go_after_the_delay(table: LeaseTable) -> None:
     clock = FakeClock()
     seed(table, KEEP + "shardId-0", GONE + "shardId-0", GONE + "shardId-1", OLD + "shardId-0", "shardId-9")
     former = FormerStreamLeases(table, 60.0, clock)
@@ -33,7 +38,7 @@ def test_leases_of_gone_and_recreated_streams_go_after_the_delay(table):
     assert keys(table) == [KEEP + "shardId-0", "shardId-9"]
 
 
-def test_a_lease_still_renewed_by_some_worker_is_never_deleted(table):
+def test_a_lease_still_renewed_by_some_worker_is_never_deleted(table: LeaseTable) -> None:
     clock = FakeClock()
     seed(table, GONE + "shardId-0")
     former = FormerStreamLeases(table, 60.0, clock)
@@ -50,7 +55,7 @@ def test_a_lease_still_renewed_by_some_worker_is_never_deleted(table):
     assert former.sweep(table.list_leases(), {KEEP}) == [GONE + "shardId-0"]
 
 
-def test_a_lease_changed_since_the_scan_is_not_deleted(table):
+def test_a_lease_changed_since_the_scan_is_not_deleted(table: LeaseTable) -> None:
     clock = FakeClock()
     seed(table, GONE + "shardId-0")
     former = FormerStreamLeases(table, 0.0, clock)
@@ -60,7 +65,7 @@ def test_a_lease_changed_since_the_scan_is_not_deleted(table):
     assert keys(table) == [GONE + "shardId-0"]
 
 
-def test_a_stream_back_before_the_delay_keeps_its_leases(table):
+def test_a_stream_back_before_the_delay_keeps_its_leases(table: LeaseTable) -> None:
     clock = FakeClock()
     seed(table, GONE + "shardId-0")
     former = FormerStreamLeases(table, 60.0, clock)

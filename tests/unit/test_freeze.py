@@ -1,5 +1,7 @@
 """FreezeDetector in a process that really stands still (SIGSTOP, then SIGCONT)."""
 
+from __future__ import annotations
+
 import signal
 import subprocess
 import sys
@@ -17,9 +19,10 @@ print("settled", d.unsettled(), flush=True)
 """
 
 
-def test_a_stopped_process_is_unsettled_after_it_continues_and_settles_later():
+def test_a_stopped_process_is_unsettled_after_it_continues_and_settles_later() -> None:
     child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, text=True)
+    assert child.stdout is not None and child.stdin is not None
     try:
         assert child.stdout.readline().strip() == "ready"
         child.send_signal(signal.SIGSTOP)

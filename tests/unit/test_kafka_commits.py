@@ -1,5 +1,8 @@
 """Checkpoint commits from the poll loop: asynchronous requests, answered through on_commit."""
 
+from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
@@ -10,15 +13,15 @@ from streamworker.kafka.client import KafkaClient  # noqa: E402
 
 
 class CommitRecorder:
-    def __init__(self, conf):
+    def __init__(self, conf: Any) -> None:
         self.on_commit = conf["on_commit"]
-        self.requests = []
+        self.requests: list[Any] = []
 
-    def commit(self, offsets, asynchronous):
+    def commit(self, offsets: Any, asynchronous: Any) -> None:
         self.requests.append(([(t.topic, t.partition, t.offset) for t in offsets], asynchronous))
 
 
-def ask(client, *offsets):
+def ask(client: Any, *offsets: Any) -> Any:
     """What a shard thread's checkpoint queues for the poll thread."""
     return client.commits.ask([TopicPartition(t, p, o) for t, p, o in offsets])
 
@@ -26,21 +29,21 @@ def ask(client, *offsets):
 class Answered:
     """A TopicPartition as on_commit gets it (its error is read-only on the real class)."""
 
-    def __init__(self, topic, partition, offset, error=None):
+    def __init__(self, topic: Any, partition: Any, offset: Any, error: Any=None) -> None:
         self.topic, self.partition, self.offset, self.error = topic, partition, offset, error
 
 
-def answer(client, *offsets, err=None, bad=()):
+def answer(client: Any, *offsets: Any, err: Any=None, bad: Any=()) -> None:
     client.commits.on_commit(err, [Answered(t, p, o, KafkaError(KafkaError.OFFSET_METADATA_TOO_LARGE)
                                      if (t, p) in bad else None) for t, p, o in offsets])
 
 
-def make():
+def make() -> tuple[KafkaClient, Any]:
     client = KafkaClient({"group.id": "g"}, consumer_factory=CommitRecorder)
     return client, client.consumer
 
 
-def test_one_request_per_pass_sent_without_waiting_and_answered_by_the_callback():
+def test_one_request_per_pass_sent_without_waiting_and_answered_by_the_callback() -> None:
     client, consumer = make()
     a, b = ask(client, ("t", 0, 10)), ask(client, ("t", 1, 7))
     client.drain_control()
@@ -50,7 +53,7 @@ def test_one_request_per_pass_sent_without_waiting_and_answered_by_the_callback(
     assert a.result(0) is None and b.result(0) is None
 
 
-def test_a_partition_the_broker_refused_fails_only_its_caller():
+def test_a_partition_the_broker_refused_fails_only_its_caller() -> None:
     client, _ = make()
     a, b = ask(client, ("t", 0, 10)), ask(client, ("t", 1, 7))
     client.drain_control()
@@ -60,7 +63,7 @@ def test_a_partition_the_broker_refused_fails_only_its_caller():
         b.result(0)
 
 
-def test_answers_to_other_commits_are_ignored_and_unanswered_requests_fail():
+def test_answers_to_other_commits_are_ignored_and_unanswered_requests_fail() -> None:
     client, _ = make()
     first = ask(client, ("t", 0, 5))
     client.drain_control()
@@ -74,7 +77,7 @@ def test_answers_to_other_commits_are_ignored_and_unanswered_requests_fail():
         first.result(0)
 
 
-def test_a_failed_request_fails_every_caller_and_inside_a_rebalance_commits_are_synchronous():
+def test_a_failed_request_fails_every_caller_and_inside_a_rebalance_commits_are_synchronous() -> None:
     client, consumer = make()
     a = ask(client, ("t", 0, 10))
     client.drain_control()

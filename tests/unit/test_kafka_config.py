@@ -1,3 +1,7 @@
+from __future__ import annotations
+
+from typing import Any
+
 import pytest
 
 from streamworker.config import WorkerConfig
@@ -5,12 +9,12 @@ from streamworker.errors import ConfigError
 from streamworker.kafka.conf import kafka_conf
 
 
-def kcfg(**kw):
+def kcfg(**kw: Any) -> Any:
     base = {"source": "kafka", "topics": ["orders"], "bootstrap_servers": "b:9092", "application_name": "app"}
     return WorkerConfig.load({**base, **kw})
 
 
-def test_defaults_and_passthrough():
+def test_defaults_and_passthrough() -> None:
     conf = kafka_conf(kcfg(worker_id="w-1", kafka_properties=["security.protocol=SASL_SSL", "sasl.mechanism=PLAIN",
                                                               "fetch.queue.backoff.ms=5"]))
     assert conf["bootstrap.servers"] == "b:9092" and conf["group.id"] == "app" and conf["client.id"] == "w-1"
@@ -20,14 +24,14 @@ def test_defaults_and_passthrough():
     assert "group.instance.id" not in conf
 
 
-def test_group_id_static_membership_and_initial_position():
+def test_group_id_static_membership_and_initial_position() -> None:
     conf = kafka_conf(kcfg(group_id="g", static_membership=True, worker_id="w-2",
                            initial_position="TRIM_HORIZON"))
     assert conf["group.id"] == "g" and conf["group.instance.id"] == "w-2"
     assert conf["auto.offset.reset"] == "earliest"
 
 
-def test_coordinator_defaults_and_environment(monkeypatch):
+def test_coordinator_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert kcfg().coordinator_kind == "kafka-group"
     assert kcfg(coordinator="dynamodb").coordinator_kind == "dynamodb"
     assert WorkerConfig.load({"stream": "s", "application_name": "app"}).coordinator_kind == "dynamodb"
@@ -47,12 +51,12 @@ def test_coordinator_defaults_and_environment(monkeypatch):
     ({"source": "kafka", "topics": ["t"], "bootstrap_servers": "b:1", "application_name": "app",
       "kafka_properties": ["novalue"]}, "key=value"),
 ])
-def test_kafka_settings_are_validated(flags, message):
+def test_kafka_settings_are_validated(flags: Any, message: Any) -> None:
     with pytest.raises(ConfigError, match=message):
         WorkerConfig.load(flags)
 
 
-def test_failover_time_is_the_group_session_timeout_unless_x_sets_it():
+def test_failover_time_is_the_group_session_timeout_unless_x_sets_it() -> None:
     """Issue 12: failover_time used to be logged and used nowhere on Kafka (librdkafka's 45 s)."""
     from streamworker.kafka.conf import kafka_conf
 

@@ -1,13 +1,17 @@
 """KCL 3's coordinator state decides whether streamworker may share the lease table."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import boto3
 import pytest
 
 from streamworker.coordinators.kcl3 import Kcl3Guard, Kcl3LeaderMode, coordinator_state_table
-from streamworker.coordinators.lease_table import LeaseTableFatal
+from streamworker.coordinators.lease_table import LeaseTable, LeaseTableFatal
 
 
-def write_state(client, app, cv):
+def write_state(client: Any, app: Any, cv: Any) -> None:
     name = coordinator_state_table(app)
     try:
         client.create_table(TableName=name, KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
@@ -20,18 +24,18 @@ def write_state(client, app, cv):
                                           "mts": {"N": "1764700000000"}})
 
 
-def test_no_kcl3_table_is_safe(table):
+def test_no_kcl3_table_is_safe(table: LeaseTable) -> None:
     assert Kcl3Guard(table.client, "unit-app").check() is None
 
 
 @pytest.mark.parametrize("cv", ["CLIENT_VERSION_2X", "CLIENT_VERSION_UPGRADE_FROM_2X"])
-def test_worker_balanced_modes_are_safe(table, cv):
+def test_worker_balanced_modes_are_safe(table: LeaseTable, cv: Any) -> None:
     write_state(table.client, "unit-app", cv)
     assert Kcl3Guard(table.client, "unit-app").check() == cv
 
 
 @pytest.mark.parametrize("cv", ["CLIENT_VERSION_3X", "CLIENT_VERSION_3X_WITH_ROLLBACK"])
-def test_leader_modes_are_refused_with_one_line(table, cv):
+def test_leader_modes_are_refused_with_one_line(table: LeaseTable, cv: Any) -> None:
     write_state(table.client, "unit-app", cv)
     with pytest.raises(Kcl3LeaderMode) as err:
         Kcl3Guard(table.client, "unit-app").check()
@@ -41,15 +45,15 @@ def test_leader_modes_are_refused_with_one_line(table, cv):
     assert "COMPATIBLE_WITH_2X" in message
 
 
-def test_the_running_coordinator_stops_when_kcl3_flips_to_leader_mode(table):
+def test_the_running_coordinator_stops_when_kcl3_flips_to_leader_mode(table: LeaseTable) -> None:
     from streamworker.clock import FakeClock
     from streamworker.coordinators.dynamodb import DynamoDBCoordinator
 
     class Listener:
-        def lease_acquired(self, lease): ...
-        def lease_lost(self, key): ...
-        def handoff_requested(self, key): ...
-        def coordinator_failed(self, error): ...
+        def lease_acquired(self, lease: Any) -> None: ...
+        def lease_lost(self, key: Any) -> None: ...
+        def handoff_requested(self, key: Any) -> None: ...
+        def coordinator_failed(self, error: Any) -> None: ...
 
     clock = FakeClock()
     guard = Kcl3Guard(table.client, "unit-app")
@@ -62,7 +66,7 @@ def test_the_running_coordinator_stops_when_kcl3_flips_to_leader_mode(table):
         c.take_cycle()
 
 
-def test_an_unreadable_state_table_does_not_stop_the_worker(aws_env):
+def test_an_unreadable_state_table_does_not_stop_the_worker(aws_env: None) -> None:
     from botocore.stub import Stubber
 
     client = boto3.client("dynamodb", region_name="us-east-1")

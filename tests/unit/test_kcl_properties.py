@@ -1,5 +1,9 @@
+from __future__ import annotations
+
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -7,20 +11,20 @@ from streamworker.errors import ConfigError
 from streamworker.kcl_properties import load_properties, parse_properties
 
 
-def test_java_properties_syntax():
+def test_java_properties_syntax() -> None:
     text = "# comment\n! also\nkey1 = value one\nkey2:value2\nkey3 value3\nlong = a\\\n    b\\\n  c\nesc = tab\\there\n"
     assert parse_properties(text) == {"key1": "value one", "key2": "value2", "key3": "value3", "long": "abc",
                                       "esc": "tab\there"}
 
 
-def write(tmp_path, body):
+def write(tmp_path: Path, body: Any) -> Any:
     p = tmp_path / "app.properties"
     p.write_text(body)
     (tmp_path / "app.py").write_text("")
     return p
 
 
-def test_every_supported_key_maps_to_a_setting(tmp_path):
+def test_every_supported_key_maps_to_a_setting(tmp_path: Path) -> None:
     props = load_properties(write(tmp_path, """
 executableName = app.py
 streamName = orders
@@ -59,11 +63,12 @@ validateSequenceNumberBeforeCheckpointing = true
     assert props.region == "eu-west-1" and props.profile == "prod"
     assert props.kinesis_endpoint == "https://kinesis.eu-west-1.amazonaws.com"
     assert props.dynamodb_endpoint == "http://localhost:8000"
+    assert props.command is not None
     assert props.command[-1] == str((tmp_path / "app.py").resolve()) and props.command[0] == sys.executable
     assert props.warnings == []
 
 
-def test_unsupported_and_unknown_keys_each_draw_one_warning_naming_them(tmp_path):
+def test_unsupported_and_unknown_keys_each_draw_one_warning_naming_them(tmp_path: Path) -> None:
     props = load_properties(write(tmp_path, """
 streamName = s
 applicationName = app
@@ -86,7 +91,7 @@ AwsCredentialsProvider = com.example.CustomProvider
     assert props.settings["cleanup_finished_leases"] is False  # supported: no warning
 
 
-def test_stream_arn_alone_is_used_and_bad_values_are_errors(tmp_path):
+def test_stream_arn_alone_is_used_and_bad_values_are_errors(tmp_path: Path) -> None:
     props = load_properties(write(tmp_path, "streamArn = arn:aws:kinesis:us-east-1:1:stream/s\napplicationName = a\n"))
     assert props.settings["stream"] == "arn:aws:kinesis:us-east-1:1:stream/s"
     with pytest.raises(ConfigError, match="failoverTimeMillis"):

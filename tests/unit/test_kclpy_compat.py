@@ -1,12 +1,15 @@
 """streamworker.kclpy: the amazon-kclpy API, over the MultiLang protocol and in-process."""
 
+from __future__ import annotations
+
 import base64
 import io
 import json
+from typing import Any
 
 import pytest
 
-from streamworker.checkpointer import CheckpointTracker
+from streamworker.checkpointer import Checkpointer, CheckpointTracker
 from streamworker.errors import LeaseLostError
 from streamworker.kclpy import kcl
 from streamworker.kclpy.adapter import KclpyAdapter, is_kclpy_processor
@@ -24,39 +27,40 @@ from streamworker.records import Record
 
 
 class V3(v3.RecordProcessorBase):
-    def __init__(self):
-        self.seen, self.calls = [], []
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+        self.calls: list[Any] = []
 
-    def initialize(self, i):
+    def initialize(self, i: Any) -> None:
         self.calls.append(("initialize", i.shard_id, i.sequence_number))
 
-    def process_records(self, p):
+    def process_records(self, p: Any) -> None:
         self.seen += [(r.binary_data, r.partition_key, r.sequence_number, r.sub_sequence_number) for r in p.records]
         p.checkpointer.checkpoint(p.records[-1].sequence_number, p.records[-1].sub_sequence_number)
 
-    def lease_lost(self, i):
+    def lease_lost(self, i: Any) -> None:
         self.calls.append(("lease_lost",))
 
-    def shard_ended(self, i):
+    def shard_ended(self, i: Any) -> None:
         i.checkpointer.checkpoint()
         self.calls.append(("shard_ended",))
 
-    def shutdown_requested(self, i):
+    def shutdown_requested(self, i: Any) -> None:
         i.checkpointer.checkpoint()
         self.calls.append(("shutdown_requested",))
 
 
 class V2(v2.RecordProcessorBase):
-    def __init__(self):
-        self.calls = []
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
 
-    def initialize(self, i):
+    def initialize(self, i: Any) -> None:
         self.calls.append(("initialize", i.shard_id))
 
-    def process_records(self, p):
+    def process_records(self, p: Any) -> None:
         self.calls.append(("records", len(p.records)))
 
-    def shutdown(self, s):
+    def shutdown(self, s: Any) -> None:
         self.calls.append(("shutdown", s.reason))
         if s.reason == "TERMINATE":
             s.checkpointer.checkpoint()
@@ -67,38 +71,39 @@ class V2(v2.RecordProcessorBase):
 
 
 class V1(kcl.RecordProcessorBase):
-    def __init__(self):
-        self.calls = []
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
 
-    def initialize(self, shard_id):
+    def initialize(self, shard_id: Any) -> None:
         self.calls.append(("initialize", shard_id))
 
-    def process_records(self, records, checkpointer):
+    def process_records(self, records: Any, checkpointer: Any) -> None:
         self.calls.append(("records", [base64.b64decode(r["data"]) for r in records]))
         checkpointer.checkpoint()
 
-    def shutdown(self, checkpointer, reason):
+    def shutdown(self, checkpointer: Any, reason: Any) -> None:
         self.calls.append(("shutdown", reason))
 
 
 class Store:
-    def __init__(self, lost=False):
-        self.writes, self.lost = [], lost
+    def __init__(self, lost: Any=False) -> None:
+        self.writes: list[Any] = []
+        self.lost = lost
 
-    def checkpoint(self, key, esn, pending=None):
+    def checkpoint(self, key: Any, esn: Any, pending: Any=None) -> None:
         if self.lost:
             raise LeaseLostError("gone")
         self.writes.append(esn)
 
-    def prepare_checkpoint(self, key, pending):
+    def prepare_checkpoint(self, key: Any, pending: Any) -> None:
         pass
 
 
-def records(*seqs):
+def records(*seqs: Any) -> Any:
     return [Record(data=f"d{s}".encode(), partition_key=f"k{s}", sequence_number=str(s)) for s in seqs]
 
 
-def drive(adapter, store, end="shard_ended"):
+def drive(adapter: KclpyAdapter, store: Store, end: str = "shard_ended") -> Checkpointer:
     tracker = CheckpointTracker(store, "shard-1", "shard-1", ESN("TRIM_HORIZON"))
     cp = tracker.checkpointer
     adapter.initialize(InitializationInput("shard-1", ESN("TRIM_HORIZON")))
@@ -115,7 +120,7 @@ def drive(adapter, store, end="shard_ended"):
     return cp
 
 
-def test_v3_processor_in_process():
+def test_v3_processor_in_process() -> None:
     assert is_kclpy_processor(V3) and is_kclpy_processor(V2) and is_kclpy_processor(V1)
     p, store = V3(), Store()
     drive(KclpyAdapter(p), store)
@@ -124,7 +129,7 @@ def test_v3_processor_in_process():
     assert store.writes == [ESN("2"), ESN("SHARD_END")]
 
 
-def test_v2_and_v1_processors_are_upgraded():
+def test_v2_and_v1_processors_are_upgraded() -> None:
     p2, store = V2(), Store()
     drive(KclpyAdapter(p2), store)
     assert p2.calls == [("initialize", "shard-1"), ("records", 2), ("shutdown", "TERMINATE")]
@@ -137,7 +142,7 @@ def test_v2_and_v1_processors_are_upgraded():
     assert store.writes == [ESN("2")]
 
 
-def test_checkpoint_errors_carry_kclpy_values():
+def test_checkpoint_errors_carry_kclpy_values() -> None:
     p = V3()
     with pytest.raises(kcl.CheckpointError) as err:
         drive(KclpyAdapter(p), Store(lost=True))
@@ -151,7 +156,7 @@ def test_checkpoint_errors_carry_kclpy_values():
     assert err.value.value == "InvalidStateException"
 
 
-def test_kcl_process_speaks_the_multilang_protocol():
+def test_kcl_process_speaks_the_multilang_protocol() -> None:
     lines = [
         {"action": "initialize", "shardId": "shard-9", "sequenceNumber": "TRIM_HORIZON", "subSequenceNumber": 0},
         {"action": "processRecords", "millisBehindLatest": 0, "records": [
@@ -165,7 +170,7 @@ def test_kcl_process_speaks_the_multilang_protocol():
     stdout, stderr = io.StringIO(), io.StringIO()
 
     class P(V3):
-        def shutdown_requested(self, i):
+        def shutdown_requested(self, i: Any) -> None:
             with pytest.raises(kcl.CheckpointError) as err:
                 i.checkpointer.checkpoint()
             self.calls.append(("refused", err.value.value))

@@ -1,18 +1,21 @@
+from __future__ import annotations
+
 import pytest
 
 from streamworker.coordinators.lease import Lease, lease_from_item
-from streamworker.coordinators.lease_table import LeaseConflict
+from streamworker.coordinators.lease_table import LeaseConflict, LeaseTable
 from streamworker.records import ExtendedSequenceNumber as ESN
+from tests.unit.conftest import row
 
 
-def test_table_is_created_pay_per_request_with_kcl_key(table):
+def test_table_is_created_pay_per_request_with_kcl_key(table: LeaseTable) -> None:
     desc = table.client.describe_table(TableName="unit-app")["Table"]
     assert desc["KeySchema"] == [{"AttributeName": "leaseKey", "KeyType": "HASH"}]
     assert desc["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     assert table.ensure_table() is False  # idempotent
 
 
-def test_kcl_java_rows_are_read_as_is(table):
+def test_kcl_java_rows_are_read_as_is(table: LeaseTable) -> None:
     # A row exactly as KCL Java's DynamoDBLeaseSerializer writes it (3.x, mid-handoff).
     table.client.put_item(TableName="unit-app", Item={
         "leaseKey": {"S": "shardId-000000000007"}, "leaseOwner": {"S": "java-worker"},
@@ -37,16 +40,16 @@ def test_kcl_java_rows_are_read_as_is(table):
     assert lease_from_item({"leaseKey": {"S": "acct:stream:1700000000:shardId-3"}}).shard_id == "shardId-3"
 
 
-def test_create_if_absent_never_overwrites(table):
+def test_create_if_absent_never_overwrites(table: LeaseTable) -> None:
     assert table.create_if_absent(Lease("s1"))
-    table.take(table.get("s1"), "A")
+    table.take(row(table, "s1"), "A")
     assert not table.create_if_absent(Lease("s1"))
-    assert table.get("s1").lease_owner == "A"
+    assert row(table, "s1").lease_owner == "A"
 
 
-def test_every_write_is_fenced_by_the_counter(table):
+def test_every_write_is_fenced_by_the_counter(table: LeaseTable) -> None:
     table.create_if_absent(Lease("s1"))
-    taken = table.take(table.get("s1"), "A")
+    taken = table.take(row(table, "s1"), "A")
     assert taken.lease_owner == "A" and taken.lease_counter == 1
     renewed = table.renew("s1", 1, "A")
     assert renewed.lease_counter == 2
@@ -62,14 +65,14 @@ def test_every_write_is_fenced_by_the_counter(table):
     # a stale taker is fenced as well
     with pytest.raises(LeaseConflict):
         table.take(renewed, "C")
-    current = table.get("s1")
+    current = row(table, "s1")
     assert current.lease_owner == "B" and current.checkpoint == ESN("TRIM_HORIZON")
     assert current.owner_switches_since_checkpoint == 1
 
 
-def test_checkpoint_writes_kcl_fields_and_clears_pending(table):
+def test_checkpoint_writes_kcl_fields_and_clears_pending(table: LeaseTable) -> None:
     table.create_if_absent(Lease("s1"))
-    le = table.take(table.get("s1"), "A")
+    le = table.take(row(table, "s1"), "A")
     le = table.prepare_checkpoint("s1", le.lease_counter, "A", ESN("55", 2))
     assert le.pending_checkpoint == ESN("55", 2)
     le = table.checkpoint("s1", le.lease_counter, "A", ESN("55", 2), None)
@@ -78,17 +81,17 @@ def test_checkpoint_writes_kcl_fields_and_clears_pending(table):
     assert "pendingCheckpoint" not in raw and raw["ownerSwitchesSinceCheckpoint"] == {"N": "0"}
 
 
-def test_release_lets_anyone_take_at_once(table):
+def test_release_lets_anyone_take_at_once(table: LeaseTable) -> None:
     table.create_if_absent(Lease("s1"))
-    le = table.take(table.get("s1"), "A")
+    le = table.take(row(table, "s1"), "A")
     released = table.release("s1", le.lease_counter, "A")
     assert released.lease_owner is None
     assert table.take(released, "B").lease_owner == "B"
 
 
-def test_graceful_handoff_follows_kcl3_checkpoint_owner(table):
+def test_graceful_handoff_follows_kcl3_checkpoint_owner(table: LeaseTable) -> None:
     table.create_if_absent(Lease("s1"))
-    le = table.take(table.get("s1"), "A")
+    le = table.take(row(table, "s1"), "A")
     handed = table.request_handoff(le, "B")
     assert handed.lease_owner == "B" and handed.checkpoint_owner == "A"
     # A renews and checkpoints as checkpoint owner, not as lease owner
@@ -103,6 +106,6 @@ def test_graceful_handoff_follows_kcl3_checkpoint_owner(table):
     assert done.lease_owner == "B" and done.checkpoint_owner is None and done.checkpoint == ESN("77")
     assert table.renew("s1", done.lease_counter, "B").lease_owner == "B"
     # a second handoff request on a lease already in handoff is refused
-    again = table.request_handoff(table.get("s1"), "C")
+    again = table.request_handoff(row(table, "s1"), "C")
     with pytest.raises(LeaseConflict):
         table.request_handoff(again.with_counter(again.lease_counter), "D")

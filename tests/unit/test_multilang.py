@@ -1,7 +1,11 @@
 """The MultiLang daemon side, against small child programs (no servers)."""
 
+from __future__ import annotations
+
 import sys
 import textwrap
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,17 +46,17 @@ CHILD = textwrap.dedent("""
 
 
 class Store:
-    def __init__(self):
-        self.writes = []
+    def __init__(self) -> None:
+        self.writes: list[Any] = []
 
-    def checkpoint(self, key, esn, pending=None):
+    def checkpoint(self, key: Any, esn: Any, pending: Any=None) -> None:
         self.writes.append(esn)
 
-    def prepare_checkpoint(self, key, pending):
+    def prepare_checkpoint(self, key: Any, pending: Any) -> None:
         pass
 
 
-def test_a_child_that_dies_is_restarted_from_the_checkpoint_and_gets_the_batch_again(tmp_path):
+def test_a_child_that_dies_is_restarted_from_the_checkpoint_and_gets_the_batch_again(tmp_path: Path) -> None:
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     marker = tmp_path / "marker"

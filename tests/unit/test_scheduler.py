@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Collection
+from typing import Any
 
 from streamworker.coordinators.lease import Lease
 from streamworker.scheduler import Scheduler
 
 
-def wait_for(cond, timeout=5.0, what="condition"):
+def wait_for(cond: Any, timeout: Any=5.0, what: Any="condition") -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -19,24 +21,24 @@ def wait_for(cond, timeout=5.0, what="condition"):
 class FakeCoordinator:
     stats = None
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.held: set[str] = set()
         self.released: list[str] = []
         self.calls: list[str] = []
 
-    def start(self): self.calls.append("start")
-    def stop_taking(self): self.calls.append("stop_taking")
-    def stop(self, timeout=10.0): self.calls.append("stop")
-    def held_keys(self): return sorted(self.held)
-    def health(self): return True, "ok"
-    def is_held(self, key): return key in self.held
-    def checkpoint(self, key, cp, pending=None): pass
-    def prepare_checkpoint(self, key, pending): pass
-    def forget(self, key, reason=""): self.held.discard(key)
-    def mark_halted(self, key, reason): pass
-    def hold_off(self, key, seconds): pass
+    def start(self) -> None: self.calls.append("start")
+    def stop_taking(self) -> None: self.calls.append("stop_taking")
+    def stop(self, timeout: Any=10.0) -> None: self.calls.append("stop")
+    def held_keys(self) -> list[str]: return sorted(self.held)
+    def health(self) -> tuple[bool, str]: return True, "ok"
+    def is_held(self, key: Any) -> bool: return key in self.held
+    def checkpoint(self, key: Any, cp: Any, pending: Any=None) -> None: pass
+    def prepare_checkpoint(self, key: Any, pending: Any) -> None: pass
+    def forget(self, key: Any, reason: Any="") -> None: self.held.discard(key)
+    def mark_halted(self, key: Any, reason: Any) -> None: pass
+    def hold_off(self, key: Any, seconds: Any) -> None: pass
 
-    def release(self, key):
+    def release(self, key: str) -> bool:
         self.released.append(key)
         was = key in self.held
         self.held.discard(key)
@@ -44,42 +46,44 @@ class FakeCoordinator:
 
 
 class FakeConsumer:
-    def __init__(self, lease, on_done, log, linger=0.0):
+    def __init__(self, lease: Any, on_done: Any, log: Any, linger: Any=0.0) -> None:
         self.lease, self.shard_id, self._on_done, self.log, self.linger = lease, lease.shard_id, on_done, log, linger
         self._done = threading.Event()
         self.started = False
 
     @property
-    def done(self):
+    def done(self) -> Any:
         return self._done.is_set()
 
-    def start(self):
+    def start(self) -> None:
         self.started = True
         self.log.append(("start", self.shard_id, id(self)))
 
-    def _end(self, how):
+    def _end(self, how: Any) -> None:
         self.log.append((how, self.shard_id, id(self)))
 
-        def finish():
+        def finish() -> None:
             time.sleep(self.linger)  # a processor's last call still running
             self._done.set()
             self._on_done(self)
         threading.Thread(target=finish, daemon=True).start()
 
-    def request_shutdown(self):
+    def request_shutdown(self) -> None:
         self._end("shutdown")
 
-    def notify_lease_lost(self):
+    def notify_lease_lost(self) -> None:
         self._end("lost")
 
-    def join(self, timeout=None):
+    def join(self, timeout: Any | None = None) -> bool:
         return self._done.wait(timeout)
 
 
-def make(linger=0.0, sync=None, sync_interval=60.0, refuse=()):
-    coordinator, log, stopped = FakeCoordinator(), [], []
+def make(linger: float = 0.0, sync: Callable[[], None] | None = None, sync_interval: float = 60.0, refuse: Collection[str] = ()) -> tuple[Scheduler[Any], FakeCoordinator, list[Any], list[bool]]:
+    coordinator = FakeCoordinator()
+    log: list[Any] = []
+    stopped: list[bool] = []
 
-    def factory(lease, on_done):
+    def factory(lease: Any, on_done: Any) -> Any:
         if lease.lease_key in refuse:
             coordinator.release(lease.lease_key)
             return None
@@ -91,7 +95,7 @@ def make(linger=0.0, sync=None, sync_interval=60.0, refuse=()):
     return s, coordinator, log, stopped
 
 
-def test_lease_events_start_end_and_forget_consumers():
+def test_lease_events_start_end_and_forget_consumers() -> None:
     s, coordinator, log, _ = make()
     for key in ("a", "b", "c"):
         coordinator.held.add(key)
@@ -108,11 +112,12 @@ def test_lease_events_start_end_and_forget_consumers():
     assert s.wait(5)
 
 
-def test_a_retaken_lease_waits_for_its_previous_consumer_to_end():
+def test_a_retaken_lease_waits_for_its_previous_consumer_to_end() -> None:
     s, coordinator, log, _ = make(linger=0.3)
     s.lease_acquired(Lease("a"))
     wait_for(lambda: len(s.consumers()) == 1)
     first = s.consumer("a")
+    assert first is not None
     s.lease_acquired(Lease("a"))  # lost and re-taken before the old consumer noticed
     wait_for(lambda: s.consumer("a") is not first, what="the new consumer")
     events = [(h, ident) for h, k, ident in log if k == "a"]
@@ -123,7 +128,7 @@ def test_a_retaken_lease_waits_for_its_previous_consumer_to_end():
     assert s.wait(5)
 
 
-def test_graceful_stop_ends_consumers_releases_everything_then_stops_services():
+def test_graceful_stop_ends_consumers_releases_everything_then_stops_services() -> None:
     s, coordinator, log, stopped = make()
     for key in ("a", "b"):
         coordinator.held.add(key)
@@ -139,7 +144,7 @@ def test_graceful_stop_ends_consumers_releases_everything_then_stops_services():
     assert s.failure is None and s.shutting_down.is_set()
 
 
-def test_acquired_while_shutting_down_is_handed_back():
+def test_acquired_while_shutting_down_is_handed_back() -> None:
     s, coordinator, log, _ = make(linger=0.5)
     s.lease_acquired(Lease("a"))
     wait_for(lambda: len(s.consumers()) == 1)
@@ -149,7 +154,7 @@ def test_acquired_while_shutting_down_is_handed_back():
     assert not [k for h, k, _ in log if h == "start" and k == "b"]
 
 
-def test_fatal_stop_ends_every_shard_as_lost_and_keeps_the_reason():
+def test_fatal_stop_ends_every_shard_as_lost_and_keeps_the_reason() -> None:
     s, coordinator, log, stopped = make()
     s.lease_acquired(Lease("a"))
     wait_for(lambda: len(s.consumers()) == 1)
@@ -160,7 +165,7 @@ def test_fatal_stop_ends_every_shard_as_lost_and_keeps_the_reason():
     assert stopped == [True]
 
 
-def test_a_factory_that_declines_registers_nothing():
+def test_a_factory_that_declines_registers_nothing() -> None:
     s, coordinator, log, _ = make(refuse={"gone"})
     s.lease_acquired(Lease("gone"))
     s.lease_acquired(Lease("ok"))
@@ -170,10 +175,10 @@ def test_a_factory_that_declines_registers_nothing():
     assert s.wait(5)
 
 
-def test_shard_sync_runs_on_its_interval_and_on_request_and_survives_failures():
+def test_shard_sync_runs_on_its_interval_and_on_request_and_survives_failures() -> None:
     calls = []
 
-    def sync():
+    def sync() -> None:
         calls.append(time.monotonic())
         if len(calls) == 1:
             raise RuntimeError("listing failed")

@@ -1,6 +1,10 @@
+from __future__ import annotations
+
 import queue
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -8,12 +12,12 @@ from structlog.testing import capture_logs
 from streamworker.coordinators.lease import Lease
 from streamworker.processor import ChildShard, RecordProcessor
 from streamworker.records import ExtendedSequenceNumber as ESN
-from streamworker.records import Record
+from streamworker.records import Record, StartPosition
 from streamworker.shard_consumer import ConsumerSettings, ConsumerState, ShardConsumer
-from streamworker.sources.base import Batch, StopReading
+from streamworker.sources.base import Batch, ShardInfo, StopReading
 
 
-def wait_for(cond, timeout=5.0):
+def wait_for(cond: (Callable[[], bool]) | (Callable[[], Any]), timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
@@ -23,13 +27,13 @@ def wait_for(cond, timeout=5.0):
 
 
 class FakeReader:
-    def __init__(self, batches):
-        self.q = queue.Queue()
+    def __init__(self, batches: Any) -> None:
+        self.q: queue.Queue[Any] = queue.Queue()
         for b in batches:
             self.q.put(b)
         self.closed = threading.Event()
 
-    def read(self):
+    def read(self) -> Any:
         while not self.closed.is_set():
             try:
                 return self.q.get(timeout=0.02)
@@ -37,95 +41,106 @@ class FakeReader:
                 pass
         raise StopReading()
 
-    def close(self):
+    def close(self) -> None:
         self.closed.set()
 
 
 class FakeSource:
     stream = "s"
 
-    def __init__(self, batches):
+    def __init__(self, batches: Any) -> None:
         self.reader = FakeReader(batches)
-        self.opened_at = None
+        self.opened_at: StartPosition | None = None
 
-    def open_reader(self, shard_id, position):
+    def describe(self) -> str:
+        return "ACTIVE"
+
+    def list_shards(self) -> list[ShardInfo]:
+        return []
+
+    def open_reader(self, shard_id: str, position: StartPosition) -> FakeReader:
         self.opened_at = position
         return self.reader
 
 
 class FakeLeases:
-    def __init__(self):
+    def __init__(self) -> None:
         self.held = True
         self.parents_done = True
         self.parent_polls = 0
-        self.checkpoints, self.released, self.forgotten, self.children = [], [], [], []
-        self.halted, self.held_off = [], []
+        self.checkpoints: list[Any] = []
+        self.released: list[Any] = []
+        self.forgotten: list[Any] = []
+        self.children: list[Any] = []
+        self.halted: list[Any] = []
+        self.held_off: list[Any] = []
 
-    def is_held(self, key):
+    def is_held(self, key: Any) -> bool:
         return self.held
 
-    def parents_complete(self, lease):
+    def parents_complete(self, lease: Any) -> bool:
         self.parent_polls += 1
         return self.parents_done
 
-    def checkpoint(self, key, checkpoint, pending=None):
+    def checkpoint(self, key: Any, checkpoint: Any, pending: Any=None) -> None:
         self.checkpoints.append(checkpoint)
 
-    def prepare_checkpoint(self, key, pending):
+    def prepare_checkpoint(self, key: Any, pending: Any) -> None:
         pass
 
-    def record_children(self, key, ids):
+    def record_children(self, key: Any, ids: Any) -> None:
         self.children.append(("recorded", tuple(ids)))
 
-    def ensure_child_leases(self, children, parent_key):
+    def ensure_child_leases(self, children: Any, parent_key: Any) -> None:
         self.children.append(("created", tuple(children)))
 
-    def release(self, key):
+    def release(self, key: Any) -> bool:
         self.released.append(key)
         return True
 
-    def forget(self, key, reason=""):
+    def forget(self, key: Any, reason: Any="") -> None:
         self.forgotten.append(key)
 
-    def mark_halted(self, key, reason):
+    def mark_halted(self, key: Any, reason: Any) -> None:
         self.halted.append(reason)
 
-    def hold_off(self, key, seconds):
+    def hold_off(self, key: Any, seconds: Any) -> None:
         self.held_off.append(seconds)
 
 
-def recs(*seqs):
+def recs(*seqs: Any) -> Any:
     return [Record(data=str(s).encode(), partition_key="k", sequence_number=str(s), shard_id="shard-1")
             for s in seqs]
 
 
 class Recorder(RecordProcessor):
-    def __init__(self, fail_times=0, checkpoint_at_end=True):
-        self.calls, self.delivered = [], []
+    def __init__(self, fail_times: Any=0, checkpoint_at_end: Any=True) -> None:
+        self.calls: list[Any] = []
+        self.delivered: list[Any] = []
         self.fail_times = fail_times
         self.checkpoint_at_end = checkpoint_at_end
         self.shard_ended_calls = 0
 
-    def initialize(self, i):
+    def initialize(self, i: Any) -> None:
         self.calls.append(("initialize", str(i.extended_sequence_number)))
 
-    def process_records(self, p):
+    def process_records(self, p: Any) -> None:
         if self.fail_times:
             self.fail_times -= 1
             raise RuntimeError("boom")
         self.delivered.extend(r.sequence_number for r in p.records)
         p.checkpointer.checkpoint()
 
-    def lease_lost(self, i):
+    def lease_lost(self, i: Any) -> None:
         self.calls.append(("lease_lost",))
 
-    def shard_ended(self, i):
+    def shard_ended(self, i: Any) -> None:
         self.shard_ended_calls += 1
         self.calls.append(("shard_ended",))
         if self.checkpoint_at_end or self.shard_ended_calls > 1:
             i.checkpointer.checkpoint()
 
-    def shutdown_requested(self, i):
+    def shutdown_requested(self, i: Any) -> None:
         self.calls.append(("shutdown_requested",))
         i.checkpointer.checkpoint()
 
@@ -133,7 +148,7 @@ class Recorder(RecordProcessor):
 SETTINGS = ConsumerSettings(retry_backoff=0.01, processor_retries=2, parent_poll_interval=0.02, worker_id="w")
 
 
-def make(batches, processor, leases=None, lease=None):
+def make(batches: list[Batch], processor: Recorder, leases: FakeLeases | None = None, lease: Lease | None = None) -> tuple[ShardConsumer, FakeLeases, FakeSource]:
     leases = leases or FakeLeases()
     source = FakeSource(batches)
     c = ShardConsumer(lease or Lease("shard-1", checkpoint=ESN("TRIM_HORIZON")), processor, source, leases,
@@ -141,7 +156,7 @@ def make(batches, processor, leases=None, lease=None):
     return c, leases, source
 
 
-def test_records_are_delivered_in_order_and_shutdown_checkpoints_and_releases():
+def test_records_are_delivered_in_order_and_shutdown_checkpoints_and_releases() -> None:
     p = Recorder()
     c, leases, _ = make([Batch(recs(1, 2)), Batch([]), Batch(recs(3))], p)
     c.start()
@@ -153,7 +168,7 @@ def test_records_are_delivered_in_order_and_shutdown_checkpoints_and_releases():
     assert leases.released == ["shard-1"] and leases.forgotten == []
 
 
-def test_a_raising_processor_gets_the_same_records_again_never_skipped():
+def test_a_raising_processor_gets_the_same_records_again_never_skipped() -> None:
     p = Recorder(fail_times=2)
     c, leases, _ = make([Batch(recs(1, 2)), Batch(recs(3))], p)
     c.start()
@@ -163,7 +178,7 @@ def test_a_raising_processor_gets_the_same_records_again_never_skipped():
     assert c.progress.failures == 2
 
 
-def test_a_processor_that_keeps_raising_halts_the_shard_with_its_checkpoint_kept():
+def test_a_processor_that_keeps_raising_halts_the_shard_with_its_checkpoint_kept() -> None:
     p = Recorder(fail_times=100)
     c, leases, _ = make([Batch(recs(1, 2)), Batch(recs(3))], p)
     c.start()
@@ -176,7 +191,7 @@ def test_a_processor_that_keeps_raising_halts_the_shard_with_its_checkpoint_kept
     assert leases.checkpoints == [] and leases.released == ["shard-1"]
 
 
-def test_lease_loss_stops_delivery_and_calls_lease_lost():
+def test_lease_loss_stops_delivery_and_calls_lease_lost() -> None:
     p = Recorder()
     leases = FakeLeases()
     c, _, source = make([Batch(recs(1))], p, leases)
@@ -189,7 +204,7 @@ def test_lease_loss_stops_delivery_and_calls_lease_lost():
     assert leases.forgotten == ["shard-1"] and leases.released == []
 
 
-def test_shard_end_without_checkpoint_is_reported_by_name_and_retried():
+def test_shard_end_without_checkpoint_is_reported_by_name_and_retried() -> None:
     p = Recorder(checkpoint_at_end=False)
     children = (ChildShard("shard-2", ("shard-1",)), ChildShard("shard-3", ("shard-1",)))
     c, leases, _ = make([Batch(recs(1), shard_end=True, child_shards=children)], p)
@@ -205,7 +220,7 @@ def test_shard_end_without_checkpoint_is_reported_by_name_and_retried():
     assert leases.released == ["shard-1"]
 
 
-def test_a_child_waits_for_its_parents_before_initialize():
+def test_a_child_waits_for_its_parents_before_initialize() -> None:
     p = Recorder()
     leases = FakeLeases()
     leases.parents_done = False
@@ -220,7 +235,7 @@ def test_a_child_waits_for_its_parents_before_initialize():
     assert c.join(5)
 
 
-def test_a_consumer_stopped_before_initialize_never_calls_the_processor():
+def test_a_consumer_stopped_before_initialize_never_calls_the_processor() -> None:
     p = Recorder()
     leases = FakeLeases()
     leases.parents_done = False
@@ -232,30 +247,32 @@ def test_a_consumer_stopped_before_initialize_never_calls_the_processor():
     assert p.calls == [] and leases.checkpoints == [] and leases.released == ["child"]
 
 
-def test_resume_position_comes_from_the_checkpoint():
+def test_resume_position_comes_from_the_checkpoint() -> None:
     p = Recorder()
     c, _, source = make([], p, lease=Lease("shard-1", checkpoint=ESN("77", 2)))
     c.start()
     wait_for(lambda: source.opened_at is not None)
+    assert source.opened_at is not None
     assert source.opened_at.kind == "AT_SEQUENCE_NUMBER" and source.opened_at.sequence == ESN("77", 2)
     c.request_shutdown()
     assert c.join(5)
 
 
 @pytest.mark.parametrize("reason", ["lease_lost", "shard_ended", "shutdown_requested"])
-def test_default_endings_route_to_shutdown(reason):
+def test_default_endings_route_to_shutdown(reason: Any) -> None:
     seen = []
 
     class Simple(RecordProcessor):
-        def process_records(self, p):
+        def process_records(self, p: Any) -> None:
             pass
 
-        def shutdown(self, r, checkpointer):
+        def shutdown(self, r: Any, checkpointer: Any) -> None:
             seen.append((r.value, checkpointer is not None))
 
     from streamworker.processor import LeaseLostInput, ShardEndedInput, ShutdownRequestedInput
-    inputs = {"lease_lost": LeaseLostInput("s"), "shard_ended": ShardEndedInput("s", object()),
-              "shutdown_requested": ShutdownRequestedInput("s", object())}
+    fake: Any = object()  # a checkpointer the default endings pass on, never call
+    inputs = {"lease_lost": LeaseLostInput("s"), "shard_ended": ShardEndedInput("s", fake),
+              "shutdown_requested": ShutdownRequestedInput("s", fake)}
     getattr(Simple(), reason)(inputs[reason])
     expected = {"lease_lost": ("LEASE_LOST", False), "shard_ended": ("SHARD_END", True),
                 "shutdown_requested": ("REQUESTED", True)}

@@ -1,17 +1,21 @@
+from __future__ import annotations
+
+from typing import Any
+
 import pytest
 
 from streamworker import LeaseLostError, RecordProcessor, ShardEndNotCheckpointedError
 from streamworker.loader import load_processor
 from streamworker.testing import ShardHarness
 
-MetricsProcessor = load_processor("examples/metrics_processor.py:MetricsProcessor")
+MetricsProcessor: Any = load_processor("examples/metrics_processor.py:MetricsProcessor")
 
 
 class Summing(RecordProcessor):
-    def initialize(self, i):
+    def initialize(self, i: Any) -> None:
         self.total, self.refused = 0, 0
 
-    def process_records(self, p):
+    def process_records(self, p: Any) -> None:
         self.total += sum(int(r.data) for r in p.records)
         try:
             p.checkpointer.checkpoint()
@@ -20,11 +24,11 @@ class Summing(RecordProcessor):
 
 
 class Forgetful(Summing):
-    def shard_ended(self, i):
+    def shard_ended(self, i: Any) -> None:
         pass  # forgets the SHARD_END checkpoint
 
 
-def test_records_in_checkpoints_and_lifecycle_out():
+def test_records_in_checkpoints_and_lifecycle_out() -> None:
     p = Summing()
     h = ShardHarness(p)
     h.initialize()
@@ -35,7 +39,7 @@ def test_records_in_checkpoints_and_lifecycle_out():
     assert h.calls == ["initialize", "process_records", "process_records", "shutdown_requested"]
 
 
-def test_lease_loss_refuses_checkpoints():
+def test_lease_loss_refuses_checkpoints() -> None:
     p = Summing()
     h = ShardHarness(p)
     h.initialize(checkpoint="10")
@@ -44,7 +48,7 @@ def test_lease_loss_refuses_checkpoints():
     assert p.refused == 1 and h.checkpoint == "10"
 
 
-def test_resharding_and_the_forgotten_shard_end_checkpoint():
+def test_resharding_and_the_forgotten_shard_end_checkpoint() -> None:
     h = ShardHarness(Summing())
     h.initialize()
     h.deliver([b"1"])
@@ -56,7 +60,7 @@ def test_resharding_and_the_forgotten_shard_end_checkpoint():
         bad.end_shard(["shard-2"])
 
 
-def test_the_example_metrics_processor():
+def test_the_example_metrics_processor() -> None:
     p = MetricsProcessor()
     p.CHECKPOINT_EVERY = 0
     h = ShardHarness(p)
@@ -67,15 +71,15 @@ def test_the_example_metrics_processor():
 
 
 class AsyncSumming(RecordProcessor):
-    async def initialize(self, i):
+    async def initialize(self, i: Any) -> None:
         self.total = 0
 
-    async def process_records(self, p):
+    async def process_records(self, p: Any) -> None:
         self.total += sum(int(r.data) for r in p.records)
         await p.checkpointer.checkpoint_async()
 
 
-def test_an_async_processor_runs_as_under_a_worker():
+def test_an_async_processor_runs_as_under_a_worker() -> None:
     p = AsyncSumming()
     h = ShardHarness(p)
     h.initialize()
@@ -84,17 +88,17 @@ def test_an_async_processor_runs_as_under_a_worker():
 
 
 class Flaky(Summing):
-    def __init__(self, failures):
+    def __init__(self, failures: Any) -> None:
         self.failures = failures
 
-    def process_records(self, p):
+    def process_records(self, p: Any) -> None:
         if self.failures:
             self.failures -= 1
             raise ValueError("downstream unavailable")
         super().process_records(p)
 
 
-def test_a_failing_batch_is_retried_then_the_shard_halts_with_its_checkpoint_kept():
+def test_a_failing_batch_is_retried_then_the_shard_halts_with_its_checkpoint_kept() -> None:
     ok = ShardHarness(Flaky(failures=2), processor_retries=3)
     ok.initialize()
     ok.deliver([b"1", b"2"])
@@ -103,13 +107,13 @@ def test_a_failing_batch_is_retried_then_the_shard_halts_with_its_checkpoint_kep
     bad.initialize()
     with pytest.raises(ValueError, match="downstream unavailable"):
         bad.deliver([b"1"])
-    assert bad.state == "HALTED" and "process_records failed 3 times" in bad.halt_reason
+    assert bad.state == "HALTED" and "process_records failed 3 times" in (bad.halt_reason or "")
     assert bad.checkpoint == "TRIM_HORIZON" and bad.calls.count("process_records") == 3
     with pytest.raises(RuntimeError, match="halted"):
         bad.deliver([b"2"])  # no further records, as under a Worker
 
 
-def test_a_lost_lease_ends_the_shard_with_lease_lost():
+def test_a_lost_lease_ends_the_shard_with_lease_lost() -> None:
     h = ShardHarness(Summing())
     h.initialize()
     h.lose_lease()
