@@ -1,4 +1,4 @@
-"""streamworker: a pure-Python, KCL-style consumer framework for Amazon Kinesis."""
+"""streamworker: a pure-Python, KCL-style consumer framework for Amazon Kinesis and Apache Kafka."""
 
 from .checkpointer import Checkpointer, PreparedCheckpoint
 from .config import WorkerConfig
@@ -21,6 +21,7 @@ from .processor import (
     ShutdownReason,
     ShutdownRequestedInput,
 )
+from .record_failures import RecordFailures
 from .records import ExtendedSequenceNumber, InitialPosition, Record
 from .worker import Worker
 
@@ -29,7 +30,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Checkpointer", "CheckpointError", "ChildShard", "ConfigError", "ExtendedSequenceNumber",
     "InitialPosition", "InitializationInput", "InvalidCheckpointError", "LeaseLostError",
-    "LeaseLostInput", "PreparedCheckpoint", "ProcessRecordsInput", "Record", "RecordProcessor",
+    "LeaseLostInput", "PreparedCheckpoint", "ProcessRecordsInput", "Record", "RecordFailures", "RecordProcessor",
     "ShardEndNotCheckpointedError", "ShardEndedInput", "ShutdownReason", "ShutdownRequestedInput",
     "SourceError", "StreamworkerError", "Worker", "WorkerConfig", "__version__",
 ]

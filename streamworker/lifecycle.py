@@ -35,7 +35,7 @@ from .coordinators.base import CheckpointStore, LeaseAccess, ShardLineage
 from .coordinators.lease import Lease
 from .dead_letter import dead_letter_batch
 from .errors import CheckpointError, LeaseLostError, ShardEndNotCheckpointedError
-from .metrics import TimedStore
+from .metrics import ShardMeters, TimedStore
 from .processor import (
     ChildShard,
     InitializationInput,
@@ -46,6 +46,7 @@ from .processor import (
     ShutdownRequestedInput,
 )
 from .processor_calls import CallFailed, ProcessorCall, attempt
+from .record_failures import RecordFailures, raise_reported, redeliver_from_first_failure
 from .shard_state import BatchFeed, ConsumerSettings, ConsumerState, ShardProgress
 from .sources.base import Batch, InvalidStartPosition, Source
 
@@ -83,8 +84,7 @@ class ShardLifecycle:
         self._end_backoff: Backoff | None = None
         self._children: tuple[ChildShard, ...] = ()
         self._log = log.bind(shard_id=self.shard_id, worker_id=settings.worker_id, stream=stream)
-        self._metric_children = None if metrics is None else (
-            metrics.process_seconds.labels(label), metrics.records.labels(label), metrics.bytes.labels(label))
+        self.meters = ShardMeters(metrics, label)
         store: CheckpointStore = leases if metrics is None else TimedStore(leases, metrics, label)
         self.tracker = CheckpointTracker(store, lease.lease_key, self.shard_id, lease.checkpoint)
         self.policy = CheckpointPolicy(clock, interval=settings.checkpoint_interval, every=settings.checkpoint_every)
@@ -351,6 +351,9 @@ class ShardLifecycle:
         self.current_call = None if what is None else (what, self.clock.monotonic())
 
     def call_failed(self, call: ProcessorCall, exc: Exception, final: bool, delay: float) -> None:
+        if isinstance(exc, RecordFailures) and (done := redeliver_from_first_failure(call, exc, self.tracker,
+                                                                                     self._run_batch)):
+            self._count(Batch(done), call.started)  # what came before the first failure is done
         self.progress.failures += 1
         if self.metrics is not None:
             self.metrics.processor_failures.labels(self.label).inc()
@@ -366,23 +369,21 @@ class ShardLifecycle:
         previous = self.tracker.largest_permitted
         if batch.records:
             previous = self.tracker.delivered(batch.records[-1].extended_sequence_number)
+        return ProcessorCall("process_records", self._run_batch(batch), batch=batch, previous=previous,
+                             started=time.perf_counter())
+
+    def _run_batch(self, batch: Batch) -> Callable[[], object]:
         pri = ProcessRecordsInput(records=batch.records, checkpointer=self.tracker.checkpointer,
                                   shard_id=self.shard_id, millis_behind_latest=batch.millis_behind_latest,
                                   is_at_shard_end=batch.shard_end, child_shards=batch.child_shards)
-        return ProcessorCall("process_records", lambda: self._invoke(self.processor.process_records, pri), batch=batch,
-                     previous=previous, started=time.perf_counter())
+        return lambda: raise_reported(self._invoke(self.processor.process_records, pri))
 
     def _count(self, batch: Batch, started: float) -> None:
-        self.progress.batches += 1
-        self.progress.records += len(batch.records)
-        self.policy.processed(len(batch.records))
-        size = batch.size if batch.size is not None else sum(len(r.data) for r in batch.records)
-        self.progress.bytes += size
-        if self._metric_children is not None:
-            seconds, records, nbytes = self._metric_children
-            seconds.observe(time.perf_counter() - started)  # latency metric: wall time, not the clock
-            records.inc(len(batch.records))
-            nbytes.inc(size)
+        n, size = len(batch.records), batch.size if batch.size is not None else sum(len(r.data) for r in batch.records)
+        self.progress.batches, self.progress.records, self.progress.bytes = (
+            self.progress.batches + 1, self.progress.records + n, self.progress.bytes + size)
+        self.policy.processed(n)
+        self.meters.processed(n, size, time.perf_counter() - started)  # latency: wall time, not the clock
         if batch.records:
             self.progress.last_sequence = batch.records[-1].sequence_number
 

@@ -115,3 +115,18 @@ class TimedStore:
 
     def prepare_checkpoint(self, lease_key: str, pending: ExtendedSequenceNumber) -> None:
         self._inner.prepare_checkpoint(lease_key, pending)
+
+
+class ShardMeters:
+    """One shard's children of the worker's counters (labelled once, not per batch); no-ops without metrics."""
+
+    def __init__(self, metrics: WorkerMetrics | None, label: str) -> None:
+        self._children = None if metrics is None else (
+            metrics.process_seconds.labels(label), metrics.records.labels(label), metrics.bytes.labels(label))
+
+    def processed(self, records: int, size: int, seconds: float) -> None:
+        if self._children is not None:
+            latency, count, nbytes = self._children
+            latency.observe(seconds)
+            count.inc(records)
+            nbytes.inc(size)

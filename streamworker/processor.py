@@ -11,6 +11,7 @@ from .records import ExtendedSequenceNumber, Record
 
 if TYPE_CHECKING:
     from .checkpointer import Checkpointer
+    from .record_failures import RecordFailures
 
 
 class ShutdownReason(str, enum.Enum):
@@ -71,6 +72,8 @@ class ShutdownRequestedInput:
 
 #: What a processor method returns: nothing, or (an ``async def`` method) an awaitable of nothing.
 MaybeAwaitable: TypeAlias = None | Awaitable[None]
+#: What ``process_records`` returns: the same, or a report of the records that failed.
+ProcessResult: TypeAlias = "None | RecordFailures | Awaitable[None | RecordFailures]"
 
 
 class RecordProcessor:
@@ -93,7 +96,7 @@ class RecordProcessor:
     def initialize(self, initialization_input: InitializationInput) -> MaybeAwaitable:
         """Called once before the first batch."""
 
-    def process_records(self, process_records_input: ProcessRecordsInput) -> MaybeAwaitable:
+    def process_records(self, process_records_input: ProcessRecordsInput) -> ProcessResult:
         """Process one batch; checkpoint through ``process_records_input.checkpointer`` when ready."""
         raise NotImplementedError
 

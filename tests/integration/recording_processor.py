@@ -2,7 +2,9 @@
 
 While the file named by HOLD_FILE exists it pauses inside process_records (after recording the
 batch, before checkpointing), so a test can freeze a worker mid-batch. With NO_CHECKPOINT=1 it
-never checkpoints (the worker's checkpoint policy does)."""
+never checkpoints (the worker's checkpoint policy does). The first time it sees a record whose
+data is listed in REPORT_ONCE (comma-separated) it reports it failed (RecordFailures), having
+recorded only the records before it."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from streamworker import LeaseLostError, RecordProcessor
+from streamworker import LeaseLostError, RecordFailures, RecordProcessor
 
 
 class RecordingProcessor(RecordProcessor):
@@ -22,6 +24,7 @@ class RecordingProcessor(RecordProcessor):
         self.hold = os.environ.get("HOLD_FILE")
         self.shard = None
         self.checkpoints = not os.environ.get("NO_CHECKPOINT")
+        self.report_once = {d for d in os.environ.get("REPORT_ONCE", "").split(",") if d}
 
     def _event(self, ev: Any, **kw: Any) -> None:
         self.log.write(json.dumps({"ev": ev, "w": self.worker, "shard": self.shard, "t": time.time(), **kw}) + "\n")
@@ -34,6 +37,10 @@ class RecordingProcessor(RecordProcessor):
         if os.environ.get("FAIL_RECORDS") and p.records:
             raise RuntimeError("poison batch")
         for r in p.records:
+            if r.data.decode() in self.report_once:
+                self.report_once.discard(r.data.decode())
+                self._event("reported", seq=r.sequence_number, data=r.data.decode())
+                raise RecordFailures([r], cause=ValueError("reported by the test"))
             self._event("rec", seq=r.sequence_number, sub=r.sub_sequence_number, key=r.partition_key,
                         data=r.data.decode())
         if self.hold and os.path.exists(self.hold) and p.records:

@@ -80,3 +80,21 @@ def test_kafka_every_n_commits_and_a_restart_processes_nothing_twice(
     data = log.data()
     assert len(data) == len(set(data)) == 440
     assert kafka.committed(names["app"], topic) == {p: 110 for p in range(4)}
+
+
+def test_reported_record_failures_redeliver_from_the_first_one_nothing_lost_or_twice(
+        monkeypatch: pytest.MonkeyPatch, names: dict[str, str], workers: Workers) -> None:
+    monkeypatch.setenv("REPORT_ONCE", "7,31,55")
+    kinesis = boto3.client("kinesis")
+    make_stream(kinesis, names["stream"], 1)
+    log = workers.log
+    a = workers("A")
+    produce(kinesis, names["stream"], 0, 80)
+    wait_for(lambda: set(log.data()) >= set(range(80)), 60, "80 records")
+    a.signal(signal.SIGTERM)
+    assert a.proc.wait(30) == 0
+    assert sorted(int(e["data"]) for e in log.events("reported")) == [7, 31, 55]
+    data = log.data()
+    assert sorted(data) == list(range(80)), "records before a failure are not redelivered, none skipped"
+    assert data == list(range(80))  # and in order
+    assert checkpoints(names["app"]) == last_sequence(log.events("rec"))
