@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="when process_records keeps raising (default halt)")
     run.add_argument("--dead-letter", help="file:PATH.jsonl, kinesis:STREAM or kafka:TOPIC")
     run.add_argument("--processor-retries", type=int, help="redeliveries before the error policy (default 3)")
+    run.add_argument("--max-record-age", type=float, metavar="SECONDS",
+                     help="dead-letter records older than this (arrival time) instead of processing them")
+    run.add_argument("--dead-letter-max-consecutive", type=int, metavar="N",
+                     help="halt the shard rather than dead-letter more than N records in a row")
+    run.add_argument("--dead-letter-max-ratio", type=float, metavar="FRACTION",
+                     help="halt the shard rather than dead-letter more than this fraction of its last 1000 records")
     run.add_argument("--checkpoint-interval", type=float, metavar="SECONDS",
                      help="checkpoint processed batches every this long (default: only the processor checkpoints)")
     run.add_argument("--checkpoint-every", type=int, metavar="RECORDS",
@@ -133,7 +139,8 @@ def _run(args: argparse.Namespace) -> int:
         "delete_former_stream_leases_after", "processors", "retrieval", "application_name", "lease_table", "initial_position", "initial_timestamp",
         "worker_id", "failover_time", "max_records", "idle_time_between_reads", "shutdown_timeout", "metrics_port",
         "on_error", "dead_letter", "processor_retries", "processor_timeout",
-        "checkpoint_interval", "checkpoint_every", "release_halted_after",
+        "checkpoint_interval", "checkpoint_every", "max_record_age", "dead_letter_max_consecutive",
+        "dead_letter_max_ratio", "release_halted_after",
         "log_level", "log_format")}
     if args.stream_list:
         flags["stream"] = args.stream_list[0]

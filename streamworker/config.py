@@ -84,6 +84,12 @@ class WorkerConfig(BaseSettings):
     on_error: Literal["halt", "dead-letter"] = Field(
         "halt", description="after the retries: halt the shard, or dead-letter the batch and go on")
     dead_letter: str | None = Field(None, description="file:PATH.jsonl, kinesis:STREAM or kafka:TOPIC")
+    max_record_age: float | None = Field(
+        None, gt=0, description="dead-letter records older than this many seconds (arrival time) instead of processing them")
+    dead_letter_max_consecutive: int | None = Field(
+        None, ge=1, description="halt the shard rather than dead-letter more than this many records in a row")
+    dead_letter_max_ratio: float | None = Field(
+        None, gt=0, le=1, description="halt the shard rather than dead-letter more than this fraction of its last 1000 records")
     processor_timeout: float | None = Field(None, gt=0, description="report a processor call running longer")
     release_halted_after: float | None = Field(
         None, gt=0, description="release a halted shard's lease after this many seconds (unset: keep it)")
@@ -161,6 +167,13 @@ class WorkerConfig(BaseSettings):
             from .dead_letter import parse_spec
 
             parse_spec(self.dead_letter)
+        if self.max_record_age is not None and not self.dead_letter:
+            raise ValueError("max_record_age needs dead_letter (file:PATH.jsonl, kinesis:STREAM or kafka:TOPIC): "
+                             "records past the age go there")
+        if self.max_record_age is not None:
+            from .dead_letter import parse_spec
+
+            parse_spec(self.dead_letter or "")
         if self.release_halted_after is not None and self.coordinator_kind != "dynamodb":
             raise ValueError("release_halted_after needs the dynamodb coordinator (the Kafka group decides "
                              "assignments itself)")

@@ -41,3 +41,9 @@ class CheckpointThrottledError(CheckpointError):
 
 class ShardEndNotCheckpointedError(StreamworkerError):
     """``shard_ended`` returned without checkpointing SHARD_END."""
+
+    @classmethod
+    def at(cls, shard_id: str, children: list[str]) -> ShardEndNotCheckpointedError:
+        return cls(f"shard {shard_id}: shard_ended returned without checkpointing SHARD_END; call "
+                   f"shard_ended_input.checkpointer.checkpoint() in shard_ended. Its child shards "
+                   f"{sorted(children) or ''} cannot start until it does; retrying.")

@@ -33,7 +33,7 @@ from .checkpointer import CheckpointTracker
 from .clock import Clock
 from .coordinators.base import CheckpointStore, LeaseAccess, ShardLineage
 from .coordinators.lease import Lease
-from .dead_letter import dead_letter_batch
+from .dead_letters import RecordTooOld, ShardDeadLetters
 from .errors import CheckpointError, LeaseLostError, ShardEndNotCheckpointedError
 from .metrics import ShardMeters, TimedStore
 from .processor import (
@@ -47,6 +47,7 @@ from .processor import (
 )
 from .processor_calls import CallFailed, ProcessorCall, attempt
 from .record_failures import RecordFailures, raise_reported, redeliver_from_first_failure
+from .records import Record
 from .shard_state import BatchFeed, ConsumerSettings, ConsumerState, ShardProgress
 from .sources.base import Batch, InvalidStartPosition, Source
 
@@ -85,6 +86,7 @@ class ShardLifecycle:
         self._children: tuple[ChildShard, ...] = ()
         self._log = log.bind(shard_id=self.shard_id, worker_id=settings.worker_id, stream=stream)
         self.meters = ShardMeters(metrics, label)
+        self.dead_letters = ShardDeadLetters.for_shard(settings, self.shard_id, clock, self._log, metrics, label)
         store: CheckpointStore = leases if metrics is None else TimedStore(leases, metrics, label)
         self.tracker = CheckpointTracker(store, lease.lease_key, self.shard_id, lease.checkpoint)
         self.policy = CheckpointPolicy(clock, interval=settings.checkpoint_interval, every=settings.checkpoint_every)
@@ -183,6 +185,12 @@ class ShardLifecycle:
                     return self._halt(self.lease.unreadable_checkpoint(str(item)))
                 return self._halt(f"reading the shard failed: {item!r:.300}")
             self.progress.millis_behind_latest = item.millis_behind_latest
+            old, item = self.dead_letters.expired(item)
+            if old:  # past max_record_age: to the dead-letter sink, not the processor
+                bound = self.tracker.delivered(old[-1].extended_sequence_number)
+                if not self._dead_letter(old, RecordTooOld(f"older than {self.settings.max_record_age} s")):
+                    self.tracker.undeliver(bound)
+                    return self._halt(self.dead_letters.refused or "dead-lettering records past max_record_age failed")
             if not item.records and not self.settings.call_process_records_even_for_empty_list:
                 return self._after_batch(item)
             if self._lease_gone():  # again: the wait for the batch may have outlived the lease
@@ -202,11 +210,11 @@ class ShardLifecycle:
             if failed.__cause__ is None:  # interrupted between attempts: redelivered by the next owner
                 self.tracker.undeliver(call.previous)
                 return self._end_interrupted()
-            if self._dead_letter(call.batch, failed.__cause__):
+            if self.settings.dead_letter_failures and self._dead_letter(call.batch.records, failed.__cause__):
                 return self._after_batch(call.batch)
             self.tracker.undeliver(call.previous)  # the failed batch is not done
-            return self._halt(f"process_records failed {self.settings.processor_retries + 1} times: "
-                              f"{failed.__cause__!r:.300}")
+            return self._halt(self.dead_letters.refused or f"process_records failed {self.settings.processor_retries + 1} "
+                              f"times: {failed.__cause__!r:.300}")
         if wait is not None:
             return wait
         self._call = None
@@ -242,11 +250,7 @@ class ShardLifecycle:
         if not self.policy.apply(self.tracker, self._log, final=True):  # SHARD_END, if the processor did not
             return self._end("lease lost")
         if not self.tracker.last_checkpoint.is_shard_end:
-            err = ShardEndNotCheckpointedError(
-                f"shard {self.shard_id}: shard_ended returned without checkpointing SHARD_END; call "
-                f"shard_ended_input.checkpointer.checkpoint() in shard_ended. Its child shards "
-                f"{sorted(c.shard_id for c in children) or ''} cannot start until it does; retrying.")
-            self._log.error(str(err))
+            self._log.error(str(ShardEndNotCheckpointedError.at(self.shard_id, [c.shard_id for c in children])))
             if self._end_backoff is None:
                 self._end_backoff = Backoff(base=1.0, cap=30.0, floor=0.5)
             return self._end_backoff.next_delay()
@@ -387,14 +391,9 @@ class ShardLifecycle:
         if batch.records:
             self.progress.last_sequence = batch.records[-1].sequence_number
 
-    def _dead_letter(self, batch: Batch, error: BaseException) -> bool:
-        sink = self.settings.dead_letter
-        if sink is None or not batch.records:
-            return False
-        counter = None if self.metrics is None else self.metrics.dead_lettered.labels(self.label)
-        if not dead_letter_batch(sink, batch.records, self.shard_id, error, self.tracker.checkpointer, counter,
-                                 self._log):
+    def _dead_letter(self, records: list[Record], error: BaseException) -> bool:
+        if not self.dead_letters.write(records, error, self.tracker.checkpointer):
             return False
         self.progress.batches += 1
-        self.policy.processed(len(batch.records))
+        self.policy.processed(len(records))
         return True

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from .aio import EventLoopThread
+from .dead_letters import GuardLimits
 from .sources.base import Batch, ShardReader
 
 if TYPE_CHECKING:
@@ -37,11 +38,16 @@ class ConsumerSettings:
     stream: str = ""
     worker_id: str = ""
     dead_letter: DeadLetterSink | None = None
+    #: Failed batches go to ``dead_letter`` (on_error = dead-letter); False: only records past max_record_age.
+    dead_letter_failures: bool = True
     #: Release a halted shard's lease after this many seconds (None: keep it until restarted).
     release_halted_after: float | None = None
     #: The automatic checkpoint policy (None, None: only the processor checkpoints).
     checkpoint_interval: float | None = None
     checkpoint_every: int | None = None
+    #: Records older than this (seconds, by arrival time) go to the dead-letter sink unprocessed.
+    max_record_age: float | None = None
+    dead_letter_guard: GuardLimits = field(default_factory=GuardLimits)
     #: Read ahead on a thread of the shard's own (Kinesis: reads are network calls). False where
     #: reads come from memory another thread fills (Kafka's partition buffers): the shard thread
     #: reads itself, so the partition buffer is the only buffer and a batch crosses one thread.
