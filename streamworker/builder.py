@@ -247,7 +247,8 @@ def build(config: WorkerConfig, listener: LeaseListener, *, clock: Clock, client
         initial_timestamp=config.initial_timestamp, stream=config.stream_label, worker_id=config.worker_id,
         release_halted_after=config.release_halted_after, read_ahead=config.source == "kinesis",
         checkpoint_interval=config.checkpoint_interval, checkpoint_every=config.checkpoint_every,
-        dead_letter_failures=config.on_error == "dead-letter", max_record_age=config.max_record_age,
+        dead_letter_failures=config.on_error in ("dead-letter", "bisect"), bisect=config.on_error == "bisect",
+        max_record_age=config.max_record_age,
         dead_letter_guard=GuardLimits(config.dead_letter_max_consecutive, config.dead_letter_max_ratio),
     )
     return WorkerParts(
@@ -259,7 +260,7 @@ def build(config: WorkerConfig, listener: LeaseListener, *, clock: Clock, client
 
 def dead_letter_sink(config: WorkerConfig, kinesis: Any, session: boto3.session.Session | None
                      ) -> DeadLetterSink | None:
-    if not config.dead_letter or (config.on_error != "dead-letter" and config.max_record_age is None):
+    if not config.dead_letter or (config.on_error == "halt" and config.max_record_age is None):
         return None
     kind, target = parse_spec(config.dead_letter)
     if kind == "file":

@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shutdown-timeout", type=float, metavar="SECONDS",
                      help="graceful shutdown bound (default 20)")
     run.add_argument("--metrics-port", type=int, help="serve /metrics, /healthz and /readyz on this port")
-    run.add_argument("--on-error", choices=["halt", "dead-letter"],
+    run.add_argument("--on-error", choices=["halt", "dead-letter", "bisect"],
                      help="when process_records keeps raising (default halt)")
     run.add_argument("--dead-letter", help="file:PATH.jsonl, kinesis:STREAM or kafka:TOPIC")
     run.add_argument("--processor-retries", type=int, help="redeliveries before the error policy (default 3)")

@@ -81,8 +81,9 @@ class WorkerConfig(BaseSettings):
         None, gt=0, description="checkpoint processed batches every this many seconds (for processors that never call checkpoint())")
     checkpoint_every: int | None = Field(
         None, ge=1, description="checkpoint processed batches every this many records")
-    on_error: Literal["halt", "dead-letter"] = Field(
-        "halt", description="after the retries: halt the shard, or dead-letter the batch and go on")
+    on_error: Literal["halt", "dead-letter", "bisect"] = Field(
+        "halt", description="after the retries: halt the shard, dead-letter the batch and go on, or bisect the "
+                            "batch and dead-letter only the records that fail alone")
     dead_letter: str | None = Field(None, description="file:PATH.jsonl, kinesis:STREAM or kafka:TOPIC")
     max_record_age: float | None = Field(
         None, gt=0, description="dead-letter records older than this many seconds (arrival time) instead of processing them")
@@ -161,9 +162,10 @@ class WorkerConfig(BaseSettings):
     def _check(self) -> WorkerConfig:
         if self.initial_position == InitialPosition.AT_TIMESTAMP and self.initial_timestamp is None:
             raise ValueError("initial_position AT_TIMESTAMP needs initial_timestamp")
-        if self.on_error == "dead-letter":
+        if self.on_error in ("dead-letter", "bisect"):
             if not self.dead_letter:
-                raise ValueError("on_error dead-letter needs dead_letter (file:PATH.jsonl, kinesis:STREAM or kafka:TOPIC)")
+                raise ValueError(f"on_error {self.on_error} needs dead_letter (file:PATH.jsonl, kinesis:STREAM or "
+                                 f"kafka:TOPIC)")
             from .dead_letter import parse_spec
 
             parse_spec(self.dead_letter)

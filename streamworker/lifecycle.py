@@ -21,13 +21,13 @@ checkpoint policy (``checkpoint_policy``) checkpoints processed batches when due
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import structlog
 
 from .backoff import Backoff
+from .batch_delivery import BatchDelivery
 from .checkpoint_policy import CheckpointPolicy
 from .checkpointer import CheckpointTracker
 from .clock import Clock
@@ -40,14 +40,12 @@ from .processor import (
     ChildShard,
     InitializationInput,
     LeaseLostInput,
-    ProcessRecordsInput,
     RecordProcessor,
     ShardEndedInput,
     ShutdownRequestedInput,
 )
 from .processor_calls import CallFailed, ProcessorCall, attempt
-from .record_failures import RecordFailures, raise_reported, redeliver_from_first_failure
-from .records import Record
+from .record_failures import RecordFailures, redeliver_from_first_failure
 from .shard_state import BatchFeed, ConsumerSettings, ConsumerState, ShardProgress
 from .sources.base import Batch, InvalidStartPosition, Source
 
@@ -57,7 +55,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("streamworker.shard")
 
 
-class ShardLifecycle:
+class ShardLifecycle(BatchDelivery):
     """Drives one RecordProcessor over one leased shard, one ``step()`` at a time."""
 
     def __init__(self, lease: Lease, processor: RecordProcessor, source: Source, leases: LeaseAccess,
@@ -89,6 +87,7 @@ class ShardLifecycle:
         self.dead_letters = ShardDeadLetters.for_shard(settings, self.shard_id, clock, self._log, metrics, label)
         store: CheckpointStore = leases if metrics is None else TimedStore(leases, metrics, label)
         self.tracker = CheckpointTracker(store, lease.lease_key, self.shard_id, lease.checkpoint)
+        self._parts: list[Batch] = []  # on_error = bisect: the rest of a split batch, next first
         self.policy = CheckpointPolicy(clock, interval=settings.checkpoint_interval, every=settings.checkpoint_every)
         #: The state table: what ``step()`` does in each state (the ending states are in ``_end``).
         self._handlers: dict[ConsumerState, Callable[[], float | None]] = {
@@ -211,7 +210,7 @@ class ShardLifecycle:
                 self.tracker.undeliver(call.previous)
                 return self._end_interrupted()
             if self.settings.dead_letter_failures and self._dead_letter(call.batch.records, failed.__cause__):
-                return self._after_batch(call.batch)
+                return self._part_done(call.batch)
             self.tracker.undeliver(call.previous)  # the failed batch is not done
             return self._halt(self.dead_letters.refused or f"process_records failed {self.settings.processor_retries + 1} "
                               f"times: {failed.__cause__!r:.300}")
@@ -219,7 +218,7 @@ class ShardLifecycle:
             return wait
         self._call = None
         self._count(call.batch, call.started)
-        return self._after_batch(call.batch)
+        return self._part_done(call.batch)
 
     def _after_batch(self, batch: Batch) -> float | None:
         if not batch.shard_end and not self.policy.apply(self.tracker, self._log):
@@ -354,6 +353,10 @@ class ShardLifecycle:
     def call_started(self, what: str | None) -> None:
         self.current_call = None if what is None else (what, self.clock.monotonic())
 
+    def narrowed(self, call: ProcessorCall, exc: Exception) -> bool:
+        """on_error = bisect: a failing batch of several records is split, its first half tried next."""
+        return self.settings.bisect and not isinstance(exc, RecordFailures) and self._bisect(call, exc)
+
     def call_failed(self, call: ProcessorCall, exc: Exception, final: bool, delay: float) -> None:
         if isinstance(exc, RecordFailures) and (done := redeliver_from_first_failure(call, exc, self.tracker,
                                                                                      self._run_batch)):
@@ -368,32 +371,3 @@ class ShardLifecycle:
         else:
             self._log.warning(f"processor {call.what} raised; retrying the same records",
                               attempt=call.attempt, retry_in=round(delay, 2), error=repr(exc))
-
-    def _deliver(self, batch: Batch) -> ProcessorCall:
-        previous = self.tracker.largest_permitted
-        if batch.records:
-            previous = self.tracker.delivered(batch.records[-1].extended_sequence_number)
-        return ProcessorCall("process_records", self._run_batch(batch), batch=batch, previous=previous,
-                             started=time.perf_counter())
-
-    def _run_batch(self, batch: Batch) -> Callable[[], object]:
-        pri = ProcessRecordsInput(records=batch.records, checkpointer=self.tracker.checkpointer,
-                                  shard_id=self.shard_id, millis_behind_latest=batch.millis_behind_latest,
-                                  is_at_shard_end=batch.shard_end, child_shards=batch.child_shards)
-        return lambda: raise_reported(self._invoke(self.processor.process_records, pri))
-
-    def _count(self, batch: Batch, started: float) -> None:
-        n, size = len(batch.records), batch.size if batch.size is not None else sum(len(r.data) for r in batch.records)
-        self.progress.batches, self.progress.records, self.progress.bytes = (
-            self.progress.batches + 1, self.progress.records + n, self.progress.bytes + size)
-        self.policy.processed(n)
-        self.meters.processed(n, size, time.perf_counter() - started)  # latency: wall time, not the clock
-        if batch.records:
-            self.progress.last_sequence = batch.records[-1].sequence_number
-
-    def _dead_letter(self, records: list[Record], error: BaseException) -> bool:
-        if not self.dead_letters.write(records, error, self.tracker.checkpointer):
-            return False
-        self.progress.batches += 1
-        self.policy.processed(len(records))
-        return True

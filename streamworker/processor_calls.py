@@ -24,6 +24,8 @@ class ProcessorCall:
     batch: Batch | None = None
     previous: ExtendedSequenceNumber | None = None
     started: float = 0.0
+    #: Narrowed by the site (a bisected batch): its next attempt is a fresh one, still interruptible.
+    narrowed: bool = False
 
 
 class CallFailed(Exception):
@@ -36,13 +38,16 @@ class CallSite(Protocol):
     def interrupted(self) -> bool: ...
     def call_started(self, what: str | None) -> None: ...
     def call_failed(self, call: ProcessorCall, exc: Exception, final: bool, delay: float) -> None: ...
+    def narrowed(self, call: ProcessorCall, exc: Exception) -> bool:
+        """The site made ``call`` do part of its work (a bisected batch): try that at once, afresh."""
+        ...
 
 
 def attempt(call: ProcessorCall, site: CallSite, *, retries: int, backoff: float) -> float | None:
     """One attempt of a retried processor call: None when it succeeded, else the seconds until
     the next attempt. Raises CallFailed when the attempts are used up or the shard was
     interrupted while waiting for one; LeaseLostError passes through."""
-    if call.attempt > 0 and site.interrupted():
+    if (call.attempt > 0 or call.narrowed) and site.interrupted():
         raise CallFailed(call.what)
     try:
         site.call_started(call.what)
@@ -54,6 +59,9 @@ def attempt(call: ProcessorCall, site: CallSite, *, retries: int, backoff: float
     except LeaseLostError:
         raise
     except Exception as exc:  # incl. a checkpoint that failed for a transient reason
+        if site.narrowed(call, exc):
+            call.attempt, call.backoff, call.narrowed = 0, None, True
+            return 0.0
         call.attempt += 1
         if call.attempt > retries:
             site.call_failed(call, exc, True, 0.0)

@@ -40,6 +40,8 @@ class ConsumerSettings:
     dead_letter: DeadLetterSink | None = None
     #: Failed batches go to ``dead_letter`` (on_error = dead-letter); False: only records past max_record_age.
     dead_letter_failures: bool = True
+    #: on_error = bisect: split a failing batch until the records that fail alone are found.
+    bisect: bool = False
     #: Release a halted shard's lease after this many seconds (None: keep it until restarted).
     release_halted_after: float | None = None
     #: The automatic checkpoint policy (None, None: only the processor checkpoints).

@@ -4,7 +4,8 @@ While the file named by HOLD_FILE exists it pauses inside process_records (after
 batch, before checkpointing), so a test can freeze a worker mid-batch. With NO_CHECKPOINT=1 it
 never checkpoints (the worker's checkpoint policy does). The first time it sees a record whose
 data is listed in REPORT_ONCE (comma-separated) it reports it failed (RecordFailures), having
-recorded only the records before it."""
+recorded only the records before it. A batch holding a record whose data is listed in POISON
+raises (before recording anything), every time."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class RecordingProcessor(RecordProcessor):
         self.shard = None
         self.checkpoints = not os.environ.get("NO_CHECKPOINT")
         self.report_once = {d for d in os.environ.get("REPORT_ONCE", "").split(",") if d}
+        self.poison = {d for d in os.environ.get("POISON", "").split(",") if d}
 
     def _event(self, ev: Any, **kw: Any) -> None:
         self.log.write(json.dumps({"ev": ev, "w": self.worker, "shard": self.shard, "t": time.time(), **kw}) + "\n")
@@ -36,6 +38,8 @@ class RecordingProcessor(RecordProcessor):
     def process_records(self, p: Any) -> None:
         if os.environ.get("FAIL_RECORDS") and p.records:
             raise RuntimeError("poison batch")
+        if self.poison and any(r.data.decode() in self.poison for r in p.records):
+            raise RuntimeError("a poison record")
         for r in p.records:
             if r.data.decode() in self.report_once:
                 self.report_once.discard(r.data.decode())

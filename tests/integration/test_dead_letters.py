@@ -52,3 +52,19 @@ def test_the_dead_letter_guard_halts_a_shard_whose_every_batch_fails(
     assert "5 records in a row" not in a.stderr() and "10 records in a row would be dead-lettered" in a.stderr()
     assert dead_lettered(dlq) == [0, 1, 2, 3, 4]  # the first batch; the rest stays in the stream, unskipped
     assert a.proc.poll() is None  # the worker runs on, the shard halted (its lease kept)
+
+
+def test_bisect_dead_letters_exactly_the_poison_records_and_processes_the_rest_once(
+        monkeypatch: pytest.MonkeyPatch, names: dict[str, str], workers: Workers, tmp_path: Path) -> None:
+    monkeypatch.setenv("POISON", "13,27")
+    kinesis = boto3.client("kinesis")
+    make_stream(kinesis, names["stream"], 1)
+    produce(kinesis, names["stream"], 0, 60)
+    dlq = tmp_path / "poison.jsonl"
+    workers("A", extra=["--on-error", "bisect", "--dead-letter", f"file:{dlq}", "--processor-retries", "1"])
+    wait_for(lambda: set(workers.log.data()) >= set(range(60)) - {13, 27}, 60, "every healthy record")
+    wait_for(lambda: len(dead_lettered(dlq)) == 2, 30, "the two poison records dead-lettered")
+    assert dead_lettered(dlq) == [13, 27]
+    data = workers.log.data()
+    assert sorted(data) == sorted(set(range(60)) - {13, 27}), "each healthy record once"
+    assert data == sorted(data)  # in order

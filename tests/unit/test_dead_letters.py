@@ -52,8 +52,8 @@ def rec(seq: int, wall: float) -> Record:
 def shard(processor: RecordProcessor, **settings: object) -> tuple[ShardLifecycle, _Feed, _MemoryLease, Sink, FakeClock]:
     sink, leases, feed, clock = Sink(), _MemoryLease(), _Feed(), FakeClock()
     life = ShardLifecycle(Lease("shard-1", lease_owner="w", checkpoint=ESN("TRIM_HORIZON")), processor, _NoSource(),
-                          leases, ConsumerSettings(worker_id="w", processor_retries=0, dead_letter=sink,
-                                                   **settings),  # type: ignore[arg-type]
+                          leases, ConsumerSettings(**{"worker_id": "w", "processor_retries": 0, "dead_letter": sink,
+                                                      **settings}),  # type: ignore[arg-type]
                           feed, clock, label="shard-1", stream="s")
     while life.state != ConsumerState.PROCESSING:
         life.step()
@@ -116,3 +116,55 @@ def test_max_record_age_needs_a_dead_letter_target() -> None:
     cfg = WorkerConfig.load({"application_name": "app", "stream": "s", "max_record_age": 60,
                              "dead_letter": "file:/tmp/dlq.jsonl", "dead_letter_max_consecutive": 100})
     assert cfg.on_error == "halt" and cfg.max_record_age == 60.0
+
+
+class PoisonedBy(RecordProcessor):
+    """Fails any batch holding a poison record; checkpoints what it processed."""
+
+    def __init__(self, poison: set[str]) -> None:
+        self.poison = poison
+        self.deliveries: list[list[str]] = []
+        self.processed: list[str] = []
+
+    def process_records(self, process_records_input: ProcessRecordsInput) -> None:
+        seqs = [r.sequence_number for r in process_records_input.records]
+        self.deliveries.append(seqs)
+        if self.poison & set(seqs):
+            raise RuntimeError("poison")
+        self.processed.extend(seqs)
+        process_records_input.checkpointer.checkpoint()
+
+
+def test_bisect_dead_letters_only_the_records_that_fail_alone() -> None:
+    p = PoisonedBy({"3", "6"})
+    life, feed, leases, sink, clock = shard(p, bisect=True, processor_retries=1)
+    feed.batches.append(Batch([rec(i, clock.time()) for i in range(1, 9)]))
+    run(life, feed)
+    assert [w[0] for w in sink.written] == [["3"], ["6"]]  # each poison record alone, after its retry
+    assert sorted(p.processed, key=int) == ["1", "2", "4", "5", "7", "8"]  # the rest once each, in order
+    assert p.processed == sorted(p.processed, key=int)
+    assert p.deliveries[:3] == [[str(i) for i in range(1, 9)], ["1", "2", "3", "4"], ["1", "2"]]
+    assert leases.written == ESN("8") and leases.history == sorted(leases.history)
+    assert life.state == ConsumerState.PROCESSING and life.progress.failures >= 4
+
+
+def test_a_checkpoint_inside_a_half_covers_only_that_half() -> None:
+    p = PoisonedBy({"4"})
+    life, feed, leases, sink, clock = shard(p, bisect=True, processor_retries=0)
+    feed.batches.append(Batch([rec(i, clock.time()) for i in range(1, 5)]))
+    run(life, feed)
+    assert ESN("2") in leases.history and ESN("4") not in leases.history[:1]  # [1, 2] alone first
+    assert [w[0] for w in sink.written] == [["4"]] and leases.written == ESN("4")
+
+
+def test_a_shutdown_between_parts_leaves_the_rest_for_the_next_owner() -> None:
+    p = PoisonedBy({"4"})
+    life, feed, leases, sink, clock = shard(p, bisect=True, processor_retries=0)
+    feed.batches.append(Batch([rec(i, clock.time()) for i in range(1, 5)]))
+    life.step()  # the whole batch fails: split
+    life.step()  # [1, 2] succeeds; [3, 4] waits
+    life.request_shutdown()
+    while life.step() is not None:
+        pass
+    assert p.processed == ["1", "2"] and sink.written == []
+    assert life.end_reason == "shutdown requested" and leases.written == ESN("2")
