@@ -269,6 +269,10 @@ def dead_letter_sink(config: WorkerConfig, kinesis: Any, session: boto3.session.
         from .dead_letter import KinesisSink
 
         return KinesisSink(kinesis or make_client("kinesis", session), target, config.stream_label)
+    if kind == "sqs":
+        from .dead_letter import SqsSink
+
+        return SqsSink(make_client("sqs", session), target, config.stream_label)
     from .dead_letter import KafkaSink
     from .kafka.conf import kafka_conf
 

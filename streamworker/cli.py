@@ -119,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("-X", dest="kafka_properties", action="append", default=[], metavar="KEY=VALUE",
                     help="kafka-group: librdkafka property (repeatable)")
 
+    dl = sub.add_parser("dead-letters", help="replay dead-lettered records onto a stream or topic")
+    dl.add_argument("action", choices=["replay"])
+    dl.add_argument("source", metavar="FILE|sqs:QUEUE", help="a file: or sqs: dead-letter target's records")
+    dl.add_argument("--to", required=True, metavar="kinesis:STREAM|kafka:TOPIC")
+    dl.add_argument("--bootstrap-servers", help="kafka: the brokers")
+    dl.add_argument("-X", dest="kafka_properties", action="append", default=[], metavar="KEY=VALUE",
+                    help="kafka: librdkafka property (repeatable)")
+    dl.add_argument("--dry-run", action="store_true", help="count what a file holds, write nothing")
+
     local = sub.add_parser("local", help="local servers (no Docker) for running your own processor")
     local.add_argument("servers", choices=["aws", "kafka", "all"],
                        help="aws: DynamoDB + Kinesis (moto); kafka: Apache Kafka (Java + Maven) or tansu; all: both")
@@ -259,6 +268,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return status_command(table, args.interval, args.count, failover_time=args.failover_time)
         if args.command == "checkpoint":
             return _checkpoint(args)
+        if args.command == "dead-letters":
+            from .builder import make_client
+            from .dead_letter_replay import replay
+
+            configure_logging("WARNING")
+            conf = dict(p.partition("=")[::2] for p in args.kafka_properties)
+            if args.bootstrap_servers:
+                conf["bootstrap.servers"] = args.bootstrap_servers
+            return replay(args.source, args.to, kafka_conf=conf, dry_run=args.dry_run, out=sys.stdout,
+                          make_client=make_client)
         if args.command == "local":
             from .local.run import run_local
 

@@ -111,10 +111,33 @@ class KafkaSink:
         return f"Kafka topic {self.topic}"
 
 
+class SqsSink:
+    """Sends each failed record's JSON envelope to an SQS queue (by name or URL), ten per call;
+    every message must be accepted (SQS takes at most 256 KiB a message)."""
+
+    def __init__(self, client: Any, queue: str, stream: str) -> None:
+        self.client, self.stream = client, stream
+        self.queue_url = queue if queue.startswith(("https://", "http://")) else client.get_queue_url(
+            QueueName=queue)["QueueUrl"]
+
+    def write(self, records: Sequence[Record], shard_id: str, error: BaseException) -> None:
+        for i in range(0, len(records), 10):
+            entries = [{"Id": str(n), "MessageBody": json.dumps(envelope(r, shard_id, error, self.stream))}
+                       for n, r in enumerate(records[i:i + 10])]
+            resp = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            if resp.get("Failed"):
+                first = resp["Failed"][0]
+                raise RuntimeError(f"dead-letter queue {self.queue_url}: {len(resp['Failed'])} message(s) refused "
+                                   f"({first.get('Code')}: {first.get('Message')})")
+
+    def describe(self) -> str:
+        return f"SQS queue {self.queue_url}"
+
+
 def parse_spec(spec: str) -> tuple[str, str]:
     kind, sep, target = spec.partition(":")
-    if not sep or kind not in ("file", "kinesis", "kafka") or not target:
-        raise ConfigError(f"dead_letter {spec!r}: expected file:PATH.jsonl, kinesis:STREAM or kafka:TOPIC")
+    if not sep or kind not in ("file", "kinesis", "kafka", "sqs") or not target:
+        raise ConfigError(f"dead_letter {spec!r}: expected file:PATH.jsonl, kinesis:STREAM, kafka:TOPIC or sqs:QUEUE")
     return kind, target
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -68,3 +72,62 @@ def test_bisect_dead_letters_exactly_the_poison_records_and_processes_the_rest_o
     data = workers.log.data()
     assert sorted(data) == sorted(set(range(60)) - {13, 27}), "each healthy record once"
     assert data == sorted(data)  # in order
+
+
+def read_stream(kinesis: Any, stream: str) -> list[tuple[str, str]]:
+    out = []
+    for s in kinesis.list_shards(StreamName=stream)["Shards"]:
+        it = kinesis.get_shard_iterator(StreamName=stream, ShardId=s["ShardId"],
+                                        ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        out += [(r["Data"].decode(), r["PartitionKey"]) for r in kinesis.get_records(ShardIterator=it)["Records"]]
+    return sorted(out)
+
+
+def replay(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "streamworker", "dead-letters", "replay", *args],
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("target", ["file", "sqs"])
+def test_dead_letters_replay_onto_a_stream_with_their_data_and_keys(
+        target: str, monkeypatch: pytest.MonkeyPatch, aws_env: dict[str, str], names: dict[str, str],
+        workers: Workers, tmp_path: Path) -> None:
+    monkeypatch.setenv("POISON", "5,9")
+    kinesis = boto3.client("kinesis")
+    make_stream(kinesis, names["stream"], 1)
+    again = names["stream"] + "-again"
+    make_stream(kinesis, again, 1)
+    if target == "sqs":
+        sqs = boto3.client("sqs")
+        sqs.create_queue(QueueName=names["app"] + "-dlq")
+        spec = f"sqs:{names['app']}-dlq"
+    else:
+        spec = f"file:{tmp_path / 'dlq.jsonl'}"
+    produce(kinesis, names["stream"], 0, 20)
+    workers("A", extra=["--on-error", "bisect", "--dead-letter", spec, "--processor-retries", "0"])
+    wait_for(lambda: set(workers.log.data()) == set(range(20)) - {5, 9}, 60, "the healthy records")
+    if target == "file":
+        wait_for(lambda: len(dead_lettered(tmp_path / "dlq.jsonl")) == 2, 30, "two dead letters")
+        dry = replay(aws_env, spec, "--to", f"kinesis:{again}", "--dry-run")
+        assert dry.returncode == 0 and dry.stdout.startswith("would replay 2 record(s)")
+    else:
+        url = sqs.get_queue_url(QueueName=names["app"] + "-dlq")["QueueUrl"]
+        wait_for(lambda: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])[
+            "Attributes"]["ApproximateNumberOfMessages"] == "2", 30, "two messages in the queue")
+    r = replay(aws_env, spec, "--to", f"kinesis:{again}")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("replayed 2 record(s)")
+    assert read_stream(kinesis, again) == [("5", "key-5"), ("9", "key-9")]  # the data and keys they had
+    if target == "sqs":  # acknowledged by the stream, then deleted from the queue
+        assert not sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages")
+
+
+def test_replay_errors_are_one_line(aws_env: dict[str, str], tmp_path: Path) -> None:
+    r = replay(aws_env, str(tmp_path / "none.jsonl"), "--to", "kinesis:x")
+    assert r.returncode == 1 and r.stderr == f"streamworker: error: dead-letter file {tmp_path / 'none.jsonl'} not found\n"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("not json\n")
+    r = replay(aws_env, str(bad), "--to", "kinesis:x")
+    assert r.returncode == 1 and "bad.jsonl:1: not a streamworker dead-letter envelope" in r.stderr
+    r = replay(aws_env, str(bad), "--to", "s3:x")
+    assert r.returncode == 2 and "expected kinesis:STREAM or kafka:TOPIC" in r.stderr
