@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--group-id", help="Kafka consumer group (default: the application name)")
     run.add_argument("-X", dest="kafka_properties", action="append", metavar="KEY=VALUE",
                      help="librdkafka property, passed through (repeatable)")
+    run.add_argument("--kafka-auth", choices=["aws-msk-iam"],
+                     help="Amazon MSK with IAM: OAUTHBEARER tokens signed from AWS credentials, refreshed before expiry "
+                          "(needs the msk-iam extra)")
     run.add_argument("--static-membership", action="store_true", default=None,
                      help="Kafka static membership: group.instance.id = worker id")
     run.add_argument("--application-name", help="application name; also the lease table name")
@@ -144,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     flags = {k: getattr(args, k) for k in (
         "processor", "source", "coordinator", "topics", "topic_pattern", "bootstrap_servers", "group_id",
-        "kafka_properties", "static_membership", "stream_pattern",
+        "kafka_properties", "kafka_auth", "static_membership", "stream_pattern",
         "delete_former_stream_leases_after", "processors", "retrieval", "application_name", "lease_table", "initial_position", "initial_timestamp",
         "worker_id", "failover_time", "max_records", "idle_time_between_reads", "shutdown_timeout", "metrics_port",
         "on_error", "dead_letter", "processor_retries", "processor_timeout",

@@ -61,6 +61,8 @@ class WorkerConfig(BaseSettings):
     kafka_properties: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, description="librdkafka properties passed through (-X key=value)")
     static_membership: bool = Field(False, description="group.instance.id = worker id")
+    kafka_auth: Literal["aws-msk-iam"] | None = Field(
+        None, description="aws-msk-iam: Amazon MSK with IAM (SASL_SSL, OAUTHBEARER, tokens signed and refreshed)")
     kafka_buffer_bytes: int = Field(4 << 20, ge=1024, description="per-partition read-ahead before pausing it")
     application_name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]{3,255}$")
     lease_table: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{3,255}$")

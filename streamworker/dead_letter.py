@@ -88,7 +88,7 @@ class KafkaSink:
     def __init__(self, conf: dict[str, Any], topic: str, stream: str) -> None:
         from confluent_kafka import Producer
 
-        keep = {k: v for k, v in conf.items() if k.startswith(("bootstrap.", "security.", "sasl.", "ssl."))}
+        keep = {k: v for k, v in conf.items() if k.startswith(("bootstrap.", "security.", "sasl.", "ssl.", "oauth_cb"))}
         self.producer = Producer({**keep, "acks": "all", "enable.idempotence": True})
         self.topic, self.stream = topic, stream
 
