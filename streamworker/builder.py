@@ -7,7 +7,7 @@ never loads confluent-kafka (about 25 MB of resident memory each)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .aio import EventLoopThread
@@ -187,6 +187,11 @@ def build(config: WorkerConfig, listener: LeaseListener, *, clock: Clock, client
           records_of: Callable[[str], int | None], event_loop: EventLoopThread,
           on_stream_retired: Callable[[str], None]) -> WorkerParts:
     """The parts of a worker for ``config``; ``listener`` receives the coordinator's lease events."""
+    if clients.session is None and config.role_arn:  # every AWS client signs as the assumed role
+        from .credentials import CredentialSpec, session_for
+
+        clients = replace(clients, session=session_for(CredentialSpec(
+            role_arn=config.role_arn, session_name=config.role_session_name, external_id=config.external_id)))
     read = (_kinesis(config, clients, clock, on_stream_retired) if config.source == "kinesis"
             else _kafka(config, clients, clock))
     source, streams = read.source, read.streams

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--static-membership", action="store_true", default=None,
                      help="Kafka static membership: group.instance.id = worker id")
     run.add_argument("--application-name", help="application name; also the lease table name")
+    run.add_argument("--role-arn", help="assume this IAM role for every AWS call (credentials refreshed while running)")
+    run.add_argument("--role-session-name", help="the assumed role's session name (default streamworker)")
+    run.add_argument("--external-id", help="the external id the role's trust policy requires")
     run.add_argument("--lease-table", help="lease table name (default: the application name)")
     run.add_argument("--initial-position", choices=[p.value for p in InitialPosition])
     run.add_argument("--initial-timestamp", help="ISO 8601 time, with --initial-position AT_TIMESTAMP")
@@ -147,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     flags = {k: getattr(args, k) for k in (
         "processor", "source", "coordinator", "topics", "topic_pattern", "bootstrap_servers", "group_id",
-        "kafka_properties", "kafka_auth", "static_membership", "stream_pattern",
+        "kafka_properties", "kafka_auth", "static_membership", "role_arn", "role_session_name", "external_id", "stream_pattern",
         "delete_former_stream_leases_after", "processors", "retrieval", "application_name", "lease_table", "initial_position", "initial_timestamp",
         "worker_id", "failover_time", "max_records", "idle_time_between_reads", "shutdown_timeout", "metrics_port",
         "on_error", "dead_letter", "processor_retries", "processor_timeout",
@@ -186,13 +189,22 @@ def _run(args: argparse.Namespace) -> int:
     from .worker import Worker
 
     clients: dict[str, Any] = {}
-    if props is not None and (props.region or props.profile or props.kinesis_endpoint or props.dynamodb_endpoint):
-        import boto3
+    if props is not None and (props.region or props.credentials or props.kinesis_endpoint or props.dynamodb_endpoint):
+        from .credentials import session_for
 
-        session = boto3.session.Session(region_name=props.region, profile_name=props.profile)
+        default = props.credentials.get("default")
+        if default is None and config.role_arn:
+            from .credentials import CredentialSpec
+
+            default = CredentialSpec(role_arn=config.role_arn, session_name=config.role_session_name,
+                                     external_id=config.external_id)
+        session = session_for(default, props.region)  # Kinesis, and the dead-letter sinks
         if config.source == "kinesis":
             clients["kinesis_client"] = make_client("kinesis", session, props.kinesis_endpoint)
-        clients["dynamodb_client"] = make_client("dynamodb", session, props.dynamodb_endpoint)
+        dynamodb = props.credentials.get("dynamodb")  # KCL's AwsCredentialsProviderDynamoDB: its own
+        clients["dynamodb_client"] = make_client("dynamodb", session if dynamodb is None else
+                                                 session_for(dynamodb, props.region), props.dynamodb_endpoint)
+        clients["session"] = session
     worker = Worker(config, factory, **clients)
     tune_gc(config.gc_threshold)
     signals = {"count": 0}

@@ -65,6 +65,10 @@ class WorkerConfig(BaseSettings):
         None, description="aws-msk-iam: Amazon MSK with IAM (SASL_SSL, OAUTHBEARER, tokens signed and refreshed)")
     kafka_buffer_bytes: int = Field(4 << 20, ge=1024, description="per-partition read-ahead before pausing it")
     application_name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]{3,255}$")
+    role_arn: str | None = Field(None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$",
+                                 description="assume this IAM role for every AWS call (refreshed for the life of the process)")
+    role_session_name: str = Field("streamworker", description="the assumed role's session name (CloudTrail shows it)")
+    external_id: str | None = Field(None, description="the external id the role's trust policy requires")
     lease_table: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{3,255}$")
     initial_position: InitialPosition = InitialPosition.LATEST
     initial_timestamp: datetime | None = None

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .credentials import CredentialSpec, parse_provider
 from .errors import ConfigError
 
 
@@ -27,8 +28,16 @@ class KclProperties:
     region: str | None = None
     kinesis_endpoint: str | None = None
     dynamodb_endpoint: str | None = None
-    profile: str | None = None
+    #: Per service: "default" (``AwsCredentialsProvider``, every client) and "dynamodb"
+    #: (``AwsCredentialsProviderDynamoDB``, the lease table's client).
+    credentials: dict[str, CredentialSpec] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def profile(self) -> str | None:
+        """The default provider's profile, if it names one."""
+        spec = self.credentials.get("default")
+        return spec.profile if spec else None
 
 
 def parse_properties(text: str) -> dict[str, str]:
@@ -75,9 +84,6 @@ _INTS = {
 }
 _STRINGS = {"applicationName": "application_name", "tableName": "lease_table", "leaseTableName": "lease_table",
             "workerId": "worker_id"}
-_DEFAULT_CREDENTIALS = {"DefaultCredentialsProvider", "DefaultAWSCredentialsProviderChain",
-                        "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider",
-                        "com.amazonaws.auth.DefaultAWSCredentialsProviderChain"}
 #: Keys that are understood and need nothing: streamworker already behaves this way.
 _NOTHING_TO_DO = {
     "processingLanguage": "informational",
@@ -232,12 +238,9 @@ def _endpoint(value: str) -> str:
 
 
 def _credentials(out: KclProperties, key: str, value: str) -> None:
-    v = value.strip()
-    if v in _DEFAULT_CREDENTIALS:
+    spec = parse_provider(value)
+    if spec is None:
+        out.warnings.append(f"KCL property {key}={value.strip()}: not a provider streamworker knows; boto3's "
+                            "default credential chain is used")
         return
-    m = re.match(r"(?:\S*\.)?ProfileCredentialsProvider\|?(\S*)", v)
-    if m:
-        out.profile = m.group(1) or None
-        return
-    out.warnings.append(f"KCL property {key}={v}: not a provider streamworker knows; boto3's default "
-                        "credential chain is used")
+    out.credentials["dynamodb" if key.lower().endswith("dynamodb") else "default"] = spec

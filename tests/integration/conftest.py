@@ -251,12 +251,23 @@ class KafkaTopics:
         assert self.producer.flush(15) == 0
 
     def committed(self, group: str, topic: str, partitions: int = 4) -> dict[int, int]:
-        from confluent_kafka import Consumer, TopicPartition
+        """The group's committed offsets; a coordinator still moving or loading is asked again."""
+        from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+        moving = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                  KafkaError.COORDINATOR_NOT_AVAILABLE}
         c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group})
+        deadline = time.monotonic() + 20
         try:
-            return {tp.partition: tp.offset for tp in
-                    c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)}
+            while True:
+                try:
+                    return {tp.partition: tp.offset for tp in
+                            c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)}
+                except KafkaException as exc:
+                    err = exc.args[0]
+                    if not (err.retriable() or err.code() in moving) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
         finally:
             c.close()
 

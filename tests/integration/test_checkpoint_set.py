@@ -113,3 +113,4 @@ def test_kafka_group_reset_is_refused_while_members_run_then_rewinds(
     again = Counter(e["seq"] for e in log.events("rec") if e["shard"] == f"{topic}:0" and e["w"] == "B")
     assert sorted(int(s) for s in again) == list(range(30, 50))  # offsets 30..49 once more, nothing before
     assert not [e for e in log.events("rec") if e["shard"] == f"{topic}:1" and e["w"] == "B"]
+

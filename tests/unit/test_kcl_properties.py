@@ -60,7 +60,8 @@ validateSequenceNumberBeforeCheckpointing = true
         "max_leases_for_worker": 10, "max_leases_to_steal_at_one_time": 2, "retrieval": "polling", "shard_sync_interval": 30.0,
         "call_process_records_even_for_empty_list": True, "parent_poll_interval": 5.0, "shutdown_timeout": 15.0,
         "max_pending_batches": 3}
-    assert props.region == "eu-west-1" and props.profile == "prod"
+    assert props.region == "eu-west-1" and props.profile is None  # the Kinesis (default) provider: the chain
+    assert props.credentials["dynamodb"].profile == "prod"  # its own, not collapsed into one profile
     assert props.kinesis_endpoint == "https://kinesis.eu-west-1.amazonaws.com"
     assert props.dynamodb_endpoint == "http://localhost:8000"
     assert props.command is not None
