@@ -90,6 +90,7 @@ def test_credentials_expiring_every_10s_for_half_a_minute(aws_env: dict[str, str
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # five minutes of load, beyond the suite's per-test 300 s
 def test_credentials_expiring_every_60s_for_five_minutes(aws_env: dict[str, str], names: dict[str, str],
                                                         tmp_path: Path) -> None:
     expiring_credentials_run(aws_env, names, tmp_path, life=60, duration=300)
