@@ -156,6 +156,9 @@ class ShardLifecycle(BatchDelivery):
         try:
             wait = self._attempt(self._call)
         except CallFailed as failed:
+            self._call = None
+            if failed.__cause__ is None:  # interrupted between attempts: not a failure to halt on
+                return self._end_interrupted()
             return self._halt(f"processor initialize failed: {failed.__cause__!r:.300}", call_processor=True)
         if wait is not None:
             return wait

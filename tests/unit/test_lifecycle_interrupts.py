@@ -10,7 +10,7 @@ from streamworker import ProcessRecordsInput, RecordProcessor
 from streamworker.clock import FakeClock
 from streamworker.coordinators.lease import Lease
 from streamworker.lifecycle import ShardLifecycle
-from streamworker.processor import ShutdownRequestedInput
+from streamworker.processor import InitializationInput, ShutdownRequestedInput
 from streamworker.records import ExtendedSequenceNumber as ESN
 from streamworker.records import Record
 from streamworker.shard_state import ConsumerSettings, ConsumerState
@@ -58,3 +58,29 @@ def test_shutdown_between_retries_ends_gracefully_without_dead_lettering() -> No
     assert processor.calls == ["process_records", "shutdown_requested"]
     assert sink.written == []  # not dead-lettered: it never used up its retries
     assert leases.written == ESN("TRIM_HORIZON")  # the shutdown checkpoint stops before the batch
+
+
+class InitFailsOnce(RecordProcessor):
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def initialize(self, initialization_input: InitializationInput) -> None:
+        self.calls.append("initialize")
+        raise RuntimeError("a transient failure")
+
+    def process_records(self, process_records_input: ProcessRecordsInput) -> None:
+        self.calls.append("process_records")
+
+
+def test_shutdown_between_initialize_retries_ends_without_a_halt() -> None:
+    processor, leases, feed, clock = InitFailsOnce(), _MemoryLease(), _Feed(), FakeClock()
+    life = ShardLifecycle(Lease("shard-1", lease_owner="w", checkpoint=ESN("TRIM_HORIZON")), processor, _NoSource(),
+                          leases, ConsumerSettings(processor_retries=3, worker_id="w"), feed, clock,
+                          label="shard-1", stream="s")
+    while not life.busy:  # parents checked, then the first initialize attempt fails
+        life.step()
+    life.request_shutdown()
+    while life.step() is not None:
+        pass
+    assert life.end_reason == "shutdown requested" and life.halt_reason is None and leases.halted is None
+    assert processor.calls == ["initialize"]  # never retried after the stop, never given records
