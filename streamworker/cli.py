@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, help="serve /metrics, /healthz and /readyz on this port")
     run.add_argument("--on-error", choices=["halt", "dead-letter", "bisect"],
                      help="when process_records keeps raising (default halt)")
-    run.add_argument("--dead-letter", help="file:PATH.jsonl, kinesis:STREAM or kafka:TOPIC")
+    run.add_argument("--dead-letter", help="file:PATH.jsonl, kinesis:STREAM, kafka:TOPIC or sqs:QUEUE")
     run.add_argument("--processor-retries", type=int, help="redeliveries before the error policy (default 3)")
     run.add_argument("--max-record-age", type=float, metavar="SECONDS",
                      help="dead-letter records older than this (arrival time) instead of processing them")
@@ -119,19 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--json", action="store_true", help="machine-readable output")
     cp.add_argument("--coordinator", choices=["dynamodb", "kafka-group"], default="dynamodb",
                     help="where the checkpoints are: the lease table (default) or a Kafka consumer group")
-    cp.add_argument("--bootstrap-servers", help="kafka-group: the brokers")
+    _kafka_args(cp, "kafka-group")
     cp.add_argument("--topic", dest="topics", action="append", default=[], help="kafka-group: topic (repeatable)")
     cp.add_argument("--group-id", help="kafka-group: the group (default: the application name)")
-    cp.add_argument("-X", dest="kafka_properties", action="append", default=[], metavar="KEY=VALUE",
-                    help="kafka-group: librdkafka property (repeatable)")
 
     dl = sub.add_parser("dead-letters", help="replay dead-lettered records onto a stream or topic")
     dl.add_argument("action", choices=["replay"])
     dl.add_argument("source", metavar="FILE|sqs:QUEUE", help="a file: or sqs: dead-letter target's records")
     dl.add_argument("--to", required=True, metavar="kinesis:STREAM|kafka:TOPIC")
-    dl.add_argument("--bootstrap-servers", help="kafka: the brokers")
-    dl.add_argument("-X", dest="kafka_properties", action="append", default=[], metavar="KEY=VALUE",
-                    help="kafka: librdkafka property (repeatable)")
+    _kafka_args(dl, "kafka")
     dl.add_argument("--dry-run", action="store_true", help="count what a file holds, write nothing")
 
     local = sub.add_parser("local", help="local servers (no Docker) for running your own processor")
@@ -145,6 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--shards", type=int, default=4)
     demo.add_argument("--source", choices=["kinesis", "kafka"], default="kinesis")
     return p
+
+
+def _kafka_args(parser: argparse.ArgumentParser, when: str) -> None:
+    """--bootstrap-servers and -X for the commands that may talk to Kafka themselves."""
+    parser.add_argument("--bootstrap-servers", help=f"{when}: the brokers")
+    parser.add_argument("-X", dest="kafka_properties", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"{when}: librdkafka property (repeatable)")
+
+
+def _kafka_conf(args: argparse.Namespace) -> dict[str, str]:
+    conf = dict(p.partition("=")[::2] for p in args.kafka_properties)
+    if args.bootstrap_servers:
+        conf["bootstrap.servers"] = args.bootstrap_servers
+    return conf
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -235,9 +245,7 @@ def _checkpoint(args: argparse.Namespace) -> int:
     if args.coordinator == "kafka-group":
         from .kafka.offset_reset import reset_offsets
 
-        conf = dict(p.partition("=")[::2] for p in args.kafka_properties)
-        if args.bootstrap_servers:
-            conf["bootstrap.servers"] = args.bootstrap_servers
+        conf = _kafka_conf(args)
         if "bootstrap.servers" not in conf:
             raise ConfigError("--coordinator kafka-group needs --bootstrap-servers")
         return reset_offsets(conf, args.group_id or args.application_name, args.topics, args.shards,
@@ -288,10 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .dead_letter_replay import replay
 
             configure_logging("WARNING")
-            conf = dict(p.partition("=")[::2] for p in args.kafka_properties)
-            if args.bootstrap_servers:
-                conf["bootstrap.servers"] = args.bootstrap_servers
-            return replay(args.source, args.to, kafka_conf=conf, dry_run=args.dry_run, out=sys.stdout,
+            return replay(args.source, args.to, kafka_conf=_kafka_conf(args), dry_run=args.dry_run, out=sys.stdout,
                           make_client=make_client)
         if args.command == "local":
             from .local.run import run_local

@@ -90,7 +90,7 @@ class WorkerConfig(BaseSettings):
     on_error: Literal["halt", "dead-letter", "bisect"] = Field(
         "halt", description="after the retries: halt the shard, dead-letter the batch and go on, or bisect the "
                             "batch and dead-letter only the records that fail alone")
-    dead_letter: str | None = Field(None, description="file:PATH.jsonl, kinesis:STREAM or kafka:TOPIC")
+    dead_letter: str | None = Field(None, description="file:PATH.jsonl, kinesis:STREAM, kafka:TOPIC or sqs:QUEUE")
     max_record_age: float | None = Field(
         None, gt=0, description="dead-letter records older than this many seconds (arrival time) instead of processing them")
     dead_letter_max_consecutive: int | None = Field(

@@ -57,6 +57,25 @@ class JsonlSink:
         return f"file {self.path}"
 
 
+def put_all(client: KinesisClient, stream_name: str, entries: list[PutRecordsRequestEntryTypeDef]) -> None:
+    """PutRecords in batches of 500, putting again what Kinesis refused (five tries), else raise."""
+    for i in range(0, len(entries), 500):
+        pending = entries[i:i + 500]
+        for _ in range(5):
+            resp = client.put_records(StreamName=stream_name, Records=pending)
+            if not resp.get("FailedRecordCount"):
+                break
+            pending = [e for e, res in zip(pending, resp["Records"], strict=True) if "ErrorCode" in res]
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"Kinesis stream {stream_name}: {len(pending)} records not accepted after 5 tries")
+
+
+def queue_url(client: Any, queue: str) -> str:
+    """An SQS queue's URL, given its name or its URL."""
+    return queue if queue.startswith(("https://", "http://")) else str(client.get_queue_url(QueueName=queue)["QueueUrl"])
+
+
 class KinesisSink:
     """Puts each failed record, wrapped in its JSON envelope, on another Kinesis stream."""
 
@@ -64,18 +83,8 @@ class KinesisSink:
         self.client, self.stream_name, self.stream = client, stream_name, stream
 
     def write(self, records: Sequence[Record], shard_id: str, error: BaseException) -> None:
-        entries: list[PutRecordsRequestEntryTypeDef] = [{"Data": json.dumps(envelope(r, shard_id, error, self.stream)).encode(),
-                    "PartitionKey": r.partition_key or shard_id} for r in records]
-        for i in range(0, len(entries), 500):
-            pending = entries[i:i + 500]
-            for _ in range(5):
-                resp = self.client.put_records(StreamName=self.stream_name, Records=pending)
-                if not resp.get("FailedRecordCount"):
-                    break
-                pending = [e for e, res in zip(pending, resp["Records"], strict=True) if "ErrorCode" in res]
-                time.sleep(0.2)
-            else:
-                raise RuntimeError(f"dead-letter stream {self.stream_name}: {len(pending)} records not accepted")
+        put_all(self.client, self.stream_name, [{"Data": json.dumps(envelope(r, shard_id, error, self.stream)).encode(),
+                                                 "PartitionKey": r.partition_key or shard_id} for r in records])
 
     def describe(self) -> str:
         return f"Kinesis stream {self.stream_name}"
@@ -117,8 +126,7 @@ class SqsSink:
 
     def __init__(self, client: Any, queue: str, stream: str) -> None:
         self.client, self.stream = client, stream
-        self.queue_url = queue if queue.startswith(("https://", "http://")) else client.get_queue_url(
-            QueueName=queue)["QueueUrl"]
+        self.queue_url = queue_url(client, queue)
 
     def write(self, records: Sequence[Record], shard_id: str, error: BaseException) -> None:
         for i in range(0, len(records), 10):

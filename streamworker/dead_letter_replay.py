@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from .dead_letter import put_all, queue_url
 from .errors import ConfigError, StreamworkerError
 
 #: A record to replay: data, partition key, and an acknowledgement to make once it is out.
@@ -37,7 +38,7 @@ def from_file(path: str) -> Iterator[Item]:
 
 
 def from_sqs(client: Any, queue: str) -> Iterator[Item]:
-    url = queue if queue.startswith(("https://", "http://")) else client.get_queue_url(QueueName=queue)["QueueUrl"]
+    url = queue_url(client, queue)
     while True:
         msgs = client.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
         if not msgs:
@@ -52,13 +53,10 @@ class KinesisTarget:
         self.client, self.stream = client, stream
 
     def put(self, items: list[Item]) -> None:
-        pending = [{"Data": d, "PartitionKey": k} for d, k, _ in items]
-        for _ in range(5):
-            resp = self.client.put_records(StreamName=self.stream, Records=pending)
-            if not resp.get("FailedRecordCount"):
-                return
-            pending = [e for e, r in zip(pending, resp["Records"], strict=True) if "ErrorCode" in r]
-        raise StreamworkerError(f"Kinesis stream {self.stream}: {len(pending)} records not accepted after 5 tries")
+        try:
+            put_all(self.client, self.stream, [{"Data": d, "PartitionKey": k} for d, k, _ in items])
+        except RuntimeError as exc:
+            raise StreamworkerError(str(exc)) from None
 
 
 class KafkaTarget:
