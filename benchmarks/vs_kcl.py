@@ -4,13 +4,15 @@ Variants, each a process tree started the way its users start it, each reading t
 of 100-byte records (GetRecords limit 500) from TRIM_HORIZON into a fresh lease table, checkpointing every batch and
 appending one line per batch to a file:
 
-- ``kcl-java``: KCL 2.6's Scheduler with a Java no-op processor (tests/kcl/KclHarness.java).
-  AWS's MultiLangDaemon (``amazon-kinesis-client-multilang``) is not served by this machine's
-  Maven mirror, so KCL + a kclpy child could not be measured; KCL's own Java processor is the
-  cheapest KCL there is, so the ratios below flatter KCL, not us.
+- ``kcl-multilang``: AWS's MultiLangDaemon with a Python child per shard running AWS's
+  amazon-kclpy sample app (what amazon-kclpy users run). The MultiLangDaemon of KCL 2.x/3.x
+  (``amazon-kinesis-client-multilang``) is not served by this machine's Maven mirror; KCL 1.15's,
+  inside its core jar, is, so this is KCL 1.15 with amazon-kclpy 1.5.1 (tests/kcl/multilang.py).
+- ``kcl-java``: KCL 2.6's Scheduler with a Java no-op processor (tests/kcl/KclHarness.java): the
+  cheapest KCL there is (no child processes, no JSON).
 - ``sw-native``: ``streamworker run`` with a native RecordProcessor.
-- ``sw-multilang``: ``streamworker run --properties`` with a kclpy no-op child per shard
-  (streamworker plays the MultiLangDaemon).
+- ``sw-multilang``: ``streamworker run --properties`` with the same amazon-kclpy 1.5.1 child per
+  shard as ``kcl-multilang`` (streamworker plays the MultiLangDaemon, protocol v1).
 
 Per variant: records per CPU-second of the whole process tree (sampled from /proc between the
 first batch and the last), peak RSS of the whole tree (sum of VmRSS, sampled every 0.2 s),
@@ -53,7 +55,7 @@ from _common import read_events, write_results  # noqa: E402
 from streamworker.local import MotoServer  # noqa: E402
 from streamworker.local.servers import KinesisMock  # noqa: E402
 from tests.faultproxy import FaultProxy  # noqa: E402
-from tests.kcl import harness  # noqa: E402
+from tests.kcl import harness, multilang  # noqa: E402
 
 APPS = Path(__file__).resolve().parent / "vs_kcl_apps"
 SHARDS = 4
@@ -134,6 +136,8 @@ class Setting:
     def __init__(self, kinesis_url: str, dynamodb_url: str, stream: str, tmp: Path) -> None:
         self.kinesis_url, self.dynamodb_url, self.stream, self.tmp = kinesis_url, dynamodb_url, stream, tmp
         self.kcl_home = harness.install()
+        self.daemon_home = multilang.install()
+        self.kclpy1 = multilang.kclpy_sdist(multilang.KCLPY1_VERSION)
         self.env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                     "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_KINESIS": kinesis_url,
                     "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_url, "STREAMWORKER_LOG_FORMAT": "json"}
@@ -141,23 +145,27 @@ class Setting:
     def start(self, variant: str, app: str, worker: str, batch_log: Path) -> subprocess.Popen[bytes]:
         env = {**self.env, "BATCH_LOG": str(batch_log)}
         err = open(self.tmp / f"{app}-{worker}.stderr", "w")
+        if variant in ("kcl-multilang", "sw-multilang"):  # AWS's kclpy 1.5.1 sample, one line per batch
+            env.update(RECORD_LOG=str(batch_log), QUIET="1", WORKER_NAME=worker,
+                       PYTHONPATH=multilang.child_pythonpath(self.kclpy1))
+            props = multilang.write_properties(self.tmp / f"{app}-{worker}.properties", self.stream, app,
+                                               self.kinesis_url, self.dynamodb_url, worker,
+                                               failover_ms=FAILOVER * 1000, max_records=MAX_RECORDS)
+            if variant == "kcl-multilang":
+                d = multilang.MultiLangDaemon(self.daemon_home, props, env, self.tmp / f"{app}-{worker}.stderr",
+                                              jvm=("-Xmx512m",))
+                return d.proc
+            cmd = [sys.executable, "-m", "streamworker", "run", "--properties", str(props),
+                   "--multilang-protocol", "v1"]
+            return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
         if variant == "kcl-java":
             k = harness.KclWorker(self.kcl_home, self.stream, app, worker, batch_log, self.kinesis_url,
                                   self.dynamodb_url, self.tmp / f"{app}-{worker}.stderr", quiet=True,
                                   failover_ms=FAILOVER * 1000, jvm=("-Xmx512m",), max_records=MAX_RECORDS)
             return k.proc
-        common = ["--application-name", app, "--worker-id", worker]
-        if variant == "sw-native":
-            cmd = [sys.executable, "-m", "streamworker", "run", f"{APPS / 'noop_processor.py'}:NoopProcessor",
-                   "--stream", self.stream, "--initial-position", "TRIM_HORIZON",
-                   "--failover-time", str(FAILOVER), "--max-records", str(MAX_RECORDS), *common]
-        else:
-            props = self.tmp / f"{app}.properties"
-            props.write_text(f"executableName = {APPS / 'kclpy_child.py'}\nstreamName = {self.stream}\n"
-                             f"applicationName = {app}\ninitialPositionInStream = TRIM_HORIZON\n"
-                             f"failoverTimeMillis = {FAILOVER * 1000}\nmaxRecords = {MAX_RECORDS}\n"
-                             "regionName = us-east-1\n")
-            cmd = [sys.executable, "-m", "streamworker", "run", "--properties", str(props), "--worker-id", worker]
+        cmd = [sys.executable, "-m", "streamworker", "run", f"{APPS / 'noop_processor.py'}:NoopProcessor",
+               "--stream", self.stream, "--initial-position", "TRIM_HORIZON", "--failover-time", str(FAILOVER),
+               "--max-records", str(MAX_RECORDS), "--application-name", app, "--worker-id", worker]
         return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
 
 
@@ -301,7 +309,7 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=40000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--idle", type=float, default=30.0, help="seconds of idle after the backlog")
-    ap.add_argument("--variants", default="kcl-java,sw-native,sw-multilang")
+    ap.add_argument("--variants", default="kcl-multilang,kcl-java,sw-native,sw-multilang")
     ap.add_argument("--failover-runs", type=int, default=2)
     ap.add_argument("--no-failover", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "vs_kcl.json"))
@@ -338,7 +346,6 @@ def main() -> None:
         summary[v] = {k: round(statistics.median(x[k] for x in runs[v]), 2) for k in keys}
         for k in (fails[v][0] if fails[v] else {}):
             summary[v][k] = round(statistics.median(x[k] for x in fails[v]), 2)
-    base = summary.get("kcl-java")
     print(f"\nmedians of {args.runs} interleaved runs, {args.records} records of 100 bytes on {SHARDS} shards "
           "(kinesis-mock + moto), checkpoint every batch:")
     cols = ["records_per_cpu_second", "records_per_second", "peak_rss_mb", "ddb_ops_per_lease_minute_processing",
@@ -347,13 +354,15 @@ def main() -> None:
     print(f"{'':38}" + "".join(f"{v:>14}" for v in summary))
     for c in cols:
         print(f"{c:38}" + "".join(f"{m.get(c, float('nan')):>14}" for m in summary.values()))
-    if base:
+    for kcl in ("kcl-multilang", "kcl-java"):
+        base = summary.get(kcl)
         for v, m in summary.items():
-            if v != "kcl-java":
-                print(f"{v}: {m['records_per_cpu_second'] / base['records_per_cpu_second']:.2f}x KCL's records per "
-                      f"CPU-second, {m['peak_rss_mb'] / base['peak_rss_mb']:.2f}x its RSS")
+            if base and v.startswith("sw-"):
+                print(f"{v} against {kcl}: {m['records_per_cpu_second'] / base['records_per_cpu_second']:.2f}x its "
+                      f"records per CPU-second, {m['peak_rss_mb'] / base['peak_rss_mb']:.2f}x its RSS")
     write_results(args.out, {"records": args.records, "runs": args.runs, "failover_time": FAILOVER,
                              "servers": "kinesis-mock + moto", "kcl": harness.KCL_VERSION,
+                             "kcl_multilang": multilang.KCL1_VERSION, "kclpy": multilang.KCLPY1_VERSION,
                              "max_records": MAX_RECORDS, "shards": SHARDS,
                              "summary": summary, "throughput_runs": runs, "failover_runs": fails})
 

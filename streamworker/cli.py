@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", help="TOML file with settings (flags and STREAMWORKER_* env win)")
     run.add_argument("--properties", help="a KCL MultiLangDaemon .properties file (its executableName runs "
                                           "as a MultiLang child per shard unless PROCESSOR is given)")
+    run.add_argument("--multilang-protocol", choices=["v1", "v2"],
+                     help="MultiLang messages for the child: v2 (KCL 2.x/3.x, amazon-kclpy >= 2; default) or v1 "
+                          "(KCL 1.x, amazon-kclpy 1.x)")
     run.add_argument("--source", choices=["kinesis", "kafka"], help="default kinesis")
     run.add_argument("--coordinator", choices=["dynamodb", "kafka-group"],
                      help="who decides shard ownership (default: dynamodb for Kinesis, kafka-group for Kafka)")
@@ -165,7 +168,7 @@ def _run(args: argparse.Namespace) -> int:
         "worker_id", "failover_time", "max_records", "idle_time_between_reads", "shutdown_timeout", "metrics_port",
         "on_error", "dead_letter", "processor_retries", "processor_timeout",
         "checkpoint_interval", "checkpoint_every", "max_record_age", "dead_letter_max_consecutive",
-        "dead_letter_max_ratio", "release_halted_after",
+        "dead_letter_max_ratio", "release_halted_after", "multilang_protocol",
         "log_level", "log_format")}
     if args.stream_list:
         flags["stream"] = args.stream_list[0]
@@ -189,8 +192,8 @@ def _run(args: argparse.Namespace) -> int:
     elif props is not None and props.command:
         from .multilang import MultiLangProcessor
 
-        command, workdir = props.command, props.workdir
-        factory = lambda: MultiLangProcessor(command, workdir)  # noqa: E731
+        command, workdir, protocol = props.command, props.workdir, config.multilang_protocol
+        factory = lambda: MultiLangProcessor(command, workdir, protocol=protocol)  # noqa: E731
     else:
         raise ConfigError("no processor given: streamworker run MODULE:CLASS (or `processor` in the config, "
                           "or executableName in --properties)")

@@ -105,6 +105,8 @@ class WorkerConfig(BaseSettings):
     cleanup_finished_leases: bool = Field(
         True, description="delete a SHARD_END lease once its children's leases have checkpointed")
     call_process_records_even_for_empty_list: bool = False
+    multilang_protocol: Literal["v1", "v2"] = Field(
+        "v2", description="--properties children: v2 (KCL 2.x/3.x, amazon-kclpy >= 2) or v1 (KCL 1.x, amazon-kclpy 1.x)")
     metrics_port: int | None = Field(None, ge=0, le=65535, description="serve /metrics, /healthz, /readyz")
     metrics_host: str = "0.0.0.0"
     gc_threshold: int | None = Field(

@@ -5,18 +5,23 @@ stdout: initialize, processRecords (base64 data), checkpoint and its reply, leas
 shardEnded, shutdownRequested; each answered by ``{"action": "status", "responseFor": ...}``.
 Lines on the child's stdout that are not JSON (a ``print`` in the app) are logged, as is its
 stderr. An amazon-kclpy app, or one in any other MultiLang language, runs unchanged.
+
+Protocol ``v1`` is what KCL 1.x's MultiLangDaemon speaks and amazon-kclpy 1.x understands: a lost
+lease and a shard end are both ``{"action": "shutdown", "reason": "ZOMBIE" | "TERMINATE"}``.
+amazon-kclpy 2.x and later (``v2``, the default) refuse that message, and 1.x refuses theirs.
 """
 
 from __future__ import annotations
 
 import base64
+import collections
 import json
 import os
 import subprocess
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import structlog
 
@@ -56,10 +61,14 @@ class MultiLangProcessor(RecordProcessor):
     the current checkpoint) before the batch is delivered again."""
 
     def __init__(self, command: Sequence[str], workdir: str | Path | None = None,
-                 response_timeout: float | None = None) -> None:
+                 response_timeout: float | None = None, protocol: Literal["v1", "v2"] = "v2") -> None:
         self.command = list(command)
         self.workdir = str(workdir) if workdir else None
         self.response_timeout = response_timeout
+        self.protocol = protocol
+        #: the child's last stderr lines, to say why it exited
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
+        self._relay: threading.Thread | None = None
         self._proc: subprocess.Popen[str] | None = None
         self._init: InitializationInput | None = None
         self._checkpointer: Checkpointer | None = None
@@ -71,13 +80,15 @@ class MultiLangProcessor(RecordProcessor):
         self._proc = subprocess.Popen(
             self.command, cwd=self.workdir, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, bufsize=1, env=dict(os.environ))
-        threading.Thread(target=self._relay_stderr, args=(self._proc.stderr,), daemon=True).start()
+        self._relay = threading.Thread(target=self._relay_stderr, args=(self._proc.stderr,), daemon=True)
+        self._relay.start()
 
     def _relay_stderr(self, stream: IO[str] | None) -> None:
         if stream is None:
             return
         for line in stream:
             if line.strip():
+                self._stderr_tail.append(line)
                 self._log.info("child stderr", line=line.rstrip("\n"))
 
     def _send(self, message: dict[str, Any]) -> None:
@@ -97,7 +108,8 @@ class MultiLangProcessor(RecordProcessor):
             line = proc.stdout.readline()
             if not line:
                 code = proc.wait()
-                raise ChildProcessError(f"MultiLang child {self.command[-1]} exited with status {code}")
+                raise ChildProcessError(f"MultiLang child {self.command[-1]} exited with status {code}"
+                                        + self._exit_hint())
             text = line.strip()
             if not text:
                 continue
@@ -109,6 +121,15 @@ class MultiLangProcessor(RecordProcessor):
             if isinstance(message, dict) and "action" in message:
                 return message
             self._log.info("child stdout", line=text)
+
+    def _exit_hint(self) -> str:
+        if self._relay is not None:
+            self._relay.join(2)  # the child has exited: its stderr ends at once
+        if not any("couldn't be understood" in line for line in list(self._stderr_tail)):
+            return ""
+        other = "v1" if self.protocol == "v2" else "v2"
+        return (f": it did not understand a MultiLang {self.protocol} message (amazon-kclpy 1.x speaks v1, "
+                f"2.x and later v2): set multilang_protocol = {other}")
 
     def _exchange(self, message: dict[str, Any], checkpointer: Checkpointer | None) -> None:
         """Send an action and serve the child's checkpoint requests until it reports status."""
@@ -189,7 +210,8 @@ class MultiLangProcessor(RecordProcessor):
     def lease_lost(self, lease_lost_input: LeaseLostInput) -> None:
         try:
             if self._proc is not None and self._proc.poll() is None:
-                self._exchange({"action": "leaseLost"}, None)
+                self._exchange({"action": "shutdown", "reason": "ZOMBIE"} if self.protocol == "v1"
+                               else {"action": "leaseLost"}, None)
         finally:
             self._close()
 
@@ -197,7 +219,8 @@ class MultiLangProcessor(RecordProcessor):
         self._checkpointer = shard_ended_input.checkpointer
         try:
             self._ensure_child()
-            self._exchange({"action": "shardEnded"}, shard_ended_input.checkpointer)
+            self._exchange({"action": "shutdown", "reason": "TERMINATE"} if self.protocol == "v1"
+                           else {"action": "shardEnded"}, shard_ended_input.checkpointer)
         finally:
             self._close()
 

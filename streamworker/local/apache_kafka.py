@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .servers import _wait_port, cache_dir, free_port
+from .servers import _wait_port, cache_dir, cache_lock, free_port
 
 KAFKA_VERSION = "4.1.1"
 SLF4J_VERSION = "1.7.36"  # the slf4j-api Kafka 4.1 brings: a binding of the same line
@@ -45,21 +45,22 @@ def install_apache_kafka(version: str = KAFKA_VERSION) -> Path:
     jars = home / "jars"
     done = home / ".complete"
     pom = _POM.format(kafka=version, slf4j=SLF4J_VERSION)
-    if done.is_file() and (home / "pom.xml").read_text() == pom:
-        return jars
-    mvn = shutil.which("mvn")
-    if mvn is None or shutil.which("java") is None:
-        raise RuntimeError("Apache Kafka needs Java 17+ and Maven on the PATH (or use tansu: the dev extra)")
-    home.mkdir(parents=True, exist_ok=True)
-    done.unlink(missing_ok=True)
-    shutil.rmtree(jars, ignore_errors=True)
-    (home / "pom.xml").write_text(pom)
-    result = subprocess.run([mvn, "-q", "-B", "dependency:copy-dependencies", f"-DoutputDirectory={jars}",
-                             "-DincludeScope=runtime"], cwd=home, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"fetching Apache Kafka {version} with Maven failed: "
-                           f"{(result.stdout + result.stderr).strip()[-2000:]}")
-    done.touch()
+    with cache_lock(home.name):
+        if done.is_file() and (home / "pom.xml").read_text() == pom:
+            return jars
+        mvn = shutil.which("mvn")
+        if mvn is None or shutil.which("java") is None:
+            raise RuntimeError("Apache Kafka needs Java 17+ and Maven on the PATH (or use tansu: the dev extra)")
+        home.mkdir(parents=True, exist_ok=True)
+        done.unlink(missing_ok=True)
+        shutil.rmtree(jars, ignore_errors=True)
+        (home / "pom.xml").write_text(pom)
+        result = subprocess.run([mvn, "-q", "-B", "dependency:copy-dependencies", f"-DoutputDirectory={jars}",
+                                 "-DincludeScope=runtime"], cwd=home, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"fetching Apache Kafka {version} with Maven failed: "
+                               f"{(result.stdout + result.stderr).strip()[-2000:]}")
+        done.touch()
     return jars
 
 

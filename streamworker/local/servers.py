@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import shutil
@@ -9,6 +11,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +60,9 @@ class MotoServer:
     def __init__(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        from . import moto_fixes
+
+        moto_fixes.apply()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self.port = free_port()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
@@ -94,6 +100,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("STREAMWORKER_CACHE") or Path.home() / ".cache" / "streamworker")
 
 
+@contextlib.contextmanager
+def cache_lock(name: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``name`` in the cache: installers running at once (pytest
+    workers, two demos) fetch once and never see a half-written folder."""
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with open(cache_dir() / f".{name}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def kinesis_local_dir() -> Path:
     return cache_dir() / f"kinesis-local-{KINESIS_LOCAL_VERSION}"
 
@@ -102,14 +121,15 @@ def install_kinesis_local() -> Path:
     """npm-install kinesis-mock into the cache (once); return the package folder."""
     prefix = kinesis_local_dir()
     pkg = prefix / "node_modules" / "kinesis-local"
-    if (pkg / "main.js").is_file():
-        return pkg
-    npm = shutil.which("npm")
-    if npm is None:
-        raise RuntimeError("npm is needed to install kinesis-mock (kinesis-local); install Node.js")
-    prefix.mkdir(parents=True, exist_ok=True)
-    subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(prefix),
-                    f"kinesis-local@{KINESIS_LOCAL_VERSION}"], check=True, stdout=subprocess.DEVNULL)
+    with cache_lock(prefix.name):
+        if (pkg / "main.js").is_file():
+            return pkg
+        npm = shutil.which("npm")
+        if npm is None:
+            raise RuntimeError("npm is needed to install kinesis-mock (kinesis-local); install Node.js")
+        prefix.mkdir(parents=True, exist_ok=True)
+        subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(prefix),
+                        f"kinesis-local@{KINESIS_LOCAL_VERSION}"], check=True, stdout=subprocess.DEVNULL)
     return pkg
 
 

@@ -79,6 +79,16 @@ def make_stream(client: KinesisClient, name: str, shards: int) -> None:
     client.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig=fast)
 
 
+def split_first_shard(kinesis: Any, stream: str) -> str:
+    """Split the lowest shard at the middle of its hash range; returns its id once ACTIVE."""
+    shard = sorted(kinesis.list_shards(StreamName=stream)["Shards"], key=lambda s: s["ShardId"])[0]
+    lo, hi = (int(shard["HashKeyRange"][k]) for k in ("StartingHashKey", "EndingHashKey"))
+    kinesis.split_shard(StreamName=stream, ShardToSplit=shard["ShardId"], NewStartingHashKey=str((lo + hi) // 2))
+    wait_for(lambda: kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamStatus"]
+             == "ACTIVE", 30, "the split")
+    return str(shard["ShardId"])
+
+
 def produce(client: KinesisClient, stream: str, start: int, count: int, keys: int = 16) -> None:
     """Put records numbered start..start+count-1 (data = the number) over ``keys`` partition keys."""
     n = start

@@ -12,7 +12,7 @@ import pytest
 from streamworker.local import KinesisMock, MotoServer
 
 from ..kcl import harness
-from .conftest import RecordLog, WorkerProcess, make_stream, produce, wait_for
+from .conftest import RecordLog, WorkerProcess, make_stream, produce, split_first_shard, wait_for
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not harness.available(), reason="needs Java (javac) and Maven")]
@@ -117,15 +117,6 @@ def test_streamworker_refuses_a_table_kcl3_runs_in_leader_mode(setting: Any, kcl
     err = [ln for ln in w.stderr().splitlines() if ln.startswith("streamworker: error:")]
     assert len(err) == 1 and "leader-based assignment" in err[0] and "CLIENT_VERSION_3X" in err[0], w.stderr()[-2000:]
     assert not by_worker(log, "sw")
-
-
-def split_first_shard(kinesis: Any, stream: str) -> Any:
-    shard = sorted(kinesis.list_shards(StreamName=stream)["Shards"], key=lambda s: s["ShardId"])[0]
-    lo, hi = (int(shard["HashKeyRange"][k]) for k in ("StartingHashKey", "EndingHashKey"))
-    kinesis.split_shard(StreamName=stream, ShardToSplit=shard["ShardId"], NewStartingHashKey=str((lo + hi) // 2))
-    wait_for(lambda: kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamStatus"]
-             == "ACTIVE", 30, "the split")
-    return shard["ShardId"]
 
 
 @pytest.mark.parametrize("first", ["kcl", "sw"])

@@ -8,8 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +17,13 @@ from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 from mypy_boto3_kinesis.client import KinesisClient
 
 from streamworker import RecordProcessor, Worker, WorkerConfig
-from streamworker.local.servers import cache_dir
 
+from ..kcl import multilang
 from .conftest import make_stream, wait_for
 
 pytestmark = pytest.mark.integration
 
-KCLPY = "amazon-kclpy==3.2.0"
+KCLPY_VERSION = "3.2.0"
 KCL_ATTRIBUTES = {"leaseKey", "leaseOwner", "leaseCounter", "ownerSwitchesSinceCheckpoint", "checkpoint",
                   "checkpointSubSequenceNumber", "pendingCheckpoint", "pendingCheckpointSubSequenceNumber",
                   "pendingCheckpointState", "parentShardId", "childShardIds", "startingHashKey", "endingHashKey",
@@ -35,20 +33,10 @@ STREAMWORKER_ATTRIBUTES = {"swRecordsPerSecond"}
 
 
 @pytest.fixture(scope="session")
-def kclpy_sdist() -> Any:
+def kclpy_sdist() -> Path:
     """amazon-kclpy's sdist (its installer fetches JARs, so it is not installed: the pure-Python
     package and the samples are used from the unpacked sdist)."""
-    cache = cache_dir() / "amazon_kclpy"
-    root = cache / "amazon_kclpy-3.2.0"
-    if not (root / "amazon_kclpy" / "kcl.py").is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-                            "-d", tmp, KCLPY], check=True)
-            (archive,) = Path(tmp).glob("amazon*kclpy-3.2.0.tar.gz")
-            with tarfile.open(archive) as tar:
-                tar.extractall(cache, filter="data")
-    return root
+    return multilang.kclpy_sdist(KCLPY_VERSION)
 
 
 def lease_rows(table: str) -> dict[str, dict[str, AttributeValueTypeDef]]:

@@ -12,7 +12,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from streamworker.local.servers import cache_dir
+from streamworker.local.servers import cache_dir, cache_lock
 
 KCL_VERSION = "2.6.0"
 KCL3_VERSION = "3.1.0"  # run with client_version="COMPATIBLE_WITH_2X" (mixed fleets) or "3X" (leader mode)
@@ -38,27 +38,61 @@ def classes_dir(home: Path) -> Path:
     return home / f"classes-{hashlib.sha1((HERE / 'KclHarness.java').read_bytes()).hexdigest()[:12]}"
 
 
+def fetch_jars(home: Path, pom: str) -> None:
+    """The runtime jars of ``pom``'s dependencies into ``home/jars``, once (Maven Central)."""
+    with cache_lock(home.name):
+        if (home / ".jars-complete").is_file():
+            return
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "pom.xml").write_text(pom)
+        subprocess.run(["mvn", "-q", "-B", "dependency:copy-dependencies", f"-DoutputDirectory={home / 'jars'}",
+                        "-DincludeScope=runtime"], cwd=home, check=True, capture_output=True)
+        (home / ".jars-complete").touch()
+
+
 def install(version: str = KCL_VERSION) -> Path:
     """KCL's jars (Maven) and the compiled harness, in the cache; returns the folder."""
     home = (cache_dir() / f"kcl-java-{version}").resolve()
     source = HERE / "KclHarness.java"
     classes = classes_dir(home)
-    if (classes / "KclHarness.class").is_file():
-        return home
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / ".jars-complete").is_file():
-        (home / "pom.xml").write_text(POM.format(kcl=version))
-        subprocess.run(["mvn", "-q", "-B", "dependency:copy-dependencies", f"-DoutputDirectory={home / 'jars'}",
-                        "-DincludeScope=runtime"], cwd=home, check=True, capture_output=True)
-        (home / ".jars-complete").touch()
-    classes.mkdir(exist_ok=True)
-    subprocess.run(["javac", "-nowarn", "-cp", f"{home / 'jars'}/*", "-d", str(classes), str(source)], check=True,
-                   capture_output=True)
+    fetch_jars(home, POM.format(kcl=version))
+    with cache_lock(classes.name):
+        if not (classes / "KclHarness.class").is_file():
+            classes.mkdir(exist_ok=True)
+            subprocess.run(["javac", "-nowarn", "-cp", f"{home / 'jars'}/*", "-d", str(classes), str(source)],
+                           check=True, capture_output=True)
     return home
 
 
-class KclWorker:
-    """One KCL Java worker process."""
+class JavaProcess:
+    """A JVM started by a harness: stopped with SIGTERM (its shutdown hooks run) or killed."""
+
+    proc: subprocess.Popen[bytes]
+    stderr_path: Path
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM and wait; returns 0 when the JVM exited on the signal (128 + 15) or cleanly."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return 0 if self.proc.returncode in (0, 143) else self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+
+class KclWorker(JavaProcess):
+    """One KCL Java worker process; SIGTERM runs KCL's graceful shutdown (processors checkpoint
+    and release)."""
 
     def __init__(self, home: Path, stream: str, app: str, worker_id: str, record_log: Path, kinesis_url: str,
                  dynamodb_url: str, stderr: Path, failover_ms: int = 10000, client_version: str | None = None,
@@ -78,26 +112,6 @@ class KclWorker:
         self.stderr_path = stderr
         self.worker_id = worker_id
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(stderr, "w"))
-
-    def stop(self, timeout: float = 60) -> int:
-        """Graceful (SIGTERM: KCL's shutdown, processors checkpoint and release)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        # the JVM exits 143 (128 + SIGTERM) after its shutdown hooks ran: KCL's graceful shutdown
-        return 0 if self.proc.returncode == 143 else self.proc.returncode
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text()
 
 
 def complaints(stderr: str) -> list[str]:
