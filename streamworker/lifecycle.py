@@ -47,7 +47,7 @@ from .processor import (
 from .processor_calls import CallFailed, ProcessorCall, attempt
 from .record_failures import RecordFailures, redeliver_from_first_failure
 from .shard_state import BatchFeed, ConsumerSettings, ConsumerState, ShardProgress
-from .sources.base import Batch, InvalidStartPosition, Source
+from .sources.base import Batch, InvalidStartPosition, Source, SourceAccessDenied
 
 if TYPE_CHECKING:
     from .metrics import WorkerMetrics
@@ -60,10 +60,13 @@ class ShardLifecycle(BatchDelivery):
 
     def __init__(self, lease: Lease, processor: RecordProcessor, source: Source, leases: LeaseAccess,
                  settings: ConsumerSettings, feed: BatchFeed, clock: Clock, *, label: str, stream: str,
-                 lineage: ShardLineage | None = None, metrics: WorkerMetrics | None = None) -> None:
+                 lineage: ShardLineage | None = None, metrics: WorkerMetrics | None = None,
+                 on_source_denied: Callable[[str], None] | None = None) -> None:
         self.lease, self.processor, self.source, self.leases = lease, processor, source, leases
         self.settings, self.feed, self.clock, self.lineage, self.metrics = settings, feed, clock, lineage, metrics
         self.shard_id, self.label, self.stream = lease.shard_id, label, stream
+        #: told when the source refuses a permission (the worker stops; this shard ends as a stop does)
+        self.on_source_denied = on_source_denied
         self.state = ConsumerState.WAITING_ON_PARENTS
         self.progress = ShardProgress()
         self.end_reason: str | None = None
@@ -123,6 +126,12 @@ class ShardLifecycle(BatchDelivery):
             return None
         try:
             return self._handlers[self.state]()
+        except SourceAccessDenied as exc:
+            self._log.error("reading the shard was refused", error=str(exc))
+            if self.on_source_denied is not None:
+                self.on_source_denied(str(exc))
+            self.request_shutdown()  # the next step ends the shard as a graceful stop does
+            return 0.0
         except Exception as exc:
             self._log.exception("shard consumer failed unexpectedly")
             return self._halt(f"unexpected error: {exc!r:.300}")
@@ -183,6 +192,8 @@ class ShardLifecycle(BatchDelivery):
             if item is None:  # nothing new: an interval checkpoint may still be due
                 return 0.0 if self.policy.apply(self.tracker, self._log) else self._end("lease lost")
             if isinstance(item, BaseException):
+                if isinstance(item, SourceAccessDenied):
+                    raise item  # step() ends the shard and stops the worker
                 if isinstance(item, InvalidStartPosition):
                     return self._halt(self.lease.unreadable_checkpoint(str(item)))
                 return self._halt(f"reading the shard failed: {item!r:.300}")

@@ -88,6 +88,13 @@ class Scheduler(Generic[C]):
             self.failure = error
         self._events.put(("fatal", error))
 
+    def source_failed(self, error: str) -> None:
+        """The source cannot be read any more (a permission was refused): end every shard as a
+        graceful stop does (checkpoint, release) and stop with ``failure`` set."""
+        if self.failure is None:
+            self.failure = error
+        self._events.put(("source_fatal", error))
+
     # -- control ---------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -156,6 +163,11 @@ class Scheduler(Generic[C]):
                     return
                 elif kind == "fatal":
                     self._fatal_stop(str(payload))
+                    return
+                elif kind == "source_fatal":
+                    self._log.error("worker stopping: the source cannot be read", error=str(payload))
+                    self.shutting_down.set()
+                    self._graceful_stop()
                     return
                 elif kind == "sync":
                     next_sync = self._clock.monotonic()

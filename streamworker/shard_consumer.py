@@ -123,6 +123,7 @@ class ShardConsumer:
         metrics: WorkerMetrics | None = None,
         lineage: ShardLineage | None = None,
         feed: BatchFeed | None = None,
+        on_source_denied: Callable[[str], None] | None = None,
     ) -> None:
         self.lease = lease
         self.shard_id = lease.shard_id
@@ -136,7 +137,8 @@ class ShardConsumer:
             feed = PrefetchFeed(self.shard_id, settings.max_pending_batches) if settings.read_ahead else DirectFeed()
         self._feed = feed
         self.lifecycle = ShardLifecycle(lease, processor, source, leases, settings, feed, self.clock, label=self.label,
-                                        stream=self.stream, lineage=lineage, metrics=metrics)
+                                        stream=self.stream, lineage=lineage, metrics=metrics,
+                                        on_source_denied=on_source_denied)
         self.hang_reported: tuple[str, float] | None = None
         self._on_done = on_done
         self._wake = threading.Event()

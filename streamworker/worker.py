@@ -24,7 +24,7 @@ from .processor import RecordProcessor
 from .scheduler import Scheduler
 from .shard_consumer import ShardConsumer
 from .shard_state import ConsumerState
-from .sources.base import Source
+from .sources.base import Source, SourceAccessDenied
 
 if TYPE_CHECKING:
     import boto3
@@ -98,7 +98,8 @@ class Worker:
         self.kafka: KafkaClient | None = self._parts.kafka
         self._scheduler: Scheduler[ShardConsumer] = Scheduler(
             self.coordinator, self._make_consumer, shutdown_timeout=config.shutdown_timeout,
-            sync=self._parts.sync, sync_interval=config.shard_sync_interval, on_tick=self._tick,
+            sync=self._sync if self._parts.sync is not None else None, sync_interval=config.shard_sync_interval,
+            on_tick=self._tick,
             on_stopped=self._stop_services, clock=self._clock, name=f"scheduler-{self.worker_id}",
             log_context={"worker_id": self.worker_id, "stream": config.stream_label})
         self._hangs = HangDetector(config.processor_timeout, self._clock, self.metrics, self._log)
@@ -200,7 +201,14 @@ class Worker:
             return None
         return ShardConsumer(lease, processor, self._parts.source_for(lease), self.coordinator,
                              self._parts.settings, on_done=on_done, clock=self._clock, metrics=self.metrics,
-                             lineage=self._parts.lineage)
+                             lineage=self._parts.lineage, on_source_denied=self._scheduler.source_failed)
+
+    def _sync(self) -> None:
+        assert self._parts.sync is not None
+        try:
+            self._parts.sync()
+        except SourceAccessDenied as exc:  # a listing refused: no shard can be found any more
+            self._scheduler.source_failed(str(exc))
 
     def _stream_retired(self, prefix: str) -> None:
         for c in self.consumers():

@@ -14,6 +14,11 @@ class StopReading(Exception):
     """A reader was closed while it waited."""
 
 
+class SourceAccessDenied(SourceError):
+    """A permission to read the source is missing (or was revoked): retrying does not help, so
+    the worker ends its shards gracefully and stops with this one-line message."""
+
+
 class InvalidStartPosition(SourceError):
     """The source refused the position to read from (e.g. a checkpoint that is not a sequence
     number of this shard): the lease row needs fixing."""

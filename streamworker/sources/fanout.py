@@ -33,6 +33,7 @@ from .kinesis import (
     KinesisSource,
     MalformedReply,
     ReaderStats,
+    refused,
     shard_closed,
     stream_args,
     trimmed_away,
@@ -58,12 +59,19 @@ def register_consumer(client: KinesisClient, stream_arn: str, name: str, clock: 
         client.register_stream_consumer(StreamARN=stream_arn, ConsumerName=name)
         log.info("registered an enhanced fan-out consumer", consumer=name, stream=stream_arn)
     except botocore.exceptions.ClientError as exc:
+        if denied := refused(exc, "RegisterStreamConsumer", stream_arn):
+            raise denied from None
         if error_code(exc) != "ResourceInUseException":  # it exists already: reuse it
             raise SourceError(f"cannot register fan-out consumer {name!r}: {exc}") from None
     deadline = clock.monotonic() + timeout
     backoff = Backoff(base=0.2, cap=2.0)
     while True:
-        desc = client.describe_stream_consumer(StreamARN=stream_arn, ConsumerName=name)["ConsumerDescription"]
+        try:
+            desc = client.describe_stream_consumer(StreamARN=stream_arn, ConsumerName=name)["ConsumerDescription"]
+        except botocore.exceptions.ClientError as exc:
+            if denied := refused(exc, "DescribeStreamConsumer", f"{stream_arn}/consumer/{name}"):
+                raise denied from None
+            raise
         if desc["ConsumerStatus"] == "ACTIVE":
             return str(desc["ConsumerARN"])
         if clock.monotonic() > deadline:
@@ -137,6 +145,8 @@ class FanoutShardReader:
                 resp = self.client.subscribe_to_shard(ConsumerARN=self.consumer_arn, ShardId=self.shard_id,
                                                       StartingPosition=self._starting_position())
             except Exception as exc:
+                if denied := refused(exc, "SubscribeToShard", self.consumer_arn):
+                    raise denied from None
                 if trimmed_away(exc, self.client, self.stream, self.shard_id):
                     return False
                 if error_code(exc) not in RETRY_CODES and not is_transient(exc):
@@ -184,6 +194,8 @@ class FanoutShardReader:
                 continue
             except (botocore.exceptions.ClientError, botocore.exceptions.EventStreamError) as exc:
                 self._end_subscription()
+                if denied := refused(exc, "SubscribeToShard", self.consumer_arn):
+                    raise denied from None
                 if error_code(exc) not in RETRY_CODES and not is_transient(exc) and not isinstance(
                         exc, botocore.exceptions.EventStreamError):
                     raise
@@ -224,6 +236,8 @@ class FanoutShardReader:
                 StartingSequenceNumber=self._continuation)["ShardIterator"]
             resp = self.client.get_records(ShardIterator=iterator, Limit=1)
         except Exception as exc:
+            if denied := refused(exc, "GetRecords", self.stream):  # GetShardIterator's name is in the message
+                raise denied from None
             log.debug("end-of-shard check failed; will retry", shard_id=self.shard_id, error=describe(exc))
             return None
         if not isinstance(resp.get("Records"), list) or resp["Records"] or resp.get("NextShardIterator") is not None:

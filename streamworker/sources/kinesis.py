@@ -12,13 +12,13 @@ import botocore.exceptions
 import structlog
 
 from ..aggregation import MAGIC, deaggregate
-from ..aws_errors import THROTTLE_CODES, describe, error_code, is_transient
+from ..aws_errors import THROTTLE_CODES, denied_message, describe, error_code, is_denied, is_transient
 from ..backoff import Backoff
 from ..clock import Clock, SystemClock
 from ..errors import SourceError
 from ..processor import ChildShard
 from ..records import ExtendedSequenceNumber, Record, StartPosition
-from .base import Batch, InvalidStartPosition, ShardInfo, StopReading
+from .base import Batch, InvalidStartPosition, ShardInfo, SourceAccessDenied, StopReading
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis.client import KinesisClient
@@ -38,6 +38,14 @@ class StreamArgs(TypedDict, total=False):
 def stream_args(stream: str) -> StreamArgs:
     """StreamName or StreamARN, whichever ``stream`` is."""
     return {"StreamARN": stream} if stream.startswith("arn:") else {"StreamName": stream}
+
+
+def refused(exc: BaseException, operation: str, stream: str) -> SourceAccessDenied | None:
+    """The error to stop with when ``exc`` is a refused permission on ``stream``, else None."""
+    if not is_denied(exc):
+        return None
+    resource = stream if stream.startswith("arn:") else f"stream/{stream}"
+    return SourceAccessDenied(denied_message(exc, "kinesis", operation, resource))
 
 
 def trimmed_away(exc: BaseException, client: KinesisClient, stream: str, shard_id: str) -> bool:
@@ -172,6 +180,8 @@ class KinesisShardReader:
                 self.stats.malformed_replies += 1
                 self._retry_wait(exc, "GetShardIterator")
             except Exception as exc:
+                if denied := refused(exc, "GetShardIterator", self.stream):
+                    raise denied from None
                 if trimmed_away(exc, self.client, self.stream, self.shard_id):
                     return None
                 if error_code(exc) in ("InvalidArgumentException", "ValidationException") and resume is not None:
@@ -212,6 +222,8 @@ class KinesisShardReader:
                 self._retry_wait(exc, "GetRecords")  # the same iterator again: records already had are dropped
                 continue
             except Exception as exc:
+                if denied := refused(exc, "GetRecords", self.stream):
+                    raise denied from None
                 if trimmed_away(exc, self.client, self.stream, self.shard_id):
                     self._ended = True
                     return Batch(records=[], shard_end=True)
@@ -326,6 +338,8 @@ class KinesisSource:
         try:
             summary = self._client.describe_stream_summary(**stream_args(self._stream))
         except botocore.exceptions.ClientError as exc:
+            if denied := refused(exc, "DescribeStreamSummary", self._stream):
+                raise denied from None
             if error_code(exc) == "ResourceNotFoundException":
                 raise SourceError(
                     f"Kinesis stream {self._stream!r} not found in region "
@@ -352,6 +366,8 @@ class KinesisSource:
             try:
                 resp = self._client.list_shards(**args)
             except Exception as exc:
+                if denied := refused(exc, "ListShards", self._stream):
+                    raise denied from None
                 if error_code(exc) == "ResourceNotFoundException":
                     raise SourceError(f"Kinesis stream {self._stream!r} not found") from None
                 if not is_transient(exc):
@@ -386,7 +402,12 @@ def list_stream_names(client: KinesisClient) -> list[str]:
     names: list[str] = []
     args: dict[str, Any] = {}
     while True:
-        page = client.list_streams(**args)
+        try:
+            page = client.list_streams(**args)
+        except botocore.exceptions.ClientError as exc:
+            if is_denied(exc):
+                raise SourceAccessDenied(denied_message(exc, "kinesis", "ListStreams", "*")) from None
+            raise
         listed = page.get("StreamNames", [])
         names += listed
         if not page.get("HasMoreStreams") or not listed:

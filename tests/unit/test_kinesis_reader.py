@@ -10,6 +10,7 @@ from streamworker.aggregation import UserRecord, aggregate
 from streamworker.clock import FakeClock
 from streamworker.records import ExtendedSequenceNumber as ESN
 from streamworker.records import StartPosition
+from streamworker.sources.base import SourceAccessDenied
 from streamworker.sources.kinesis import KinesisShardReader, KinesisSource
 
 
@@ -104,8 +105,14 @@ def test_throttling_and_5xx_are_retried_with_backoff(error: Any) -> None:
 
 
 def test_permanent_errors_are_raised() -> None:
-    r = reader(ScriptedKinesis([client_error("AccessDeniedException")]))
+    r = reader(ScriptedKinesis([client_error("ValidationException")]))
     with pytest.raises(botocore.exceptions.ClientError):
+        r.read()
+
+
+def test_a_refused_permission_is_raised_naming_the_action_and_the_stream() -> None:
+    r = reader(ScriptedKinesis([client_error("AccessDeniedException")]))
+    with pytest.raises(SourceAccessDenied, match=r"not allowed to perform kinesis:GetRecords on stream/"):
         r.read()
 
 
