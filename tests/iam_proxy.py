@@ -11,6 +11,10 @@ moto's own policy evaluator, and answers a refused call as AWS does (400,
 RESOURCE ..."). Allowed calls go to the upstream for their service (chosen by the signature's
 credential scope), replies streamed through (SubscribeToShard), with kinesis-mock's missing
 ``initial-response`` event added in front of a subscription's events.
+
+STS is followed as AWS does it: ``AssumeRole`` needs ``sts:AssumeRole`` on the role in the
+caller's policy, ``AssumeRoleWithWebIdentity`` is unsigned (the token is the proof), and the keys
+either reply hands out become a principal holding the role's policy (``roles``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import http.client
 import json
 import re
 import threading
+import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,6 +64,8 @@ class IamProxy:
     principals: dict[str, Principal]
     region: str = "us-east-1"
     account: str = "123456789012"
+    #: role ARN -> the policy of whoever assumes it
+    roles: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: upstreams whose SubscribeToShard lacks the initial-response event (kinesis-mock)
     add_initial_response: bool = True
     decisions: list[Decision] = field(default_factory=list)
@@ -144,11 +151,38 @@ class IamProxy:
 
     # -- the proxy --------------------------------------------------------------------------
 
+    def _sts(self, h: BaseHTTPRequestHandler, raw: bytes) -> None:
+        form = {k: v[0] for k, v in urllib.parse.parse_qs(raw.decode()).items()}
+        action, role = form.get("Action", ""), form.get("RoleArn", "")
+        if action == "AssumeRole":
+            m = _CREDENTIAL.search(h.headers.get("Authorization", ""))
+            caller = self.principals.get(m.group(1)) if m else None
+            permitted = caller is not None and IAMPolicy(json.dumps(caller.policy)).is_action_permitted(
+                "sts:AssumeRole", role) == PermissionResult.PERMITTED
+            with self._lock:
+                self.decisions.append(Decision(caller.arn if caller else "?", "sts:AssumeRole", role, permitted))
+            if not permitted:
+                return self._error(h, 403, "AccessDenied", f"not authorized to perform: sts:AssumeRole on resource: {role}")
+        elif action != "AssumeRoleWithWebIdentity":
+            return self._forward(h, "sts", action, "*", raw)
+        if role not in self.roles:
+            return self._error(h, 403, "AccessDenied", f"no such role here: {role}")
+        self._forward(h, "sts", action, role, raw)
+
+    def _learn_keys(self, role: str, reply: bytes) -> None:
+        text = reply.decode(errors="replace")
+        key = re.search(r"<AccessKeyId>([^<]+)</AccessKeyId>", text)
+        who = re.search(r"<AssumedRoleUser>.*?<Arn>([^<]+)</Arn>", text, re.S)
+        if key and role in self.roles:
+            self.principals[key.group(1)] = Principal(who.group(1) if who else role, self.roles[role])
+
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         length = int(h.headers.get("Content-Length") or 0)
         raw = h.rfile.read(length) if length else b""
         m = _CREDENTIAL.search(h.headers.get("Authorization", ""))
         target = h.headers.get("X-Amz-Target", "")
+        if (m is not None and m.group(3) == "sts") or b"Action=AssumeRoleWithWebIdentity" in raw:
+            return self._sts(h, raw)
         if m is None or not target:
             return self._error(h, 400, "MissingAuthenticationTokenException", "Missing Authentication Token")
         key, _, service = m.groups()
@@ -191,6 +225,8 @@ class IamProxy:
         if not streaming:
             data = resp.read()
             self._remember(service, operation, resource, data)
+            if service == "sts" and resp.status == 200:
+                self._learn_keys(resource, data)
             h.send_header("Content-Length", str(len(data)))
             h.end_headers()
             h.wfile.write(data)

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.integration
 README = Path(__file__).resolve().parents[2] / "README.md"
 REGION, ACCOUNT = "us-east-1", "123456789012"
 WORKER_KEY, ADMIN_KEY = "AKIAWORKER0000000001", "AKIAADMIN00000000001"
+ADMIN_ARN = f"arn:aws:iam::{ACCOUNT}:user/admin"
 
 
 def documented_policy() -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -70,12 +71,17 @@ class Setting:
     def grant(self, policy: dict[str, Any]) -> None:
         self.proxy.principals[WORKER_KEY] = Principal(f"arn:aws:iam::{ACCOUNT}:user/streamworker", policy)
 
-    def worker(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        penv = {**os.environ, "AWS_ENDPOINT_URL": self.proxy.endpoint, "AWS_ACCESS_KEY_ID": WORKER_KEY,
-                "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": REGION, "RECORD_LOG": str(self.log.path),
-                "WORKER_NAME": "w1", "STREAMWORKER_TAKE_INTERVAL": "0.5", **(env or {})}
-        for k in ("AWS_ENDPOINT_URL_KINESIS", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+    def worker(self, *args: str, env: dict[str, str] | None = None, static_keys: bool = True) -> subprocess.Popen[bytes]:
+        """``streamworker run`` signing with the worker's key (``static_keys``), or with what
+        ``env`` sets up for boto3's credential chain."""
+        penv = {**os.environ, "AWS_ENDPOINT_URL": self.proxy.endpoint, "AWS_DEFAULT_REGION": REGION,
+                "RECORD_LOG": str(self.log.path), "WORKER_NAME": "w1", "STREAMWORKER_TAKE_INTERVAL": "0.5"}
+        for k in ("AWS_ENDPOINT_URL_KINESIS", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_PROFILE", "AWS_SESSION_TOKEN",
+                  "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             penv.pop(k, None)
+        if static_keys:
+            penv.update(AWS_ACCESS_KEY_ID=WORKER_KEY, AWS_SECRET_ACCESS_KEY="x")
+        penv.update(env or {})
         p = subprocess.Popen([sys.executable, "-m", "streamworker", "run", PROCESSOR,
                               "--application-name", self.names["app"], "--worker-id", "w1", "--failover-time", "3",
                               "--initial-position", "TRIM_HORIZON", "--idle-time-between-reads", "0.2",
@@ -104,10 +110,10 @@ class Setting:
 
 @pytest.fixture
 def setting(kinesis_mock: KinesisMock, moto_server: MotoServer, names: dict[str, str], tmp_path: Path) -> Iterator[Setting]:
-    admin = Principal(f"arn:aws:iam::{ACCOUNT}:user/admin",
+    admin = Principal(ADMIN_ARN,
                       {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
     upstreams = {"kinesis": kinesis_mock.endpoint, "dynamodb": moto_server.endpoint, "sqs": moto_server.endpoint,
-                 "sts": moto_server.endpoint}
+                 "sts": moto_server.endpoint}  # STS: moto's, which issues the role credentials
     with IamProxy(upstreams, {ADMIN_KEY: admin}, REGION, ACCOUNT) as proxy:
         s = Setting(proxy, names, tmp_path)
         yield s
@@ -224,3 +230,100 @@ def test_a_permission_revoked_while_running_is_one_line_and_exit_1(setting: Sett
     assert f"not allowed to perform {revoked} on {resource}" in line, line
     denied = [d for d in s.proxy.denied() if d.action == revoked]
     assert 1 <= len(denied) <= 10  # no retry storm against a refusal
+
+
+# -- the credential chain, each way a deployment gets credentials, under the same policy ----------
+
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/orders-consumer"
+
+
+def signed_only_by(s: Setting, principal_prefix: str) -> None:
+    """Every Kinesis and DynamoDB call of the worker was signed with the role's credentials."""
+    with s.proxy._lock:
+        signers = {d.principal for d in s.proxy.decisions
+                   if d.action.split(":")[0] in ("kinesis", "dynamodb") and d.principal != ADMIN_ARN}
+    assert signers and all(p.startswith(principal_prefix) for p in signers), signers
+
+
+def test_an_assumed_role_holds_the_policy_the_worker_only_assumes(setting: Setting) -> None:
+    """--role-arn: the worker's own key may only assume the role; the role holds the README's policy."""
+    s, stream, app = setting, setting.names["stream"], setting.names["app"]
+    make_stream(s.kinesis, stream, 2)
+    produce(s.kinesis, stream, 0, 60)
+    s.proxy.roles[ROLE] = policy_for(stream, app)
+    run_through(s, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": ROLE}]}, "--stream", stream, "--role-arn", ROLE)
+    signed_only_by(s, f"arn:aws:sts::{ACCOUNT}:assumed-role/orders-consumer/")
+
+
+def test_an_eks_pod_with_a_web_identity_role(setting: Setting, tmp_path: Path) -> None:
+    """EKS IRSA: no keys at all, only the token file and role boto3's chain reads (AssumeRoleWithWebIdentity)."""
+    s, stream, app = setting, setting.names["stream"], setting.names["app"]
+    make_stream(s.kinesis, stream, 2)
+    produce(s.kinesis, stream, 0, 60)
+    token = tmp_path / "token"
+    token.write_text("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6b3JkZXJzIn0.c2ln")
+    s.proxy.roles[ROLE] = policy_for(stream, app)
+    w = s.worker("--stream", stream, static_keys=False, env={
+        "AWS_ROLE_ARN": ROLE, "AWS_WEB_IDENTITY_TOKEN_FILE": str(token), "AWS_ROLE_SESSION_NAME": "orders-pod-1"})
+    wait_for(lambda: s.processed() == list(range(60)) or w.poll() is not None, 60, "every record processed")
+    s.stop(w)
+    assert s.processed() == list(range(60)), s.stderr()[-3000:]
+    s.no_denials()
+    signed_only_by(s, f"arn:aws:sts::{ACCOUNT}:assumed-role/orders-consumer/orders-pod-1")
+
+
+class TaskRoleEndpoint:
+    """The ECS agent's credentials endpoint: new keys at every fetch, expiring in ``life`` seconds,
+    only for the authorization token the container was given."""
+
+    def __init__(self, proxy: IamProxy, policy: dict[str, Any], token: str, life: float) -> None:
+        import datetime
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from threading import Thread
+
+        self.fetches = 0
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                if self.headers.get("Authorization") != token:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                endpoint.fetches += 1
+                key = f"ASIATASKROLE{endpoint.fetches:08d}"
+                proxy.principals[key] = Principal(f"arn:aws:sts::{ACCOUNT}:assumed-role/orders-task/ecs-task", policy)
+                expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=life)
+                body = json.dumps({"AccessKeyId": key, "SecretAccessKey": "x", "Token": "t", "RoleArn": ROLE,
+                                   "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v2/credentials/task"
+        Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_an_ecs_task_role_refreshed_as_it_expires(setting: Setting) -> None:
+    s, stream, app = setting, setting.names["stream"], setting.names["app"]
+    make_stream(s.kinesis, stream, 2)
+    produce(s.kinesis, stream, 0, 60)
+    task = TaskRoleEndpoint(s.proxy, policy_for(stream, app), token="container-secret", life=120)
+    try:
+        w = s.worker("--stream", stream, static_keys=False, env={
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": task.url, "AWS_CONTAINER_AUTHORIZATION_TOKEN": "container-secret"})
+        wait_for(lambda: s.processed() == list(range(60)) or w.poll() is not None, 60, "every record processed")
+        s.stop(w)
+    finally:
+        task.server.shutdown()
+    assert s.processed() == list(range(60)), s.stderr()[-3000:]
+    s.no_denials()
+    signed_only_by(s, f"arn:aws:sts::{ACCOUNT}:assumed-role/orders-task/")
+    assert task.fetches > 1  # 2 minutes of life is inside botocore's refresh window: fetched again
