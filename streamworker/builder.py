@@ -40,15 +40,16 @@ if TYPE_CHECKING:
 def make_client(service: str, session: boto3.session.Session | None = None, endpoint_url: str | None = None) -> Any:
     """A boto3 client with streamworker's timeouts; endpoint and region come from boto3's own
     settings unless given."""
-    import boto3
     import botocore.config
+
+    from .aws_session import new_session
 
     cfg = botocore.config.Config(retries={"mode": "standard", "max_attempts": 3},
                                  connect_timeout=5, read_timeout=30, max_pool_connections=50)
     kwargs: dict[str, Any] = {"config": cfg}
     if endpoint_url:
         kwargs["endpoint_url"] = endpoint_url
-    return (session or boto3.session.Session()).client(service, **kwargs)  # type: ignore[call-overload]
+    return (session or new_session()).client(service, **kwargs)  # type: ignore[call-overload]
 
 
 @dataclass

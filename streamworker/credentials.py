@@ -67,12 +67,13 @@ def session_for(spec: CredentialSpec | None, region: str | None = None) -> boto3
     """A boto3 session with ``spec``'s credentials (refreshing ones for a role)."""
     import boto3
 
+    from .aws_session import botocore_session, new_session
+
     if spec is None or spec.role_arn is None:
-        return boto3.session.Session(region_name=region, profile_name=spec.profile if spec else None)
-    import botocore.session
+        return new_session(region, spec.profile if spec else None)
     from botocore.credentials import AssumeRoleCredentialFetcher, CredentialProvider, CredentialResolver
 
-    source = botocore.session.Session(profile=spec.profile)  # its chain signs the AssumeRole calls
+    source = botocore_session(spec.profile)  # its chain signs the AssumeRole calls
     if region:
         source.set_config_variable("region", region)
     client_region = source.get_config_variable("region")
@@ -99,7 +100,7 @@ def session_for(spec: CredentialSpec | None, region: str | None = None) -> boto3
 
             return DeferredRefreshableCredentials(fetcher.fetch_credentials, "assume-role")
 
-    role = botocore.session.Session()
+    role = botocore_session()
     if client_region:
         role.set_config_variable("region", client_region)
     role.register_component("credential_provider", CredentialResolver([_AssumedRole()]))
