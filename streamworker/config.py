@@ -6,12 +6,14 @@ Endpoints, region and credentials are not settings of ours: boto3 reads ``AWS_EN
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
 import secrets
 import socket
 import sys
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -30,6 +32,11 @@ else:  # pragma: no cover
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 
+TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
+#: STREAMWORKER_* variables that are not settings (read by ./dev, the local servers, the tests)
+OTHER_VARIABLES = frozenset({"STREAMWORKER_CACHE", "STREAMWORKER_VENV", "STREAMWORKER_TEST_JOBS"})
+
+
 def default_worker_id() -> str:
     """host:pid:random — unique per process, readable in the lease table."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -41,7 +48,7 @@ class WorkerConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STREAMWORKER_", extra="forbid", validate_default=True)
 
     processor: str | None = Field(None, description="MODULE:CLASS or path/to/file.py:CLASS")
-    source: Literal["kinesis", "kafka"] = "kinesis"
+    source: Literal["kinesis", "kafka"] = Field("kinesis", description="where the records come from")
     coordinator: Literal["dynamodb", "kafka-group"] | None = Field(
         None, description="default: dynamodb for Kinesis, kafka-group for Kafka")
     stream: str | None = Field(None, min_length=1, description="Kinesis stream name or ARN")
@@ -56,7 +63,7 @@ class WorkerConfig(BaseSettings):
         default_factory=dict, description="per stream or topic: STREAM=MODULE:CLASS (others use processor)")
     topics: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Kafka topics")
     topic_pattern: str | None = Field(None, description="Kafka topic regex")
-    bootstrap_servers: str | None = None
+    bootstrap_servers: str | None = Field(None, description="Kafka bootstrap servers HOST:PORT[,HOST:PORT]")
     group_id: str | None = Field(None, description="Kafka consumer group (default: the application name)")
     kafka_properties: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, description="librdkafka properties passed through (-X key=value)")
@@ -64,25 +71,28 @@ class WorkerConfig(BaseSettings):
     kafka_auth: Literal["aws-msk-iam"] | None = Field(
         None, description="aws-msk-iam: Amazon MSK with IAM (SASL_SSL, OAUTHBEARER, tokens signed and refreshed)")
     kafka_buffer_bytes: int = Field(4 << 20, ge=1024, description="per-partition read-ahead before pausing it")
-    application_name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]{3,255}$")
+    application_name: str = Field(
+        ..., description="names the application: its lease table (DynamoDB) or consumer group (Kafka)")
     role_arn: str | None = Field(None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$",
                                  description="assume this IAM role for every AWS call (refreshed for the life of the process)")
     role_session_name: str = Field("streamworker", description="the assumed role's session name (CloudTrail shows it)")
     external_id: str | None = Field(None, description="the external id the role's trust policy requires")
-    lease_table: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{3,255}$")
-    initial_position: InitialPosition = InitialPosition.LATEST
-    initial_timestamp: datetime | None = None
-    worker_id: str = Field(default_factory=default_worker_id, min_length=1)
-    failover_time: float = Field(10.0, gt=0)
-    max_records: int = Field(10000, ge=1, le=10000)
-    idle_time_between_reads: float = Field(1.5, ge=0.2)
-    take_interval: float = Field(1.0, gt=0)
-    shard_sync_interval: float = Field(60.0, gt=0)
-    max_leases_for_worker: int | None = Field(None, ge=1)
+    lease_table: str | None = Field(None, description="the DynamoDB lease table (default: the application name)")
+    initial_position: InitialPosition = Field(
+        InitialPosition.LATEST, description="where a shard with no checkpoint starts")
+    initial_timestamp: datetime | None = Field(None, description="ISO 8601 time, with initial_position AT_TIMESTAMP")
+    worker_id: str = Field(default_factory=default_worker_id, min_length=1,
+                           description="this worker in the lease table (default: host:pid:random)")
+    failover_time: float = Field(10.0, gt=0, description="a lease whose holder stops renewing it expires after this long")
+    max_records: int = Field(10000, ge=1, le=10000, description="Kinesis GetRecords limit")
+    idle_time_between_reads: float = Field(1.5, ge=0.2, description="wait after an empty Kinesis read")
+    take_interval: float = Field(1.0, gt=0, description="scan period for leases to take while leases move")
+    shard_sync_interval: float = Field(60.0, gt=0, description="how often the shard listing is read again")
+    max_leases_for_worker: int | None = Field(None, ge=1, description="hold at most this many leases")
     max_leases_to_steal_at_one_time: int | None = Field(None, ge=0, description="steals per take cycle (none: as many as the share needs)")
     steady_take_interval: float = Field(2.0, gt=0, description="scan period while no lease is moving")
-    max_pending_batches: int = Field(4, ge=1, le=100)
-    processor_retries: int = Field(3, ge=0)
+    max_pending_batches: int = Field(4, ge=1, le=100, description="Kinesis batches read ahead per shard")
+    processor_retries: int = Field(3, ge=0, description="redeliveries of a failing batch before on_error applies")
     checkpoint_interval: float | None = Field(
         None, gt=0, description="checkpoint processed batches every this many seconds (for processors that never call checkpoint())")
     checkpoint_every: int | None = Field(
@@ -100,19 +110,29 @@ class WorkerConfig(BaseSettings):
     processor_timeout: float | None = Field(None, gt=0, description="report a processor call running longer")
     release_halted_after: float | None = Field(
         None, gt=0, description="release a halted shard's lease after this many seconds (unset: keep it)")
-    shutdown_timeout: float = Field(20.0, gt=0)
-    parent_poll_interval: float = Field(1.0, gt=0)
+    shutdown_timeout: float = Field(20.0, gt=0, description="a graceful stop waits this long for processors to end")
+    parent_poll_interval: float = Field(1.0, gt=0, description="a child shard checks its parents' SHARD_END this often")
     cleanup_finished_leases: bool = Field(
         True, description="delete a SHARD_END lease once its children's leases have checkpointed")
-    call_process_records_even_for_empty_list: bool = False
+    call_process_records_even_for_empty_list: bool = Field(
+        False, description="call process_records with empty batches too (KCL's callProcessRecordsEvenForEmptyRecordList)")
     multilang_protocol: Literal["v1", "v2"] = Field(
         "v2", description="--properties children: v2 (KCL 2.x/3.x, amazon-kclpy >= 2) or v1 (KCL 1.x, amazon-kclpy 1.x)")
     metrics_port: int | None = Field(None, ge=0, le=65535, description="serve /metrics, /healthz, /readyz")
-    metrics_host: str = "0.0.0.0"
+    metrics_host: str = Field("0.0.0.0", description="the address the metrics port listens on")
     gc_threshold: int | None = Field(
         50_000, ge=1, description="streamworker run: first threshold of Python's cyclic GC (off: leave the interpreter's)")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log lines at this level and above")
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: console on a terminal, JSON lines otherwise")
+
+    @field_validator("application_name", "lease_table")
+    @classmethod
+    def _table_name(cls, v: str | None) -> str | None:
+        if v is not None and not TABLE_NAME.fullmatch(v):
+            raise ValueError("must be 3 to 255 letters, digits, '_', '-' or '.' (it names the DynamoDB lease table, "
+                             "and DynamoDB allows only those)")
+        return v
 
     @field_validator("gc_threshold", mode="before")
     @classmethod
@@ -237,6 +257,7 @@ class WorkerConfig(BaseSettings):
         """Build the config from flags (``overrides``), environment and an optional TOML file
         (or ``file_values``, e.g. from a KCL properties file). Raises ConfigError with one line
         naming the bad setting."""
+        check_environment(os.environ)
         merged = {**(file_values or {}), **(read_toml(config_file) if config_file else {})}
         flags = {k: v for k, v in (overrides or {}).items() if v is not None}
 
@@ -281,7 +302,33 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     section = data.get("streamworker", data)
     if not isinstance(section, dict):
         raise ConfigError(f"config file {p}: [streamworker] must be a table")
+    if section is not data and len(data) > 1:
+        top = ", ".join(sorted(k for k in data if k != "streamworker"))
+        raise ConfigError(f"config file {p}: settings both at the top level ({top}) and in [streamworker]; "
+                          f"put them all in one place")
     return {k.replace("-", "_"): v for k, v in section.items()}
+
+
+def closest_setting(name: str) -> str | None:
+    close = difflib.get_close_matches(name.lower(), list(WorkerConfig.model_fields), n=1)
+    return close[0] if close else None
+
+
+def did_you_mean(name: str) -> str:
+    close = closest_setting(name)
+    return f" (did you mean {close!r}?)" if close else ""
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """A ``STREAMWORKER_*`` variable that names no setting is an error, as an unknown TOML key is:
+    a typo must not be silently ignored."""
+    for key in sorted(environ):
+        if key.startswith("STREAMWORKER_") and key not in OTHER_VARIABLES:
+            name = key.removeprefix("STREAMWORKER_").lower()
+            if name not in WorkerConfig.model_fields:
+                close = closest_setting(name)
+                raise ConfigError(f"unknown environment variable {key}"
+                                  + (f" (did you mean STREAMWORKER_{close.upper()}?)" if close else ""))
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -295,7 +342,7 @@ def describe_validation_error(exc: ValidationError) -> str:
             parts.append(f"{loc} is required (flag --{loc.replace('_', '-')}, "
                          f"env STREAMWORKER_{loc.upper()}, or the config file)")
         elif err["type"] == "extra_forbidden":
-            parts.append(f"unknown setting {loc!r}")
+            parts.append(f"unknown setting {loc!r}{did_you_mean(loc)}")
         else:
             parts.append(f"invalid setting {loc}: {msg.removeprefix('Value error, ')} "
                          f"(got {redact(err.get('input'))!r})")

@@ -11,6 +11,23 @@ class ConfigError(StreamworkerError):
     """A setting is missing or invalid; the CLI exits with status 2."""
 
 
+class MissingExtra(StreamworkerError):
+    """An optional part is not installed: the message names the pip extra that brings it."""
+
+    def __init__(self, command: str, extra: str, missing: str) -> None:
+        super().__init__(f"{command} needs the {extra} extra: pip install 'streamworker[{extra}]' ({missing} is not "
+                         f"installed)")
+
+
+def require_extra(command: str, extra: str, *modules: str) -> None:
+    """Raise MissingExtra unless every module can be imported."""
+    import importlib.util
+
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            raise MissingExtra(command, extra, module)
+
+
 class SourceError(StreamworkerError):
     """The stream cannot be read: it does not exist, or its endpoint is unreachable."""
 

@@ -53,5 +53,6 @@ def load_processor(spec: str) -> type[RecordProcessor]:
         # Duck typing: any class with process_records is accepted, wrapped in the base defaults.
         if isinstance(cls, type) and callable(getattr(cls, "process_records", None)):
             return type(cls.__name__, (cls, RecordProcessor), {})
-        raise ConfigError(f"processor {spec!r}: {class_name} is not a RecordProcessor subclass")
+        raise ConfigError(f"processor {spec!r}: {class_name} is neither a RecordProcessor subclass nor a class with "
+                          f"a process_records method")
     return cls

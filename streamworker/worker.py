@@ -16,7 +16,7 @@ from .clock import Clock, SystemClock
 from .config import WorkerConfig
 from .coordinators.base import Coordinator, CoordinatorStats
 from .coordinators.lease import Lease
-from .errors import ConfigError
+from .errors import ConfigError, StreamworkerError
 from .metrics import WorkerMetrics
 from .ops.hangs import HangDetector
 from .ops.server import OpsServer
@@ -146,17 +146,27 @@ class Worker:
         """Check the stream, create the lease table if needed, create leases, start threads.
         Raises SourceError for a missing stream or topic, an unreachable endpoint, or a lease
         table that cannot be created or is run by KCL 3 in leader mode."""
-        for check in self._parts.start_checks:
-            check()
-        self.sync_shards()
+        if self.config.metrics_port is not None:  # first: a port in use fails before any lease is taken
+            try:
+                self._ops = OpsServer(self, self.metrics.registry, self.config.metrics_port, self.config.metrics_host)
+            except OSError as exc:
+                raise StreamworkerError(f"cannot serve metrics on {self.config.metrics_host}:{self.config.metrics_port} "
+                                        f"(metrics_port, --metrics-port): {exc.strerror or exc}") from None
+        try:
+            for check in self._parts.start_checks:
+                check()
+            self.sync_shards()
+        except BaseException:
+            if self._ops is not None:
+                self._ops.stop()
+            raise
         self._log.info("worker started", source=self.config.source, coordinator=self.config.coordinator_kind,
                        failover_time=self.config.failover_time)
         if self._parts.owns_kafka_poll and self.kafka is not None:
             self.kafka.start()  # assign() mode: the poll thread serves the partitions we lease
         self.coordinator.start()
         self._scheduler.start()
-        if self.config.metrics_port is not None:
-            self._ops = OpsServer(self, self.metrics.registry, self.config.metrics_port, self.config.metrics_host)
+        if self._ops is not None:
             self._ops.start()
             self._log.info("serving /metrics, /healthz and /readyz", port=self._ops.port)
         self._started = True

@@ -46,21 +46,32 @@ def librdkafka_logger() -> logging.Logger:
     return logger
 
 
+def invalid_property(exc: Exception) -> Exception:
+    """librdkafka refusing a property (unknown name, bad value) is a configuration error (exit 2)."""
+    err = exc.args[0] if exc.args else None
+    if err is not None and getattr(err, "name", lambda: "")() == "_INVALID_ARG":
+        return ConfigError(f"Kafka property refused by librdkafka: {err.str()}")
+    return exc
+
+
 class KafkaClient:
     """The worker's one Consumer and its poll thread."""
 
     def __init__(self, conf: dict[str, Any], *, poll_batch: int = 1000, buffer_bytes: int = 4 << 20,
                  consumer_factory: Callable[[dict[str, Any]], Any] | None = None, clock: Clock | None = None) -> None:
         try:
-            from confluent_kafka import Consumer
+            from confluent_kafka import Consumer, KafkaException
         except ImportError:
             raise ConfigError("the Kafka source needs confluent-kafka: pip install 'streamworker[kafka]'") from None
 
         self.conf = conf
         self.clock = clock or SystemClock()
         self.commits = CommitQueue()
-        self.consumer = (consumer_factory or Consumer)({"logger": librdkafka_logger(),
-                                                        "on_commit": self.commits.on_commit, **conf})
+        try:
+            self.consumer = (consumer_factory or Consumer)({"logger": librdkafka_logger(),
+                                                            "on_commit": self.commits.on_commit, **conf})
+        except KafkaException as exc:
+            raise invalid_property(exc) from None
         self.poll_batch = poll_batch
         self.buffer_bytes = buffer_bytes
         self._buffers: dict[tuple[str, int], PartitionBuffer] = {}

