@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .aio import EventLoopThread
 from .clock import Clock
 from .config import WorkerConfig
-from .coordinators.base import Coordinator, LeaseListener, LeaseTableCoordinator, ShardLineage
+from .coordinators.base import Coordinator, LeaseListener, LeaseTableCoordinator, ShardFigures, ShardLineage
 from .coordinators.keys import stream_name, stream_of, topic_of
 from .coordinators.lease import Lease
 from .dead_letter import DeadLetterSink, JsonlSink, parse_spec
@@ -185,7 +185,7 @@ def _prepare_table(table: LeaseTable, kcl3: Kcl3Guard) -> Callable[[], None]:
 
 
 def build(config: WorkerConfig, listener: LeaseListener, *, clock: Clock, clients: Clients,
-          records_of: Callable[[str], int | None], event_loop: EventLoopThread,
+          figures_of: Callable[[str], ShardFigures | None], event_loop: EventLoopThread,
           on_stream_retired: Callable[[str], None]) -> WorkerParts:
     """The parts of a worker for ``config``; ``listener`` receives the coordinator's lease events."""
     if clients.session is None and config.role_arn:  # every AWS client signs as the assumed role
@@ -216,7 +216,7 @@ def build(config: WorkerConfig, listener: LeaseListener, *, clock: Clock, client
         dynamo = DynamoDBCoordinator(
             table, config.worker_id, listener, failover_time=config.failover_time,
             take_interval=config.take_interval, steady_take_interval=config.steady_take_interval,
-            max_leases=config.max_leases_for_worker, records_of=records_of,
+            max_leases=config.max_leases_for_worker, figures_of=figures_of,
             max_steal=config.max_leases_to_steal_at_one_time, clock=clock, stream=config.stream_label,
             checkpoint_mirror=read.kafka_source.mirror_checkpoint if read.kafka_source is not None else None,
             stream_name=stream_name(config.stream or "") if config.source == "kinesis" else None,

@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
                              help="the fleet's failover_time: a lease whose counter stands still this long "
                                   "is shown expired (default 10)")
             cmd.add_argument("--count", type=int, help="refreshes before exiting (default: until Ctrl-C)")
+            cmd.add_argument("--web", action="store_true",
+                             help="serve the live status page for this application instead (until Ctrl-C)")
+            cmd.add_argument("--port", type=int, default=0, help="--web: the port (default: a free one)")
+            cmd.add_argument("--host", default="127.0.0.1", help="--web: the address (default 127.0.0.1)")
+            cmd.add_argument("--no-open", action="store_true", help="--web: do not open a browser")
 
     cp = sub.add_parser("checkpoint", help="set checkpoints: rewind or skip ahead, also while workers run")
     cp.add_argument("action", choices=["set"])
@@ -292,6 +297,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             table = LeaseTable(make_client("dynamodb"), args.lease_table or args.application_name)
             if args.command == "leases":
                 return leases_command(table, args.json)
+            if args.web:
+                from .lease_report import web_command
+
+                return web_command(table, args.application_name, port=args.port, host=args.host,
+                                   failover_time=args.failover_time, open_browser=not args.no_open)
             return status_command(table, args.interval, args.count, failover_time=args.failover_time)
         if args.command == "checkpoint":
             return _checkpoint(args)

@@ -36,9 +36,13 @@ class Aggregates:
     peak: dict[str, float] = field(default_factory=dict)
     seen: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     by_worker: dict[str, str] = field(default_factory=dict)
+    #: distinct records processed per shard, whoever processed them
+    per_shard: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def add(self, worker: str, shard_id: str, seq: str, metric: str, value: float) -> None:
         with self.lock:
+            if (shard_id, seq) not in self.seen:
+                self.per_shard[shard_id] += 1
             self.seen[(shard_id, seq)] += 1
             self.by_worker[shard_id] = worker
             self.count[metric] += 1
@@ -79,27 +83,44 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join("    " + x for x in out)
 
 
-def _print_progress(workers: list[Worker], agg: Aggregates, produced: int, t0: float) -> None:
-    rows = []
-    for w in workers:
-        for s in w.status():
-            rows.append([s.shard_id, w.worker_id, s.state, str(s.records),
-                         "-" if s.millis_behind_latest is None else f"{s.millis_behind_latest} ms",
-                         s.checkpoint[-12:]])
+def _behind(s: Any) -> str:
+    if s.millis_behind_latest is not None:
+        return f"{s.millis_behind_latest} ms"
+    return "-" if s.lag is None else f"{s.lag} records"
+
+
+def _print_shards(workers: list[Worker], agg: Aggregates) -> None:
+    """One row per shard: its owner now, everything processed on it (by any owner) and by this one."""
     with agg.lock:
-        processed = sum(agg.seen.values())
-        metrics = [[m, str(agg.count[m]), f"{agg.total[m] / agg.count[m]:.1f}", f"{agg.peak[m]:.1f}"]
-                   for m in sorted(agg.count)]
-    print(f"\n[{time.monotonic() - t0:5.1f}s] produced {produced}, processed {processed}")
-    print(_table(sorted(rows), ["shard", "worker", "state", "records", "behind", "checkpoint"]))
-    print(_table(metrics, ["metric", "count", "avg", "max"]))
+        total = dict(agg.per_shard)
+    rows = [[s.shard_id, w.worker_id, s.state, str(total.get(s.shard_id, 0)), str(s.records), _behind(s),
+             s.checkpoint[-12:]] for w in workers for s in w.status()]
+    print(_table(sorted(rows), ["shard", "owner", "state", "processed", "by this owner", "behind", "checkpoint"]))
+
+
+def _print_metrics(agg: Aggregates) -> None:
+    with agg.lock:
+        rows = [[m, str(agg.count[m]), f"{agg.total[m] / agg.count[m]:.1f}", f"{agg.peak[m]:.1f}"]
+                for m in sorted(agg.count)]
+    print("\nwhat the processors computed, per metric:")
+    print(_table(rows, ["metric", "records", "avg", "max"]))
+
+
+def _progress_line(workers: list[Worker], agg: Aggregates, produced: int, t0: float) -> str:
+    with agg.lock:
+        processed = len(agg.seen)
+    held = ", ".join(f"{w.worker_id} {len(w.coordinator.held_keys())}" for w in workers)
+    behind = [_behind(s) for w in workers for s in w.status()]
+    worst = max(behind, key=lambda b: int(b.split()[0]) if b != "-" else -1, default="-")
+    return (f"[{time.monotonic() - t0:5.1f}s] produced {produced}, processed {processed}; shards held: {held}; "
+            f"furthest behind: {worst}")
 
 
 def _show_until(workers: list[Worker], agg: Aggregates, produced: list[int], t0: float, until: float) -> None:
-    """Print live progress every 2 s until ``until`` (monotonic)."""
+    """One progress line every 5 s until ``until`` (monotonic)."""
     while time.monotonic() < until:
-        time.sleep(2.0)
-        _print_progress(workers, agg, produced[0], t0)
+        time.sleep(min(5.0, max(0.0, until - time.monotonic())))
+        print(_progress_line(workers, agg, produced[0], t0))
 
 
 def _summary(agg: Aggregates, produced: int, t0: float) -> str:
@@ -163,6 +184,8 @@ def run_demo(duration: float = 40.0, shards: int = 4) -> int:
     print(f"\nworker-A holds {a.coordinator.held_keys()}, worker-B holds {b.coordinator.held_keys()}"
           f"{'' if split else ' (not split evenly yet)'}")
     _show_until([a, b], agg, produced, t0, t0 + duration * 0.4)
+    print()
+    _print_shards([a, b], agg)
     _print_leases(a, "both workers running")
 
     print("\n>>> stopping worker-A (graceful: shutdown_requested, checkpoint, release its leases)")
@@ -177,8 +200,10 @@ def run_demo(duration: float = 40.0, shards: int = 4) -> int:
     producer.join(5)
     caught_up = _wait(lambda: sum(agg.seen.values()) >= produced[0] and len(agg.seen) >= produced[0],
                       max(5.0, duration * 0.2))
-    _print_progress([b], agg, produced[0], t0)
+    print(_progress_line([b], agg, produced[0], t0) + "\n")
+    _print_shards([b], agg)
     _print_leases(b, "after the takeover")
+    _print_metrics(agg)
     b.shutdown()
     print(_summary(agg, produced[0], t0))
     server.stop()

@@ -14,7 +14,9 @@ from .demo import (
     METRICS,
     Aggregates,
     DemoMetricsProcessor,
-    _print_progress,
+    _print_metrics,
+    _print_shards,
+    _progress_line,
     _show_until,
     _summary,
     _wait,
@@ -79,6 +81,8 @@ def run_kafka_demo(duration: float = 40.0, partitions: int = 4) -> int:
     print(f"\nthe group assigned worker-A {a.coordinator.held_keys()} and worker-B {b.coordinator.held_keys()}"
           f"{'' if split else ' (not settled yet)'}")
     _show_until([a, b], agg, produced, t0, t0 + duration * 0.45)
+    print()
+    _print_shards([a, b], agg)
 
     print("\n>>> stopping worker-A (graceful: shutdown_requested, commit, leave the group)")
     handed = time.monotonic()
@@ -90,7 +94,9 @@ def run_kafka_demo(duration: float = 40.0, partitions: int = 4) -> int:
     stop_producing.set()
     producing.join(15)
     caught_up = _wait(lambda: len(agg.seen) >= produced[0], max(5.0, duration * 0.2))
-    _print_progress([b], agg, produced[0], t0)
+    print(_progress_line([b], agg, produced[0], t0) + "\n")
+    _print_shards([b], agg)
+    _print_metrics(agg)
     b.shutdown()
     print(_summary(agg, produced[0], t0))
     broker.stop()

@@ -6,15 +6,15 @@ import json
 import sys
 import time
 from collections import Counter
-from typing import Any, TextIO
-
-import botocore.exceptions
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .clock import Clock, SystemClock
 from .coordinators.balancing import ExpiryTracker
 from .coordinators.lease import Lease
-from .coordinators.lease_table import LeaseTable, LeaseTableFatal, LeaseTableMissing, LeaseTableUnavailable
 from .errors import SourceError
+
+if TYPE_CHECKING:  # the row helpers serve Kafka workers' status pages too, which never load the AWS SDK
+    from .coordinators.lease_table import LeaseTable
 
 
 def _state(le: Lease, expired: set[str]) -> str:
@@ -72,6 +72,10 @@ def render(rows: list[dict[str, Any]], share: dict[str, int], out: TextIO) -> No
 
 
 def load(table: LeaseTable) -> list[Lease]:
+    import botocore.exceptions
+
+    from .coordinators.lease_table import LeaseTableFatal, LeaseTableMissing, LeaseTableUnavailable
+
     try:
         return table.list_leases()
     except LeaseTableMissing:
@@ -117,4 +121,30 @@ def status_command(table: LeaseTable, interval: float, count: int | None, out: T
         n += 1
         if count is None or n < count:
             clock.sleep(interval)
+    return 0
+
+
+def web_command(table: LeaseTable, application: str, *, port: int = 0, host: str = "127.0.0.1",
+                failover_time: float = 10.0, open_browser: bool = True, out: TextIO = sys.stdout) -> int:
+    """The live status page for ``application`` from its lease table alone, until Ctrl-C."""
+    import threading
+    import webbrowser
+
+    from .ops.fleet import FleetView
+    from .ops.web import StatusServer
+
+    load(table)  # a missing table or a refused read is one line and exit 1, before serving anything
+    fleet = FleetView(application, leases=lambda: load(table), malformed=lambda: table.malformed,
+                      failover_time=failover_time, observer=f"lease table {table.table_name}")
+    server = StatusServer(fleet.document, port, host).start()
+    out.write(f"status page for {application!r}: {server.url}  (Ctrl-C stops it)\n")
+    out.flush()
+    if open_browser:
+        webbrowser.open(server.url)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
     return 0

@@ -165,3 +165,36 @@ def given(args: argparse.Namespace) -> dict[str, Any]:
         else:
             out[f.setting] = value
     return out
+
+
+def reference_table() -> str:
+    """The configuration reference as a Markdown table: every setting with its TOML key, flag,
+    environment variable, default and meaning (the docs' configuration page is built from it)."""
+    by_setting = {f.setting: f for f in flags()}
+    rows = ["| TOML key | flag | environment variable | default | meaning |", "|---|---|---|---|---|"]
+    for name, field in WorkerConfig.model_fields.items():
+        f = by_setting.get(name)
+        if name == "processor":
+            flag_text, meaning = "`MODULE:CLASS` (the positional argument)", field.description or ""
+        elif name == "streams":
+            flag_text, meaning = "repeat `--stream`", field.description or ""
+        else:
+            assert f is not None
+            usage = f.names[0] if f.switch else f"{f.names[0]} {f.metavar or '{' + ','.join(f.choices or ()) + '}'}"
+            if f.switch:
+                usage = f"{f.names[0]} / --no-{f.names[0][2:]}"
+            flag_text = f"`{usage}`" + (" (repeatable)" if f.repeatable else "")
+            meaning = (_SPECIAL.get(name) or {}).get("help") or field.description or ""
+        if field.default_factory is not None and name not in ("worker_id",):
+            default = "—"
+        elif name == "worker_id":
+            default = "`host:pid:random`"
+        else:
+            d = _default(field)
+            default = "—" if d is None else f"`{d}`"
+        if field.is_required():
+            default = "required"
+        choices = f" One of {', '.join(f'`{c}`' for c in f.choices)}." if f is not None and f.choices else ""
+        rows.append(f"| `{name}` | {flag_text} | `STREAMWORKER_{name.upper()}` | {default} | {meaning}.{choices} |"
+                    .replace("..", "."))
+    return "\n".join(rows)

@@ -14,10 +14,11 @@ from .aio import EventLoopThread
 from .builder import Clients, build, processor_name
 from .clock import Clock, SystemClock
 from .config import WorkerConfig
-from .coordinators.base import Coordinator, CoordinatorStats
+from .coordinators.base import Coordinator, CoordinatorStats, ShardFigures
 from .coordinators.lease import Lease
 from .errors import ConfigError, StreamworkerError
 from .metrics import WorkerMetrics
+from .ops.fleet import FleetView, LocalShard
 from .ops.hangs import HangDetector
 from .ops.server import OpsServer
 from .processor import RecordProcessor
@@ -50,6 +51,8 @@ class ShardStatus:
     last_sequence: str | None
     millis_behind_latest: int | None
     checkpoint: str
+    #: Kafka: records of the partition not yet processed (None on Kinesis, or before the first fetch)
+    lag: int | None = None
 
 
 class Worker:
@@ -90,7 +93,7 @@ class Worker:
         self.metrics = WorkerMetrics()
         self._parts = build(config, self, clock=self._clock,
                             clients=Clients(kinesis_client, dynamodb_client, session, kafka_consumer_factory),
-                            records_of=self._records_of, event_loop=self._loop,
+                            figures_of=self._figures_of, event_loop=self._loop,
                             on_stream_retired=self._stream_retired)
         self.coordinator: Coordinator = self._parts.coordinator
         self.table: LeaseTable | None = self._parts.table
@@ -103,6 +106,11 @@ class Worker:
             on_stopped=self._stop_services, clock=self._clock, name=f"scheduler-{self.worker_id}",
             log_context={"worker_id": self.worker_id, "stream": config.stream_label})
         self._hangs = HangDetector(config.processor_timeout, self._clock, self.metrics, self._log)
+        table = self.table
+        self._fleet = FleetView(config.application_name, leases=table.list_leases if table is not None else None,
+                                malformed=(lambda: table.malformed) if table is not None else None,
+                                failover_time=config.failover_time, observer=self.worker_id,
+                                local=self._local_shards, clock=self._clock)
         self.metrics.attach(self)
         self._ops: OpsServer | None = None
         self._started = False
@@ -237,9 +245,11 @@ class Worker:
 
     # -- status (ops.WorkerView) ---------------------------------------------------------------------
 
-    def _records_of(self, lease_key: str) -> int | None:
+    def _figures_of(self, lease_key: str) -> ShardFigures | None:
         c = self._scheduler.consumer(lease_key)
-        return c.progress.records if c is not None else None
+        if c is None:
+            return None
+        return ShardFigures(c.progress.records, c.progress.millis_behind_latest)
 
     def consumers(self) -> list[ShardConsumer]:
         return self._scheduler.consumers()
@@ -257,6 +267,14 @@ class Worker:
     def reader_stats(self) -> ReaderStats | None:
         """Read throttles, retries and expired iterators of every Kinesis stream read."""
         return self._parts.reader_stats()
+
+    def status_document(self) -> dict[str, Any]:
+        """The live status page's JSON: the application's leases and workers (ops/fleet.py)."""
+        return self._fleet.document()
+
+    def _local_shards(self) -> list[LocalShard]:
+        return [LocalShard(c.lease.lease_key, c.state.value, c.progress.records, c.progress.millis_behind_latest,
+                           self._parts.lag(c), str(c.checkpointer.last_checkpoint)) for c in self.consumers()]
 
     def healthy(self) -> tuple[bool, str]:
         """Liveness: the scheduler runs, the coordinator completes its cycles, and no shard is
@@ -290,7 +308,7 @@ class Worker:
     def status(self) -> list[ShardStatus]:
         return sorted(
             (ShardStatus(c.shard_id, c.state.value, c.progress.records, c.progress.last_sequence,
-                         c.progress.millis_behind_latest, str(c.checkpointer.last_checkpoint))
+                         c.progress.millis_behind_latest, str(c.checkpointer.last_checkpoint), self._parts.lag(c))
              for c in self._scheduler.all_consumers() if c.state != ConsumerState.DONE),
             key=lambda s: s.shard_id,
         )

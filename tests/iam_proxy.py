@@ -1,7 +1,7 @@
 """IAM enforcement in front of the local AWS stand-ins, with real resource ARNs.
 
 moto can enforce IAM, but it checks Kinesis and DynamoDB calls against resource ``*``, so a
-policy scoped to one stream and one table (the README's) would be neither proven nor refuted by
+policy scoped to one stream and one table (the documented one) would be neither proven nor refuted by
 it; kinesis-mock enforces nothing. This proxy sits in front of both: it reads the caller's access
 key from the SigV4 ``Authorization`` header, names the action (``service:Operation``) and the
 resource the call touches as AWS's Service Authorization Reference does (the stream, the

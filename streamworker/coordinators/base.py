@@ -79,6 +79,15 @@ class ShardLineage(Protocol):
     def ensure_child_leases(self, children: list[tuple[str, tuple[str, ...]]], parent_key: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class ShardFigures:
+    """What a held shard's consumer reports to its coordinator, written into the lease at renewal
+    (streamworker's own attributes) for balancing and for the fleet's status page."""
+
+    records: int
+    millis_behind_latest: int | None = None
+
+
 @dataclass
 class CoordinatorStats:
     """Lease counters since the start, exported as metrics."""

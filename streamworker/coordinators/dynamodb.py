@@ -25,7 +25,7 @@ from ..clock import Clock, SystemClock
 from ..errors import CheckpointThrottledError, LeaseLostError
 from ..records import ExtendedSequenceNumber
 from .balancing import ExpiryTracker, parents_complete
-from .base import CoordinatorStats, LeaseListener
+from .base import CoordinatorStats, LeaseListener, ShardFigures
 from .lease import Lease, MalformedLease, key_prefix_of
 from .lease_creation import LeaseCreation
 from .lease_state import HeldLease
@@ -57,7 +57,7 @@ class DynamoDBCoordinator(LeaseCreation, Renewal, TakeCycle):
         stream: str = "",
         checkpoint_mirror: Callable[[str, ExtendedSequenceNumber], None] | None = None,
         stream_name: str | None = None,
-        records_of: Callable[[str], int | None] | None = None,
+        figures_of: Callable[[str], ShardFigures | None] | None = None,
         mode_check: Callable[[], object] | None = None,
         mode_check_interval: float = 60.0,
     ) -> None:
@@ -71,8 +71,8 @@ class DynamoDBCoordinator(LeaseCreation, Renewal, TakeCycle):
         #: steal). A lease whose counter stops moving is still rechecked the moment it would
         #: expire, so failover detection does not wait for the slower period.
         self.steady_take_interval = max(take_interval, steady_take_interval)
-        #: Records processed so far on a held lease (from the shard consumer), for records/s.
-        self.records_of = records_of
+        #: A held lease's records so far and millis behind (from its shard consumer), for the lease row.
+        self.figures_of = figures_of
         self.max_leases = max_leases
         self.max_steal = max_steal
         self.clock = clock or SystemClock()

@@ -31,6 +31,8 @@ STREAM_ID = "streamName"
 SHARD_ID = "shardId"
 #: streamworker's own attribute (KCL ignores unknown ones): records/s its holder last measured.
 RECORDS_PER_SECOND = "swRecordsPerSecond"
+#: streamworker's own attribute: how far behind the stream's tip its holder last read (Kinesis).
+MILLIS_BEHIND = "swMillisBehindLatest"
 #: streamworker's own attribute: why the holder's processing of this shard halted (absent: it runs).
 HALTED = "swHalted"
 #: streamworker's own attribute: the time (epoch seconds) of an AT_TIMESTAMP checkpoint set by
@@ -58,6 +60,8 @@ class Lease:
     ending_hash_key: str | None = None
     checkpoint_owner: str | None = None
     records_per_second: float = 0.0
+    #: Kinesis MillisBehindLatest as its holder last read it (None: never written)
+    millis_behind_latest: int | None = None
     #: Set by a holder whose shard halted (error policy, unreadable position): the reason.
     halted: str | None = None
     #: With an AT_TIMESTAMP checkpoint set by an operator: where to start (epoch seconds).
@@ -170,6 +174,7 @@ def lease_from_item(item: dict[str, Any]) -> Lease:
         ending_hash_key=_s(item, ENDING_HASH_KEY),
         checkpoint_owner=_s(item, CHECKPOINT_OWNER),
         records_per_second=_float(item, RECORDS_PER_SECOND),
+        millis_behind_latest=int(_float(item, MILLIS_BEHIND)) if MILLIS_BEHIND in item else None,
         halted=_s(item, HALTED),
         checkpoint_timestamp=_float(item, CHECKPOINT_TIMESTAMP) or None,
     )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..clock import Clock
 from .balancing import ExpiryTracker
-from .base import CoordinatorStats, LeaseListener
+from .base import CoordinatorStats, LeaseListener, ShardFigures
 from .lease import Lease
 from .lease_table import LeaseTable
 
@@ -51,7 +51,7 @@ class LeaseState:
     steady_take_interval: float
     max_leases: int | None
     max_steal: int | None
-    records_of: Callable[[str], int | None] | None
+    figures_of: Callable[[str], ShardFigures | None] | None
     stats: CoordinatorStats
     stream_name: str | None
     key_prefix: str

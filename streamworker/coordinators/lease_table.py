@@ -31,6 +31,7 @@ from .lease import (
     LEASE_COUNTER,
     LEASE_KEY,
     LEASE_OWNER,
+    MILLIS_BEHIND,
     OWNER_SWITCHES,
     PENDING_CHECKPOINT,
     PENDING_CHECKPOINT_STATE,
@@ -224,8 +225,9 @@ class LeaseTable:
         return "#o = :me AND attribute_not_exists(#co)", {"#o": LEASE_OWNER, "#co": CHECKPOINT_OWNER}
 
     def renew(self, lease_key: str, counter: int, owner: str, *, as_checkpoint_owner: bool = False,
-              records_per_second: float | None = None) -> Lease:
-        """Bump the counter; also record the shard's records/s (same write, no extra cost)."""
+              records_per_second: float | None = None, millis_behind_latest: int | None = None) -> Lease:
+        """Bump the counter; also record the shard's records/s and millis behind (same write, no
+        extra cost)."""
         cond, names = self._holder_condition(as_checkpoint_owner)
         values: dict[str, Any] = {":me": {"S": owner}}
         update = "SET #c = :c1"
@@ -233,6 +235,10 @@ class LeaseTable:
             update += ", #rps = :rps"
             names = {**names, "#rps": RECORDS_PER_SECOND}
             values[":rps"] = {"N": f"{records_per_second:.1f}"}
+        if millis_behind_latest is not None:
+            update += ", #mb = :mb"
+            names = {**names, "#mb": MILLIS_BEHIND}
+            values[":mb"] = {"N": str(int(millis_behind_latest))}
         item = self._update("Renew", lease_key, counter, update, cond, names, values)
         return lease_from_item(item)
 

@@ -47,11 +47,12 @@ class Renewal(LeaseState):
             if self._held.get(key) is not h:
                 return False  # released or lost meanwhile
             try:
+                rate, behind = self._figures(key, h, started)
                 for _ in range(2):
                     try:
                         h.lease = self.table.renew(key, h.lease.lease_counter, self.worker_id,
                                                    as_checkpoint_owner=h.handing_off,
-                                                   records_per_second=self._rate(key, h, started))
+                                                   records_per_second=rate, millis_behind_latest=behind)
                         h.last_renewed = started
                         return False
                     except LeaseConflict:
@@ -80,18 +81,18 @@ class Renewal(LeaseState):
 
     def _rate_stale(self, h: HeldLease, now: float) -> bool:
         """Records/s is refreshed at least every RATE_REFRESH renew intervals."""
-        if self.records_of is None:
+        if self.figures_of is None:
             return False
         return h.rate_mark is None or now - h.rate_mark[1] >= self.renew_interval * RATE_REFRESH
 
-    def _rate(self, key: str, h: HeldLease, now: float) -> float | None:
-        """Records/s on this lease since the last measurement, or None when unknown."""
-        if self.records_of is None:
-            return None
-        done = self.records_of(key)
-        if done is None:
-            return None
+    def _figures(self, key: str, h: HeldLease, now: float) -> tuple[float | None, int | None]:
+        """Records/s on this lease since the last measurement and its millis behind, each None
+        when unknown."""
+        figures = self.figures_of(key) if self.figures_of is not None else None
+        if figures is None:
+            return None, None
+        done = figures.records
         mark, h.rate_mark = h.rate_mark, (done, now)
         if mark is None or now <= mark[1] or done < mark[0]:
-            return None
-        return (done - mark[0]) / (now - mark[1])
+            return None, figures.millis_behind_latest
+        return (done - mark[0]) / (now - mark[1]), figures.millis_behind_latest

@@ -1,4 +1,5 @@
-"""``--metrics-port``: /metrics (Prometheus), /healthz (liveness) and /readyz (readiness)."""
+"""``--metrics-port``: /metrics (Prometheus), /healthz (liveness), /readyz (readiness), and the
+live status page (``/`` and ``/status.json``, see web.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from . import web
 from .view import WorkerView
 
 
@@ -15,9 +17,14 @@ class OpsServer:
 
     def __init__(self, worker: WorkerView, registry: CollectorRegistry, port: int, host: str = "0.0.0.0") -> None:
         worker_ref = worker
+        pages = web.routes(worker.status_document)
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                route = pages.get(self.path.split("?", 1)[0])
+                if route is not None:
+                    web.answer(self, 200, route[0], route[1]())
+                    return
                 if self.path.startswith("/metrics"):
                     body, status, ctype = generate_latest(registry), 200, CONTENT_TYPE_LATEST
                 elif self.path.startswith("/healthz"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ..coordinators.base import CoordinatorStats
@@ -26,3 +26,7 @@ class WorkerView(Protocol):
     def kafka_lag(self, consumer: ShardConsumer) -> int | None: ...
 
     def reader_stats(self) -> ReaderStats | None: ...
+
+    def status_document(self) -> dict[str, Any]:
+        """The status page's JSON (ops/fleet.py)."""
+        ...

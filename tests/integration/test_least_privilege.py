@@ -1,7 +1,7 @@
-"""The README's least-privilege IAM policy, proven: ``streamworker run`` processes signed as a
-principal holding exactly that policy (its JSON read from the README, placeholders filled in),
+"""The documented least-privilege IAM policy (docs/security.md), proven: ``streamworker run`` processes signed as a
+principal holding exactly that policy (its JSON read from that page, placeholders filled in),
 with IAM enforced on every call by tests/iam_proxy.py (moto's policy evaluator, real resource
-ARNs), in each setting the README names; and a missing permission is one line naming the action
+ARNs), in each setting the page names; and a missing permission is one line naming the action
 and the resource, at start (exit 1) and at run time (issue 14, item 2)."""
 
 from __future__ import annotations
@@ -27,15 +27,15 @@ from .conftest import PROCESSOR, RecordLog, make_stream, produce, wait_for
 
 pytestmark = pytest.mark.integration
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+POLICY_PAGE = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 REGION, ACCOUNT = "us-east-1", "123456789012"
 WORKER_KEY, ADMIN_KEY = "AKIAWORKER0000000001", "AKIAADMIN00000000001"
 ADMIN_ARN = f"arn:aws:iam::{ACCOUNT}:user/admin"
 
 
 def documented_policy() -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """The README's worker policy and its per-feature statements (by Sid), as JSON."""
-    blocks = re.findall(r"```json\n(.*?)```", README.read_text(), re.S)
+    """The documented worker policy and its per-feature statements (by Sid), as JSON."""
+    blocks = re.findall(r"```json\n(.*?)```", POLICY_PAGE.read_text(), re.S)
     base = next(json.loads(b) for b in blocks if '"Sid": "OwnTheLeaseTable"' in b)
     extra = next(json.loads(b) for b in blocks if '"Sid": "FanOutConsumer"' in b)
     return base, {s["Sid"]: s for s in extra}
@@ -246,7 +246,7 @@ def signed_only_by(s: Setting, principal_prefix: str) -> None:
 
 
 def test_an_assumed_role_holds_the_policy_the_worker_only_assumes(setting: Setting) -> None:
-    """--role-arn: the worker's own key may only assume the role; the role holds the README's policy."""
+    """--role-arn: the worker's own key may only assume the role; the role holds the documented policy."""
     s, stream, app = setting, setting.names["stream"], setting.names["app"]
     make_stream(s.kinesis, stream, 2)
     produce(s.kinesis, stream, 0, 60)

@@ -29,7 +29,7 @@ KCL_ATTRIBUTES = {"leaseKey", "leaseOwner", "leaseCounter", "ownerSwitchesSinceC
                   "pendingCheckpointState", "parentShardId", "childShardIds", "startingHashKey", "endingHashKey",
                   "throughputKBps", "checkpointOwner", "streamName", "shardId"}
 #: streamworker's own attribute: KCL's lease serializer reads the attributes it knows and ignores others.
-STREAMWORKER_ATTRIBUTES = {"swRecordsPerSecond"}
+STREAMWORKER_ATTRIBUTES = {"swRecordsPerSecond", "swMillisBehindLatest"}
 
 
 @pytest.fixture(scope="session")

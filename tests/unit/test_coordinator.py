@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 
 from streamworker.clock import FakeClock
+from streamworker.coordinators.base import ShardFigures
 from streamworker.coordinators.dynamodb import DynamoDBCoordinator
 from streamworker.coordinators.lease_table import LeaseTable, LeaseTableUnavailable
 from streamworker.errors import LeaseLostError
@@ -201,7 +202,7 @@ def test_renewals_record_records_per_second_for_the_balancer(table: LeaseTable) 
     clock = FakeClock()
     done = {"n": 0}
     a = DynamoDBCoordinator(table, "A", Events(), failover_time=FAILOVER, clock=clock,
-                            records_of=lambda key: done["n"])
+                            figures_of=lambda key: ShardFigures(done["n"]))
     a.ensure_leases([ShardInfo("s-1")], InitialPosition.TRIM_HORIZON)
     a.take_cycle()
     done["n"] = 500
