@@ -15,6 +15,8 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from itertools import repeat
+from operator import is_not
 from typing import Any, TypeVar
 
 import structlog
@@ -201,7 +203,11 @@ class KafkaClient:
             return
         self._busy = bool(messages)
         errors = list(map(Message.error, messages))
-        if errors.count(None) != len(errors):  # rare: log what is not a message
+        # ``is not None``, never ``== None``: confluent-kafka's KafkaError compares itself with a
+        # non-number by converting it to an int, and leaves that TypeError set (2.13 and later);
+        # the next C call then raised SystemError, the poll loop gave up its pass, and the messages
+        # consume() had just returned were never routed (records skipped).
+        if any(map(is_not, errors, repeat(None))):  # rare: log what is not a message
             for err in errors:
                 if err is not None and err.code() != KafkaError._PARTITION_EOF:
                     self.errors += 1

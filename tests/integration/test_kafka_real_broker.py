@@ -110,3 +110,22 @@ def test_a_topic_deleted_while_consumed_ends_its_partitions_and_the_others_go_on
     assert a.proc.poll() is None
     a.signal(signal.SIGTERM)
     assert a.proc.wait(30) == 0
+
+
+def test_error_events_among_messages_lose_no_record(kafka: KafkaTopics, names: dict[str, str], workers: Workers) -> None:
+    """librdkafka delivers some errors as events among the messages consume() returns (here the
+    end of a partition, with enable.partition.eof). confluent-kafka's KafkaError, compared with
+    None, leaves a TypeError set: the poll loop used to fail its pass on it, and the messages of
+    that pass were never processed."""
+    log = workers.log
+    topic = kafka.create(names["stream"], partitions=2)
+    w = workers("A", source=args(kafka, topic, extra=["-X", "enable.partition.eof=true",
+                                                      "-X", "session.timeout.ms=6000"]))
+    wait_for(lambda: all_running(log, topic, "A", partitions=2), 60, "A's partitions")
+    sent = 0
+    for _ in range(10):  # bursts: each one read up to the end of its partitions, an EOF event each time
+        kafka.produce(topic, sent, 30, partitions=2)
+        sent += 30
+        wait_for(lambda: len(set(log.data())) >= sent, 30, f"{sent} records")
+    assert sorted(set(log.data())) == list(range(sent))
+    assert "poll loop failed" not in w.stderr()
