@@ -55,3 +55,21 @@ def run_variant(name: str, cmd: list[str], timeout: float) -> dict[str, Any] | N
         print(f"{name}: failed ({tail[0][:200]}); skipped")
         return None
     return dict(json.loads(line))
+
+
+def backlog(endpoint: str, prefix: str, shards: int, records: int, data: Any, key: Any) -> tuple[Any, str]:
+    """A new Kinesis stream at ``endpoint`` holding ``records`` records (``data(n)``,
+    ``key(n)``): the backlog a benchmark reads. Returns the client and the stream name."""
+    import uuid
+
+    import boto3
+
+    kinesis = boto3.client("kinesis", endpoint_url=endpoint, region_name="us-east-1",
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+    stream = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    kinesis.create_stream(StreamName=stream, ShardCount=shards)
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.5})
+    for i in range(0, records, 500):
+        kinesis.put_records(StreamName=stream, Records=[{"Data": data(n), "PartitionKey": key(n)}
+                                                        for n in range(i, min(i + 500, records))])
+    return kinesis, stream

@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import read_events, write_results  # noqa: E402
+from _common import backlog, read_events, write_results  # noqa: E402
 
 from streamworker.local import MotoServer  # noqa: E402
 from streamworker.local.servers import KinesisMock  # noqa: E402
@@ -317,15 +317,8 @@ def main() -> None:
     variants = args.variants.split(",")
     with tempfile.TemporaryDirectory() as tmp, MotoServer() as moto, KinesisMock() as km, \
             FaultProxy(moto.endpoint) as proxy:
-        kinesis = boto3.client("kinesis", endpoint_url=km.endpoint, region_name="us-east-1",
-                               aws_access_key_id="testing", aws_secret_access_key="testing")
-        stream = f"bench-{uuid.uuid4().hex[:6]}"
-        kinesis.create_stream(StreamName=stream, ShardCount=SHARDS)
-        kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.5})
-        for i in range(0, args.records, 500):
-            kinesis.put_records(StreamName=stream, Records=[
-                {"Data": (b"%08d" % n) + b"x" * 92, "PartitionKey": f"k{n % 64}"}
-                for n in range(i, min(i + 500, args.records))])
+        kinesis, stream = backlog(km.endpoint, "bench", SHARDS, args.records, lambda n: (b"%08d" % n) + b"x" * 92,
+                                  lambda n: f"k{n % 64}")
         s = Setting(km.endpoint, proxy.endpoint, stream, Path(tmp))
         runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
         for r in range(args.runs):

@@ -1,5 +1,6 @@
-"""The shard lifecycle's batches: delivering one to the processor, counting it, dead-lettering
-it, and (``on_error = bisect``) splitting a failing one to find its poison records. A part of
+"""The shard lifecycle's batches: taking the next one from the feed, delivering it to the
+processor, counting it, dead-lettering it, and (``on_error = bisect``) splitting a failing one to
+find its poison records. A part of
 ``ShardLifecycle`` kept apart; the state it uses is declared here."""
 
 from __future__ import annotations
@@ -9,18 +10,20 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from .dead_letters import RecordTooOld
 from .processor import ProcessRecordsInput, RecordProcessor
 from .processor_calls import ProcessorCall
 from .record_failures import raise_reported
 from .records import Record
-from .sources.base import Batch
+from .sources.base import Batch, InvalidStartPosition, SourceAccessDenied
 
 if TYPE_CHECKING:
     from .checkpoint_policy import CheckpointPolicy
     from .checkpointer import CheckpointTracker
+    from .coordinators.lease import Lease
     from .dead_letters import ShardDeadLetters
     from .metrics import ShardMeters, WorkerMetrics
-    from .shard_state import ConsumerSettings, ShardProgress
+    from .shard_state import BatchFeed, ConsumerSettings, ShardProgress
 
 
 class BatchDelivery:
@@ -36,11 +39,22 @@ class BatchDelivery:
     meters: ShardMeters
     metrics: WorkerMetrics | None
     dead_letters: ShardDeadLetters
+    feed: BatchFeed
+    lease: Lease
     _parts: list[Batch]
     _call: ProcessorCall | None
     _log: Any
 
     def _invoke(self, method: Callable[..., object], argument: object) -> object:
+        raise NotImplementedError
+
+    def _end(self, why: str, *, call_processor: bool = True) -> float | None:
+        raise NotImplementedError
+
+    def _halt(self, reason: str, *, call_processor: bool = False) -> float:
+        raise NotImplementedError
+
+    def _lease_gone(self) -> bool:
         raise NotImplementedError
 
     def _after_batch(self, batch: Batch) -> float | None:
@@ -99,6 +113,30 @@ class BatchDelivery:
         self._log.warning("process_records raised; bisecting the batch", records=len(batch.records),
                           first=batch.records[0].sequence_number, error=repr(exc))
         return True
+
+    def _next_batch(self, *, keep_empty: bool = False) -> Batch | float | None:
+        """The next batch to deliver, or what step() returns instead (a wait, or an end)."""
+        item = self.feed.next()
+        if item is None:  # nothing new: an interval checkpoint may still be due
+            return 0.0 if self.policy.apply(self.tracker, self._log) else self._end("lease lost")
+        if isinstance(item, BaseException):
+            if isinstance(item, SourceAccessDenied):
+                raise item  # step() ends the shard and stops the worker
+            if isinstance(item, InvalidStartPosition):
+                return self._halt(self.lease.unreadable_checkpoint(str(item)))
+            return self._halt(f"reading the shard failed: {item!r:.300}")
+        self.progress.millis_behind_latest = item.millis_behind_latest
+        old, item = self.dead_letters.expired(item)
+        if old:  # past max_record_age: to the dead-letter sink, not the processor
+            bound = self.tracker.delivered(old[-1].extended_sequence_number)
+            if not self._dead_letter(old, RecordTooOld(f"older than {self.settings.max_record_age} s")):
+                self.tracker.undeliver(bound)
+                return self._halt(self.dead_letters.refused or "dead-lettering records past max_record_age failed")
+        if not keep_empty and not item.records and not self.settings.call_process_records_even_for_empty_list:
+            return self._after_batch(item)
+        if self._lease_gone():  # again: the wait for the batch may have outlived the lease
+            return self._end("lease lost")
+        return item
 
     def _part_done(self, batch: Batch) -> float | None:
         """A batch (or a part of a split one) is done: the next part, else what follows a batch."""

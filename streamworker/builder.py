@@ -60,6 +60,8 @@ class Clients:
     dynamodb: DynamoDBClient | None = None
     session: boto3.session.Session | None = None
     kafka_consumer_factory: Callable[[dict[str, Any]], Any] | None = None
+    #: DynamoDB Streams (a boto3 ``dynamodbstreams`` client)
+    streams: Any = None
 
 
 @dataclass
@@ -112,6 +114,8 @@ def processor_name(config: WorkerConfig, lease: Lease) -> str:
     """The stream or topic whose processor (``processors`` in the config) runs a lease."""
     if config.source == "kinesis":
         return stream_of(lease.lease_key) or stream_name(config.stream or "")
+    if config.source == "dynamodb-streams":
+        return config.table or config.stream or ""
     return topic_of(lease.lease_key)
 
 
@@ -149,6 +153,18 @@ def _kinesis(config: WorkerConfig, clients: Clients, clock: Clock,
                             list_streams=lambda: list_stream_names(kinesis), on_retired=on_stream_retired,
                             log_context={"worker_id": config.worker_id, "stream": config.stream_label})
     return _Sources(source, streams, [kinesis_source(n).describe for n in names], kinesis=kinesis)
+
+
+def _dynamodb_streams(config: WorkerConfig, clients: Clients, clock: Clock) -> _Sources:
+    from .sources.dynamodb_streams import MAX_RECORDS, StreamRecord, StreamsAsKinesis, stream_arn
+    from .sources.kinesis import KinesisSource
+
+    streams = clients.streams or make_client("dynamodbstreams", clients.session)
+    arn = stream_arn(clients.dynamodb or make_client("dynamodb", clients.session), streams,
+                     config.table or config.stream or "")
+    source = KinesisSource(StreamsAsKinesis(streams), arn, max_records=min(config.max_records, MAX_RECORDS),  # type: ignore[arg-type]
+                           idle_time=config.idle_time_between_reads, clock=clock, record_type=StreamRecord)
+    return _Sources(source, None, [source.describe], kinesis_source=source)
 
 
 def _kafka(config: WorkerConfig, clients: Clients, clock: Clock) -> _Sources:
@@ -193,8 +209,12 @@ def build(config: WorkerConfig, listener: LeaseListener, *, clock: Clock, client
 
         clients = replace(clients, session=session_for(CredentialSpec(
             role_arn=config.role_arn, session_name=config.role_session_name, external_id=config.external_id)))
-    read = (_kinesis(config, clients, clock, on_stream_retired) if config.source == "kinesis"
-            else _kafka(config, clients, clock))
+    if config.source == "kinesis":
+        read = _kinesis(config, clients, clock, on_stream_retired)
+    elif config.source == "dynamodb-streams":
+        read = _dynamodb_streams(config, clients, clock)
+    else:
+        read = _kafka(config, clients, clock)
     source, streams = read.source, read.streams
     start_checks = list(read.start_checks)
 
@@ -251,10 +271,11 @@ def build(config: WorkerConfig, listener: LeaseListener, *, clock: Clock, client
         parent_poll_interval=config.parent_poll_interval,
         call_process_records_even_for_empty_list=config.call_process_records_even_for_empty_list,
         initial_timestamp=config.initial_timestamp, stream=config.stream_label, worker_id=config.worker_id,
-        release_halted_after=config.release_halted_after, read_ahead=config.source == "kinesis",
+        release_halted_after=config.release_halted_after, read_ahead=config.source != "kafka",
         checkpoint_interval=config.checkpoint_interval, checkpoint_every=config.checkpoint_every,
         dead_letter_failures=config.on_error in ("dead-letter", "bisect"), bisect=config.on_error == "bisect",
-        max_record_age=config.max_record_age,
+        max_record_age=config.max_record_age, parallelism=config.parallelism,
+        shutdown_timeout=config.shutdown_timeout,
         dead_letter_guard=GuardLimits(config.dead_letter_max_consecutive, config.dead_letter_max_ratio),
     )
     return WorkerParts(

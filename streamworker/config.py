@@ -48,7 +48,10 @@ class WorkerConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STREAMWORKER_", extra="forbid", validate_default=True)
 
     processor: str | None = Field(None, description="MODULE:CLASS or path/to/file.py:CLASS")
-    source: Literal["kinesis", "kafka"] = Field("kinesis", description="where the records come from")
+    source: Literal["kinesis", "kafka", "dynamodb-streams"] = Field("kinesis", description="where the records come from")
+    table: str | None = Field(
+        None, min_length=1, description="dynamodb-streams: the DynamoDB table whose stream is read (or give the stream ARN "
+                                        "as stream)")
     coordinator: Literal["dynamodb", "kafka-group"] | None = Field(
         None, description="default: dynamodb for Kinesis, kafka-group for Kafka")
     stream: str | None = Field(None, min_length=1, description="Kinesis stream name or ARN")
@@ -92,6 +95,9 @@ class WorkerConfig(BaseSettings):
     max_leases_to_steal_at_one_time: int | None = Field(None, ge=0, description="steals per take cycle (none: as many as the share needs)")
     steady_take_interval: float = Field(2.0, gt=0, description="scan period while no lease is moving")
     max_pending_batches: int = Field(4, ge=1, le=100, description="Kinesis batches read ahead per shard")
+    parallelism: int = Field(
+        1, ge=1, le=256, description="per shard, records of different keys processed at once (processors with "
+                                     "process_record; records of one key stay in order)")
     processor_retries: int = Field(3, ge=0, description="redeliveries of a failing batch before on_error applies")
     checkpoint_interval: float | None = Field(
         None, gt=0, description="checkpoint processed batches every this many seconds (for processors that never call checkpoint())")
@@ -207,7 +213,17 @@ class WorkerConfig(BaseSettings):
         if self.release_halted_after is not None and self.coordinator_kind != "dynamodb":
             raise ValueError("release_halted_after needs the dynamodb coordinator (the Kafka group decides "
                              "assignments itself)")
-        if self.source == "kinesis":
+        if self.source == "dynamodb-streams":
+            if not self.table and not (self.stream and "/stream/" in self.stream):
+                raise ValueError("the dynamodb-streams source needs --table (or a stream ARN as --stream)")
+            if self.streams or self.stream_pattern or self.retrieval != "polling":
+                raise ValueError("the dynamodb-streams source reads one stream by polling (no --stream lists, "
+                                 "patterns or fan-out)")
+            if self.coordinator == "kafka-group":
+                raise ValueError("coordinator kafka-group needs source kafka")
+            if self.initial_position == InitialPosition.AT_TIMESTAMP:
+                raise ValueError("DynamoDB Streams starts a shard at TRIM_HORIZON or LATEST only")
+        elif self.source == "kinesis":
             if not self.stream and not self.streams and not self.stream_pattern:
                 raise ValueError("stream is required for the Kinesis source (--stream or --stream-pattern)")
             if self.stream_pattern:
@@ -226,7 +242,7 @@ class WorkerConfig(BaseSettings):
 
     @property
     def coordinator_kind(self) -> str:
-        return self.coordinator or ("dynamodb" if self.source == "kinesis" else "kafka-group")
+        return self.coordinator or ("kafka-group" if self.source == "kafka" else "dynamodb")
 
     @property
     def stream_names(self) -> list[str]:
@@ -241,7 +257,9 @@ class WorkerConfig(BaseSettings):
 
     @property
     def stream_label(self) -> str:
-        """What logs call the stream: the Kinesis stream(s), or the Kafka topics."""
+        """What logs call the stream: the Kinesis stream(s), the table, or the Kafka topics."""
+        if self.source == "dynamodb-streams":
+            return self.table or self.stream or ""
         if self.source == "kinesis":
             label = ",".join(self.stream_names)
             return label + (f"/{self.stream_pattern}/" if self.stream_pattern else "")

@@ -33,8 +33,10 @@ from .checkpointer import CheckpointTracker
 from .clock import Clock
 from .coordinators.base import CheckpointStore, LeaseAccess, ShardLineage
 from .coordinators.lease import Lease
-from .dead_letters import RecordTooOld, ShardDeadLetters
+from .dead_letters import ShardDeadLetters
 from .errors import CheckpointError, LeaseLostError, ShardEndNotCheckpointedError
+from .keyed import KEYED_CHECKPOINT_INTERVAL, keyed_dispatcher
+from .keyed_delivery import KeyedDelivery
 from .metrics import ShardMeters, TimedStore
 from .processor import (
     ChildShard,
@@ -47,7 +49,7 @@ from .processor import (
 from .processor_calls import CallFailed, ProcessorCall, attempt
 from .record_failures import RecordFailures, redeliver_from_first_failure
 from .shard_state import BatchFeed, ConsumerSettings, ConsumerState, ShardProgress
-from .sources.base import Batch, InvalidStartPosition, Source, SourceAccessDenied
+from .sources.base import Batch, Source, SourceAccessDenied
 
 if TYPE_CHECKING:
     from .metrics import WorkerMetrics
@@ -55,7 +57,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("streamworker.shard")
 
 
-class ShardLifecycle(BatchDelivery):
+class ShardLifecycle(BatchDelivery, KeyedDelivery):
     """Drives one RecordProcessor over one leased shard, one ``step()`` at a time."""
 
     def __init__(self, lease: Lease, processor: RecordProcessor, source: Source, leases: LeaseAccess,
@@ -91,7 +93,15 @@ class ShardLifecycle(BatchDelivery):
         store: CheckpointStore = leases if metrics is None else TimedStore(leases, metrics, label)
         self.tracker = CheckpointTracker(store, lease.lease_key, self.shard_id, lease.checkpoint)
         self._parts: list[Batch] = []  # on_error = bisect: the rest of a split batch, next first
-        self.policy = CheckpointPolicy(clock, interval=settings.checkpoint_interval, every=settings.checkpoint_every)
+        #: Per-key mode (a processor with process_record): lanes instead of process_records calls.
+        self._keyed = keyed_dispatcher(processor, settings, lambda: self.wake_runner(), lambda: not self._lease_gone())
+        self._keyed_end: Batch | None = None
+        #: Set by the runner: wakes its thread (a lane completed).
+        self.wake_runner: Callable[[], None] = lambda: None
+        interval = settings.checkpoint_interval
+        if self._keyed is not None and interval is None and settings.checkpoint_every is None:
+            interval = KEYED_CHECKPOINT_INTERVAL  # the processor has no checkpointer in process_record
+        self.policy = CheckpointPolicy(clock, interval=interval, every=settings.checkpoint_every)
         #: The state table: what ``step()`` does in each state (the ending states are in ``_end``).
         self._handlers: dict[ConsumerState, Callable[[], float | None]] = {
             ConsumerState.WAITING_ON_PARENTS: self._waiting_on_parents,
@@ -115,8 +125,9 @@ class ShardLifecycle(BatchDelivery):
 
     @property
     def busy(self) -> bool:
-        """A processor call is being retried (the next step makes its next attempt)."""
-        return self._call is not None
+        """A processor call is being retried (the next step makes its next attempt), or records
+        handed to per-key lanes are not all completed."""
+        return self._call is not None or (self._keyed is not None and self._keyed.outstanding > 0)
 
     # -- the machine -----------------------------------------------------------------------------
 
@@ -139,6 +150,8 @@ class ShardLifecycle(BatchDelivery):
     def close(self) -> None:
         """After the last step, or when the runner is abandoned: the reader stops."""
         self.feed.stop()
+        if self._keyed is not None:
+            self._keyed.close()
 
     # -- states ----------------------------------------------------------------------------------
 
@@ -185,30 +198,15 @@ class ShardLifecycle(BatchDelivery):
     def _processing(self) -> float | None:
         if self._lease_gone():
             return self._end("lease lost")
+        if self._keyed is not None:
+            return self._processing_keyed()
         if self._call is None:
             if self._shutdown.is_set():
                 return self._end("shutdown requested")
-            item = self.feed.next()
-            if item is None:  # nothing new: an interval checkpoint may still be due
-                return 0.0 if self.policy.apply(self.tracker, self._log) else self._end("lease lost")
-            if isinstance(item, BaseException):
-                if isinstance(item, SourceAccessDenied):
-                    raise item  # step() ends the shard and stops the worker
-                if isinstance(item, InvalidStartPosition):
-                    return self._halt(self.lease.unreadable_checkpoint(str(item)))
-                return self._halt(f"reading the shard failed: {item!r:.300}")
-            self.progress.millis_behind_latest = item.millis_behind_latest
-            old, item = self.dead_letters.expired(item)
-            if old:  # past max_record_age: to the dead-letter sink, not the processor
-                bound = self.tracker.delivered(old[-1].extended_sequence_number)
-                if not self._dead_letter(old, RecordTooOld(f"older than {self.settings.max_record_age} s")):
-                    self.tracker.undeliver(bound)
-                    return self._halt(self.dead_letters.refused or "dead-lettering records past max_record_age failed")
-            if not item.records and not self.settings.call_process_records_even_for_empty_list:
-                return self._after_batch(item)
-            if self._lease_gone():  # again: the wait for the batch may have outlived the lease
-                return self._end("lease lost")
-            self._call = self._deliver(item)
+            got = self._next_batch()
+            if not isinstance(got, Batch):
+                return got
+            self._call = self._deliver(got)
         call = self._call
         assert call.batch is not None
         try:
@@ -315,6 +313,9 @@ class ShardLifecycle(BatchDelivery):
         self.state = {"lease lost": ConsumerState.LEASE_LOST,
                       "shutdown requested": ConsumerState.SHUTTING_DOWN}.get(why, self.state)
         self.feed.stop()
+        # per-key mode: the ending call never overlaps a process_record; a graceful stop first
+        # lets every record already taken complete, so the next owner gets none of them again
+        self._stop_lanes(drain=why == "shutdown requested" and self.halt_reason is None)
         call = call_processor and self._initialized
         if why == "lease lost":
             if call:

@@ -100,6 +100,14 @@ class RecordProcessor:
         """Process one batch; checkpoint through ``process_records_input.checkpointer`` when ready."""
         raise NotImplementedError
 
+    def process_record(self, record: Record) -> MaybeAwaitable:
+        """Per-record delivery, instead of ``process_records``: override this one and streamworker
+        calls it once per record, records of one key (partition key; Kafka: message key) strictly
+        in order, different keys at once on up to ``parallelism`` lanes per shard; it checkpoints
+        the records completed without a gap itself (every ``checkpoint_interval``, default 1 s).
+        Raise to fail the record: it is retried, then the error policy applies to it alone."""
+        raise NotImplementedError
+
     def lease_lost(self, lease_lost_input: LeaseLostInput) -> MaybeAwaitable:
         """Another worker owns the shard now; no checkpoint is possible."""
         self.shutdown(ShutdownReason.LEASE_LOST, None)

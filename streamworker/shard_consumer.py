@@ -142,6 +142,7 @@ class ShardConsumer:
         self.hang_reported: tuple[str, float] | None = None
         self._on_done = on_done
         self._wake = threading.Event()
+        self.lifecycle.wake_runner = self._wake.set  # a lane completed (per-key mode)
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"shard-{self.shard_id}", daemon=True)
 

@@ -54,6 +54,11 @@ class ConsumerSettings:
     #: reads come from memory another thread fills (Kafka's partition buffers): the shard thread
     #: reads itself, so the partition buffer is the only buffer and a batch crosses one thread.
     read_ahead: bool = True
+    #: Per-key mode (processors with process_record): lanes per shard, and the shutdown bound.
+    parallelism: int = 1
+    shutdown_timeout: float = 20.0
+    #: Lanes run on the shard's own thread, one record after another (the test harness).
+    inline_lanes: bool = False
     #: Runs ``async def`` processor methods; its thread starts on first use. The worker shares one.
     event_loop: EventLoopThread = field(default_factory=EventLoopThread)
 

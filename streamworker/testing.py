@@ -28,6 +28,7 @@ from .checkpointer import Checkpointer
 from .clock import FakeClock
 from .coordinators.lease import Lease
 from .errors import LeaseLostError, ShardEndNotCheckpointedError
+from .keyed import is_per_record
 from .lifecycle import ShardLifecycle
 from .processor import ChildShard, RecordProcessor
 from .records import ExtendedSequenceNumber, Record, StartPosition
@@ -155,6 +156,12 @@ class _Recording(RecordProcessor):
         return self._inner.shutdown_requested(i)
 
 
+class _RecordingPerRecord(_Recording):
+    def process_record(self, record: Record) -> Any:
+        self._calls.append("process_record")
+        return self._inner.process_record(record)
+
+
 def make_records(payloads: Iterable[bytes | str], *, shard_id: str = "shard-1", start: int = 1,
                  partition_key: str = "key") -> list[Record]:
     """Records numbered from ``start`` (sequence numbers "1", "2", …)."""
@@ -188,7 +195,8 @@ class ShardHarness:
         self._loop = EventLoopThread()
         self._settings = ConsumerSettings(processor_retries=processor_retries, retry_backoff=retry_backoff,
                                           event_loop=self._loop, worker_id="harness",
-                                          checkpoint_interval=checkpoint_interval, checkpoint_every=checkpoint_every)
+                                          checkpoint_interval=checkpoint_interval, checkpoint_every=checkpoint_every,
+                                          inline_lanes=True)
         self._life: ShardLifecycle | None = None
         self._next_seq = 1
 
@@ -233,7 +241,8 @@ class ShardHarness:
         if not esn.is_sentinel:
             self._next_seq = int(checkpoint) + 1
         self._life = ShardLifecycle(
-            Lease(self.shard_id, lease_owner="harness", checkpoint=esn), _Recording(self.processor, self.calls),
+            Lease(self.shard_id, lease_owner="harness", checkpoint=esn),
+            (_RecordingPerRecord if is_per_record(self.processor) else _Recording)(self.processor, self.calls),
             _NoSource(), self._lease, self._settings, self._feed, self.clock, label=self.shard_id,
             stream="harness")
         self._run(lambda life: life.state not in (ConsumerState.WAITING_ON_PARENTS, ConsumerState.INITIALIZING))

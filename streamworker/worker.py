@@ -17,6 +17,7 @@ from .config import WorkerConfig
 from .coordinators.base import Coordinator, CoordinatorStats, ShardFigures
 from .coordinators.lease import Lease
 from .errors import ConfigError, StreamworkerError
+from .keyed import is_per_record
 from .metrics import WorkerMetrics
 from .ops.fleet import FleetView, LocalShard
 from .ops.hangs import HangDetector
@@ -71,6 +72,7 @@ class Worker:
         kinesis_client: KinesisClient | None = None,
         dynamodb_client: DynamoDBClient | None = None,
         session: boto3.session.Session | None = None,
+        streams_client: Any = None,
         kafka_consumer_factory: Callable[[dict[str, Any]], Any] | None = None,
         clock: Clock | None = None,
         processor_factories: Mapping[str, ProcessorFactory] | None = None,
@@ -87,12 +89,19 @@ class Worker:
         self._factories.update(processor_factories or {})
         if processor_factory is None and not self._factories:
             raise ConfigError("no processor given")
+        if config.parallelism > 1:
+            for name, f in [("processor", processor_factory), *self._factories.items()]:
+                if isinstance(f, type) and not is_per_record(f):
+                    raise ConfigError(f"parallelism {config.parallelism} needs a processor with process_record (one "
+                                      f"record at a time, so records of different keys can run at once); "
+                                      f"{f.__name__} ({name}) has only process_records")
         self._clock = clock or SystemClock()
         self._log = log.bind(worker_id=self.worker_id, stream=config.stream_label)
         self._loop = EventLoopThread()
         self.metrics = WorkerMetrics()
         self._parts = build(config, self, clock=self._clock,
-                            clients=Clients(kinesis_client, dynamodb_client, session, kafka_consumer_factory),
+                            clients=Clients(kinesis_client, dynamodb_client, session, kafka_consumer_factory,
+                                            streams_client),
                             figures_of=self._figures_of, event_loop=self._loop,
                             on_stream_retired=self._stream_retired)
         self.coordinator: Coordinator = self._parts.coordinator

@@ -113,7 +113,12 @@ class IamProxy:
 
     def resource(self, service: str, operation: str, body: dict[str, Any]) -> str:
         a = f"arn:aws:{service}:{self.region}:{self.account}"
-        if service == "dynamodb":
+        if service == "dynamodb":  # DynamoDB Streams signs as dynamodb too; its resource is the stream
+            if "StreamArn" in body:
+                return str(body["StreamArn"])
+            if "ShardIterator" in body:
+                with self._lock:
+                    return self._iterators.get(body["ShardIterator"], f"{a}:table/UNKNOWN/stream/ShardIterator")
             return f"{a}:table/{body['TableName']}" if "TableName" in body else "*"
         if service == "sqs":
             if "QueueUrl" in body:
@@ -138,7 +143,7 @@ class IamProxy:
 
     def _remember(self, service: str, operation: str, resource: str, reply: bytes) -> None:
         """Iterators and paging tokens name no stream: learn theirs from the replies that hand them out."""
-        if service != "kinesis" or operation not in ("GetShardIterator", "GetRecords", "ListShards"):
+        if service not in ("kinesis", "dynamodb") or operation not in ("GetShardIterator", "GetRecords", "ListShards"):
             return
         try:
             data = json.loads(reply)

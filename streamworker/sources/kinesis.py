@@ -135,6 +135,8 @@ class KinesisShardReader:
     idle_time: float = 1.5
     clock: Clock = field(default_factory=SystemClock)
     stats: ReaderStats = field(default_factory=ReaderStats)
+    #: What each record becomes (DynamoDB Streams: a StreamRecord reading its change back).
+    record_type: type[Record] = Record
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -296,13 +298,14 @@ class KinesisShardReader:
         threshold = self._last_delivered or self._skip_through
         out: list[Record] = []
         shard_id = self.shard_id
+        make = self.record_type
         for raw in raw_records:
             seq = raw["SequenceNumber"]
             arrival = raw.get("ApproximateArrivalTimestamp")
             data: bytes = raw["Data"]
             users = deaggregate(data) if data[:4] == MAGIC else None
             if users is None:
-                rec = Record(data, raw["PartitionKey"], seq, 0, arrival, shard_id, raw.get("ExplicitHashKey"))
+                rec = make(data, raw["PartitionKey"], seq, 0, arrival, shard_id, raw.get("ExplicitHashKey"))
                 if threshold is None or rec.extended_sequence_number > threshold:
                     out.append(rec)
                     threshold = None
@@ -320,9 +323,10 @@ class KinesisSource:
     """Lists a stream's shards and opens polling readers on them."""
 
     def __init__(self, client: KinesisClient, stream: str, *, max_records: int = 10000, idle_time: float = 1.5,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, record_type: type[Record] = Record) -> None:
         self._client = client
         self._stream = stream
+        self.record_type = record_type
         self.max_records = max_records
         self.idle_time = idle_time
         self._clock = clock or SystemClock()
@@ -393,7 +397,7 @@ class KinesisSource:
     def open_reader(self, shard_id: str, position: StartPosition) -> KinesisShardReader:
         return KinesisShardReader(self._client, self._stream, shard_id, position,
                                   max_records=self.max_records, idle_time=self.idle_time, clock=self._clock,
-                                  stats=self.stats)
+                                  stats=self.stats, record_type=self.record_type)
 
 
 def list_stream_names(client: KinesisClient) -> list[str]:

@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 from streamworker.local import KinesisMock, MotoServer
-from tests.integration.conftest import KafkaTopics, wait_for
+from tests.integration.conftest import PER_RECORD_PROCESSOR, KafkaTopics, wait_for
 
 from .driver import PROCESSOR, Fleet, Producer, check, events, run_chaos
 
@@ -41,7 +41,12 @@ def finish(fleet: Any, producer: Any, title: Any, actions: Any) -> None:
     assert {"kill -9", "SIGSTOP", "SIGTERM"} <= {a.split()[0] if a[0] != "k" else "kill -9" for a in actions}
 
 
-def kinesis_chaos(tmp_path: Path, moto_server: MotoServer, kinesis_mock: KinesisMock, names: dict[str, str], params: Any) -> None:
+#: Per-key parallelism: the per-record processor on 4 lanes per shard (``processor`` and ``extra``).
+KEYED: dict[str, Any] = {"processor": PER_RECORD_PROCESSOR, "extra": ["--parallelism", "4"]}
+
+
+def kinesis_chaos(tmp_path: Path, moto_server: MotoServer, kinesis_mock: KinesisMock, names: dict[str, str], params: Any,
+                  processor: str = PROCESSOR, extra: tuple[str, ...] | list[str] = ()) -> None:
     kinesis = boto3.client("kinesis", endpoint_url=kinesis_mock.endpoint)
     stream = names["stream"]
     kinesis.create_stream(StreamName=stream, ShardCount=8)
@@ -50,10 +55,10 @@ def kinesis_chaos(tmp_path: Path, moto_server: MotoServer, kinesis_mock: Kinesis
            "AWS_ENDPOINT_URL_DYNAMODB": moto_server.endpoint, "STREAMWORKER_TAKE_INTERVAL": "0.5",
            "STREAMWORKER_SHARD_SYNC_INTERVAL": "2"}
     env.pop("AWS_ENDPOINT_URL", None)
-    fleet = Fleet([sys.executable, "-m", "streamworker", "run", PROCESSOR, "--stream", stream,
+    fleet = Fleet([sys.executable, "-m", "streamworker", "run", processor, "--stream", stream,
                    "--application-name", names["app"], "--failover-time", str(FAILOVER),
-                   "--initial-position", "TRIM_HORIZON", "--idle-time-between-reads", "0.2", "--log-format", "json"],
-                  env, tmp_path / "records.jsonl", tmp_path)
+                   "--initial-position", "TRIM_HORIZON", "--idle-time-between-reads", "0.2", "--log-format", "json",
+                   *extra], env, tmp_path / "records.jsonl", tmp_path)
 
     def put(batch: Any) -> None:
         kinesis.put_records(StreamName=stream, Records=[{"Data": d, "PartitionKey": k} for k, d in batch])
@@ -69,10 +74,12 @@ def kinesis_chaos(tmp_path: Path, moto_server: MotoServer, kinesis_mock: Kinesis
     except BaseException:
         fleet.stop_all()
         raise
-    finish(fleet, producer, f"Kinesis, {params['workers']} workers, {params['duration']}s", actions)
+    finish(fleet, producer, f"Kinesis, {params['workers']} workers, {params['duration']}s{', '.join(['', *extra])}",
+           actions)
 
 
-def kafka_chaos(tmp_path: Path, kafka: KafkaTopics, names: dict[str, str], params: Any) -> None:
+def kafka_chaos(tmp_path: Path, kafka: KafkaTopics, names: dict[str, str], params: Any,
+                processor: str = PROCESSOR, extra: tuple[str, ...] | list[str] = ()) -> None:
     topic = kafka.create(names["stream"], partitions=8)
     from confluent_kafka import Producer as KafkaProducer
 
@@ -84,7 +91,7 @@ def kafka_chaos(tmp_path: Path, kafka: KafkaTopics, names: dict[str, str], param
         p.flush(10)
 
     env = {**os.environ}
-    fleet = Fleet([sys.executable, "-m", "streamworker", "run", PROCESSOR, "--source", "kafka", "--topic", topic,
+    fleet = Fleet([sys.executable, "-m", "streamworker", "run", processor, *extra, "--source", "kafka", "--topic", topic,
                    "--bootstrap-servers", kafka.bootstrap, "--application-name", names["app"],
                    "--initial-position", "TRIM_HORIZON", "--idle-time-between-reads", "0.2", "--log-format", "json",
                    "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000",
@@ -97,7 +104,8 @@ def kafka_chaos(tmp_path: Path, kafka: KafkaTopics, names: dict[str, str], param
     except BaseException:
         fleet.stop_all()
         raise
-    finish(fleet, producer, f"Kafka, {params['workers']} workers, {params['duration']}s", actions)
+    finish(fleet, producer, f"Kafka, {params['workers']} workers, {params['duration']}s{', '.join(['', *extra])}",
+           actions)
 
 
 def test_chaos_kinesis_short(tmp_path: Path, moto_server: MotoServer, kinesis_mock: KinesisMock, names: dict[str, str], aws_env: dict[str, str]) -> None:
@@ -106,6 +114,21 @@ def test_chaos_kinesis_short(tmp_path: Path, moto_server: MotoServer, kinesis_mo
 
 def test_chaos_kafka_short(tmp_path: Path, kafka: KafkaTopics, names: dict[str, str]) -> None:
     kafka_chaos(tmp_path, kafka, names, SHORT)
+
+
+def test_chaos_kinesis_short_with_key_parallelism(tmp_path: Path, moto_server: MotoServer, kinesis_mock: KinesisMock,
+                                                  names: dict[str, str], aws_env: dict[str, str]) -> None:
+    kinesis_chaos(tmp_path, moto_server, kinesis_mock, names, SHORT, **KEYED)
+
+
+def test_chaos_kafka_short_with_key_parallelism(tmp_path: Path, kafka: KafkaTopics, names: dict[str, str]) -> None:
+    kafka_chaos(tmp_path, kafka, names, SHORT, **KEYED)
+
+
+@pytest.mark.slow
+def test_chaos_kinesis_long_with_key_parallelism(tmp_path: Path, moto_server: MotoServer, kinesis_mock: KinesisMock,
+                                                 names: dict[str, str], aws_env: dict[str, str]) -> None:
+    kinesis_chaos(tmp_path, moto_server, kinesis_mock, names, LONG, **KEYED)
 
 
 @pytest.mark.slow

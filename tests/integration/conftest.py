@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 HERE = Path(__file__).parent
 PROCESSOR = f"{HERE / 'recording_processor.py'}:RecordingProcessor"
+PER_RECORD_PROCESSOR = f"{HERE / 'recording_processor.py'}:RecordingPerRecordProcessor"
 
 
 def wait_for(cond: Callable[[], T | None], timeout: float, what: str = "condition") -> T:
@@ -151,11 +152,11 @@ def settled(table_name: str, log: RecordLog, expected: dict[str, int]) -> bool:
 class WorkerProcess:
     def __init__(self, name: str, names: dict[str, str], env: dict[str, str], log: RecordLog, tmp: Path,
                  failover: float = 3.0, hold_file: Path | None = None, extra: Sequence[str] = (),
-                 source: list[str] | None = None) -> None:
+                 source: list[str] | None = None, processor: str = PROCESSOR) -> None:
         self.name = name
         self.stderr_path = tmp / f"{name}.stderr"
         source = source or ["--stream", names["stream"]]
-        cmd = [sys.executable, "-m", "streamworker", "run", PROCESSOR, *source,
+        cmd = [sys.executable, "-m", "streamworker", "run", processor, *source,
                "--application-name", names["app"], "--worker-id", name, "--failover-time", str(failover),
                "--initial-position", "TRIM_HORIZON", "--idle-time-between-reads", "0.2",
                "--log-format", "json", *extra]

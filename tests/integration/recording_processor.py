@@ -73,3 +73,34 @@ class RecordingProcessor(RecordProcessor):
         if self.checkpoints:
             i.checkpointer.checkpoint()
         self._event("shutdown_requested")
+
+
+class RecordingPerRecordProcessor(RecordingProcessor):
+    """The same events, one record at a time (``process_record``: per-key lanes when the worker
+    runs with ``parallelism`` > 1). streamworker checkpoints the completed records itself.
+    With RECORD_DELAY (seconds) each record takes that long, as an I/O call would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import threading
+
+        self._write = threading.Lock()
+        self.delay = float(os.environ.get("RECORD_DELAY", "0"))
+
+    def _event(self, ev: Any, **kw: Any) -> None:
+        with self._write:
+            super()._event(ev, **kw)
+
+    def process_record(self, r: Any) -> None:
+        if r.data.decode() in self.poison:
+            raise RuntimeError("a poison record")
+        if self.delay:
+            time.sleep(self.delay)
+        self._event("rec", seq=r.sequence_number, sub=r.sub_sequence_number, key=r.partition_key,
+                    data=r.data.decode(), thread=threading_name())
+
+
+def threading_name() -> str:
+    import threading
+
+    return threading.current_thread().name

@@ -126,6 +126,6 @@ def test_error_events_among_messages_lose_no_record(kafka: KafkaTopics, names: d
     for _ in range(10):  # bursts: each one read up to the end of its partitions, an EOF event each time
         kafka.produce(topic, sent, 30, partitions=2)
         sent += 30
-        wait_for(lambda: len(set(log.data())) >= sent, 30, f"{sent} records")
+        wait_for(lambda n=sent: len(set(log.data())) >= n, 30, f"{sent} records")  # type: ignore[misc]
     assert sorted(set(log.data())) == list(range(sent))
     assert "poll loop failed" not in w.stderr()

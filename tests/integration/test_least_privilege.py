@@ -48,9 +48,11 @@ def fill(policy: Any, **names: str) -> Any:
     return json.loads(text)
 
 
-def policy_for(stream: str, app: str, *features: str, without: tuple[str, ...] = (), **names: str) -> dict[str, Any]:
+def policy_for(stream: str, app: str, *features: str, without: tuple[str, ...] = (), drop: tuple[str, ...] = (),
+               **names: str) -> dict[str, Any]:
     base, extra = documented_policy()
     policy = copy.deepcopy(base)
+    policy["Statement"] = [st for st in policy["Statement"] if st["Sid"] not in drop]
     policy["Statement"] += [extra[f] for f in features]
     for statement in policy["Statement"]:
         statement["Action"] = [a for a in statement["Action"] if a not in without]
@@ -327,3 +329,24 @@ def test_an_ecs_task_role_refreshed_as_it_expires(setting: Setting) -> None:
     s.no_denials()
     signed_only_by(s, f"arn:aws:sts::{ACCOUNT}:assumed-role/orders-task/")
     assert task.fetches > 1  # 2 minutes of life is inside botocore's refresh window: fetched again
+
+
+def test_with_a_dynamodb_stream(setting: Setting) -> None:
+    """--source dynamodb-streams: the table's stream instead of a Kinesis stream."""
+    s, table, app = setting, f"{setting.names['stream']}-orders", setting.names["app"]
+    s.ddb.create_table(TableName=table, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                       AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                       BillingMode="PAY_PER_REQUEST",
+                       StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
+    for n in range(10):
+        s.ddb.put_item(TableName=table, Item={"id": {"S": f"o{n}"}})
+    s.grant(policy_for("unused", app, "DynamoDBStreamsTable", "DynamoDBStreams", drop=("ReadTheStream",),
+                       SOURCE_TABLE=table))
+    w = s.worker("--source", "dynamodb-streams", "--table", table)
+    wait_for(lambda: len(s.log.events("rec")) >= 10 or w.poll() is not None, 60, "ten changes")
+    assert w.poll() is None, s.stderr()[-3000:]
+    s.stop(w)
+    assert [json.loads(e["data"])["dynamodb"]["Keys"]["id"]["S"] for e in s.log.events("rec")] == [
+        f"o{n}" for n in range(10)]
+    s.no_denials()
+    assert s.proxy.allowed_actions()["dynamodb:GetRecords"] >= 1
