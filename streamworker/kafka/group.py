@@ -33,9 +33,14 @@ _FENCED_ERRORS = ("FENCED_INSTANCE_ID",)
 #: protocols the member keeps the partitions it was not asked to give up, and the commit succeeds
 #: once the rebalance completes; whether a partition is still ours is decided by the rebalance
 #: callbacks (on_revoke / on_lost remove it), which the retry loop checks before every attempt.
-_RETRY_ERRORS = ("REBALANCE_IN_PROGRESS", "ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID", "STALE_MEMBER_EPOCH",
-                 "COORDINATOR_LOAD_IN_PROGRESS", "NOT_COORDINATOR", "COORDINATOR_NOT_AVAILABLE",
+_REBALANCE_ERRORS = ("REBALANCE_IN_PROGRESS", "ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID", "STALE_MEMBER_EPOCH")
+_RETRY_ERRORS = (*_REBALANCE_ERRORS, "COORDINATOR_LOAD_IN_PROGRESS", "NOT_COORDINATOR", "COORDINATOR_NOT_AVAILABLE",
                  "REQUEST_TIMED_OUT", "_TIMED_OUT", "_TRANSPORT", "_WAIT_COORD")
+#: A rebalance ends, keeping the partition here (the commit then succeeds) or taking it away (the
+#: retry loop sees that): refusals because of one are retried this long, not just commit_timeout.
+#: Giving up earlier redelivered a batch the processor had finished (seen on a loaded machine,
+#: where a cooperative rebalance outlasted 15 s).
+REBALANCE_PATIENCE = 120.0
 PENDING_PREFIX = "streamworker:pending="
 
 
@@ -202,7 +207,8 @@ class KafkaGroupCoordinator:
         topic, partition = parse_shard(lease_key)
         tp = TopicPartition(topic, partition, next_offset, metadata) if metadata else \
             TopicPartition(topic, partition, next_offset)
-        deadline = self.clock.monotonic() + self.commit_timeout
+        started = self.clock.monotonic()
+        deadline = started + self.commit_timeout
         delay = 0.05
         while True:
             if not self.is_held(lease_key):
@@ -219,7 +225,9 @@ class KafkaGroupCoordinator:
                 name = str(err.name()) if err is not None and hasattr(err, "name") else str(exc)
                 if any(f in name for f in _FENCED_ERRORS):
                     raise LeaseLostError(f"shard {lease_key}: {op} refused by the group ({name})") from None
-                if not any(r in name for r in _RETRY_ERRORS) or self.clock.monotonic() + delay > deadline:
+                limit = started + max(self.commit_timeout, REBALANCE_PATIENCE) if any(
+                    r in name for r in _REBALANCE_ERRORS) else deadline
+                if not any(r in name for r in _RETRY_ERRORS) or self.clock.monotonic() + delay > limit:
                     raise CheckpointThrottledError(f"shard {lease_key}: {op} failed: {name}") from None
             self.clock.sleep(delay)
             delay = min(delay * 2, 1.0)

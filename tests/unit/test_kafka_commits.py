@@ -87,3 +87,84 @@ def test_a_failed_request_fails_every_caller_and_inside_a_rebalance_commits_are_
     b = ask(client, ("t", 0, 11))
     client.drain_control(in_callback=True)  # no poll can serve a reply inside on_revoke
     assert consumer.requests[-1] == ([("t", 0, 11)], False) and b.result(0) is None
+
+
+class _RefusingClient:
+    """Refuses commits with ``code`` until ``ok_after`` seconds of the fake clock passed."""
+
+    def __init__(self, clock: Any, code: int, ok_after: float) -> None:
+        self.conf: dict[str, str] = {}
+        self.clock, self.code, self.ok_after = clock, code, ok_after
+        self.start = clock.monotonic()
+        self.attempts = 0
+
+    def commit_offsets(self, offsets: list[Any]) -> None:
+        from confluent_kafka import KafkaError, KafkaException
+
+        self.attempts += 1
+        self.clock.advance(2.0)  # an attempt answered while the rebalance goes on
+        if self.clock.monotonic() - self.start < self.ok_after:
+            raise KafkaException(KafkaError(self.code))
+
+
+def _group(client: Any, clock: Any) -> Any:
+    from streamworker.coordinators.lease import Lease
+    from streamworker.kafka.group import KafkaGroupCoordinator, _Assigned
+    from streamworker.records import InitialPosition
+
+    source: Any = type("Source", (), {"client": client})()
+    listener: Any = object()
+    g = KafkaGroupCoordinator(source, "w", listener, initial_position=InitialPosition.TRIM_HORIZON, clock=clock)
+    g._held["t:0"] = _Assigned(Lease("t:0"))
+    return g
+
+
+def test_a_commit_refused_by_a_long_rebalance_waits_for_it_to_end() -> None:
+    """A cooperative rebalance outlasting commit_timeout (15 s) used to give up the checkpoint:
+    the processor's batch was then delivered again though it had been processed."""
+    from confluent_kafka import KafkaError
+
+    from streamworker.clock import FakeClock
+    from streamworker.records import ExtendedSequenceNumber as ESN
+
+    clock = FakeClock()
+    client = _RefusingClient(clock, KafkaError.REBALANCE_IN_PROGRESS, ok_after=40.0)
+    _group(client, clock).checkpoint("t:0", ESN("9"))  # no CheckpointThrottledError
+    assert client.attempts > 10
+
+
+def test_other_refusals_still_give_up_after_commit_timeout() -> None:
+    from confluent_kafka import KafkaError
+
+    from streamworker.clock import FakeClock
+    from streamworker.errors import CheckpointThrottledError
+    from streamworker.records import ExtendedSequenceNumber as ESN
+
+    clock = FakeClock()
+    start = clock.monotonic()
+    client = _RefusingClient(clock, KafkaError.COORDINATOR_NOT_AVAILABLE, ok_after=40.0)
+    with pytest.raises(CheckpointThrottledError, match="COORDINATOR_NOT_AVAILABLE"):
+        _group(client, clock).checkpoint("t:0", ESN("9"))
+    assert clock.monotonic() - start < 20
+
+
+def test_a_partition_revoked_during_the_rebalance_ends_the_wait_as_lost() -> None:
+    from confluent_kafka import KafkaError
+
+    from streamworker.clock import FakeClock
+    from streamworker.errors import LeaseLostError
+    from streamworker.records import ExtendedSequenceNumber as ESN
+
+    clock = FakeClock()
+    client = _RefusingClient(clock, KafkaError.REBALANCE_IN_PROGRESS, ok_after=1000.0)
+    g = _group(client, clock)
+    real = client.commit_offsets
+
+    def revoke_after_a_while(offsets: list[Any]) -> None:
+        if client.attempts == 5:
+            g._held.clear()  # on_revoke took it
+        real(offsets)
+
+    client.commit_offsets = revoke_after_a_while  # type: ignore[method-assign]
+    with pytest.raises(LeaseLostError):
+        g.checkpoint("t:0", ESN("9"))
