@@ -209,6 +209,12 @@ def build(config: WorkerConfig, listener: LeaseListener, *, clock: Clock, client
 
         clients = replace(clients, session=session_for(CredentialSpec(
             role_arn=config.role_arn, session_name=config.role_session_name, external_id=config.external_id)))
+    elif clients.session is None and (config.source != "kafka" or config.coordinator_kind == "dynamodb"):
+        from .aws_session import new_session
+
+        # one session for all of the worker's AWS clients: botocore keeps its endpoint data and
+        # service models per session (two sessions cost ~7 MB more than one)
+        clients = replace(clients, session=new_session())
     if config.source == "kinesis":
         read = _kinesis(config, clients, clock, on_stream_retired)
     elif config.source == "dynamodb-streams":
