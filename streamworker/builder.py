@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from .kafka.client import KafkaClient
     from .kafka.source import KafkaSource
     from .shard_sync import ShardSync
-    from .sources.kinesis import KinesisSource, ReaderStats
+    from .sources.kinesis import KinesisSource
+    from .sources.kinesis_calls import ReaderStats
     from .streams import StreamTracker
 
 
@@ -105,7 +106,7 @@ class WorkerParts:
         stats = [s.stats for s in self.kinesis_sources()]
         if not stats:
             return None
-        from .sources.kinesis import ReaderStats
+        from .sources.kinesis_calls import ReaderStats
 
         return ReaderStats.total(stats)
 

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 
     from .coordinators.lease_table import LeaseTable
     from .kafka.client import KafkaClient
-    from .sources.kinesis import KinesisSource, ReaderStats
+    from .sources.kinesis import KinesisSource
+    from .sources.kinesis_calls import ReaderStats
 
 __all__ = ["ProcessorFactory", "ShardStatus", "Worker"]
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from ..coordinators.base import CoordinatorStats
     from ..shard_consumer import ShardConsumer
-    from ..sources.kinesis import ReaderStats
+    from ..sources.kinesis_calls import ReaderStats
 
 
 class WorkerView(Protocol):

@@ -28,16 +28,8 @@ from ..errors import SourceError
 from ..processor import ChildShard
 from ..records import StartPosition
 from .base import Batch, ShardInfo, StopReading
-from .kinesis import (
-    KinesisShardReader,
-    KinesisSource,
-    MalformedReply,
-    ReaderStats,
-    refused,
-    shard_closed,
-    stream_args,
-    trimmed_away,
-)
+from .kinesis import KinesisShardReader, KinesisSource
+from .kinesis_calls import MalformedReply, ReaderStats, refused, shard_closed, stream_args, trimmed_away
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis.client import KinesisClient

@@ -18,7 +18,7 @@ from streamworker import cli
 from streamworker.config import check_environment
 from streamworker.coordinators.base import CoordinatorStats
 from streamworker.metrics import WorkerMetrics
-from streamworker.sources.kinesis import ReaderStats
+from streamworker.sources.kinesis_calls import ReaderStats
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 CORE_MODELS = {"Deployment": "V1Deployment", "Service": "V1Service", "ServiceAccount": "V1ServiceAccount"}
