@@ -84,6 +84,8 @@ class KeyedDispatcher:
     #: Asked before each record starts: False once the lease may be gone (a worker that was
     #: frozen must not go on through its queued records after it wakes).
     may_start: Callable[[], bool] = lambda: True
+    #: Told of every failed attempt (on the lane's thread): metrics and the log.
+    on_error: Callable[[Entry, BaseException], None] = lambda entry, exc: None
     executor: concurrent.futures.Executor | None = None
     _order: deque[Entry] = field(default_factory=deque)
     _queues: dict[str, deque[Entry]] = field(default_factory=dict)
@@ -192,6 +194,7 @@ class KeyedDispatcher:
                 return
             except Exception as exc:
                 entry.error = exc
+                self.on_error(entry, exc)
                 if entry.attempts > self.retries or self._stopped.is_set():
                     raise
             with self._lock:  # the backoff, interrupted by stop()
@@ -226,7 +229,8 @@ def is_per_record(processor: object) -> bool:
 
 
 def keyed_dispatcher(processor: Any, settings: ConsumerSettings, wake: Callable[[], None],
-                     may_start: Callable[[], bool]) -> KeyedDispatcher | None:
+                     may_start: Callable[[], bool],
+                     on_error: Callable[[Entry, BaseException], None]) -> KeyedDispatcher | None:
     """The lanes of ``processor`` if it processes records one at a time, else None."""
     if not is_per_record(processor):
         return None
@@ -236,5 +240,5 @@ def keyed_dispatcher(processor: Any, settings: ConsumerSettings, wake: Callable[
 
     return KeyedDispatcher(call, settings.parallelism, retries=settings.processor_retries,
                            backoff_base=0.0 if settings.inline_lanes else settings.retry_backoff, wake=wake,
-                           may_start=may_start,
+                           may_start=may_start, on_error=on_error,
                            executor=InlineExecutor() if settings.inline_lanes else None)

@@ -16,14 +16,14 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from .keyed import KeyedDispatcher
+from .keyed import Entry, KeyedDispatcher
 from .sources.base import Batch
 
 if TYPE_CHECKING:
     from .checkpoint_policy import CheckpointPolicy
     from .checkpointer import CheckpointTracker
     from .dead_letters import ShardDeadLetters
-    from .metrics import ShardMeters
+    from .metrics import ShardMeters, WorkerMetrics
     from .shard_state import ConsumerSettings, ShardProgress
 
 #: Wait between steps while lanes run (their completion wakes the shard thread sooner).
@@ -38,6 +38,8 @@ class KeyedDelivery:
     progress: ShardProgress
     policy: CheckpointPolicy
     meters: ShardMeters
+    metrics: WorkerMetrics | None
+    label: str
     dead_letters: ShardDeadLetters
     _keyed: KeyedDispatcher | None
     _keyed_end: Batch | None
@@ -115,6 +117,16 @@ class KeyedDelivery:
         self.progress.last_sequence = done[-1].record.sequence_number
         self.policy.processed(n)
         self.meters.processed(n, size, sum(e.seconds for e in done) / n)
+
+    def _record_failed(self, entry: Entry, exc: BaseException) -> None:
+        """A lane's attempt failed (on the lane's thread): counted and logged like a batch's."""
+        self.progress.failures += 1
+        if self.metrics is not None:
+            self.metrics.processor_failures.labels(self.label).inc()
+        final = entry.attempts > self.settings.processor_retries
+        self._log.warning("process_record raised" + ("" if final else "; retrying the record"),
+                          sequence_number=entry.record.sequence_number, key=entry.record.partition_key,
+                          attempt=entry.attempts, error=repr(exc))
 
     def _stop_lanes(self, *, drain: bool = False) -> None:
         """No record starts any more (``drain``: once every record taken completed); the running

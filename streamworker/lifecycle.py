@@ -94,7 +94,8 @@ class ShardLifecycle(BatchDelivery, KeyedDelivery):
         self.tracker = CheckpointTracker(store, lease.lease_key, self.shard_id, lease.checkpoint)
         self._parts: list[Batch] = []  # on_error = bisect: the rest of a split batch, next first
         #: Per-key mode (a processor with process_record): lanes instead of process_records calls.
-        self._keyed = keyed_dispatcher(processor, settings, lambda: self.wake_runner(), lambda: not self._lease_gone())
+        self._keyed = keyed_dispatcher(processor, settings, lambda: self.wake_runner(), lambda: not self._lease_gone(),
+                                       self._record_failed)
         self._keyed_end: Batch | None = None
         #: Set by the runner: wakes its thread (a lane completed).
         self.wake_runner: Callable[[], None] = lambda: None

@@ -155,6 +155,7 @@ def test_a_record_that_keeps_failing_halts_with_the_records_before_it_checkpoint
         h.deliver([str(n) for n in range(1, 6)], partition_key="k")  # one key: 4 and 5 wait behind 3
     assert h.state == "HALTED" and h.checkpoint == "2"
     assert h.halt_reason is not None and "process_record failed 2 times on 3" in h.halt_reason
+    assert h._life is not None and h._life.progress.failures == 2  # each failed attempt counted
 
 
 def test_async_process_record_is_awaited() -> None:
