@@ -39,7 +39,10 @@ _RETRY_ERRORS = (*_REBALANCE_ERRORS, "COORDINATOR_LOAD_IN_PROGRESS", "NOT_COORDI
 #: A rebalance ends, keeping the partition here (the commit then succeeds) or taking it away (the
 #: retry loop sees that): refusals because of one are retried this long, not just commit_timeout.
 #: Giving up earlier redelivered a batch the processor had finished (seen on a loaded machine,
-#: where a cooperative rebalance outlasted 15 s).
+#: where a cooperative rebalance outlasted 15 s). Not while the partition is being revoked: then
+#: the rebalance waits for the revoke callback, which waits for this commit, so waiting cannot help
+#: and the commit gives up within half the revoke timeout (the new owner redelivers from the
+#: last commit that was made).
 REBALANCE_PATIENCE = 120.0
 PENDING_PREFIX = "streamworker:pending="
 
@@ -49,6 +52,8 @@ class _Assigned:
     lease: Lease
     released: threading.Event = field(default_factory=threading.Event)
     checkpoint: ExtendedSequenceNumber | None = None
+    #: on_revoke waits for this partition's last batch: the rebalance cannot go on before it returns
+    revoking: bool = False
 
 
 class KafkaGroupCoordinator:
@@ -144,6 +149,8 @@ class KafkaGroupCoordinator:
         keys = [shard_key(tp.topic, tp.partition) for tp in partitions]
         with self._lock:
             waiting = {k: self._held[k] for k in keys if k in self._held}
+            for a in waiting.values():
+                a.revoking = True
         for k in waiting:
             self.listener.handoff_requested(k)
         deadline = self.clock.monotonic() + self.revoke_timeout
@@ -225,8 +232,14 @@ class KafkaGroupCoordinator:
                 name = str(err.name()) if err is not None and hasattr(err, "name") else str(exc)
                 if any(f in name for f in _FENCED_ERRORS):
                     raise LeaseLostError(f"shard {lease_key}: {op} refused by the group ({name})") from None
-                limit = started + max(self.commit_timeout, REBALANCE_PATIENCE) if any(
-                    r in name for r in _REBALANCE_ERRORS) else deadline
+                with self._lock:
+                    revoking = lease_key in self._held and self._held[lease_key].revoking
+                if revoking:
+                    limit = started + min(self.commit_timeout, self.revoke_timeout / 2)
+                elif any(r in name for r in _REBALANCE_ERRORS):
+                    limit = started + max(self.commit_timeout, REBALANCE_PATIENCE)
+                else:
+                    limit = deadline
                 if not any(r in name for r in _RETRY_ERRORS) or self.clock.monotonic() + delay > limit:
                     raise CheckpointThrottledError(f"shard {lease_key}: {op} failed: {name}") from None
             self.clock.sleep(delay)

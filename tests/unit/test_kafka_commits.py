@@ -168,3 +168,23 @@ def test_a_partition_revoked_during_the_rebalance_ends_the_wait_as_lost() -> Non
     client.commit_offsets = revoke_after_a_while  # type: ignore[method-assign]
     with pytest.raises(LeaseLostError):
         g.checkpoint("t:0", ESN("9"))
+
+
+def test_a_commit_refused_while_its_partition_is_being_revoked_gives_up_within_half_the_revoke_timeout() -> None:
+    """on_revoke waits for the revoked partition's last checkpoint and the rebalance waits for
+    on_revoke: a refusal then cannot end by waiting, so the commit gives up before the callback
+    does (and the new owner redelivers from the last commit made)."""
+    from confluent_kafka import KafkaError
+
+    from streamworker.clock import FakeClock
+    from streamworker.errors import CheckpointThrottledError
+    from streamworker.records import ExtendedSequenceNumber as ESN
+
+    clock = FakeClock()
+    start = clock.monotonic()
+    client = _RefusingClient(clock, KafkaError.REBALANCE_IN_PROGRESS, ok_after=1000.0)
+    g = _group(client, clock)
+    g._held["t:0"].revoking = True
+    with pytest.raises(CheckpointThrottledError, match="REBALANCE_IN_PROGRESS"):
+        g.checkpoint("t:0", ESN("9"))
+    assert clock.monotonic() - start <= g.revoke_timeout / 2 + 2.0
