@@ -1,11 +1,17 @@
 """boto3 sessions as streamworker makes them: like boto3's own, but response timestamps are
-parsed straight to UTC datetimes.
+parsed straight to UTC datetimes and temporary credentials are not fetched on every call.
 
 botocore parses every timestamp into a datetime in the *local* zone through dateutil's
 ``tzlocal``, which costs about 3 µs each; a GetRecords reply carries one per record
 (``ApproximateArrivalTimestamp``), and on a busy shard that parsing was ~30 % of a worker's CPU.
 The same instant, timezone-aware in UTC, costs a tenth of that. Clients a caller passes in
 (``Worker(kinesis_client=...)``) are used as they are.
+
+Refreshing credentials are refreshed in proportion to how long they last. botocore refreshes
+when fewer than 15 minutes are left and blocks every thread from 10 minutes before expiry
+(boto/botocore#2189), so credentials that last 15 minutes or less (``durationSeconds = 900``, a
+``credential_process`` handing out short tokens) were fetched again on *every* API call, all the
+worker's threads queueing behind each fetch; a lease renewal stuck in that queue lost its lease.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 import boto3
 import botocore.session
 import botocore.utils
+from botocore.credentials import RefreshableCredentials
 
 
 def parse_timestamp(value: Any) -> datetime:
@@ -26,8 +33,52 @@ def parse_timestamp(value: Any) -> datetime:
     return parsed
 
 
+#: botocore's windows (seconds before expiry): refresh when convenient, then block until refreshed
+ADVISORY_WINDOW = 15 * 60.0
+MANDATORY_WINDOW = 10 * 60.0
+
+
+def refresh_windows(lifetime: float) -> tuple[float, float]:
+    """(advisory, mandatory) refresh windows for credentials that last ``lifetime`` seconds:
+    botocore's, or a half and a quarter of the lifetime when those would cover all of it."""
+    return min(ADVISORY_WINDOW, lifetime / 2), min(MANDATORY_WINDOW, lifetime / 4)
+
+
+def fit_refresh_windows(credentials: Any) -> Any:
+    """Make refreshing ``credentials`` set their refresh windows from each new set's lifetime."""
+    if not isinstance(credentials, RefreshableCredentials) or getattr(credentials, "_sw_fitted", False):
+        return credentials
+    creds: Any = credentials  # botocore's private hooks, pinned by tests/unit/test_aws_session.py
+    fetch = creds._refresh_using
+
+    def fit(expiry: Any) -> None:
+        if isinstance(expiry, str):
+            expiry = botocore.utils.parse_timestamp(expiry)
+        if expiry is not None:
+            lifetime = (expiry - datetime.now(timezone.utc)).total_seconds()
+            advisory, mandatory = refresh_windows(max(lifetime, 0.0))
+            creds._advisory_refresh_timeout = advisory
+            creds._mandatory_refresh_timeout = mandatory
+
+    def fetch_and_fit() -> Any:
+        data = fetch()
+        fit(data.get("expiry_time") if isinstance(data, dict) else None)
+        return data
+
+    creds._refresh_using = fetch_and_fit
+    creds._sw_fitted = True
+    fit(creds._expiry_time)
+    return credentials
+
+
+class _Session(botocore.session.Session):
+    def get_credentials(self) -> Any:
+        return fit_refresh_windows(super().get_credentials())
+
+
 def botocore_session(profile: str | None = None) -> botocore.session.Session:
-    session = botocore.session.Session(profile=profile)
+    """A botocore session that parses timestamps to UTC and fits refresh windows to lifetimes."""
+    session = _Session(profile=profile)
     session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
     return session
 
