@@ -86,13 +86,13 @@ def test_a_cut_or_garbled_get_records_reply_never_ends_an_open_shard(aws_env: di
 
 CREDENTIAL_SCRIPT = """#!/bin/sh
 if [ -e "{flag}" ]; then echo "credential service unavailable" >&2; exit 1; fi
-printf '{{"Version": 1, "AccessKeyId": "testing", "SecretAccessKey": "testing", "SessionToken": "t", "Expiration": "%s"}}' "$(date -u -d '+5 min' +%Y-%m-%dT%H:%M:%SZ)"
+printf '{{"Version": 1, "AccessKeyId": "testing", "SecretAccessKey": "testing", "SessionToken": "t", "Expiration": "%s"}}' "$(date -u -d '+3 sec' +%Y-%m-%dT%H:%M:%SZ)"
 """
 
 
 def credential_env(aws_env: dict[str, str], tmp_path: Path) -> Any:
-    """A profile whose credential_process fails while the flag file exists. Its credentials
-    expire within botocore's mandatory refresh window, so every call asks for them again."""
+    """A profile whose credential_process fails while the flag file exists. Its credentials last
+    2-3 s, less than the outage, so the worker must fetch them during it."""
     flag = tmp_path / "credentials-down"
     script = tmp_path / "creds.sh"
     script.write_text(CREDENTIAL_SCRIPT.format(flag=flag))

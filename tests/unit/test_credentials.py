@@ -3,6 +3,7 @@ role whose credentials refresh (moto's STS, in-process)."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -51,7 +52,11 @@ def test_an_assumed_role_signs_every_call_and_refreshes(aws_env: None) -> None:
             "arn:aws:sts::123456789012:assumed-role/orders-consumer/orders"
         first = creds.get_frozen_credentials().access_key
         assert first is not None and first.startswith("ASIA")  # STS credentials, not the environment's "testing"
-        # 900 s credentials sit inside botocore's advisory refresh window: the next use fetches anew
+        assert creds.get_frozen_credentials().access_key == first  # not fetched on every use
+        # 900 s credentials are refreshed once fewer than 450 s are left (botocore's own window,
+        # 15 minutes, would refresh them on every call)
+        later = datetime.now(timezone.utc) + timedelta(seconds=500)
+        creds._time_fetcher = lambda: later  # type: ignore[attr-defined]
         assert creds.get_frozen_credentials().access_key != first
         assert s.client("kinesis").list_streams()["StreamNames"] == []  # and they sign service calls
 
