@@ -12,14 +12,22 @@ when fewer than 15 minutes are left and blocks every thread from 10 minutes befo
 (boto/botocore#2189), so credentials that last 15 minutes or less (``durationSeconds = 900``, a
 ``credential_process`` handing out short tokens) were fetched again on *every* API call, all the
 worker's threads queueing behind each fetch; a lease renewal stuck in that queue lost its lease.
+
+botocore keeps its endpoint table (``endpoints.json``, every region of ~400 services, about 7 MB of
+dicts) for a session's lifetime, the largest single share of a worker's memory; streamworker's
+sessions keep only the entries of the services they call (others resolve from the partition's
+defaults, as a service new to botocore does) and drop the service models' documentation.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
 import boto3
+import botocore.loaders
 import botocore.session
 import botocore.utils
 from botocore.credentials import RefreshableCredentials
@@ -71,6 +79,60 @@ def fit_refresh_windows(credentials: Any) -> Any:
     return credentials
 
 
+#: endpoint prefixes of the services streamworker calls, and a few its users' hooks commonly do
+ENDPOINT_SERVICES = frozenset({
+    "kinesis", "dynamodb", "streams.dynamodb", "sts", "sqs", "monitoring", "sns", "s3", "kms", "lambda",
+    "firehose", "logs", "secretsmanager", "ssm", "sso", "oidc", "portal.sso", "iam",
+})
+
+
+def prune_endpoints(data: Any, keep: Iterable[str] = ENDPOINT_SERVICES) -> Any:
+    """Drop, in place, the services not in ``keep`` from botocore's endpoint table."""
+    wanted = set(keep)
+    for partition in data.get("partitions", []):
+        services = partition.get("services", {})
+        for name in [n for n in services if n not in wanted]:
+            del services[name]
+    return data
+
+
+def strip_documentation(model: Any) -> Any:
+    """Drop, in place, the documentation strings of a service model (only ``help()`` reads them)."""
+    todo = [model]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            node.pop("documentation", None)
+            todo.extend(v for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            todo.extend(v for v in node if isinstance(v, (dict, list)))
+    return model
+
+
+class _Loader(botocore.loaders.Loader):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._sw_trimmed: set[str] = set()
+
+    def load_data_with_path(self, name: str) -> Any:
+        data, path = super().load_data_with_path(name)
+        if name not in self._sw_trimmed:  # in place: the loader's cache holds these same dicts
+            self._sw_trimmed.add(name)
+            if name == "endpoints":
+                prune_endpoints(data)
+            elif name.endswith("/service-2"):
+                strip_documentation(data)
+        return data, path
+
+
+def _loader(data_path: str | None) -> botocore.loaders.Loader:
+    """botocore's ``create_loader``, pruning the endpoint table it loads."""
+    if not data_path:
+        return _Loader()
+    return _Loader(extra_search_paths=[os.path.expanduser(os.path.expandvars(p))
+                                       for p in data_path.split(os.pathsep)])
+
+
 class _Session(botocore.session.Session):
     def get_credentials(self) -> Any:
         return fit_refresh_windows(super().get_credentials())
@@ -79,6 +141,7 @@ class _Session(botocore.session.Session):
 def botocore_session(profile: str | None = None) -> botocore.session.Session:
     """A botocore session that parses timestamps to UTC and fits refresh windows to lifetimes."""
     session = _Session(profile=profile)
+    session.register_component("data_loader", _loader(session.get_config_variable("data_path")))
     session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
     return session
 

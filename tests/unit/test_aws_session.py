@@ -116,3 +116,36 @@ def test_every_session_streamworker_makes_fits_its_credentials() -> None:
         creds.get_frozen_credentials()
     assert len(fetches) == 1
     assert session.get_credentials() is session.get_credentials()
+
+
+@pytest.mark.parametrize("service", ["kinesis", "dynamodb", "dynamodbstreams", "sts", "sqs", "cloudwatch", "ec2"])
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1", "cn-north-1", "us-gov-west-1", "ap-southeast-7"])
+def test_a_pruned_endpoint_table_resolves_as_botocores(service: str, region: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The services streamworker keeps, and one it drops (ec2), resolve to the same URL and
+    signing region as with botocore's whole table, in the commercial, China and GovCloud partitions."""
+    import botocore.session
+
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KINESIS", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    kw = {"region_name": region, "aws_access_key_id": "k", "aws_secret_access_key": "s"}
+    ours = botocore_session().create_client(service, **kw)
+    theirs = botocore.session.Session().create_client(service, **kw)
+    assert ours.meta.endpoint_url == theirs.meta.endpoint_url
+    assert ours.meta.config.signature_version == theirs.meta.config.signature_version
+    assert ours._request_signer._region_name == theirs._request_signer._region_name
+    assert ours._request_signer._signing_name == theirs._request_signer._signing_name
+
+
+def test_sessions_keep_only_the_endpoints_and_no_documentation_of_what_they_call() -> None:
+    session = botocore_session()
+    session.create_client("kinesis", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+    loader = session.get_component("data_loader")
+    endpoints, _ = loader.load_data_with_path("endpoints")
+    services = {name for p in endpoints["partitions"] for name in p["services"]}
+    assert "kinesis" in services and "dynamodb" in services
+    assert "ec2" not in services and len(services) <= 20
+    model = loader.load_service_model("kinesis", "service-2")
+    assert "documentation" not in model["operations"]["GetRecords"]
+    assert "documentation" not in json.dumps(model)
+    assert model["operations"]["GetRecords"]["input"] == {"shape": "GetRecordsInput"}
