@@ -71,6 +71,16 @@ class InlineExecutor(concurrent.futures.Executor):
         return future
 
 
+@dataclass(frozen=True)
+class LaneCall:
+    """A ``process_record`` attempt running on a lane: for hang reports."""
+
+    key: str
+    sequence_number: str
+    started: float  # on the dispatcher's ``monotonic``
+    thread_ident: int
+
+
 @dataclass(eq=False)
 class KeyedDispatcher:
     """One shard's lanes. ``call(record)`` runs the processor's ``process_record`` (awaiting it
@@ -87,7 +97,10 @@ class KeyedDispatcher:
     #: Told of every failed attempt (on the lane's thread): metrics and the log.
     on_error: Callable[[Entry, BaseException], None] = lambda entry, exc: None
     executor: concurrent.futures.Executor | None = None
+    #: The clock hang reports measure lane calls with (the consumer's).
+    monotonic: Callable[[], float] = time.monotonic
     _order: deque[Entry] = field(default_factory=deque)
+    _calls: dict[str, LaneCall] = field(default_factory=dict)  # key -> its attempt running now
     _queues: dict[str, deque[Entry]] = field(default_factory=dict)
     _running: set[str] = field(default_factory=set)
     _blocked: dict[str, Entry] = field(default_factory=dict)  # key -> its record that keeps failing
@@ -132,6 +145,11 @@ class KeyedDispatcher:
     def running(self) -> int:
         with self._lock:
             return len(self._running)
+
+    def lane_calls(self) -> list[LaneCall]:
+        """The ``process_record`` attempts running now, one per busy lane."""
+        with self._lock:
+            return list(self._calls.values())
 
     def failure(self) -> Entry | None:
         """The earliest record that used up its retries and waits for the error policy."""
@@ -185,9 +203,13 @@ class KeyedDispatcher:
 
     def _run(self, entry: Entry) -> None:
         backoff = Backoff(base=self.backoff_base, cap=30.0)
+        key = entry.record.partition_key
         while True:
             entry.attempts += 1
             started = time.perf_counter()
+            with self._lock:
+                self._calls[key] = LaneCall(key, entry.record.sequence_number, self.monotonic(),
+                                            threading.get_ident())
             try:
                 self.call(entry.record)
                 entry.seconds = time.perf_counter() - started
@@ -197,6 +219,9 @@ class KeyedDispatcher:
                 self.on_error(entry, exc)
                 if entry.attempts > self.retries or self._stopped.is_set():
                     raise
+            finally:
+                with self._lock:
+                    self._calls.pop(key, None)
             with self._lock:  # the backoff, interrupted by stop()
                 if self._lock.wait_for(self._stopped.is_set, backoff.next_delay()):
                     raise entry.error
@@ -230,7 +255,8 @@ def is_per_record(processor: object) -> bool:
 
 def keyed_dispatcher(processor: Any, settings: ConsumerSettings, wake: Callable[[], None],
                      may_start: Callable[[], bool],
-                     on_error: Callable[[Entry, BaseException], None]) -> KeyedDispatcher | None:
+                     on_error: Callable[[Entry, BaseException], None],
+                     monotonic: Callable[[], float] = time.monotonic) -> KeyedDispatcher | None:
     """The lanes of ``processor`` if it processes records one at a time, else None."""
     if not is_per_record(processor):
         return None
@@ -241,4 +267,4 @@ def keyed_dispatcher(processor: Any, settings: ConsumerSettings, wake: Callable[
     return KeyedDispatcher(call, settings.parallelism, retries=settings.processor_retries,
                            backoff_base=0.0 if settings.inline_lanes else settings.retry_backoff, wake=wake,
                            may_start=may_start, on_error=on_error,
-                           executor=InlineExecutor() if settings.inline_lanes else None)
+                           executor=InlineExecutor() if settings.inline_lanes else None, monotonic=monotonic)

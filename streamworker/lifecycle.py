@@ -35,7 +35,7 @@ from .coordinators.base import CheckpointStore, LeaseAccess, ShardLineage
 from .coordinators.lease import Lease
 from .dead_letters import ShardDeadLetters
 from .errors import CheckpointError, LeaseLostError, ShardEndNotCheckpointedError
-from .keyed import KEYED_CHECKPOINT_INTERVAL, keyed_dispatcher
+from .keyed import KEYED_CHECKPOINT_INTERVAL, LaneCall, keyed_dispatcher
 from .keyed_delivery import KeyedDelivery
 from .metrics import ShardMeters, TimedStore
 from .processor import (
@@ -95,7 +95,7 @@ class ShardLifecycle(BatchDelivery, KeyedDelivery):
         self._parts: list[Batch] = []  # on_error = bisect: the rest of a split batch, next first
         #: Per-key mode (a processor with process_record): lanes instead of process_records calls.
         self._keyed = keyed_dispatcher(processor, settings, lambda: self.wake_runner(), lambda: not self._lease_gone(),
-                                       self._record_failed)
+                                       self._record_failed, clock.monotonic)
         self._keyed_end: Batch | None = None
         #: Set by the runner: wakes its thread (a lane completed).
         self.wake_runner: Callable[[], None] = lambda: None
@@ -123,6 +123,10 @@ class ShardLifecycle(BatchDelivery, KeyedDelivery):
     @property
     def done(self) -> bool:
         return self.state == ConsumerState.DONE
+
+    def lane_calls(self) -> list[LaneCall]:
+        """Per-key mode: the ``process_record`` attempts running now (else none)."""
+        return self._keyed.lane_calls() if self._keyed is not None else []
 
     @property
     def busy(self) -> bool:

@@ -14,6 +14,7 @@ from .checkpointer import Checkpointer
 from .clock import Clock, SystemClock
 from .coordinators.base import LeaseAccess, ShardLineage
 from .coordinators.lease import Lease, stream_of
+from .keyed import LaneCall
 from .lifecycle import ShardLifecycle
 from .processor import RecordProcessor
 from .shard_state import BatchFeed, ConsumerSettings, ConsumerState, ShardProgress
@@ -140,6 +141,7 @@ class ShardConsumer:
                                         stream=self.stream, lineage=lineage, metrics=metrics,
                                         on_source_denied=on_source_denied)
         self.hang_reported: tuple[str, float] | None = None
+        self.lane_hangs_reported: set[tuple[str, float]] = set()  # (key, start) of lane calls
         self._on_done = on_done
         self._wake = threading.Event()
         self.lifecycle.wake_runner = self._wake.set  # a lane completed (per-key mode)
@@ -171,6 +173,10 @@ class ShardConsumer:
     @property
     def current_call(self) -> tuple[str, float] | None:
         return self.lifecycle.current_call
+
+    def lane_calls(self) -> list[LaneCall]:
+        """Per-key mode: the ``process_record`` attempts running on lanes now."""
+        return self.lifecycle.lane_calls()
 
     @property
     def thread_ident(self) -> int | None:

@@ -1,5 +1,6 @@
 """Hang detection: a processor call running past ``processor_timeout`` is reported once, with
-the stack of the thread it runs on."""
+the stack of the thread it runs on: a shard's ``process_records`` (and the other calls), and in
+per-key mode each lane's ``process_record``."""
 
 from __future__ import annotations
 
@@ -29,11 +30,21 @@ class HangDetector:
         now = self._clock.monotonic()
         for c in consumers:
             call = c.current_call
-            if call is None or now - call[1] < self.limit or c.hang_reported == call:
-                continue
-            c.hang_reported = call
-            frame = sys._current_frames().get(c.thread_ident or -1)
-            stack = "".join(traceback.format_stack(frame)) if frame is not None else "(no stack)"
-            self._metrics.hung.labels(c.label).inc()
-            self._log.error("processor call is taking longer than processor_timeout", shard_id=c.shard_id,
-                            call=call[0], running_for=round(now - call[1], 1), stack=stack)
+            if call is not None and now - call[1] >= self.limit and c.hang_reported != call:
+                c.hang_reported = call
+                self._report(c, call[0], now - call[1], c.thread_ident)
+            lanes = c.lane_calls()
+            running = {(lane.key, lane.started) for lane in lanes}
+            c.lane_hangs_reported &= running  # forget calls that ended
+            for lane in lanes:
+                if now - lane.started >= self.limit and (lane.key, lane.started) not in c.lane_hangs_reported:
+                    c.lane_hangs_reported.add((lane.key, lane.started))
+                    self._report(c, "process_record", now - lane.started, lane.thread_ident,
+                                 key=lane.key, sequence_number=lane.sequence_number)
+
+    def _report(self, c: ShardConsumer, call: str, running_for: float, thread: int | None, **about: str) -> None:
+        frame = sys._current_frames().get(thread or -1)
+        stack = "".join(traceback.format_stack(frame)) if frame is not None else "(no stack)"
+        self._metrics.hung.labels(c.label).inc()
+        self._log.error("processor call is taking longer than processor_timeout", shard_id=c.shard_id,
+                        call=call, running_for=round(running_for, 1), stack=stack, **about)

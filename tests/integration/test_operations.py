@@ -191,6 +191,42 @@ def test_a_hung_processor_is_reported_with_its_stack(aws_env: dict[str, str], na
                                                {"shard": "shardId-000000000000"}) == 1
 
 
+def test_a_hung_per_key_lane_is_reported_and_the_other_keys_go_on(aws_env: dict[str, str],
+                                                                 names: dict[str, str]) -> None:
+    """In per-key mode a ``process_record`` stuck on one key is reported (its key, its record, the
+    lane's stack) while the lanes of the other keys go on."""
+    kinesis = boto3.client("kinesis")
+    make_stream(kinesis, names["stream"], 1)
+    produce(kinesis, names["stream"], 0, 40, keys=4)  # key-0 .. key-3; record 0 is key-0's first
+    release = threading.Event()
+    done: list[bytes] = []
+
+    class StuckKey(RecordProcessor):
+        def process_record(self, record: Any) -> None:
+            if record.data == b"0":
+                wait_on_key_zero(release)
+            done.append(record.data)
+
+    def wait_on_key_zero(event: Any) -> None:
+        event.wait(30)
+
+    with capture_logs() as logs:
+        w = start(names, StuckKey, processor_timeout=0.5, parallelism=4)
+        try:
+            wait_for(lambda: any("processor_timeout" in e["event"] for e in logs), 30, "the lane's hang report")
+            wait_for(lambda: len(done) == 30, 30, "the other three keys' records")
+        finally:
+            release.set()
+            wait_for(lambda: len(done) == 40, 30, "key-0's records once released")
+            w.shutdown(20)
+    (report,) = [e for e in logs if "processor_timeout" in e["event"]]
+    assert report["call"] == "process_record" and report["key"] == "key-0"
+    assert "wait_on_key_zero" in report["stack"] and report["sequence_number"]
+    assert sorted(int(d) for d in done[:30]) == [i for i in range(40) if i % 4]
+    assert w.metrics.registry.get_sample_value("streamworker_processor_hangs_total",
+                                               {"shard": "shardId-000000000000"}) == 1
+
+
 def test_no_secret_reaches_a_log_line(aws_env: dict[str, str], names: dict[str, str], kafka: KafkaTopics, tmp_path: Path) -> None:
     kinesis = boto3.client("kinesis")
     make_stream(kinesis, names["stream"], 1)
