@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .servers import _wait_port, cache_dir, cache_lock, free_port
+from .servers import _wait_port, cache_dir, cache_lock, dies_with_this_process, free_port
 
 KAFKA_VERSION = "4.1.1"
 SLF4J_VERSION = "1.7.36"  # the slf4j-api Kafka 4.1 brings: a binding of the same line
@@ -150,7 +150,9 @@ class ApacheKafka:
             if fmt.returncode != 0:
                 raise RuntimeError(f"formatting the Kafka log dir failed: {(fmt.stdout + fmt.stderr)[-2000:]}")
         log = open(self.log_dir / "broker.log", "ab")
-        self._proc = subprocess.Popen(self._java(jars, "kafka.Kafka", str(config)), stdout=log,
+        # SIGTERM: a broker whose parent died still shuts down cleanly (its log dir stays usable)
+        self._proc = subprocess.Popen(dies_with_this_process(self._java(jars, "kafka.Kafka", str(config)), "TERM"),
+                                      stdout=log,
                                       stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_ready(timeout)
         return self

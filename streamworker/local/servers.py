@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,6 +17,17 @@ from pathlib import Path
 from typing import Any
 
 KINESIS_LOCAL_VERSION = "0.6.2"
+
+
+def dies_with_this_process(cmd: list[str], signal_name: str = "KILL") -> list[str]:
+    """``cmd`` so that the server gets ``signal_name`` if this process dies without stopping it
+    (kill -9 of a test run, of ``streamworker local``): through ``setpriv --pdeathsig``, where
+    util-linux has it. The kernel sends that signal when the *thread* that started the server ends,
+    so only servers started on the main thread are tied; others are left to ``stop()``."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or threading.current_thread() is not threading.main_thread():
+        return cmd
+    return [setpriv, f"--pdeathsig={signal_name}", "--", *cmd]
 
 
 def free_port() -> int:
@@ -152,7 +164,7 @@ class KinesisMock:
                "SHARD_LIMIT": str(self.shard_limit), "LOG_LEVEL": "ERROR", "ROOT_LOG_LEVEL": "ERROR",
                "CREATE_STREAM_DURATION": "100ms", "SPLIT_SHARD_DURATION": "200ms",
                "MERGE_SHARDS_DURATION": "200ms", "UPDATE_SHARD_COUNT_DURATION": "200ms"}
-        self._proc = subprocess.Popen(["node", "-r", str(preload), str(pkg / "main.js")], env=env,
+        self._proc = subprocess.Popen(dies_with_this_process(["node", "-r", str(preload), str(pkg / "main.js")]), env=env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_port(self._proc, self.port, "kinesis-mock", self.stop)
         return self
@@ -205,8 +217,8 @@ class KafkaBroker:
                         "AWS_SECRET_ACCESS_KEY": env.get("AWS_SECRET_ACCESS_KEY", "tansu"),
                         "AWS_DEFAULT_REGION": env.get("AWS_DEFAULT_REGION", "us-east-1")})
         self._proc = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", self.storage],
+            dies_with_this_process([str(tansu_binary()), "broker", "--listener-url", url,
+                                    "--advertised-listener-url", url, "--storage-engine", self.storage]),
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_port(self._proc, self.port, "tansu", self.stop, timeout=20)
         return self

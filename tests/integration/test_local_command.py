@@ -49,3 +49,51 @@ def test_local_all_prints_what_to_paste_serves_it_and_stops_on_ctrl_c() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        kids.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not __import__("shutil").which("setpriv"), reason="needs util-linux's setpriv")
+def test_servers_die_with_a_local_command_killed_by_sigkill() -> None:
+    """kill -9 of `streamworker local all --faithful` leaves no kinesis-mock or Kafka behind."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    proc = subprocess.Popen([sys.executable, "-m", "streamworker", "local", "all", "--faithful"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    assert proc.stdout is not None
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, "exited early"
+            if line.startswith("Ctrl-C stops"):
+                break
+        servers = _children(proc.pid)
+        assert len(servers) == 2, servers  # node (kinesis-mock) and java (Kafka, or tansu)
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 60  # Kafka gets SIGTERM and shuts down cleanly
+        while any(_alive(p) for p in servers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [p for p in servers if _alive(p)], "a server outlived its killed parent"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
