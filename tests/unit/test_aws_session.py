@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import botocore.utils
 import pytest
@@ -128,9 +129,9 @@ def test_a_pruned_endpoint_table_resolves_as_botocores(service: str, region: str
 
     for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KINESIS", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_PROFILE"):
         monkeypatch.delenv(var, raising=False)
-    kw = {"region_name": region, "aws_access_key_id": "k", "aws_secret_access_key": "s"}
-    ours = botocore_session().create_client(service, **kw)
-    theirs = botocore.session.Session().create_client(service, **kw)
+    kw: dict[str, Any] = {"region_name": region, "aws_access_key_id": "k", "aws_secret_access_key": "s"}
+    ours: Any = botocore_session().create_client(service, **kw)
+    theirs: Any = botocore.session.Session().create_client(service, **kw)
     assert ours.meta.endpoint_url == theirs.meta.endpoint_url
     assert ours.meta.config.signature_version == theirs.meta.config.signature_version
     assert ours._request_signer._region_name == theirs._request_signer._region_name
