@@ -173,3 +173,59 @@ def test_a_resharded_stream_changes_hands_between_kcl_java_and_streamworker(
         assert not harness.complaints(b.stderr()), harness.complaints(b.stderr())[:10]
     else:
         assert "malformed" not in b.stderr()
+
+
+def test_multi_stream_leases_change_hands_between_kcl_java_and_streamworker(
+        setting: Any, kcl_java: Any, names: dict[str, str], kinesis_mock: KinesisMock, moto_server: MotoServer,
+        tmp_path: Path) -> None:
+    """KCL's multi-stream mode (a MultiStreamTracker over two streams) writes lease keys
+    ``account:stream:creationEpoch:shardId``; streamworker over the same two streams continues
+    from KCL's rows, then KCL from streamworker's, nothing twice either way."""
+    kinesis, env, log = setting
+    a, b = names["stream"], names["stream"] + "-b"
+    make_stream(kinesis, b, 2)
+    ddb = boto3.client("dynamodb", endpoint_url=moto_server.endpoint)
+    home, client_version = kcl_java
+
+    def java(worker: str) -> Any:
+        return harness.KclWorker(home, f"{a},{b}", names["app"], worker, log.path, kinesis_mock.endpoint,
+                                 moto_server.endpoint, tmp_path / f"{worker}.stderr", client_version=client_version)
+
+    def batch(start: int, count: int) -> set[int]:
+        produce(kinesis, a, start, count)
+        produce(kinesis, b, 1000 + start, count)
+        return set(range(start, start + count)) | set(range(1000 + start, 1000 + start + count))
+
+    first = batch(0, 100)
+    k = java("kcl-1")
+    try:
+        wait_for(lambda: set(by_worker(log, "kcl")) >= first, 120, "KCL Java to process both streams")
+    finally:
+        assert k.stop() == 0, k.stderr()[-3000:]
+    rows = ddb.scan(TableName=names["app"])["Items"]
+    keys = sorted(r["leaseKey"]["S"] for r in rows)
+    assert len(keys) == 4 and all(k.count(":") == 3 for k in keys), keys  # KCL's own multi-stream keys
+    assert {k.split(":")[1] for k in keys} == {a, b} and all(r["checkpoint"]["S"].isdigit() for r in rows)
+    streams = {e.get("stream") for e in log.events("rec")}
+    assert streams == {a, b}  # KCL said which stream each record came from
+
+    second = batch(100, 50)
+    w = WorkerProcess("sw-1", names, env, log, tmp_path, failover=10, source=["--stream", a, "--stream", b])
+    try:
+        wait_for(lambda: set(by_worker(log, "sw")) >= second, 60, "streamworker to go on with both streams")
+        w.signal(15)
+        assert w.proc.wait(30) == 0
+    finally:
+        w.stop()
+    assert sorted(by_worker(log, "sw")) == sorted(second)  # nothing KCL had checkpointed again
+    assert sorted(r["leaseKey"]["S"] for r in ddb.scan(TableName=names["app"])["Items"]) == keys  # no new keys
+
+    third = batch(150, 50)
+    k = java("kcl-2")
+    try:
+        wait_for(lambda: set(by_worker(log, "kcl-2")) >= third, 120, "KCL Java to go on from streamworker's rows")
+    finally:
+        k.stop()
+    assert sorted(by_worker(log, "kcl-2")) == sorted(third)  # nothing streamworker had checkpointed again
+    complaints = harness.complaints(k.stderr())
+    assert not complaints, complaints[:10]

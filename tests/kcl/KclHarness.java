@@ -8,12 +8,16 @@
 // -DclientVersion=COMPATIBLE_WITH_2X|3X sets KCL 3's CoordinatorConfig.clientVersionConfig (by
 // reflection, so one source compiles against 2.x too). -Dquiet=true logs one "batch" event per
 // batch instead of one "rec" per record (for benchmarks); -DmaxRecords=N sets GetRecords' limit.
+// STREAM may be a comma-separated list: KCL's multi-stream mode (a MultiStreamTracker, lease keys
+// account:stream:creationEpoch:shardId), each event naming its stream.
 
 import java.io.FileWriter;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
@@ -26,9 +30,13 @@ import software.amazon.awssdk.regions.Region;
 import software.amazon.awssdk.services.cloudwatch.CloudWatchAsyncClient;
 import software.amazon.awssdk.services.dynamodb.DynamoDbAsyncClient;
 import software.amazon.awssdk.services.kinesis.KinesisAsyncClient;
+import software.amazon.awssdk.services.kinesis.model.DescribeStreamSummaryRequest;
+import software.amazon.awssdk.services.kinesis.model.StreamDescriptionSummary;
 import software.amazon.kinesis.common.ConfigsBuilder;
 import software.amazon.kinesis.common.InitialPositionInStream;
 import software.amazon.kinesis.common.InitialPositionInStreamExtended;
+import software.amazon.kinesis.common.StreamConfig;
+import software.amazon.kinesis.common.StreamIdentifier;
 import software.amazon.kinesis.coordinator.CoordinatorConfig;
 import software.amazon.kinesis.coordinator.Scheduler;
 import software.amazon.kinesis.lifecycle.events.InitializationInput;
@@ -37,9 +45,12 @@ import software.amazon.kinesis.lifecycle.events.ProcessRecordsInput;
 import software.amazon.kinesis.lifecycle.events.ShardEndedInput;
 import software.amazon.kinesis.lifecycle.events.ShutdownRequestedInput;
 import software.amazon.kinesis.metrics.NullMetricsFactory;
+import software.amazon.kinesis.processor.FormerStreamsLeasesDeletionStrategy;
+import software.amazon.kinesis.processor.MultiStreamTracker;
 import software.amazon.kinesis.processor.ShardRecordProcessor;
 import software.amazon.kinesis.processor.ShardRecordProcessorFactory;
 import software.amazon.kinesis.retrieval.KinesisClientRecord;
+import software.amazon.kinesis.retrieval.RetrievalConfig;
 import software.amazon.kinesis.retrieval.polling.PollingConfig;
 
 public class KclHarness {
@@ -55,6 +66,15 @@ public class KclHarness {
 
     static class Recording implements ShardRecordProcessor {
         String shard;
+        final String stream;  // multi-stream mode: the shard's stream, named in every event
+
+        Recording(String stream) {
+            this.stream = stream;
+        }
+
+        void event(String ev, String shard, String extra) {
+            KclHarness.event(ev, shard, stream == null ? extra : ", \"stream\": \"" + stream + "\"" + extra);
+        }
 
         public void initialize(InitializationInput in) {
             shard = in.shardId();
@@ -126,8 +146,19 @@ public class KclHarness {
                 .endpointOverride(dynamoUrl).build();
         CloudWatchAsyncClient cloudWatch = CloudWatchAsyncClient.builder().region(region).credentialsProvider(creds)
                 .endpointOverride(dynamoUrl).build();
-        ShardRecordProcessorFactory factory = Recording::new;
-        ConfigsBuilder cb = new ConfigsBuilder(stream, app, kinesis, dynamo, cloudWatch, worker, factory);
+        boolean multiStream = stream.contains(",");
+        ShardRecordProcessorFactory factory = new ShardRecordProcessorFactory() {
+            public ShardRecordProcessor shardRecordProcessor() {
+                return new Recording(null);
+            }
+
+            public ShardRecordProcessor shardRecordProcessor(StreamIdentifier id) {
+                return new Recording(multiStream ? id.streamName() : null);
+            }
+        };
+        ConfigsBuilder cb = multiStream
+                ? new ConfigsBuilder(tracker(kinesis, stream.split(",")), app, kinesis, dynamo, cloudWatch, worker, factory)
+                : new ConfigsBuilder(stream, app, kinesis, dynamo, cloudWatch, worker, factory);
         CoordinatorConfig coordinator = cb.coordinatorConfig();
         String clientVersion = System.getProperty("clientVersion");
         if (clientVersion != null) {
@@ -141,10 +172,7 @@ public class KclHarness {
                 cb.lifecycleConfig(),
                 cb.metricsConfig().metricsFactory(new NullMetricsFactory()),
                 cb.processorConfig(),
-                cb.retrievalConfig().initialPositionInStreamExtended(
-                                InitialPositionInStreamExtended.newInitialPosition(InitialPositionInStream.TRIM_HORIZON))
-                        .retrievalSpecificConfig(new PollingConfig(stream, kinesis).idleTimeBetweenReadsInMillis(200)
-                                .maxRecords(Integer.getInteger("maxRecords", 10000))));
+                retrieval(cb, kinesis, multiStream ? null : stream));
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             // As AWS's KCL samples do: a bounded graceful shutdown, then a plain one. KCL waits
             // for a consumer that reached SHARD_END in this run until its lease cleanup runs (~1 min).
@@ -159,6 +187,40 @@ public class KclHarness {
             }
         }));
         scheduler.run();
+    }
+
+    /** Polling from TRIM_HORIZON (multi-stream: each StreamConfig carries its own position). */
+    static RetrievalConfig retrieval(ConfigsBuilder cb, KinesisAsyncClient kinesis, String singleStream) {
+        RetrievalConfig retrieval = cb.retrievalConfig();
+        if (singleStream != null) {
+            retrieval.initialPositionInStreamExtended(
+                    InitialPositionInStreamExtended.newInitialPosition(InitialPositionInStream.TRIM_HORIZON));
+        }
+        PollingConfig polling = singleStream == null ? new PollingConfig(kinesis) : new PollingConfig(singleStream, kinesis);
+        return retrieval.retrievalSpecificConfig(polling.idleTimeBetweenReadsInMillis(200)
+                .maxRecords(Integer.getInteger("maxRecords", 10000)));
+    }
+
+    /** KCL's multi-stream identifiers (account:stream:creationEpoch), read from the streams themselves. */
+    static MultiStreamTracker tracker(KinesisAsyncClient kinesis, String[] streams) {
+        List<StreamConfig> configs = new ArrayList<>();
+        for (String name : streams) {
+            StreamDescriptionSummary s = kinesis.describeStreamSummary(
+                    DescribeStreamSummaryRequest.builder().streamName(name).build()).join().streamDescriptionSummary();
+            String account = s.streamARN().split(":")[4];
+            String id = account + ":" + name + ":" + s.streamCreationTimestamp().getEpochSecond();
+            configs.add(new StreamConfig(StreamIdentifier.multiStreamInstance(id),
+                    InitialPositionInStreamExtended.newInitialPosition(InitialPositionInStream.TRIM_HORIZON)));
+        }
+        return new MultiStreamTracker() {
+            public List<StreamConfig> streamConfigList() {
+                return configs;
+            }
+
+            public FormerStreamsLeasesDeletionStrategy formerStreamsLeasesDeletionStrategy() {
+                return new FormerStreamsLeasesDeletionStrategy.NoLeaseDeletionStrategy();
+            }
+        };
     }
 
     @SuppressWarnings({"unchecked", "rawtypes"})
