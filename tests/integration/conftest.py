@@ -50,7 +50,9 @@ def moto_server() -> Iterator[MotoServer]:
 @pytest.fixture(scope="session")
 def kinesis_mock() -> Iterator[KinesisMock]:
     try:
-        server = KinesisMock().start()
+        # one per pytest worker for the whole session, and no test deletes its streams: the long
+        # run (./dev test-slow) puts more than kinesis-mock's default 50 shards on one worker
+        server = KinesisMock(shard_limit=1000).start()
     except Exception as exc:  # pragma: no cover - reported, never silently passed
         pytest.fail(f"kinesis-mock could not start: {exc}")
     yield server
