@@ -48,6 +48,7 @@ from .processor import (
 )
 from .processor_calls import CallFailed, ProcessorCall, attempt
 from .record_failures import RecordFailures, redeliver_from_first_failure
+from .records import ExtendedSequenceNumber
 from .shard_state import BatchFeed, ConsumerSettings, ConsumerState, ShardProgress
 from .sources.base import Batch, Source, SourceAccessDenied
 
@@ -90,7 +91,9 @@ class ShardLifecycle(BatchDelivery, KeyedDelivery):
         self._log = log.bind(shard_id=self.shard_id, worker_id=settings.worker_id, stream=stream)
         self.meters = ShardMeters(metrics, label)
         self.dead_letters = ShardDeadLetters.for_shard(settings, self.shard_id, clock, self._log, metrics, label)
-        store: CheckpointStore = leases if metrics is None else TimedStore(leases, metrics, label)
+        store: CheckpointStore = _FencedBySession(leases, self._lost)
+        if metrics is not None:
+            store = TimedStore(store, metrics, label)
         self.tracker = CheckpointTracker(store, lease.lease_key, self.shard_id, lease.checkpoint)
         self._parts: list[Batch] = []  # on_error = bisect: the rest of a split batch, next first
         #: Per-key mode (a processor with process_record): lanes instead of process_records calls.
@@ -391,3 +394,25 @@ class ShardLifecycle(BatchDelivery, KeyedDelivery):
         else:
             self._log.warning(f"processor {call.what} raised; retrying the same records",
                               attempt=call.attempt, retry_in=round(delay, 2), error=repr(exc))
+
+
+class _FencedBySession:
+    """A checkpoint store that refuses writes once this consumer was told its lease is lost. The
+    coordinator fences by lease key; a key re-assigned to this worker belongs to a new consumer,
+    and the old one's late checkpoint must not pass as the new one's."""
+
+    def __init__(self, inner: CheckpointStore, lost: threading.Event) -> None:
+        self._inner, self._lost = inner, lost
+
+    def _check(self, lease_key: str, op: str) -> None:
+        if self._lost.is_set():
+            raise LeaseLostError(f"shard {lease_key}: {op} refused: this consumer's lease was lost")
+
+    def checkpoint(self, lease_key: str, checkpoint: ExtendedSequenceNumber,
+                   pending: ExtendedSequenceNumber | None = None) -> None:
+        self._check(lease_key, "checkpoint")
+        self._inner.checkpoint(lease_key, checkpoint, pending)
+
+    def prepare_checkpoint(self, lease_key: str, pending: ExtendedSequenceNumber) -> None:
+        self._check(lease_key, "prepare_checkpoint")
+        self._inner.prepare_checkpoint(lease_key, pending)

@@ -78,6 +78,12 @@ class Scheduler(Generic[C]):
         self._events.put(("acquired", lease))
 
     def lease_lost(self, lease_key: str) -> None:
+        # The consumer is told at once, not when this thread gets to the event: a consumer about
+        # to deliver a batch (a worker that stood still) must see the loss before the same
+        # partition can be assigned here again, or it would take the new assignment for its own.
+        c = self.consumer(lease_key)
+        if c is not None:
+            c.notify_lease_lost()
         self._events.put(("lost", lease_key))
 
     def handoff_requested(self, lease_key: str) -> None:

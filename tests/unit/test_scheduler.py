@@ -191,3 +191,31 @@ def test_shard_sync_runs_on_its_interval_and_on_request_and_survives_failures() 
     for x in (s, s2):
         x.request_shutdown()
         assert x.wait(5)
+
+
+def test_a_lost_lease_reaches_its_consumer_while_the_scheduler_is_busy() -> None:
+    """The coordinator's thread tells the consumer itself: a scheduler thread held up (here by a
+    slow consumer start) must not leave a consumer believing it still holds a re-assigned key."""
+    coordinator = FakeCoordinator()
+    log: list[Any] = []
+    blocked, unblock = threading.Event(), threading.Event()
+
+    def factory(lease: Any, on_done: Any) -> Any:
+        if lease.lease_key == "slow":
+            blocked.set()
+            unblock.wait(5)
+        return FakeConsumer(lease, on_done, log)
+
+    s = Scheduler(coordinator, factory, shutdown_timeout=5.0)
+    s.start()
+    try:
+        s.lease_acquired(Lease("a"))
+        wait_for(lambda: s.consumer("a") is not None, what="a's consumer")
+        s.lease_acquired(Lease("slow"))
+        assert blocked.wait(5)
+        s.lease_lost("a")  # the scheduler thread is still inside the slow start
+        assert ("lost", "a") in [(h, k) for h, k, _ in log]
+    finally:
+        unblock.set()
+        s.request_shutdown()
+        assert s.wait(5)

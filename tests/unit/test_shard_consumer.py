@@ -277,3 +277,34 @@ def test_default_endings_route_to_shutdown(reason: Any) -> None:
     expected = {"lease_lost": ("LEASE_LOST", False), "shard_ended": ("SHARD_END", True),
                 "shutdown_requested": ("REQUESTED", True)}
     assert seen == [expected[reason]]
+
+
+def test_a_consumer_told_its_lease_is_lost_neither_delivers_nor_checkpoints_though_the_key_is_held_again() -> None:
+    """The Kafka group may assign a lost partition straight back to this worker: the key is held
+    again, by a new consumer. The old one, told of the loss, delivers nothing more and a checkpoint
+    it attempts (a processor still inside its batch) is refused instead of passing as the new
+    consumer's."""
+    entered, release = threading.Event(), threading.Event()
+    refused: list[Exception] = []
+
+    class Slow(Recorder):
+        def process_records(self, p: Any) -> None:
+            self.delivered.extend(r.sequence_number for r in p.records)
+            entered.set()
+            release.wait(5)
+            try:
+                p.checkpointer.checkpoint()
+            except Exception as exc:  # noqa: BLE001 - what the processor would see
+                refused.append(exc)
+
+    p = Slow()
+    leases = FakeLeases()  # is_held stays True throughout: the key was assigned here again
+    c, _, source = make([Batch(recs(1))], p, leases)
+    c.start()
+    assert entered.wait(5)
+    c.notify_lease_lost()
+    source.reader.q.put(Batch(recs(2)))
+    release.set()
+    assert c.join(5)
+    assert p.delivered == ["1"] and leases.checkpoints == []
+    assert len(refused) == 1 and type(refused[0]).__name__ == "LeaseLostError"
