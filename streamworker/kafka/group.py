@@ -208,6 +208,10 @@ class KafkaGroupCoordinator:
         with self._lock:
             return lease_key in self._held
 
+    def _assignment(self, lease_key: str) -> _Assigned | None:
+        with self._lock:
+            return self._held.get(lease_key)
+
     def _commit(self, lease_key: str, next_offset: int, metadata: str | None, op: str) -> None:
         from confluent_kafka import KafkaException, TopicPartition
 
@@ -217,8 +221,13 @@ class KafkaGroupCoordinator:
         started = self.clock.monotonic()
         deadline = started + self.commit_timeout
         delay = 0.05
+        # The assignment this commit belongs to: a partition lost and assigned straight back (a
+        # worker woken from SIGSTOP) is a new assignment, and a commit begun under the old one
+        # (waiting in is_held for the freeze to settle) must not pass as the new one's.
+        with self._lock:
+            mine = self._held.get(lease_key)
         while True:
-            if not self.is_held(lease_key):
+            if not self.is_held(lease_key) or self._assignment(lease_key) is not mine:
                 raise LeaseLostError(f"shard {lease_key}: {op} refused: the partition is no longer assigned here")
             try:
                 # Retries wait here, on the caller's thread; each attempt runs on the poll thread,

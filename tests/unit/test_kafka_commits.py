@@ -188,3 +188,32 @@ def test_a_commit_refused_while_its_partition_is_being_revoked_gives_up_within_h
     with pytest.raises(CheckpointThrottledError, match="REBALANCE_IN_PROGRESS"):
         g.checkpoint("t:0", ESN("9"))
     assert clock.monotonic() - start <= g.revoke_timeout / 2 + 2.0
+
+
+def test_a_commit_begun_before_a_loss_is_refused_though_the_partition_came_straight_back() -> None:
+    """A worker woken from SIGSTOP: its processor's commit starts, the group reports the partition
+    lost and assigns it straight back while the commit waits for the freeze to settle; the commit
+    belongs to the old assignment and is refused, not made under the new one."""
+    from streamworker.clock import FakeClock
+    from streamworker.coordinators.lease import Lease
+    from streamworker.errors import LeaseLostError
+    from streamworker.kafka.group import _Assigned
+    from streamworker.records import ExtendedSequenceNumber as ESN
+
+    clock = FakeClock()
+    client = _RefusingClient(clock, 0, ok_after=0.0)  # accepts every commit
+    g = _group(client, clock)
+
+    class Freeze:
+        def unsettled(self) -> bool:
+            return True
+
+        def wait_until_settled(self, timeout: float) -> None:  # meanwhile: lost, then back
+            g._held["t:0"] = _Assigned(Lease("t:0"))
+
+        threshold = settle = 1.0
+
+    g.freeze = Freeze()
+    with pytest.raises(LeaseLostError):
+        g.checkpoint("t:0", ESN("9"))
+    assert client.attempts == 0
