@@ -146,7 +146,9 @@ class Report:
         return "\n".join(lines)
 
 
-def check(log: Path, produced: int, fleet: Fleet, slack: float = 2.0) -> Report:
+def check(log: Path, produced: int, fleet: Fleet, slack: float = 2.0, settle: float = 0.0) -> Report:
+    """``settle``: how long a worker woken from SIGSTOP waits before going on (Kafka); the tail of
+    its frozen batch may come that much later after SIGCONT."""
     evs = sorted(events(log), key=lambda e: e["t"])
     recs = [e for e in evs if e["ev"] == "rec"]
     by_number: dict[int, list[dict[str, Any]]] = {}
@@ -186,7 +188,7 @@ def check(log: Path, produced: int, fleet: Fleet, slack: float = 2.0) -> Report:
     def in_failure_window(d: dict[str, Any]) -> bool:
         w = d["w"]
         failed_after = any(t >= d["t"] - slack for t in hard.get(w, []))
-        frozen_tail = any(0 <= d["t"] - t <= slack for t in resumed.get(w, []))
+        frozen_tail = any(0 <= d["t"] - t <= slack + settle for t in resumed.get(w, []))
         covered = any(seq >= int(d["seq"]) for t, seq in checkpoints.get((w, d["shard"], d["session"]), [])
                       if t >= d["t"])
         return (failed_after or frozen_tail) and not covered
@@ -215,7 +217,7 @@ def check(log: Path, produced: int, fleet: Fleet, slack: float = 2.0) -> Report:
         for e in rs:
             me = (e["w"], e["session"])
             if me in seen_other_after:
-                zombie_tail = any(0 <= e["t"] - t <= slack for t in conts.get(e["w"], []))
+                zombie_tail = any(0 <= e["t"] - t <= slack + settle for t in conts.get(e["w"], []))
                 if not zombie_tail:
                     concurrent.append(f"{shard}: {e['w']} processed at {e['t']:.2f} after "
                                       f"{seen_other_after[me]} had started")
