@@ -224,8 +224,7 @@ class KafkaGroupCoordinator:
         # The assignment this commit belongs to: a partition lost and assigned straight back (a
         # worker woken from SIGSTOP) is a new assignment, and a commit begun under the old one
         # (waiting in is_held for the freeze to settle) must not pass as the new one's.
-        with self._lock:
-            mine = self._held.get(lease_key)
+        mine = self._assignment(lease_key)
         while True:
             if not self.is_held(lease_key) or self._assignment(lease_key) is not mine:
                 raise LeaseLostError(f"shard {lease_key}: {op} refused: the partition is no longer assigned here")
@@ -241,9 +240,8 @@ class KafkaGroupCoordinator:
                 name = str(err.name()) if err is not None and hasattr(err, "name") else str(exc)
                 if any(f in name for f in _FENCED_ERRORS):
                     raise LeaseLostError(f"shard {lease_key}: {op} refused by the group ({name})") from None
-                with self._lock:
-                    revoking = lease_key in self._held and self._held[lease_key].revoking
-                if revoking:
+                current = self._assignment(lease_key)
+                if current is not None and current.revoking:
                     limit = started + min(self.commit_timeout, self.revoke_timeout / 2)
                 elif any(r in name for r in _REBALANCE_ERRORS):
                     limit = started + max(self.commit_timeout, REBALANCE_PATIENCE)
