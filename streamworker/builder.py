@@ -174,7 +174,7 @@ def _kafka(config: WorkerConfig, clients: Clients, clock: Clock) -> _Sources:
     from .kafka.source import KafkaSource
 
     kafka = KafkaClient(kafka_conf(config), consumer_factory=clients.kafka_consumer_factory,
-                        buffer_bytes=config.kafka_buffer_bytes, clock=clock)
+                        buffer_bytes=config.kafka_buffer_bytes, clock=clock, unreachable_after=config.failover_time)
     source = KafkaSource(kafka, config.topics, config.topic_pattern, max_records=config.max_records,
                          wait=min(config.idle_time_between_reads, 0.5),
                          assign_on_open=config.coordinator_kind == "dynamodb")

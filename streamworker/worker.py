@@ -299,6 +299,10 @@ class Worker:
         ok, why = self.coordinator.health()
         if not ok:
             return False, f"coordinator: {why}"
+        if self._parts.owns_kafka_poll and self.kafka is not None:  # leases in DynamoDB, records from Kafka
+            ok, why = self.kafka.health()
+            if not ok:
+                return False, f"source: {why}"
         halted = sorted((c.label, c.halt_reason or "") for c in self.consumers() if c.state == ConsumerState.HALTED)
         if halted:
             return False, f"{len(halted)} shard(s) halted: " + "; ".join(f"{k}: {why}" for k, why in halted)

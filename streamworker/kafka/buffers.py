@@ -36,9 +36,13 @@ class PartitionBuffer:
     cond: threading.Condition = field(default_factory=threading.Condition)
     #: Offset of the next message the buffer expects (duplicates after a resume are dropped).
     next_offset: int | None = None
+    #: The consumer's position (librdkafka's ``position()``) when it lies past ``next_offset``:
+    #: everything between is control records (transaction markers) or aborted records, which
+    #: are never delivered, so once the last buffered message is processed the partition is
+    #: processed up to here. None while the position is at ``next_offset``.
+    position: int | None = None
     paused: bool = False
     closed: bool = False
-
 
 
 class KafkaPartitionReader:

@@ -11,6 +11,7 @@ between two ``consume`` calls, queued through ``call_on_poll_thread`` or the ``C
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import logging
 import queue
 import threading
@@ -56,11 +57,58 @@ def invalid_property(exc: Exception) -> Exception:
     return exc
 
 
+class Reachability:
+    """Whether the cluster answers, from librdkafka's statistics (``stats_cb``, every second on
+    the poll thread). Time counts only while requests wait for an answer and none arrives: an idle
+    client (nothing to fetch, no group) is not unreachable, and while the poll thread is held up
+    (a rebalance callback) no statistics arrive, so no silence is counted either."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._rx = -1
+        self._heard = self._seen = clock.monotonic()
+        self._group: tuple[str, float] | None = None  # (state, seconds in it) when not "up"
+
+    def started(self) -> None:
+        with self._lock:
+            self._heard = self._seen = self._clock.monotonic()
+
+    def on_stats(self, raw: str) -> None:
+        try:
+            stats = json.loads(raw)
+        except ValueError:
+            return
+        brokers = list((stats.get("brokers") or {}).values())
+        rx = sum(int(b.get("rx", 0)) for b in brokers)
+        waiting = sum(int(b.get("waitresp_cnt", 0)) + int(b.get("outbuf_cnt", 0)) for b in brokers)
+        connected = any(b.get("state") == "UP" for b in brokers if int(b.get("nodeid", -1)) >= 0)
+        cgrp = stats.get("cgrp")
+        now = self._clock.monotonic()
+        with self._lock:
+            if rx > self._rx or (waiting == 0 and connected):
+                self._heard = now
+            self._rx, self._seen = rx, now
+            state = str(cgrp.get("state", "up")) if isinstance(cgrp, dict) else "up"
+            self._group = None if state == "up" else (state, float(cgrp.get("stateage", 0)) / 1000.0)
+
+    def silent_for(self) -> float:
+        """Seconds without an answer while requests waited, as of the last statistics."""
+        with self._lock:
+            return self._seen - self._heard
+
+    def group_away_for(self) -> tuple[str, float]:
+        """The consumer group's state and how long it has not been 'up' (0 when it is)."""
+        with self._lock:
+            return ("up", 0.0) if self._group is None else self._group
+
+
 class KafkaClient:
     """The worker's one Consumer and its poll thread."""
 
     def __init__(self, conf: dict[str, Any], *, poll_batch: int = 1000, buffer_bytes: int = 4 << 20,
-                 consumer_factory: Callable[[dict[str, Any]], Any] | None = None, clock: Clock | None = None) -> None:
+                 consumer_factory: Callable[[dict[str, Any]], Any] | None = None, clock: Clock | None = None,
+                 unreachable_after: float = 10.0) -> None:
         try:
             from confluent_kafka import Consumer, KafkaException
         except ImportError:
@@ -69,9 +117,15 @@ class KafkaClient:
         self.conf = conf
         self.clock = clock or SystemClock()
         self.commits = CommitQueue()
+        #: The broker (or the group coordinator) unanswering this long makes the client unhealthy.
+        self.unreachable_after = unreachable_after
+        self.reach = Reachability(self.clock)
+        extra: dict[str, Any] = {"logger": librdkafka_logger(), "on_commit": self.commits.on_commit,
+                                 "stats_cb": self.reach.on_stats}
+        if "statistics.interval.ms" not in conf:
+            extra["statistics.interval.ms"] = 1000
         try:
-            self.consumer = (consumer_factory or Consumer)({"logger": librdkafka_logger(),
-                                                            "on_commit": self.commits.on_commit, **conf})
+            self.consumer = (consumer_factory or Consumer)({**extra, **conf})
         except KafkaException as exc:
             raise invalid_property(exc) from None
         self.poll_batch = poll_batch
@@ -88,6 +142,11 @@ class KafkaClient:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.errors: int = 0
+        #: Called on the poll thread as ``(topic, partition, position)`` when a partition's
+        #: position moved past its last buffered message with no message in between (a
+        #: transaction's commit marker arrived after its records): the coordinator may commit it.
+        self.on_position: Callable[[str, int, int], None] | None = None
+        self._positions_at = 0.0
 
     # -- buffers ---------------------------------------------------------------------------
 
@@ -155,13 +214,24 @@ class KafkaClient:
                 log.exception("kafka control operation failed")
 
     def start(self) -> None:
+        self.reach.started()
         self._thread = threading.Thread(target=self._run, name="kafka-poll", daemon=True)
         self._thread.start()
 
     def health(self) -> tuple[bool, str]:
-        """False when the poll thread has died while the client should be running."""
+        """False when the poll thread has died while the client should be running, or when the
+        cluster or the group coordinator has not answered for ``unreachable_after`` seconds
+        (requests were waiting all that time); true again as soon as they answer."""
         if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
             return False, "the Kafka poll thread has stopped"
+        where = self.conf.get("bootstrap.servers", "the Kafka cluster")
+        silent = self.reach.silent_for()
+        if silent >= self.unreachable_after:
+            return False, f"no reply from Kafka ({where}) for {silent:.0f} s"
+        group_state, away = self.reach.group_away_for()
+        if away >= self.unreachable_after:
+            return False, (f"the group coordinator of {self.conf.get('group.id')!r} unreachable for {away:.0f} s "
+                           f"(librdkafka group state {group_state!r})")
         return True, "ok"
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -215,6 +285,8 @@ class KafkaClient:
             messages = [m for m, err in zip(messages, errors, strict=True) if err is None]
         for key, batch in self._by_partition(messages):
             self._route(key, batch)
+        if len(messages) < self.poll_batch or self.clock.monotonic() - self._positions_at >= 0.1:
+            self._track_positions()
 
     def _by_partition(self, messages: list[Any]) -> Iterator[tuple[tuple[str, int], list[Any]]]:
         """Messages grouped per partition, each group in consume() order.
@@ -261,12 +333,63 @@ class KafkaClient:
             buf.chunks.append((batch, size))
             buf.size += size + 64 * len(batch)
             buf.next_offset = batch[-1].offset() + 1
+            buf.position = None
             buf.cond.notify_all()
             full = buf.size >= buf.capacity and not buf.paused
             if full:
                 buf.paused = True
         if full:
             self._pause(buf)
+
+    def _track_positions(self) -> None:
+        """Read the consumer's position of every buffered partition (one call). librdkafka moves
+        it past control records as it hands out what precedes them, in order, so a position past
+        a buffer's last message, read right after a pass, has only records nobody is given
+        (transaction markers, aborted records) in between."""
+        from confluent_kafka import TopicPartition
+
+        self._positions_at = self.clock.monotonic()
+        with self._lock:
+            bufs = list(self._buffers.values())
+        if not bufs:
+            return
+        try:
+            positions = self.consumer.position([TopicPartition(b.topic, b.partition) for b in bufs])
+        except Exception:
+            return  # a partition just unassigned; read again next pass
+        moved: list[tuple[PartitionBuffer, int]] = []
+        for buf, tp in zip(bufs, positions, strict=True):
+            offset = int(tp.offset)
+            with buf.cond:
+                ahead = offset >= 0 if buf.next_offset is None else offset > buf.next_offset
+                if ahead and offset != buf.position:
+                    buf.position = offset
+                    moved.append((buf, offset))
+        if self.on_position is not None:
+            for buf, offset in moved:
+                self.on_position(buf.topic, buf.partition, offset)
+
+    def next_offset(self, topic: str, partition: int, last: int) -> int:
+        """The offset to commit once the record at offset ``last`` is processed: ``last + 1``, or
+        the consumer's position when ``last`` is the last message fetched and only control or
+        aborted records follow it, as Kafka's own clients commit (a committed offset on a
+        transaction's marker leaves a lag of 1 that never clears). Never past a record that was
+        not delivered."""
+        buf = self.buffer(topic, partition)
+        if buf is not None:
+            with buf.cond:
+                if buf.next_offset == last + 1 and buf.position is not None and buf.position > last + 1:
+                    return buf.position
+        return last + 1
+
+    def start_offset(self, topic: str, partition: int) -> int | None:
+        """Where a partition with nothing processed stands: its consumer position when only
+        undeliverable records were fetched so far, else the offset it was assigned at."""
+        buf = self.buffer(topic, partition)
+        if buf is None:
+            return None
+        with buf.cond:
+            return buf.position if buf.position is not None else buf.next_offset
 
     def _refresh_watermarks(self) -> None:
         now = self.clock.monotonic()

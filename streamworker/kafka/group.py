@@ -3,7 +3,11 @@
 ``on_assign`` becomes lease-acquired events (resuming from the committed offsets); ``on_revoke``
 asks the revoked shards to shut down, waits (bounded) until their in-flight batch finished and
 their checkpoint is committed, and only then returns to librdkafka; ``on_lost`` becomes
-lease-lost with no commit. A checkpoint at offset N commits N + 1. Works with eager assignors,
+lease-lost with no commit. A checkpoint at offset N commits N + 1, or the consumer's position
+when only control records (transaction markers) or aborted records follow N; and a partition
+whose every delivered record is checkpointed has its commit moved along when a marker arrives
+later, so its lag reaches 0 as Kafka's own tools count it. A committed offset of N resumes at N
+(N = 0: nothing processed, the checkpoint is TRIM_HORIZON). Works with eager assignors,
 cooperative-sticky and KIP-848 (incremental assignment in both of the latter).
 """
 
@@ -22,7 +26,7 @@ from ..coordinators.base import CoordinatorStats, LeaseListener
 from ..coordinators.lease import Lease
 from ..errors import CheckpointThrottledError, LeaseLostError
 from ..freeze import FreezeDetector
-from ..records import ExtendedSequenceNumber, InitialPosition, StartPosition
+from ..records import TRIM_HORIZON, ExtendedSequenceNumber, InitialPosition, StartPosition
 from .source import KafkaSource, parse_shard, shard_key, start_offset
 
 log = structlog.get_logger("streamworker.kafka_group")
@@ -52,6 +56,10 @@ class _Assigned:
     lease: Lease
     released: threading.Event = field(default_factory=threading.Event)
     checkpoint: ExtendedSequenceNumber | None = None
+    #: The offset last committed for this assignment (Kafka's convention: the next one to read).
+    committed: int = -1
+    #: A pending checkpoint rides in the commit's metadata: the position is not moved under it.
+    pending: bool = False
     #: on_revoke waits for this partition's last batch: the rebalance cannot go on before it returns
     revoking: bool = False
 
@@ -91,6 +99,7 @@ class KafkaGroupCoordinator:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.client.on_position = self._position_moved
         self.client.consumer.subscribe(self.source.subscription(), on_assign=self._on_assign,
                                        on_revoke=self._on_revoke, on_lost=self._on_lost)
         self.client.start()
@@ -116,18 +125,22 @@ class KafkaGroupCoordinator:
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         from confluent_kafka import TopicPartition
 
-        committed = consumer.committed(partitions, timeout=10) if partitions else []
+        answer = consumer.committed(partitions, timeout=10) if partitions else []
         start = StartPosition(self.initial_position.value, timestamp=self.initial_timestamp)
         assign: list[Any] = []
         leases: list[Lease] = []
-        for tp in committed:
+        committed: dict[str, int] = {}
+        for tp in answer:
             pending = None
             meta = getattr(tp, "metadata", None) or ""
             if meta.startswith(PENDING_PREFIX):
                 pending = ExtendedSequenceNumber(meta[len(PENDING_PREFIX):])
-            if tp.offset >= 0:
+            if tp.offset > 0:
                 offset = tp.offset
                 checkpoint = ExtendedSequenceNumber(str(tp.offset - 1))
+            elif tp.offset == 0:  # a group reset to the earliest offset: nothing processed yet
+                offset = 0
+                checkpoint = ExtendedSequenceNumber(TRIM_HORIZON)
             else:
                 offset = start_offset(start, consumer, tp.topic, tp.partition)
                 checkpoint = ExtendedSequenceNumber(self.initial_position.value)
@@ -135,13 +148,16 @@ class KafkaGroupCoordinator:
             self.client.open_buffer(tp.topic, tp.partition, next_offset=offset if offset >= 0 else None)
             leases.append(Lease(lease_key=shard_key(tp.topic, tp.partition), lease_owner=self.worker_id,
                                 checkpoint=checkpoint, pending_checkpoint=pending))
+            committed[leases[-1].lease_key] = max(-1, int(tp.offset))
         if self._incremental(consumer):
             consumer.incremental_assign(assign)
         else:
             consumer.assign(assign)
         for lease in leases:
             with self._lock:
-                self._held[lease.lease_key] = _Assigned(lease, checkpoint=lease.checkpoint)
+                self._held[lease.lease_key] = _Assigned(lease, checkpoint=lease.checkpoint,
+                                                        committed=committed[lease.lease_key],
+                                                        pending=lease.pending_checkpoint is not None)
             self._log.info("partition assigned", shard_id=lease.lease_key, checkpoint=str(lease.checkpoint))
             self.listener.lease_acquired(lease)
 
@@ -256,11 +272,17 @@ class KafkaGroupCoordinator:
                    pending: ExtendedSequenceNumber | None = None) -> None:
         if checkpoint.is_sentinel:
             return  # nothing processed yet: there is no offset to commit
-        self._commit(lease_key, int(checkpoint.sequence_number) + 1,
-                     f"{PENDING_PREFIX}{pending.sequence_number}" if pending else "", "checkpoint")
+        topic, partition = parse_shard(lease_key)
+        offset = self.client.next_offset(topic, partition, int(checkpoint.sequence_number))
+        a = self._assignment(lease_key)
+        if a is not None and a.checkpoint == checkpoint and a.committed > offset:
+            offset = a.committed  # the same checkpoint again: never move the commit back
+        self._commit(lease_key, offset, f"{PENDING_PREFIX}{pending.sequence_number}" if pending else "",
+                     "checkpoint")
         with self._lock:
             if lease_key in self._held:
-                self._held[lease_key].checkpoint = checkpoint
+                held = self._held[lease_key]
+                held.checkpoint, held.committed, held.pending = checkpoint, offset, pending is not None
 
     def prepare_checkpoint(self, lease_key: str, pending: ExtendedSequenceNumber) -> None:
         """Kafka has no pending offset: the current offset is committed again carrying the pending
@@ -268,12 +290,35 @@ class KafkaGroupCoordinator:
         with self._lock:
             a = self._held.get(lease_key)
         current = a.checkpoint if a else None
-        if current is None or current.is_sentinel:
+        if a is None or current is None or current.is_sentinel:
             if not self.is_held(lease_key):
                 raise LeaseLostError(f"shard {lease_key}: prepare_checkpoint refused: not assigned here")
             return
-        self._commit(lease_key, int(current.sequence_number) + 1, f"{PENDING_PREFIX}{pending.sequence_number}",
-                     "prepare_checkpoint")
+        offset = max(a.committed, int(current.sequence_number) + 1)
+        self._commit(lease_key, offset, f"{PENDING_PREFIX}{pending.sequence_number}", "prepare_checkpoint")
+        with self._lock:
+            a.pending = True
+
+    def _position_moved(self, topic: str, partition: int, position: int) -> None:
+        """The poll thread saw a partition's position move past its last fetched record (a
+        transaction's marker arrived after its records were processed): if every delivered record
+        is checkpointed, commit the position, as Kafka's clients do, so the lag reaches 0. On the
+        poll thread, where rebalance callbacks also run: the assignment cannot change meanwhile."""
+        key = shard_key(topic, partition)
+        with self._lock:
+            a = self._held.get(key)
+            if a is None or a.revoking or a.pending or a.checkpoint is None or a.checkpoint.is_sentinel:
+                return
+            last = int(a.checkpoint.sequence_number)
+            if a.committed >= position or self.client.next_offset(topic, partition, last) != position:
+                return  # a record after the checkpoint is not processed yet, or nothing to move
+            a.committed = position
+        from confluent_kafka import TopicPartition
+
+        try:
+            self.client.consumer.commit(offsets=[TopicPartition(topic, partition, position)], asynchronous=True)
+        except Exception as exc:  # best effort: the next checkpoint commits it anyway
+            self._log.debug("committing the position past control records failed", shard_id=key, error=str(exc))
 
     def release(self, lease_key: str) -> bool:
         with self._lock:

@@ -12,10 +12,11 @@ if TYPE_CHECKING:
 
 
 def kafka_lag(kafka: KafkaClient, consumer: ShardConsumer) -> int | None:
-    """Records of the partition not yet processed: its high watermark less the next offset to
-    process: after the last record processed, else the committed offset the shard started from,
-    else the start of the partition (TRIM_HORIZON) or its end (LATEST). None until librdkafka
-    knows the watermark."""
+    """Offsets of the partition not yet processed, as ``kafka-consumer-groups`` counts them: its
+    high watermark less the offset that would be committed now (after the last record
+    processed, past any transaction marker that follows it; else where the shard started: its
+    committed offset, the start of the partition for TRIM_HORIZON, its end for LATEST). None
+    until librdkafka knows the watermark."""
     key = parse_kafka_key(consumer.shard_id)
     if key is None:
         return None
@@ -25,11 +26,12 @@ def kafka_lag(kafka: KafkaClient, consumer: ShardConsumer) -> int | None:
     last = consumer.progress.last_sequence
     start = consumer.lease.checkpoint.sequence_number
     if last is not None and last.isdigit():
-        next_offset = int(last) + 1
+        next_offset = kafka.next_offset(*key, int(last))
     elif start.isdigit():
-        next_offset = int(start) + 1  # a checkpoint at N is a commit of N + 1
+        next_offset = kafka.next_offset(*key, int(start))  # a checkpoint at N is a commit of N + 1
     elif start == "LATEST":
         return 0
     else:
-        next_offset = kafka.low_watermarks.get(key, 0)
+        at = kafka.start_offset(*key)
+        next_offset = at if at is not None and at >= 0 else kafka.low_watermarks.get(key, 0)
     return max(0, int(high) - next_offset)

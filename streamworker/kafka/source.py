@@ -125,6 +125,8 @@ class KafkaSource:
             return
         topic, partition = parse_shard(lease_key)
         try:
-            self.client.commit(topic, partition, int(checkpoint.sequence_number) + 1, asynchronous=True)
+            self.client.commit(topic, partition, self.client.next_offset(topic, partition,
+                                                                         int(checkpoint.sequence_number)),
+                               asynchronous=True)
         except Exception as exc:  # the lease table holds the truth; the mirror is best effort
             log.warning("mirroring the checkpoint to Kafka failed", shard_id=lease_key, error=str(exc))
