@@ -5,6 +5,8 @@ past the records; a sink that fails halts the shard instead."""
 from __future__ import annotations
 
 import base64
+import errno
+import fcntl
 import json
 import os
 import threading
@@ -24,12 +26,17 @@ if TYPE_CHECKING:
 
 
 def envelope(r: Record, shard_id: str, error: BaseException, stream: str) -> dict[str, Any]:
-    return {
+    """A dead-lettered record as JSON: ``data_base64`` is null for a Kafka tombstone, and a Kafka
+    key is kept exactly in ``key_base64`` (``partition_key`` is its UTF-8 reading)."""
+    env: dict[str, Any] = {
         "stream": stream, "shard_id": shard_id, "sequence_number": r.sequence_number,
         "sub_sequence_number": r.sub_sequence_number, "partition_key": r.partition_key,
-        "data_base64": base64.b64encode(r.data).decode("ascii"),
+        "data_base64": None if r.tombstone else base64.b64encode(r.data).decode("ascii"),
         "error": f"{type(error).__name__}: {error}", "dead_lettered_at": time.time(),
     }
+    if r.key is not None:
+        env["key_base64"] = base64.b64encode(r.key).decode("ascii")
+    return env
 
 
 class DeadLetterSink(Protocol):
@@ -39,7 +46,11 @@ class DeadLetterSink(Protocol):
 
 
 class JsonlSink:
-    """Appends one JSON line per record (data base64-encoded) and fsyncs."""
+    """Appends one JSON line per record (data base64-encoded) and fsyncs. An append is all or
+    nothing: a write that fails part way (a full disk) is cut back off before the error is
+    raised, and a line torn by a crash mid-append (its records were never acknowledged, so they
+    come again) is cut off before the next append. Appends from several processes sharing the
+    file are serialised with ``flock``."""
 
     def __init__(self, path: str, stream: str) -> None:
         self.path = Path(path)
@@ -47,14 +58,49 @@ class JsonlSink:
         self._lock = threading.Lock()
 
     def write(self, records: Sequence[Record], shard_id: str, error: BaseException) -> None:
-        lines = "".join(json.dumps(envelope(r, shard_id, error, self.stream)) + "\n" for r in records)
-        with self._lock, open(self.path, "a") as f:
-            f.write(lines)
-            f.flush()
-            os.fsync(f.fileno())
+        payload = "".join(json.dumps(envelope(r, shard_id, error, self.stream)) + "\n" for r in records).encode()
+        with self._lock:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                end = _cut_torn_tail(fd)
+                try:
+                    view = memoryview(payload)
+                    while view:
+                        written = os.write(fd, view)
+                        if written <= 0:
+                            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+                        view = view[written:]
+                    os.fsync(fd)
+                except BaseException:
+                    os.ftruncate(fd, end)  # nothing of this append stays behind
+                    raise
+            finally:
+                os.close(fd)  # and the flock with it
 
     def describe(self) -> str:
         return f"file {self.path}"
+
+
+def _cut_torn_tail(fd: int) -> int:
+    """Truncate a last line that has no newline (a crash cut its append short) and return the
+    file's length."""
+    end = os.lseek(fd, 0, os.SEEK_END)
+    if end == 0 or os.pread(fd, 1, end - 1) == b"\n":
+        return end
+    pos = end
+    while pos > 0:
+        start = max(0, pos - 65536)
+        chunk = os.pread(fd, pos - start, start)
+        nl = chunk.rfind(b"\n")
+        if nl >= 0:
+            keep = start + nl + 1
+            break
+        pos = start
+    else:
+        keep = 0
+    os.ftruncate(fd, keep)
+    return keep
 
 
 def put_all(client: KinesisClient, stream_name: str, entries: list[PutRecordsRequestEntryTypeDef]) -> None:
@@ -109,7 +155,9 @@ class KafkaSink:
                 failures.append(str(err))
 
         for r in records:
-            self.producer.produce(self.topic, value=r.data, key=r.key or r.partition_key.encode(), on_delivery=report,
+            # a Kafka record keeps its key, null included; a Kinesis record's partition key becomes one
+            key = r.key if r.key is not None or r.topic is not None else r.partition_key.encode()
+            self.producer.produce(self.topic, value=r.value, key=key, on_delivery=report,
                                   headers=[("streamworker.error", f"{type(error).__name__}: {error}".encode()),
                                            ("streamworker.shard", shard_id.encode()),
                                            ("streamworker.sequence", r.sequence_number.encode())])

@@ -61,7 +61,11 @@ class ExtendedSequenceNumber:
 
 @dataclass(frozen=True)
 class Record:
-    """One user record, as delivered to ``RecordProcessor.process_records``."""
+    """One user record, as delivered to ``RecordProcessor.process_records``.
+
+    ``data`` is always bytes. A Kafka record whose value is null (a tombstone: a delete on a
+    compacted topic or a CDC feed) has ``data == b''``, ``value is None`` and ``tombstone`` set,
+    so it can be told from a record whose value is empty; ``key`` is None for a null key."""
 
     data: bytes
     partition_key: str
@@ -78,6 +82,13 @@ class Record:
     headers: tuple[tuple[str, bytes | None], ...] = field(default_factory=tuple)
     topic: str | None = None
     partition: int | None = None
+    #: Kafka only: the record's value was null (a tombstone), not empty.
+    tombstone: bool = False
+
+    @property
+    def value(self) -> bytes | None:
+        """The value as the source holds it: ``None`` for a Kafka tombstone, else ``data``."""
+        return None if self.tombstone else self.data
 
     @property
     def offset(self) -> int:

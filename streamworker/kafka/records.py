@@ -25,6 +25,15 @@ class KafkaRecord(Record):
         return self._m.value() or b""
 
     @property
+    def value(self) -> bytes | None:
+        v: bytes | None = self._m.value()
+        return v
+
+    @property
+    def tombstone(self) -> bool:
+        return self._m.value() is None
+
+    @property
     def key(self) -> bytes | None:
         k: bytes | None = self._m.key()
         return k
