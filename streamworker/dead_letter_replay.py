@@ -94,9 +94,9 @@ class KinesisTarget:
 
 class KafkaTarget:
     def __init__(self, conf: dict[str, Any], topic: str) -> None:
-        from confluent_kafka import Producer
+        from .kafka import factory
 
-        self.producer, self.topic = Producer({**conf, "acks": "all", "enable.idempotence": True}), topic
+        self.producer, self.topic = factory.producer({**conf, "acks": "all", "enable.idempotence": True}), topic
 
     def put(self, items: list[Item]) -> None:
         failures: list[str] = []

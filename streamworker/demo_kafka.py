@@ -29,9 +29,9 @@ TOPIC = "metrics"
 
 
 def _producer(bootstrap: str, stop: threading.Event, produced: list[int]) -> None:
-    from confluent_kafka import Producer
+    from .kafka import factory
 
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    p = factory.producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
     rng = random.Random(7)
     while not stop.is_set():
         for _ in range(25):
@@ -45,14 +45,15 @@ def _producer(bootstrap: str, stop: threading.Event, produced: list[int]) -> Non
 
 
 def run_kafka_demo(duration: float = 40.0, partitions: int = 4) -> int:
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
+    from .kafka import factory
     from .local import KafkaBroker
 
     configure_logging("INFO", "console")
     broker = KafkaBroker().start()
     print(f"embedded Kafka-compatible broker (tansu) at {broker.bootstrap}")
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin = factory.admin({"bootstrap.servers": broker.bootstrap})
     admin.create_topics([NewTopic(TOPIC, num_partitions=partitions, replication_factor=1)])[TOPIC].result(15)
     del admin  # a client left open would log its lost connection when the broker stops
     print(f"created topic {TOPIC!r} with {partitions} partitions; producing metric records keyed by metric name")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -24,37 +23,12 @@ import structlog
 
 from ..clock import Clock, SystemClock
 from ..coordinators.keys import kafka_key
-from ..errors import ConfigError
+from . import factory
 from .buffers import PartitionBuffer
 from .commits import CommitQueue
 
 log = structlog.get_logger("streamworker.kafka")
 T = TypeVar("T")
-
-
-class _ToStructlog(logging.Handler):
-    """librdkafka's own log lines, at DEBUG: what matters surfaces as consume() errors and as
-    streamworker's own messages, and a refused connection must not flood stderr."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        log.debug("librdkafka", message=record.getMessage())
-
-
-def librdkafka_logger() -> logging.Logger:
-    logger = logging.getLogger("streamworker.librdkafka")
-    if not logger.handlers:
-        logger.addHandler(_ToStructlog())
-        logger.propagate = False
-        logger.setLevel(logging.DEBUG)
-    return logger
-
-
-def invalid_property(exc: Exception) -> Exception:
-    """librdkafka refusing a property (unknown name, bad value) is a configuration error (exit 2)."""
-    err = exc.args[0] if exc.args else None
-    if err is not None and getattr(err, "name", lambda: "")() == "_INVALID_ARG":
-        return ConfigError(f"Kafka property refused by librdkafka: {err.str()}")
-    return exc
 
 
 class Reachability:
@@ -109,25 +83,16 @@ class KafkaClient:
     def __init__(self, conf: dict[str, Any], *, poll_batch: int = 1000, buffer_bytes: int = 4 << 20,
                  consumer_factory: Callable[[dict[str, Any]], Any] | None = None, clock: Clock | None = None,
                  unreachable_after: float = 10.0) -> None:
-        try:
-            from confluent_kafka import Consumer, KafkaException
-        except ImportError:
-            raise ConfigError("the Kafka source needs confluent-kafka: pip install 'streamworker[kafka]'") from None
-
         self.conf = conf
         self.clock = clock or SystemClock()
         self.commits = CommitQueue()
         #: The broker (or the group coordinator) unanswering this long makes the client unhealthy.
         self.unreachable_after = unreachable_after
         self.reach = Reachability(self.clock)
-        extra: dict[str, Any] = {"logger": librdkafka_logger(), "on_commit": self.commits.on_commit,
-                                 "stats_cb": self.reach.on_stats}
+        extra: dict[str, Any] = {"on_commit": self.commits.on_commit, "stats_cb": self.reach.on_stats}
         if "statistics.interval.ms" not in conf:
             extra["statistics.interval.ms"] = 1000
-        try:
-            self.consumer = (consumer_factory or Consumer)({**extra, **conf})
-        except KafkaException as exc:
-            raise invalid_property(exc) from None
+        self.consumer = (consumer_factory or factory.consumer)({**extra, **conf})
         self.poll_batch = poll_batch
         self.buffer_bytes = buffer_bytes
         self._buffers: dict[tuple[str, int], PartitionBuffer] = {}

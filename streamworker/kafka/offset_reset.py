@@ -17,10 +17,11 @@ def reset_offsets(conf: dict[str, Any], group: str, topics: list[str], shards: l
                   to: Target, *, dry_run: bool, as_json: bool, out: TextIO) -> int:
     """Commit ``to`` for the selected partitions of ``group``. ``to`` as a number is the next
     offset to read (as ``--to-offset``); TRIM_HORIZON / LATEST / AT_TIMESTAMP resolve per partition."""
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
-    from confluent_kafka.admin import AdminClient
+    from confluent_kafka import KafkaException, TopicPartition
 
-    admin = AdminClient(conf)
+    from . import factory
+
+    admin = factory.admin(conf)
     try:
         desc = admin.describe_consumer_groups([group], request_timeout=15)[group].result()
     except KafkaException as exc:
@@ -31,7 +32,7 @@ def reset_offsets(conf: dict[str, Any], group: str, topics: list[str], shards: l
             f"consumer group {group!r} has {len(desc.members)} active member(s) ({names}); stop its workers "
             f"first: a group's offsets can only be reset while it is empty (as kafka-consumer-groups "
             f"--reset-offsets requires)")
-    consumer = Consumer({**conf, "group.id": group, "enable.auto.commit": False})
+    consumer = factory.consumer({**conf, "group.id": group, "enable.auto.commit": False})
     try:
         parts = _partitions(consumer, topics, shards, all_shards)
         if to.checkpoint.sequence_number.isdigit() and len(parts) > 1:

@@ -1,8 +1,10 @@
 """Apache Kafka itself (KRaft: one combined broker + controller) on 127.0.0.1, from Maven Central.
 
 The broker's jars are fetched once with Maven (a small pom and ``dependency:copy-dependencies``,
-no tarball download) into the cache; each start formats a log dir if it is new, writes a
-``server.properties`` and runs ``kafka.Kafka`` on Java 17+. ``stop()`` is a clean shutdown
+no tarball download) into the cache, with Kafka's command-line tools (``kafka-tools``:
+``kafka-consumer-groups`` is ``org.apache.kafka.tools.consumer.group.ConsumerGroupCommand``); each
+start formats a log dir if it is new, writes a ``server.properties`` and runs ``kafka.Kafka`` on
+Java 17+. ``stop()`` is a clean shutdown
 (SIGTERM), so a ``restart()`` keeps every record and committed offset.
 """
 
@@ -28,6 +30,7 @@ _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <groupId>streamworker.local</groupId><artifactId>apache-kafka</artifactId><version>1</version>
   <dependencies>
     <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{kafka}</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>{kafka}</version></dependency>
     <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-simple</artifactId><version>{slf4j}</version></dependency>
   </dependencies>
 </project>
@@ -159,12 +162,12 @@ class ApacheKafka:
 
     def _wait_ready(self, timeout: float) -> None:
         """Until the broker answers a metadata request (the port alone opens before it serves)."""
-        from confluent_kafka.admin import AdminClient
+        from ..kafka import factory
 
         deadline = time.monotonic() + timeout
         assert self._proc is not None
         _wait_port(self._proc, self.port, "Apache Kafka", self.stop, timeout)
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0, **self.client_properties()})
+        admin = factory.admin({"bootstrap.servers": self.bootstrap, **self.client_properties()})
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.poll() is not None:
                 raise RuntimeError(f"Apache Kafka exited with status {self._proc.returncode}; see "

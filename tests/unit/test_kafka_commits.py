@@ -98,6 +98,9 @@ class _RefusingClient:
         self.start = clock.monotonic()
         self.attempts = 0
 
+    def next_offset(self, topic: str, partition: int, last: int) -> int:
+        return last + 1  # nothing but records follow: the commit is the next offset
+
     def commit_offsets(self, offsets: list[Any]) -> None:
         from confluent_kafka import KafkaError, KafkaException
 
