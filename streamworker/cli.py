@@ -67,19 +67,27 @@ def build_parser() -> argparse.ArgumentParser:
                           "per shard unless MODULE:CLASS is given)")
     run_flags.add_to(run)
 
-    for name, helptext in (("leases", "show the lease table and each worker's share"),
-                           ("status", "show the lease table of a running fleet, refreshed")):
+    for name, helptext in (("leases", "show the lease table (or the Kafka consumer group) and each worker's share"),
+                           ("status", "show the lease table (or the Kafka consumer group) of a running fleet, "
+                                      "refreshed")):
         cmd = sub.add_parser(name, help=helptext)
         cmd.add_argument("--application-name", required=True)
         cmd.add_argument("--lease-table", help="default: the application name")
+        cmd.add_argument("--coordinator", choices=["dynamodb", "kafka-group"], default="dynamodb",
+                         help="where the fleet keeps its leases: a DynamoDB lease table (default) or a Kafka "
+                              "consumer group")
+        _kafka_args(cmd, "kafka-group")
+        cmd.add_argument("--topic", dest="topics", action="append", default=[],
+                         help="kafka-group: also show these topics' partitions that have no commit (repeatable)")
+        cmd.add_argument("--group-id", help="kafka-group: the group (default: the application name)")
         if name == "leases":
             cmd.add_argument("--json", action="store_true", help="machine-readable output")
         else:
             cmd.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
                              help="refresh period (default 2)")
             cmd.add_argument("--failover-time", type=float, default=10.0, metavar="SECONDS",
-                             help="the fleet's failover_time: a lease whose counter stands still this long "
-                                  "is shown expired (default 10)")
+                             help="dynamodb: the fleet's failover_time: a lease whose counter stands still this "
+                                  "long is shown expired (default 10)")
             cmd.add_argument("--count", type=int, help="refreshes before exiting (default: until Ctrl-C)")
             cmd.add_argument("--web", action="store_true",
                              help="serve the live status page for this application instead (until Ctrl-C)")
@@ -244,6 +252,25 @@ def _checkpoint(args: argparse.Namespace) -> int:
                            out=sys.stdout)
 
 
+def _group_report(args: argparse.Namespace) -> int:
+    """``leases`` / ``status`` / ``status --web`` for a Kafka consumer group."""
+    from .kafka import group_report
+
+    configure_logging("WARNING")
+    conf = _kafka_conf(args)
+    if "bootstrap.servers" not in conf:
+        raise ConfigError("--coordinator kafka-group needs --bootstrap-servers")
+    group = args.group_id or args.application_name
+    make_admin = group_report.lazy_admin(conf)
+    if args.command == "leases":
+        return group_report.leases_command(make_admin(), group, args.topics, args.json)
+    if args.web:
+        return group_report.web_command(make_admin, args.application_name, group, args.topics, port=args.port,
+                                        host=args.host, open_browser=not args.no_open)
+    return group_report.status_command(make_admin(), group, args.topics, conf["bootstrap.servers"], args.interval,
+                                       args.count)
+
+
 def tune_gc(threshold: int | None) -> None:
     """Collect young objects every ``threshold`` allocations, with what was loaded frozen.
 
@@ -288,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command in ("leases", "status") and args.coordinator == "kafka-group":
+            return _group_report(args)
         if args.command in ("leases", "status"):
             from .builder import make_client
             from .coordinators.lease_table import LeaseTable

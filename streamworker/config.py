@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -134,8 +134,15 @@ class WorkerConfig(BaseSettings):
 
     @field_validator("application_name", "lease_table")
     @classmethod
-    def _table_name(cls, v: str | None) -> str | None:
-        if v is not None and not TABLE_NAME.fullmatch(v):
+    def _table_name(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return v
+        kind = info.data.get("coordinator") or ("kafka-group" if info.data.get("source") == "kafka" else "dynamodb")
+        if info.field_name == "application_name" and kind == "kafka-group":
+            if not v.strip() or len(v) > 255:  # it names the consumer group (unless group_id does)
+                raise ValueError("must be 1 to 255 characters, not only spaces (it names the Kafka consumer group)")
+            return v
+        if not TABLE_NAME.fullmatch(v):
             raise ValueError("must be 3 to 255 letters, digits, '_', '-' or '.' (it names the DynamoDB lease table, "
                              "and DynamoDB allows only those)")
         return v

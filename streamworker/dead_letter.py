@@ -143,8 +143,7 @@ class KafkaSink:
     def __init__(self, conf: dict[str, Any], topic: str, stream: str) -> None:
         from .kafka import factory
 
-        keep = {k: v for k, v in conf.items() if k.startswith(("bootstrap.", "security.", "sasl.", "ssl.", "oauth_cb"))}
-        self.producer = factory.producer({**keep, "acks": "all", "enable.idempotence": True})
+        self.producer = factory.producer({**factory.connection_conf(conf), "acks": "all", "enable.idempotence": True})
         self.topic, self.stream = topic, stream
 
     def write(self, records: Sequence[Record], shard_id: str, error: BaseException) -> None:

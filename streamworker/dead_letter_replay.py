@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +109,7 @@ class KafkaTarget:
 
 
 def replay(source: str, to: str, *, kafka_conf: dict[str, Any], dry_run: bool, out: TextIO,
-           make_client: Any) -> int:
+           make_client: Any, err: TextIO | None = None) -> int:
     """Replay every record of ``source`` (PATH, file:PATH or sqs:QUEUE) to ``to`` (kinesis:STREAM or kafka:TOPIC)."""
     kind, _, target = to.partition(":")
     if kind not in ("kinesis", "kafka") or not target:
@@ -121,7 +122,7 @@ def replay(source: str, to: str, *, kafka_conf: dict[str, Any], dry_run: bool, o
             out.write("dry run: an SQS queue is not read without replaying (receiving hides its messages)\n")
         else:
             out.write(f"would replay {sum(1 for _ in items)} record(s) from {source} to {to}\n")
-            return _report_torn(file, out)
+            return _report_torn(file, err or sys.stderr)
         return 0
     if kind == "kafka" and "bootstrap.servers" not in kafka_conf:
         raise ConfigError("--to kafka:TOPIC needs --bootstrap-servers")
@@ -135,18 +136,18 @@ def replay(source: str, to: str, *, kafka_conf: dict[str, Any], dry_run: bool, o
             done += _flush(sink, batch, sqs)
     done += _flush(sink, batch, sqs)
     out.write(f"replayed {done} record(s) from {source} to {to}\n")
-    return _report_torn(file, out)
+    return _report_torn(file, err or sys.stderr)
 
 
-def _report_torn(file: FileItems | None, out: TextIO) -> int:
-    """Say what was skipped; 1 when a line in the middle was not an envelope (someone should look)."""
+def _report_torn(file: FileItems | None, err: TextIO) -> int:
+    """Say (on stderr) what was skipped; 1 when a line was not an envelope (someone should look)."""
     if file is None:
         return 0
     if file.torn is not None:
-        out.write(f"skipped line {file.torn} of {file.path}: cut short (a crash during its append); its records "
+        err.write(f"skipped line {file.torn} of {file.path}: cut short (a crash during its append); its records "
                   f"were never acknowledged, so the worker dead-letters them again\n")
     for problem in file.bad:
-        out.write(f"skipped {problem}\n")
+        err.write(f"streamworker: error: skipped {problem}\n")
     return 1 if file.bad else 0
 
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from .coordinators.lease_table import LeaseTable
     from .kafka.client import KafkaClient
+    from .kafka.group_report import GroupView
     from .sources.kinesis import KinesisSource
     from .sources.kinesis_calls import ReaderStats
 
@@ -117,10 +118,18 @@ class Worker:
             log_context={"worker_id": self.worker_id, "stream": config.stream_label})
         self._hangs = HangDetector(config.processor_timeout, self._clock, self.metrics, self._log)
         table = self.table
-        self._fleet = FleetView(config.application_name, leases=table.list_leases if table is not None else None,
-                                malformed=(lambda: table.malformed) if table is not None else None,
-                                failover_time=config.failover_time, observer=self.worker_id,
-                                local=self._local_shards, clock=self._clock)
+        self._fleet: FleetView | GroupView
+        if config.coordinator_kind == "kafka-group" and self.kafka is not None:
+            from .kafka.group_report import GroupView, lazy_admin
+
+            self._fleet = GroupView(config.application_name, str(self.kafka.conf.get("group.id")), config.topics,
+                                    lazy_admin(self.kafka.conf), observer=self.worker_id, local=self._local_shards,
+                                    clock=self._clock)
+        else:
+            self._fleet = FleetView(config.application_name, leases=table.list_leases if table is not None else None,
+                                    malformed=(lambda: table.malformed) if table is not None else None,
+                                    failover_time=config.failover_time, observer=self.worker_id,
+                                    local=self._local_shards, clock=self._clock)
         self.metrics.attach(self)
         self._ops: OpsServer | None = None
         self._started = False

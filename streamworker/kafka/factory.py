@@ -44,6 +44,16 @@ def invalid_property(exc: Exception) -> Exception:
     return exc
 
 
+#: What a client needs to reach the cluster, of a consumer's configuration (what a producer or an
+#: admin client would warn about, e.g. group.id, is left out).
+_CONNECTION = ("bootstrap.", "security.", "sasl.", "ssl.", "oauth_cb", "socket.", "broker.", "client.dns")
+
+
+def connection_conf(conf: dict[str, Any]) -> dict[str, Any]:
+    """The connection settings of ``conf`` (brokers, security, SASL/TLS, the MSK IAM token callback)."""
+    return {k: v for k, v in conf.items() if k.startswith(_CONNECTION)}
+
+
 def _conf(conf: dict[str, Any]) -> dict[str, Any]:
     return {"logger": librdkafka_logger(), **conf}
 

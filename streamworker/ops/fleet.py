@@ -116,6 +116,8 @@ class FleetView:
             w["records_per_second"] = round(w["records_per_second"] + (row["records_per_second"] or 0.0), 1)
             w["expired"] = w["expired"] and row["state"] == "expired"
         return {"application": self.application, "observer": self.observer, "time": time.time(),
+                "kind": "lease-table", "legend": f"expired = counter still for {self.failover_time:g} s",
+                "labels": {"leases": "leases", "checkpoint": "checkpoint", "lease": "lease"},
                 "failover_time": self.failover_time, "error": error,
                 "leases": sorted(out_rows, key=lambda r: str(r["shard"])),
                 "workers": sorted(workers.values(), key=lambda w: str(w["worker"]))}

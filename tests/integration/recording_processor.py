@@ -46,7 +46,7 @@ class RecordingProcessor(RecordProcessor):
                 self._event("reported", seq=r.sequence_number, data=r.data.decode())
                 raise RecordFailures([r], cause=ValueError("reported by the test"))
             self._event("rec", seq=r.sequence_number, sub=r.sub_sequence_number, key=r.partition_key,
-                        data=r.data.decode())
+                        data=r.data.decode(), **kafka_fields(r))
         if self.hold and os.path.exists(self.hold) and p.records:
             self._event("holding")
             while os.path.exists(self.hold):
@@ -98,6 +98,20 @@ class RecordingPerRecordProcessor(RecordingProcessor):
             time.sleep(self.delay)
         self._event("rec", seq=r.sequence_number, sub=r.sub_sequence_number, key=r.partition_key,
                     data=r.data.decode(), thread=threading_name())
+
+
+def kafka_fields(r: Any) -> dict[str, Any]:
+    """What only a Kafka record has, when it has it: a null value (tombstone), a null key, headers."""
+    if r.topic is None:
+        return {}
+    out: dict[str, Any] = {}
+    if r.tombstone:
+        out["tombstone"] = True
+    if r.key is None:
+        out["null_key"] = True
+    if r.headers:
+        out["headers"] = [[k, None if v is None else v.decode("utf-8", "replace")] for k, v in r.headers]
+    return out
 
 
 def threading_name() -> str:

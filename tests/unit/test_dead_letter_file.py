@@ -73,13 +73,13 @@ def test_replay_reports_a_torn_last_line_and_replays_the_rest(tmp_path: Path) ->
             put.extend(Records)
             return {"FailedRecordCount": 0, "Records": [{} for _ in Records]}
 
-    out = io.StringIO()
+    out, err = io.StringIO(), io.StringIO()
     rc = replay(str(path), "kinesis:target", kafka_conf={}, dry_run=False, out=out,
-                make_client=lambda service: Kinesis())
+                make_client=lambda service: Kinesis(), err=err)
     assert rc == 0
     assert [r["PartitionKey"] for r in put] == ["k1", "k2"]
     assert "replayed 2 record(s)" in out.getvalue()
-    assert "skipped line 3" in out.getvalue() and "cut short" in out.getvalue()
+    assert "skipped line 3" in err.getvalue() and "cut short" in err.getvalue()
 
 
 def test_replay_skips_and_reports_a_line_that_is_not_an_envelope_with_exit_1(tmp_path: Path) -> None:
@@ -92,9 +92,9 @@ def test_replay_skips_and_reports_a_line_that_is_not_an_envelope_with_exit_1(tmp
     items = FileItems(str(path))
     assert [i.partition_key for i in items] == ["k1", "k2"]
     assert len(items.bad) == 1 and ":2:" in items.bad[0]
-    out = io.StringIO()
-    assert replay(str(path), "kinesis:t", kafka_conf={}, dry_run=True, out=out, make_client=None) == 1
-    assert "would replay 2 record(s)" in out.getvalue() and "not a streamworker dead-letter envelope" in out.getvalue()
+    out, err = io.StringIO(), io.StringIO()
+    assert replay(str(path), "kinesis:t", kafka_conf={}, dry_run=True, out=out, make_client=None, err=err) == 1
+    assert "would replay 2 record(s)" in out.getvalue() and "not a streamworker dead-letter envelope" in err.getvalue()
 
 
 def test_a_tombstone_and_a_binary_kafka_key_survive_the_envelope(tmp_path: Path) -> None:
