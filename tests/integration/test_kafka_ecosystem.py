@@ -128,6 +128,21 @@ def test_offsets_reset_with_kafka_consumer_groups_are_replayed_exactly(
     assert out.returncode == 0, out.stderr
     replay("E", Counter(range(2000)))
 
+    # the status page for the group from the brokers alone (no worker runs now)
+    port = free_port()
+    web = subprocess.Popen([sys.executable, "-m", "streamworker", "status", "--web", "--no-open", "--port", str(port),
+                            "--coordinator", "kafka-group", "--application-name", group,
+                            "--bootstrap-servers", kafka.bootstrap], stdout=subprocess.PIPE, text=True)
+    try:
+        assert web.stdout is not None and "status page for consumer group" in web.stdout.readline()
+        doc = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=10).read())
+        assert doc["kind"] == "kafka-group" and doc["workers"] == [] and doc["error"] is None
+        assert [(r["shard"], r["owner"], r["checkpoint"], r["lag"], r["state"]) for r in doc["leases"]] == \
+            [(f"{topic}:{p}", None, "500", 0, "free") for p in range(4)]
+    finally:
+        web.terminate()
+        web.wait(10)
+
 
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 
