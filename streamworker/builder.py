@@ -238,7 +238,8 @@ def build(config: WorkerConfig, listener: LeaseListener, *, clock: Clock, client
 
         dynamodb = clients.dynamodb or make_client("dynamodb", clients.session)
         table = LeaseTable(dynamodb, config.table_name, clock=clock)
-        kcl3 = Kcl3Guard(dynamodb, config.application_name)
+        # watch a little longer than KCL renews (failover/3) to tell a live KCL 3 fleet from a stopped one
+        kcl3 = Kcl3Guard(dynamodb, config.application_name, table, watch=config.failover_time + 1.0, clock=clock)
         start_checks.append(_prepare_table(table, kcl3))
         dynamo = DynamoDBCoordinator(
             table, config.worker_id, listener, failover_time=config.failover_time,
@@ -247,7 +248,7 @@ def build(config: WorkerConfig, listener: LeaseListener, *, clock: Clock, client
             max_steal=config.max_leases_to_steal_at_one_time, clock=clock, stream=config.stream_label,
             checkpoint_mirror=read.kafka_source.mirror_checkpoint if read.kafka_source is not None else None,
             stream_name=stream_name(config.stream or "") if config.source == "kinesis" else None,
-            mode_check=kcl3.check,
+            mode_check=kcl3.recheck,
         )
         if config.multi_stream:
             dynamo.streams = frozenset()

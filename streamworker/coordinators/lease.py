@@ -148,8 +148,19 @@ def _ss(item: dict[str, Any], name: str) -> frozenset[str]:
     return frozenset()
 
 
+#: KCL 3.5 keeps its coordinator state in the lease table, each row marked with its kind:
+#: ``LEASE`` rows are leases; ``WORKER_METRIC_STATS`` (one per worker), ``LEADER`` (the
+#: leader lock) and ``CLIENT_VERSION_MIGRATION`` (``Migration3.0``) are not.
+ENTITY_TYPE = "entityType"
+LEASE_ENTITY = "LEASE"
+
+
 def is_lease_item(item: dict[str, Any]) -> bool:
-    """A lease row has a key, a counter and a checkpoint; anything else is not ours to touch."""
+    """A lease row has a key, a counter and a checkpoint, and no ``entityType`` other than
+    ``LEASE``; anything else is not ours to touch."""
+    kind = item.get(ENTITY_TYPE, {}).get("S") if isinstance(item.get(ENTITY_TYPE), dict) else None
+    if kind is not None and kind != LEASE_ENTITY:
+        return False
     return LEASE_KEY in item and LEASE_COUNTER in item and CHECKPOINT in item
 
 

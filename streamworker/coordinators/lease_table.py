@@ -27,6 +27,7 @@ from .lease import (
     CHECKPOINT_SUB,
     CHECKPOINT_TIMESTAMP,
     CHILD_SHARD_IDS,
+    ENTITY_TYPE,
     HALTED,
     LEASE_COUNTER,
     LEASE_KEY,
@@ -55,6 +56,13 @@ _API = {"Renew": "UpdateItem", "Take": "UpdateItem", "Handoff": "UpdateItem", "C
         "PrepareCheckpoint": "UpdateItem", "SetChildShards": "UpdateItem", "Release": "UpdateItem",
         "MarkHalted": "UpdateItem", "Scan": "Scan", "GetItem": "GetItem", "PutItem": "PutItem",
         "DeleteItem": "DeleteItem"}
+
+
+def _number(item: dict[str, Any], name: str) -> float | None:
+    try:
+        return float(item[name]["N"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 class LeaseConflict(StreamworkerError):
@@ -92,6 +100,11 @@ class LeaseTable:
         #: Count of DynamoDB calls by operation, for the cost figures.
         self.calls: dict[str, int] = {}
         self._calls_lock = threading.Lock()
+        #: KCL 3.5's rows of the last scan that are not leases: its workers (the worker id of
+        #: each WORKER_METRIC_STATS row, with the wall-clock second it last reported) and the
+        #: leader lock (owner and record version), None when no leader row is present.
+        self.kcl3_workers: dict[str, float | None] = {}
+        self.kcl3_leader: tuple[str, str] | None = None
 
     def _call(self, op: str, fn: Callable[[], T]) -> T:
         backoff = Backoff(base=0.05, cap=1.0)
@@ -157,11 +170,20 @@ class LeaseTable:
         leases: list[Lease] = []
         args: dict[str, Any] = {"TableName": self.table_name, "ConsistentRead": consistent}
         malformed: dict[str, str] = {}
+        workers: dict[str, float | None] = {}
+        leader: tuple[str, str] | None = None
         while True:
             resp = self._call("Scan", lambda: self.client.scan(**args))
             # Only lease rows: other rows a KCL version may keep in the table are left alone.
             for item in resp.get("Items", []):
                 if not is_lease_item(item):
+                    kind = item.get(ENTITY_TYPE, {}).get("S")
+                    key = item.get(LEASE_KEY, {}).get("S")
+                    if kind == "WORKER_METRIC_STATS" and key:
+                        workers[key] = _number(item, "lut")
+                    elif kind == "LEADER":
+                        leader = (str(item.get("ownerName", {}).get("S", "")),
+                                  str(item.get("recordVersionNumber", {}).get("S", "")))
                     continue
                 try:
                     leases.append(lease_from_item(item))
@@ -171,6 +193,7 @@ class LeaseTable:
             last = resp.get("LastEvaluatedKey")
             if not last:
                 self.malformed = malformed
+                self.kcl3_workers, self.kcl3_leader = workers, leader
                 return leases
             args["ExclusiveStartKey"] = last
 
@@ -254,19 +277,37 @@ class LeaseTable:
         return lease_from_item(self._update("Take", lease.lease_key, lease.lease_counter, update, "",
                                             names, values))
 
-    def request_handoff(self, lease: Lease, new_owner: str) -> Lease:
-        """Steal gracefully (KCL 3.x): the current owner keeps the shard as checkpoint owner until
-        it has checkpointed, then clears ``checkpointOwner`` and the new owner starts."""
+    def request_handoff(self, lease: Lease, new_owner: str, *, kcl3: bool = False) -> Lease:
+        """Steal gracefully: the current owner keeps the shard as checkpoint owner until it has
+        checkpointed, then clears ``checkpointOwner`` and the new owner starts.
+
+        ``kcl3``: the owner is a KCL 3 worker, asked as KCL 3's own leader asks
+        (``initiateGracefulLeaseHandoff``): the counter is left alone, so the owner's renewals go
+        on, find ``checkpointOwner`` and run its graceful shutdown (``shutdownRequested``); a
+        bumped counter would fail its renewal and end the shard as lost. Otherwise (streamworker,
+        KCL 2.x, which knows no ``checkpointOwner``) the counter is bumped: a KCL 2 owner loses
+        the lease at its next renewal instead of renewing it forever."""
         if lease.lease_owner is None:
             raise ValueError("an unowned lease is taken, not handed off")
-        item = self._update(
-            "Handoff", lease.lease_key, lease.lease_counter,
-            "SET #c = :c1, #o = :new, #co = :old",
-            "#o = :old AND attribute_not_exists(#co)",
-            {"#o": LEASE_OWNER, "#co": CHECKPOINT_OWNER},
-            {":new": {"S": new_owner}, ":old": {"S": lease.lease_owner}},
-        )
-        return lease_from_item(item)
+        if not kcl3:
+            item = self._update(
+                "Handoff", lease.lease_key, lease.lease_counter,
+                "SET #c = :c1, #o = :new, #co = :old",
+                "#o = :old AND attribute_not_exists(#co)",
+                {"#o": LEASE_OWNER, "#co": CHECKPOINT_OWNER},
+                {":new": {"S": new_owner}, ":old": {"S": lease.lease_owner}},
+            )
+            return lease_from_item(item)
+        resp = self._call("Handoff", lambda: self.client.update_item(
+            TableName=self.table_name,
+            Key={LEASE_KEY: {"S": lease.lease_key}},
+            UpdateExpression="SET #o = :new, #co = :old",
+            ConditionExpression="attribute_exists(#k) AND #o = :old AND attribute_not_exists(#co)",
+            ExpressionAttributeNames={"#k": LEASE_KEY, "#o": LEASE_OWNER, "#co": CHECKPOINT_OWNER},
+            ExpressionAttributeValues={":new": {"S": new_owner}, ":old": {"S": lease.lease_owner}},
+            ReturnValues="ALL_NEW",
+        ))
+        return lease_from_item(dict(resp.get("Attributes", {})))
 
     def checkpoint(self, lease_key: str, counter: int, owner: str, checkpoint: ExtendedSequenceNumber,
                    pending: ExtendedSequenceNumber | None, *, as_checkpoint_owner: bool = False) -> Lease:

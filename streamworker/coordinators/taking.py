@@ -103,8 +103,10 @@ class TakeCycle(LeaseState):
                 f.result()
 
     def _request_handoff(self, lease: Lease, target: int, workers: int) -> None:
+        # A KCL 3 owner (it reports its metrics in the table) is asked as KCL 3 asks: see request_handoff.
+        kcl3 = lease.lease_owner in self.table.kcl3_workers
         try:
-            self.table.request_handoff(lease, self.worker_id)
+            self.table.request_handoff(lease, self.worker_id, kcl3=kcl3)
         except LeaseConflict:
             return
         with self._held_lock:
@@ -114,7 +116,9 @@ class TakeCycle(LeaseState):
 
     def _notice_handoffs(self, leases: list[Lease]) -> None:
         """A steal shows in the scan before our next renewal would trip over it: start the
-        handoff now. Only a newer counter than ours is believed (the scan may be stale)."""
+        handoff now. A scan older than our last write is not believed (a handoff asked KCL 3's
+        way leaves the counter as we wrote it; one asked of an earlier holding of ours shows an
+        older counter)."""
         for lease in leases:
             if lease.checkpoint_owner != self.worker_id or lease.lease_owner == self.worker_id:
                 continue
@@ -123,7 +127,7 @@ class TakeCycle(LeaseState):
             if h is None:
                 continue
             with h.lock:
-                if not h.handing_off and lease.lease_counter > h.lease.lease_counter:
+                if not h.handing_off and lease.lease_counter >= h.lease.lease_counter:
                     self._begin_handoff(h, lease)
 
     def _held_view(self, key: str, by_key: dict[str, Lease]) -> Lease:

@@ -1,0 +1,293 @@
+"""KCL 3.5.1 as users upgrade to it today: its MultiLangDaemon (built from AWS's sources against
+the KCL core Maven Central serves) running amazon-kclpy 3.2.0's own sample app, and
+``streamworker run --properties`` running the same app from the same ``.properties`` file, on
+one lease table that KCL 3.5 also keeps its coordinator rows in (issue 26).
+
+- default (leader) mode: a live KCL 3.5.1 fleet is refused with one line and its leases are left
+  alone; once it is stopped streamworker continues its table, and KCL continues streamworker's;
+- CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X: the same round trip, and a live mixed fleet whose
+  handoffs both ways are counted (records processed twice).
+
+Kinesis is kinesis-mock (KCL 3 speaks HTTP/2), DynamoDB moto.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from streamworker.local import KinesisMock, MotoServer
+
+from ..kcl import multilang, multilang3
+from .conftest import RecordLog, make_stream, produce, wait_for
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(multilang3.unavailable() is not None, reason=str(multilang3.unavailable()))]
+
+COMPATIBLE = "CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X"
+FAILOVER_MS = 6000
+
+
+@pytest.fixture(scope="session")
+def daemon3() -> Path:
+    return multilang3.install()
+
+
+@pytest.fixture(scope="session")
+def kclpy3() -> Path:
+    return multilang.kclpy_sdist(multilang3.KCLPY3_VERSION)
+
+
+class Fleet:
+    """One stream and one application, with KCL 3.5.1 daemons and streamworker processes that run
+    the same kclpy 3.2.0 app and share one record log."""
+
+    def __init__(self, names: dict[str, str], kinesis_mock: KinesisMock, moto_server: MotoServer,
+                 aws_env: dict[str, str], kclpy3: Path, home: Path, tmp: Path) -> None:
+        self.names, self.tmp, self.home = names, tmp, home
+        self.kinesis = boto3.client("kinesis", endpoint_url=kinesis_mock.endpoint)
+        self.ddb = boto3.client("dynamodb", endpoint_url=moto_server.endpoint)
+        self.kinesis_url, self.dynamodb_url = kinesis_mock.endpoint, moto_server.endpoint
+        self.log = RecordLog(tmp / "records.jsonl")
+        self.env = {**os.environ, **aws_env, "PYTHONPATH": multilang.child_pythonpath(kclpy3),
+                    "RECORD_LOG": str(self.log.path)}
+        self.started: list[Any] = []
+        self.produced = 0
+
+    def properties(self, worker: str, client_version: str | None) -> Path:
+        return multilang3.write_properties(self.tmp / f"{worker}.properties", self.names["stream"], self.names["app"],
+                                           self.kinesis_url, self.dynamodb_url, worker, failover_ms=FAILOVER_MS,
+                                           client_version=client_version)
+
+    def kcl(self, worker: str, client_version: str | None = None) -> multilang3.MultiLangDaemon3:
+        d = multilang3.MultiLangDaemon3(self.home, self.properties(worker, client_version),
+                                        {**self.env, "WORKER_NAME": worker}, self.tmp / f"{worker}.stderr")
+        self.started.append(d)
+        return d
+
+    def streamworker(self, worker: str, client_version: str | None = None) -> subprocess.Popen[bytes]:
+        """The same .properties file and child, streamworker as the daemon."""
+        env = {**self.env, "WORKER_NAME": worker, "STREAMWORKER_TAKE_INTERVAL": "0.5", "STREAMWORKER_LOG_FORMAT": "json"}
+        p = subprocess.Popen([sys.executable, "-m", "streamworker", "run", "--properties",
+                              str(self.properties(worker, client_version))], env=env, stdout=subprocess.DEVNULL,
+                             stderr=open(self.tmp / f"{worker}.stderr", "w"))
+        self.started.append(p)
+        return p
+
+    def produce(self, count: int) -> range:
+        produce(self.kinesis, self.names["stream"], self.produced, count)
+        done = range(self.produced, self.produced + count)
+        self.produced += count
+        return done
+
+    def seen(self, who: str | None = None) -> list[int]:
+        return [int(e["data"]) for e in self.log.events("rec") if who is None or e["w"] == who]
+
+    def rows(self) -> dict[str, dict[str, Any]]:
+        items = self.ddb.scan(TableName=self.names["app"], ConsistentRead=True)["Items"]
+        return {i["leaseKey"]["S"]: i for i in items}
+
+    def leases(self) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.rows().items() if v.get("entityType", {}).get("S", "LEASE") == "LEASE"}
+
+    def owners(self) -> dict[str, str | None]:
+        return {k: v.get("leaseOwner", {}).get("S") for k, v in self.leases().items()}
+
+    def checkpointed_all(self, who: str) -> bool:
+        """Every shard's checkpoint is the last sequence number ``who`` recorded on it."""
+        last: dict[str, int] = {}
+        for e in self.log.events("rec"):
+            if e["w"] == who:
+                last[e["shard"]] = max(last.get(e["shard"], 0), int(e["seq"]))
+        leases = self.leases()
+        return bool(last) and all(leases.get(s, {}).get("checkpoint", {}).get("S") == str(seq)
+                                  for s, seq in last.items())
+
+
+@pytest.fixture
+def fleet(names: dict[str, str], kinesis_mock: KinesisMock, moto_server: MotoServer, aws_env: dict[str, str],
+          kclpy3: Path, daemon3: Path, tmp_path: Path) -> Iterator[Fleet]:
+    f = Fleet(names, kinesis_mock, moto_server, aws_env, kclpy3, daemon3, tmp_path)
+    make_stream(f.kinesis, names["stream"], 4)
+    yield f
+    for p in f.started:
+        if isinstance(p, multilang3.MultiLangDaemon3):
+            p.kill()
+        elif p.poll() is None:
+            p.kill()
+            p.wait(10)
+
+
+def stop(p: subprocess.Popen[bytes]) -> None:
+    p.send_signal(signal.SIGTERM)  # graceful: shutdownRequested (the app checkpoints), leases released
+    assert p.wait(60) == 0
+
+
+def kcl_rows(f: Fleet) -> dict[str, dict[str, Any]]:
+    """KCL 3.5's own coordinator rows (Migration3.0, its workers' metrics; the leader lock)."""
+    return {k: v for k, v in f.rows().items() if v.get("entityType", {}).get("S", "LEASE") != "LEASE"}
+
+
+def test_default_mode_a_live_fleet_is_refused_a_stopped_one_continued_both_ways(fleet: Fleet) -> None:
+    f = fleet
+    first = f.produce(200)
+    kcl = f.kcl("kcl-1")
+    wait_for(lambda: set(f.seen("kcl-1")) >= set(first) and f.checkpointed_all("kcl-1"), 150, "KCL to process 200")
+    rows = kcl_rows(f)
+    assert rows["Migration3.0"]["cv"]["S"] == "CLIENT_VERSION_3X" and "Leader" in rows and "kcl-1" in rows
+
+    # beside the live leader-mode fleet: refused with one line, KCL's leases untouched
+    before = f.leases()
+    refused = f.streamworker("sw-refused")
+    assert refused.wait(60) == 1
+    err = (f.tmp / "sw-refused.stderr").read_text()
+    assert "leader-based assignment" in err and "CLIENT_VERSION_3X" in err and "kcl-1" in err
+    assert [ln for ln in err.splitlines() if ln.startswith("streamworker: error:")], err[-2000:]
+    assert f.leases() == before or all(v.get("leaseOwner", {}).get("S") == "kcl-1" and "checkpointOwner" not in v
+                                       for v in f.leases().values())
+    assert "sw-refused" not in str(f.rows())
+
+    # KCL stopped (SIGTERM): streamworker continues its table at once, only the new records
+    assert kcl.stop() == 0
+    second = f.produce(200)
+    sw = f.streamworker("sw-1")
+    wait_for(lambda: set(f.seen("sw-1")) >= set(second) and f.checkpointed_all("sw-1"), 90,
+             "streamworker to process the next 200")
+    assert set(f.seen("sw-1")).isdisjoint(first), "streamworker processed records KCL had checkpointed"
+    assert set(kcl_rows(f)) >= {"Migration3.0", "kcl-1"}  # KCL's rows are left as KCL left them
+    assert "continuing its leases" in (f.tmp / "sw-1.stderr").read_text()
+    out = subprocess.run([sys.executable, "-m", "streamworker", "leases", "--application-name", f.names["app"],
+                          "--json"], env=f.env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "Leader" not in out.stdout and "Migration3.0" not in out.stdout and '"MALFORMED"' not in out.stdout
+    stop(sw)
+
+    # and KCL 3.5.1 continues streamworker's table: nothing twice, no complaint
+    third = f.produce(200)
+    kcl2 = f.kcl("kcl-2")
+    wait_for(lambda: set(f.seen("kcl-2")) >= set(third), 150, "KCL to process the last 200")
+    assert kcl2.stop() == 0
+    counts = Counter(f.seen())
+    assert sorted(counts) == list(range(600)) and max(counts.values()) == 1, \
+        sorted(n for n, c in counts.items() if c > 1)[:20]
+    assert multilang3.complaints((f.tmp / "kcl-2.stderr").read_text()) == []
+
+
+@pytest.mark.slow
+def test_compatible_mode_round_trip(fleet: Fleet) -> None:
+    f = fleet
+    first = f.produce(200)
+    kcl = f.kcl("kcl-1", COMPATIBLE)
+    wait_for(lambda: set(f.seen("kcl-1")) >= set(first) and f.checkpointed_all("kcl-1"), 150, "KCL to process 200")
+    assert kcl_rows(f)["Migration3.0"]["cv"]["S"] == "CLIENT_VERSION_UPGRADE_FROM_2X"
+    assert kcl.stop() == 0
+    second = f.produce(200)
+    sw = f.streamworker("sw-1", COMPATIBLE)
+    wait_for(lambda: set(f.seen("sw-1")) >= set(second) and f.checkpointed_all("sw-1"), 90, "streamworker's 200")
+    stop(sw)
+    third = f.produce(200)
+    kcl2 = f.kcl("kcl-2", COMPATIBLE)
+    wait_for(lambda: set(f.seen("kcl-2")) >= set(third), 150, "KCL to process the last 200")
+    assert kcl2.stop() == 0
+    counts = Counter(f.seen())
+    assert sorted(counts) == list(range(600)) and max(counts.values()) == 1
+    assert multilang3.complaints((f.tmp / "kcl-2.stderr").read_text()) == []
+
+
+class Producer:
+    """Puts 20 records every 0.2 s until stopped."""
+
+    def __init__(self, f: Fleet) -> None:
+        self.f, self.stop_event = f, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop_event.is_set():
+            self.f.produce(20)
+            self.stop_event.wait(0.2)
+
+    def stop(self) -> int:
+        self.stop_event.set()
+        self.thread.join(10)
+        return self.f.produced
+
+
+def twice_in(f: Fleet, since: float) -> list[int]:
+    """Records processed more than once among those processed after ``since``."""
+    events = [e for e in f.log.events("rec") if e["t"] >= since]
+    counts = Counter(int(e["data"]) for e in f.log.events("rec") if int(e["data"]) in {int(x["data"]) for x in events})
+    return sorted(n for n, c in counts.items() if c > 1)
+
+
+def test_compatible_mode_live_fleet_handoffs_process_nothing_twice(fleet: Fleet) -> None:
+    """A live KCL 3.5.1 (compatible mode) fleet: a streamworker worker joins and gets its share by
+    graceful handoff, KCL's child is told shutdownRequested (not leaseLost) and checkpoints, and
+    nothing is processed twice; then streamworker stops (SIGTERM) and hands its shards back."""
+    f = fleet
+    producer = Producer(f)
+    try:
+        kcl = f.kcl("kcl-1", COMPATIBLE)
+        wait_for(lambda: len(set(f.seen("kcl-1"))) >= 200 and set(f.owners().values()) == {"kcl-1"}, 150,
+                 "KCL holding all four shards")
+        joined = time.time()
+        sw = f.streamworker("sw-1", COMPATIBLE)
+        wait_for(lambda: Counter(f.owners().values()) == {"kcl-1": 2, "sw-1": 2}
+                 and not any("checkpointOwner" in v for v in f.leases().values()), 60, "a 2/2 split")
+        first_share = time.time() - joined
+        events = [e for e in f.log.events() if e["w"] == "kcl-1"]
+        assert [e["ev"] for e in events].count("shutdown_requested") == 2, [e["ev"] for e in events if e["ev"] != "rec"]
+        assert [e["ev"] for e in events].count("lease_lost") == 0
+        wait_for(lambda: len({e["shard"] for e in f.log.events("rec") if e["w"] == "sw-1" and e["t"] > joined}) == 2,
+                 60, "streamworker processing its two shards")
+        stop(sw)
+        wait_for(lambda: set(f.owners().values()) == {"kcl-1"}, 60, "KCL taking the shards back")
+    finally:
+        total = producer.stop()
+    wait_for(lambda: set(f.seen()) >= set(range(total)), 90, "every record")
+    twice = twice_in(f, 0)
+    print(f"streamworker's first two shards {first_share:.1f} s after it started; records processed twice: "
+          f"{len(twice)}")
+    assert twice == [], twice
+    assert multilang3.complaints((f.tmp / "kcl-1.stderr").read_text()) == []
+    assert kcl.stop() == 0
+
+
+@pytest.mark.slow
+def test_compatible_mode_kcl_joining_streamworker_steals_as_kcl2_does(fleet: Fleet) -> None:
+    """The other way round: KCL 3 in compatible mode balances with KCL 2's algorithm, which takes
+    a lease from its owner outright (no handoff: KCL's leader alone asks for handoffs). The
+    streamworker worker loses the stolen shards (lease_lost) and the records it processed after
+    its last checkpoint on them are processed again by KCL: measured, and nothing else twice."""
+    f = fleet
+    producer = Producer(f)
+    try:
+        sw = f.streamworker("sw-1", COMPATIBLE)
+        wait_for(lambda: len(set(f.seen("sw-1"))) >= 200 and set(f.owners().values()) == {"sw-1"}, 60,
+                 "streamworker holding all four shards")
+        kcl = f.kcl("kcl-1", COMPATIBLE)
+        wait_for(lambda: Counter(f.owners().values()) == {"kcl-1": 2, "sw-1": 2}, 180, "KCL stealing two shards")
+        stolen = {k for k, o in f.owners().items() if o == "kcl-1"}
+        time.sleep(3)
+    finally:
+        total = producer.stop()
+    wait_for(lambda: set(f.seen()) >= set(range(total)), 90, "every record")
+    twice = twice_in(f, 0)
+    by_shard = {int(e["data"]): e["shard"] for e in f.log.events("rec")}
+    lost = [e["shard"] for e in f.log.events("lease_lost") if e["w"] == "sw-1"]
+    print(f"KCL stole {sorted(stolen)}; streamworker's child got lease_lost on {sorted(lost)}; "
+          f"records processed twice: {len(twice)}")
+    assert {by_shard[n] for n in twice} <= stolen  # only on the shards taken without a handoff
+    stop(sw)
+    assert kcl.stop() == 0
