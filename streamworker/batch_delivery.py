@@ -69,7 +69,7 @@ class BatchDelivery:
     def _deliver(self, batch: Batch) -> ProcessorCall:
         previous = self.tracker.largest_permitted
         if batch.records:
-            previous = self.tracker.delivered(batch.records[-1].extended_sequence_number)
+            previous = self.tracker.delivered(batch.records[-1].extended_sequence_number, batch.records)
         return ProcessorCall("process_records", self._run_batch(batch), batch=batch, previous=previous,
                              started=time.perf_counter())
 
@@ -128,7 +128,7 @@ class BatchDelivery:
         self.progress.millis_behind_latest = item.millis_behind_latest
         old, item = self.dead_letters.expired(item)
         if old:  # past max_record_age: to the dead-letter sink, not the processor
-            bound = self.tracker.delivered(old[-1].extended_sequence_number)
+            bound = self.tracker.delivered(old[-1].extended_sequence_number, old)
             if not self._dead_letter(old, RecordTooOld(f"older than {self.settings.max_record_age} s")):
                 self.tracker.undeliver(bound)
                 return self._halt(self.dead_letters.refused or "dead-lettering records past max_record_age failed")

@@ -110,7 +110,7 @@ class KeyedDelivery:
         done = self._keyed.completed()
         if not done:
             return
-        self.tracker.delivered(done[-1].record.extended_sequence_number)
+        self.tracker.delivered(done[-1].record.extended_sequence_number, [e.record for e in done])
         n, size = len(done), sum(len(e.record.data) for e in done)
         self.progress.batches, self.progress.records, self.progress.bytes = (
             self.progress.batches + 1, self.progress.records + n, self.progress.bytes + size)

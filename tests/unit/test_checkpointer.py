@@ -83,3 +83,80 @@ def test_two_phase_checkpoint() -> None:
     prepared.checkpoint()
     assert store.writes[-1] == ("checkpoint", "lease", ESN("7"), None)
     assert cp.last_checkpoint == ESN("7")
+
+
+def v2(shard_index: int, n: int) -> str:
+    """A Kinesis sequence number in its v2 layout (as Kinesis and kinesis-mock issue them)."""
+    return str((2 << 184) | (n << 36) | (shard_index << 4))
+
+
+def kinesis_rec(shard_index: int, n: int) -> Record:
+    return Record(data=b"", partition_key="k", sequence_number=v2(shard_index, n),
+                  shard_id=f"shardId-{shard_index:012d}")
+
+
+def test_another_shards_sequence_number_is_refused_on_the_first_batch() -> None:
+    """It sorts above TRIM_HORIZON and below this batch's records: the range check let it through
+    and the next owner halted at GetShardIterator ('Unable to find record')."""
+    from streamworker.checkpointer import kinesis_shard_index
+
+    store = Store()
+    tracker = CheckpointTracker(store, "shardId-000000000003", "shardId-000000000003", ESN("TRIM_HORIZON"))
+    batch = [kinesis_rec(3, n) for n in range(100, 110)]
+    tracker.delivered(batch[-1].extended_sequence_number, batch)
+    foreign = v2(7, 50)
+    assert kinesis_shard_index(foreign) == 7 and ESN(foreign) < batch[0].extended_sequence_number
+    with pytest.raises(InvalidCheckpointError, match="belongs to shardId-000000000007, not to this shard"):
+        tracker.checkpointer.checkpoint(foreign)
+    with pytest.raises(InvalidCheckpointError, match="a record of shard shardId-000000000007"):
+        tracker.checkpointer.checkpoint(kinesis_rec(7, 105))
+    assert store.writes == []
+    tracker.checkpointer.checkpoint(batch[4].sequence_number)  # one of its own: fine
+    assert store.writes == [("checkpoint", "shardId-000000000003", ESN(batch[4].sequence_number), None)]
+
+
+def test_a_number_in_range_that_was_never_delivered_is_refused() -> None:
+    """Stand-ins (and other streams' same-index shards) give numbers the layout cannot place:
+    only what this processor was given on this shard may be checkpointed."""
+    store = Store()
+    tracker = CheckpointTracker(store, "lease", "shardId-000000000000", ESN("TRIM_HORIZON"))
+    batch = [rec(n) for n in (10, 20, 30)]
+    tracker.delivered(batch[-1].extended_sequence_number, batch)
+    for bad in ("5", "15"):
+        with pytest.raises(InvalidCheckpointError, match="not a record this processor was given"):
+            tracker.checkpointer.checkpoint(bad)
+    tracker.checkpointer.checkpoint("20")
+    tracker.checkpointer.checkpoint("20")  # the same checkpoint again
+    later = [rec(n) for n in (40, 50)]
+    tracker.delivered(later[-1].extended_sequence_number, later)
+    with pytest.raises(InvalidCheckpointError):
+        tracker.checkpointer.checkpoint("45")
+    tracker.checkpointer.checkpoint()
+    assert [w[2] for w in store.writes] == [ESN("20"), ESN("20"), ESN("50")]
+
+
+def test_remembered_numbers_are_bounded_and_the_oldest_fall_back_to_the_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    import streamworker.checkpointer as mod
+
+    monkeypatch.setattr(mod, "MAX_REMEMBERED", 4)
+    store = Store()
+    tracker = CheckpointTracker(store, "lease", "shard", ESN("TRIM_HORIZON"))
+    for first in (10, 20, 30):
+        batch = [rec(first), rec(first + 2)]
+        tracker.delivered(batch[-1].extended_sequence_number, batch)
+    assert tracker._remembered <= 4
+    tracker.checkpointer.checkpoint("11")  # in the forgotten first batch's range: let through
+    with pytest.raises(InvalidCheckpointError):
+        tracker.checkpointer.checkpoint("31")  # a remembered batch: exact
+    tracker.checkpointer.checkpoint()
+    assert tracker._remembered == 0 and not tracker._batches
+
+
+def test_kafka_offsets_need_no_memory() -> None:
+    store = Store()
+    tracker = CheckpointTracker(store, "t:0", "t:0", ESN("TRIM_HORIZON"))
+    batch = [Record(b"", "", str(o), topic="t", partition=0, shard_id="t:0") for o in (3, 4, 7)]
+    tracker.delivered(batch[-1].extended_sequence_number, batch)
+    assert not tracker._batches
+    tracker.checkpointer.checkpoint("4")
+    assert store.writes == [("checkpoint", "t:0", ESN("4"), None)]
