@@ -206,11 +206,23 @@ class Scheduler(Generic[C]):
     def _graceful_stop(self) -> None:
         self.coordinator.stop_taking()
         self._end_consumers(lambda c: c.request_shutdown())
-        # Anything acquired while stopping is handed straight back.
+        # Anything acquired while stopping is handed straight back; but a lease whose processor
+        # call is still running is not released: another worker could take it at once while the
+        # call goes on (in an embedding program it does). It is left to expire instead (the
+        # renewals stop now), and the call's checkpoints are refused from then on.
+        running = {k for k, c in self._snapshot().items() if not c.done}
         for key in self.coordinator.held_keys():
+            if key in running:
+                self._log.warning("shard did not end in time; its lease is not released and expires after "
+                                  "failover_time", shard_id=key)
+                continue
             self.coordinator.release(key)
         self._stop_services()
         self._log.info("worker stopped")
+
+    def _snapshot(self) -> dict[str, C]:
+        with self._lock:
+            return dict(self._consumers)
 
     def _fatal_stop(self, error: str) -> None:
         """The lease table cannot be used: no lease can be renewed or checkpointed, so every
@@ -229,7 +241,7 @@ class Scheduler(Generic[C]):
         deadline = self._clock.monotonic() + self._shutdown_timeout
         for c in consumers:
             if not c.join(max(0.0, deadline - self._clock.monotonic())):
-                self._log.warning("shard did not end in time; its lease will expire", shard_id=c.shard_id)
+                self._log.warning("shard did not end within shutdown_timeout", shard_id=c.shard_id)
 
     def _stop_services(self) -> None:
         self.coordinator.stop()

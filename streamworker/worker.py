@@ -296,9 +296,10 @@ class Worker:
                            self._parts.lag(c), str(c.checkpointer.last_checkpoint)) for c in self.consumers()]
 
     def healthy(self) -> tuple[bool, str]:
-        """Liveness: the scheduler runs, the coordinator completes its cycles, and no shard is
-        halted (a halted shard holds its lease while nothing is processed: a restart, or a
-        fixed deployment, is what it needs)."""
+        """Liveness: the scheduler runs, the coordinator completes its cycles, no shard is halted
+        (a halted shard holds its lease while nothing is processed: a restart, or a fixed
+        deployment, is what it needs) and no processor call has run past ``processor_timeout``
+        (healthy again once it returns)."""
         if self.failure is not None:
             return False, f"stopped: {self.failure}"
         if self._scheduler.stopped.is_set():
@@ -315,6 +316,10 @@ class Worker:
         halted = sorted((c.label, c.halt_reason or "") for c in self.consumers() if c.state == ConsumerState.HALTED)
         if halted:
             return False, f"{len(halted)} shard(s) halted: " + "; ".join(f"{k}: {why}" for k, why in halted)
+        hung = self._hangs.hung(self.consumers())
+        if hung:  # a stuck processor holds its shard while nothing moves: a liveness probe restarts it
+            return False, (f"{len(hung)} processor call(s) past processor_timeout "
+                           f"({self.config.processor_timeout:g} s): " + "; ".join(hung))
         return True, "ok"
 
     def ready(self) -> tuple[bool, str]:

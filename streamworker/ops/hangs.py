@@ -42,6 +42,20 @@ class HangDetector:
                     self._report(c, "process_record", now - lane.started, lane.thread_ident,
                                  key=lane.key, sequence_number=lane.sequence_number)
 
+    def hung(self, consumers: Iterable[ShardConsumer]) -> list[str]:
+        """The processor calls running past the limit now (for /healthz), one phrase each."""
+        if self.limit is None:
+            return []
+        now = self._clock.monotonic()
+        out = []
+        for c in consumers:
+            call = c.current_call
+            if call is not None and now - call[1] >= self.limit:
+                out.append(f"{c.label}: {call[0]} running for {now - call[1]:.0f} s")
+            out.extend(f"{c.label}: process_record of key {lane.key!r} running for {now - lane.started:.0f} s"
+                       for lane in c.lane_calls() if now - lane.started >= self.limit)
+        return out
+
     def _report(self, c: ShardConsumer, call: str, running_for: float, thread: int | None, **about: str) -> None:
         frame = sys._current_frames().get(thread or -1)
         stack = "".join(traceback.format_stack(frame)) if frame is not None else "(no stack)"

@@ -116,9 +116,15 @@ def test_sigstopped_worker_is_fenced_and_gets_lease_lost(stream4: Any, names: di
     # B's latest for it, not the (older) position A was holding when it was frozen.
     refused_shard = next(e["shard"] for e in log.events("checkpoint_refused") if e["w"] == "A")
     ddb = boto3.client("dynamodb")
+
+    def b_checkpoints() -> list[int]:
+        return [int(e["seq"]) for e in log.events("checkpointed") if e["w"] == "B" and e["shard"] == refused_shard]
+
+    # "all 200" may count A's recorded (frozen) batch before B redid and checkpointed it: wait for
+    # B's checkpoint; read B's before the row (a checkpoint event follows its write, and they only grow)
+    b_cps = wait_for(b_checkpoints, 30, "B's checkpoint on the refused shard")
     item = ddb.get_item(TableName=names["app"], Key={"leaseKey": {"S": refused_shard}}, ConsistentRead=True)
-    b_cps = [int(e["seq"]) for e in log.events("checkpointed") if e["w"] == "B" and e["shard"] == refused_shard]
-    assert b_cps and int(item["Item"]["checkpoint"]["S"]) >= max(b_cps)
+    assert int(item["Item"]["checkpoint"]["S"]) >= max(b_cps)
     # A rejoins as a fresh worker and the fleet re-balances by graceful handoff.
     wait_for(lambda: settled(names["app"], log, {"A": 2, "B": 2}), 30, "a 2/2 split again")
     a.signal(signal.SIGTERM)

@@ -60,26 +60,36 @@ def test_metrics_and_health_endpoints(aws_env: dict[str, str], names: dict[str, 
     done: list[Any] = []
     w = start(names, lambda: Poisoned(done), metrics_port=0, metrics_host="127.0.0.1")
     port = w._ops.port
-    try:
-        wait_for(lambda: len(done) == 50, 30, "50 records")
-        assert get(port, "/healthz") == (200, "ok\n")
-        status, body = get(port, "/readyz")
-        assert status == 200 and "2 shards" in body
+    def samples() -> dict[str, float]:
         status, metrics = get(port, "/metrics")
         assert status == 200
-        samples = {}
+        out = {}
         for line in metrics.splitlines():
             if line and not line.startswith("#"):
                 key, _, value = line.rpartition(" ")
-                samples[key] = float(value)
-        assert sum(v for k, v in samples.items() if k.startswith("streamworker_records_processed_total")) == 50
-        assert sum(v for k, v in samples.items() if k.startswith("streamworker_bytes_processed_total")) == sum(
-            len(d) for d in done)
-        assert samples["streamworker_leases_held"] == 2 and samples["streamworker_leases_taken_total"] == 2
-        assert any(k.startswith("streamworker_millis_behind_latest{") for k in samples)
-        assert sum(v for k, v in samples.items() if k.startswith("streamworker_checkpoint_seconds_count")) >= 2
-        assert sum(v for k, v in samples.items() if k.startswith("streamworker_process_records_seconds_count")) >= 2
-        assert "streamworker_read_throttles_total" in samples
+                out[key] = float(value)
+        return out
+
+    def total(s: dict[str, float], prefix: str) -> float:
+        return sum(v for k, v in s.items() if k.startswith(prefix))
+
+    try:
+        # the counters move after process_records returns: wait on them, not on the processor
+        def settled() -> dict[str, float] | None:
+            x = samples()
+            return x if (total(x, "streamworker_records_processed_total") == 50
+                         and total(x, "streamworker_checkpoint_seconds_count") >= 2
+                         and total(x, "streamworker_process_records_seconds_count") >= 2) else None
+
+        s = wait_for(settled, 30, "the metrics of 50 records")
+        assert sorted(done) == sorted(str(i).encode() for i in range(50))
+        assert get(port, "/healthz") == (200, "ok\n")
+        status, body = get(port, "/readyz")
+        assert status == 200 and "2 shards" in body
+        assert total(s, "streamworker_bytes_processed_total") == sum(len(d) for d in done)
+        assert s["streamworker_leases_held"] == 2 and s["streamworker_leases_taken_total"] == 2
+        assert any(k.startswith("streamworker_millis_behind_latest{") for k in s)
+        assert "streamworker_read_throttles_total" in s
     finally:
         w.request_shutdown()
         status, _ = get(port, "/readyz")
@@ -189,6 +199,63 @@ def test_a_hung_processor_is_reported_with_its_stack(aws_env: dict[str, str], na
     assert report["call"] == "process_records" and "wait_here_forever" in report["stack"]
     assert w.metrics.registry.get_sample_value("streamworker_processor_hangs_total",
                                                {"shard": "shardId-000000000000"}) == 1
+
+
+def test_a_hung_processor_fails_healthz_and_a_graceful_stop_leaves_its_lease_to_expire(
+        aws_env: dict[str, str], names: dict[str, str]) -> None:
+    """A process_records past processor_timeout turns /healthz 503 (200 again once it returns).
+    A graceful stop while one never returns releases the other shard's lease but not that one's
+    (another worker would take it at once while the call goes on, in an embedding program it
+    does): it expires, and the call's checkpoint is refused once it finally returns."""
+    from streamworker.errors import LeaseLostError
+
+    kinesis = boto3.client("kinesis")
+    make_stream(kinesis, names["stream"], 2)
+    produce(kinesis, names["stream"], 0, 20)
+    release = [threading.Event(), threading.Event()]
+    refused: list[str] = []
+
+    class Sticky(RecordProcessor):
+        calls = 0
+
+        def initialize(self, i: Any) -> None:
+            self.shard = i.shard_id
+
+        def process_records(self, p: Any) -> None:
+            if self.shard == "shardId-000000000001" and p.records:
+                Sticky.calls += 1
+                release[min(Sticky.calls, 2) - 1].wait(60)
+            try:
+                p.checkpointer.checkpoint()
+            except LeaseLostError as exc:
+                refused.append(str(exc))
+
+    w = start(names, Sticky, processor_timeout=1.0, shutdown_timeout=1.0, failover_time=4.0, metrics_port=0,
+              metrics_host="127.0.0.1")
+    port = w._ops.port
+    try:
+        def unhealthy() -> tuple[int, str] | None:
+            r = get(port, "/healthz")
+            return r if r[0] == 503 else None
+
+        status, body = wait_for(unhealthy, 30, "a 503")
+        assert "1 processor call(s) past processor_timeout (1 s): shardId-000000000001: process_records running" \
+            in body, body
+        release[0].set()
+        wait_for(lambda: get(port, "/healthz") == (200, "ok\n"), 30, "healthy again once the call returned")
+        produce(kinesis, names["stream"], 20, 20)
+        wait_for(lambda: get(port, "/healthz")[0] == 503, 30, "the second call past the limit")
+        assert w.shutdown(20)
+        rows = {i["leaseKey"]["S"]: i for i in boto3.client("dynamodb").scan(TableName=names["app"])["Items"]}
+        assert "leaseOwner" not in rows["shardId-000000000000"]  # released at once
+        assert rows["shardId-000000000001"]["leaseOwner"]["S"] == w.worker_id  # left to expire
+        # once its validity has lapsed (renewals stopped with the worker), the call's writes are refused
+        wait_for(lambda: not w.coordinator.is_held("shardId-000000000001"), 30, "the stuck lease no longer valid")
+    finally:
+        release[1].set()
+    wait_for(lambda: refused, 30, "the late checkpoint refused")
+    rows = {i["leaseKey"]["S"]: i for i in boto3.client("dynamodb").scan(TableName=names["app"])["Items"]}
+    assert rows["shardId-000000000001"]["leaseOwner"]["S"] == w.worker_id  # nothing written after it expired
 
 
 def test_a_hung_per_key_lane_is_reported_and_the_other_keys_go_on(aws_env: dict[str, str],

@@ -144,6 +144,34 @@ def test_graceful_stop_ends_consumers_releases_everything_then_stops_services() 
     assert s.failure is None and s.shutting_down.is_set()
 
 
+def test_a_graceful_stop_never_releases_the_lease_of_a_processor_still_running() -> None:
+    """A process_records that never returns: the stop waits shutdown_timeout, then releases the
+    other leases but not that one (another worker could take it at once while the call runs);
+    it expires instead, its renewals stopped."""
+    coordinator = FakeCoordinator()
+    log: list[Any] = []
+    hung = threading.Event()
+
+    def factory(lease: Any, on_done: Any) -> Any:
+        c = FakeConsumer(lease, on_done, log)
+        if lease.lease_key == "stuck":
+            c.request_shutdown = lambda: log.append(("shutdown", "stuck", id(c)))  # type: ignore[method-assign]
+            c.join = lambda timeout=None: hung.wait(timeout)  # type: ignore[method-assign]
+        return c
+
+    s: Scheduler[Any] = Scheduler(coordinator, factory, shutdown_timeout=0.3)
+    s.start()
+    for key in ("ok", "stuck"):
+        coordinator.held.add(key)
+        s.lease_acquired(Lease(key))
+    wait_for(lambda: len(s.consumers()) == 2)
+    s.request_shutdown()
+    assert s.wait(5)
+    assert coordinator.released == ["ok"]
+    assert coordinator.calls[-1] == "stop"  # renewals stop: the stuck lease expires
+    hung.set()
+
+
 def test_acquired_while_shutting_down_is_handed_back() -> None:
     s, coordinator, log, _ = make(linger=0.5)
     s.lease_acquired(Lease("a"))
