@@ -146,6 +146,14 @@ def botocore_session(profile: str | None = None) -> botocore.session.Session:
     return session
 
 
+def region_of(session: botocore.session.Session, region: str | None = None) -> str | None:
+    """The region to use: the one given, else botocore's (``AWS_DEFAULT_REGION``, the profile's),
+    else ``AWS_REGION``, which the other AWS SDKs, the AWS CLI v2, ECS and Lambda use and botocore
+    does not read."""
+    return region or session.get_config_variable("region") or os.environ.get("AWS_REGION") or None
+
+
 def new_session(region: str | None = None, profile: str | None = None) -> boto3.session.Session:
     """A boto3 session over ``botocore_session``: boto3's credential chain, region and endpoints."""
-    return boto3.session.Session(botocore_session=botocore_session(profile), region_name=region)
+    core = botocore_session(profile)
+    return boto3.session.Session(botocore_session=core, region_name=region_of(core, region))

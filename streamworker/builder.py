@@ -18,7 +18,7 @@ from .coordinators.keys import stream_name, stream_of, topic_of
 from .coordinators.lease import Lease
 from .dead_letter import DeadLetterSink, JsonlSink, parse_spec
 from .dead_letters import GuardLimits
-from .errors import SourceError
+from .errors import ConfigError, SourceError
 from .shard_consumer import ShardConsumer
 from .shard_state import ConsumerSettings
 from .sources.base import Source
@@ -42,6 +42,7 @@ def make_client(service: str, session: boto3.session.Session | None = None, endp
     """A boto3 client with streamworker's timeouts; endpoint and region come from boto3's own
     settings unless given."""
     import botocore.config
+    import botocore.exceptions
 
     from .aws_session import new_session
 
@@ -50,7 +51,15 @@ def make_client(service: str, session: boto3.session.Session | None = None, endp
     kwargs: dict[str, Any] = {"config": cfg}
     if endpoint_url:
         kwargs["endpoint_url"] = endpoint_url
-    return (session or new_session()).client(service, **kwargs)  # type: ignore[call-overload]
+    try:
+        return (session or new_session()).client(service, **kwargs)  # type: ignore[call-overload]
+    except botocore.exceptions.NoRegionError:
+        raise ConfigError(NO_REGION) from None
+
+
+#: The one line a missing region gets (exit 2).
+NO_REGION = ("no AWS region: pass --region, or set AWS_REGION (or AWS_DEFAULT_REGION), or a region in your "
+             "AWS profile")
 
 
 @dataclass
@@ -209,13 +218,14 @@ def build(config: WorkerConfig, listener: LeaseListener, *, clock: Clock, client
         from .credentials import CredentialSpec, session_for
 
         clients = replace(clients, session=session_for(CredentialSpec(
-            role_arn=config.role_arn, session_name=config.role_session_name, external_id=config.external_id)))
+            role_arn=config.role_arn, session_name=config.role_session_name, external_id=config.external_id),
+            config.region))
     elif clients.session is None and (config.source != "kafka" or config.coordinator_kind == "dynamodb"):
         from .aws_session import new_session
 
         # one session for all of the worker's AWS clients: botocore keeps its endpoint data and
         # service models per session (two sessions cost ~7 MB more than one)
-        clients = replace(clients, session=new_session())
+        clients = replace(clients, session=new_session(config.region))
     if config.source == "kinesis":
         read = _kinesis(config, clients, clock, on_stream_retired)
     elif config.source == "dynamodb-streams":

@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=helptext)
         cmd.add_argument("--application-name", required=True)
         cmd.add_argument("--lease-table", help="default: the application name")
+        _region_arg(cmd)
         cmd.add_argument("--coordinator", choices=["dynamodb", "kafka-group"], default="dynamodb",
                          help="where the fleet keeps its leases: a DynamoDB lease table (default) or a Kafka "
                               "consumer group")
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("action", choices=["set"])
     cp.add_argument("--application-name", required=True)
     cp.add_argument("--lease-table", help="default: the application name")
+    _region_arg(cp)
     cp.add_argument("--shard", dest="shards", action="append", default=[],
                     help="a lease key or shard id; Kafka: TOPIC:PARTITION (repeatable)")
     cp.add_argument("--all-shards", action="store_true", help="every lease of the table (Kafka: of --topic)")
@@ -116,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("action", choices=["replay"])
     dl.add_argument("source", metavar="FILE|sqs:QUEUE", help="a file: or sqs: dead-letter target's records")
     dl.add_argument("--to", required=True, metavar="kinesis:STREAM|kafka:TOPIC")
+    _region_arg(dl)
     _kafka_args(dl, "kafka")
     dl.add_argument("--dry-run", action="store_true", help="count what a file holds, write nothing")
 
@@ -146,6 +149,18 @@ def _positive(kind: type[int] | type[float]) -> Any:
                                              else f"must be more than 0, got {text}")
         return value
     return parse
+
+
+def _region_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--region", help="the AWS region (default: AWS_DEFAULT_REGION, the profile's, then AWS_REGION)")
+
+
+def _aws_client(args: argparse.Namespace, service: str) -> Any:
+    """A client for the commands besides run, in ``--region`` (or the environment's)."""
+    from .aws_session import new_session
+    from .builder import make_client
+
+    return make_client(service, new_session(args.region))
 
 
 def _kafka_args(parser: argparse.ArgumentParser, when: str) -> None:
@@ -244,10 +259,9 @@ def _checkpoint(args: argparse.Namespace) -> int:
             raise ConfigError("--coordinator kafka-group needs --bootstrap-servers")
         return reset_offsets(conf, args.group_id or args.application_name, args.topics, args.shards,
                              args.all_shards, to, dry_run=args.dry_run, as_json=args.json, out=sys.stdout)
-    from .builder import make_client
     from .coordinators.lease_table import LeaseTable
 
-    table = LeaseTable(make_client("dynamodb"), args.lease_table or args.application_name)
+    table = LeaseTable(_aws_client(args, "dynamodb"), args.lease_table or args.application_name)
     return set_checkpoints(table, args.shards, args.all_shards, to, dry_run=args.dry_run, as_json=args.json,
                            out=sys.stdout)
 
@@ -318,12 +332,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("leases", "status") and args.coordinator == "kafka-group":
             return _group_report(args)
         if args.command in ("leases", "status"):
-            from .builder import make_client
             from .coordinators.lease_table import LeaseTable
             from .lease_report import leases_command, status_command
 
             configure_logging("WARNING")  # to stderr: stdout is the table (or JSON for scripts)
-            table = LeaseTable(make_client("dynamodb"), args.lease_table or args.application_name)
+            table = LeaseTable(_aws_client(args, "dynamodb"), args.lease_table or args.application_name)
             if args.command == "leases":
                 return leases_command(table, args.json)
             if args.web:
@@ -335,12 +348,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "checkpoint":
             return _checkpoint(args)
         if args.command == "dead-letters":
-            from .builder import make_client
             from .dead_letter_replay import replay
 
             configure_logging("WARNING")
             return replay(args.source, args.to, kafka_conf=_kafka_conf(args), dry_run=args.dry_run, out=sys.stdout,
-                          make_client=make_client)
+                          make_client=lambda service: _aws_client(args, service))
         if args.command == "local":
             from .local.run import run_local
 

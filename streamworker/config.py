@@ -1,7 +1,10 @@
 """Worker settings: flags > ``STREAMWORKER_*`` environment > TOML file (``--config``) > defaults.
 
-Endpoints, region and credentials are not settings of ours: boto3 reads ``AWS_ENDPOINT_URL``,
-``AWS_ENDPOINT_URL_KINESIS``, ``AWS_ENDPOINT_URL_DYNAMODB``, ``AWS_REGION`` and profiles itself.
+Endpoints and credentials are not settings of ours: boto3 reads ``AWS_ENDPOINT_URL``,
+``AWS_ENDPOINT_URL_KINESIS``, ``AWS_ENDPOINT_URL_DYNAMODB`` and profiles itself. The region is
+``region`` (``--region``, as the AWS CLI has it), else boto3's (``AWS_DEFAULT_REGION``, the
+profile's), else ``AWS_REGION`` (what the other AWS SDKs, ECS and Lambda set, and botocore does
+not read).
 """
 
 from __future__ import annotations
@@ -76,6 +79,8 @@ class WorkerConfig(BaseSettings):
     kafka_buffer_bytes: int = Field(4 << 20, ge=1024, description="per-partition read-ahead before pausing it")
     application_name: str = Field(
         ..., description="names the application: its lease table (DynamoDB) or consumer group (Kafka)")
+    region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$", description=(
+        "the AWS region (default: AWS_DEFAULT_REGION, the profile's, then AWS_REGION)"))
     role_arn: str | None = Field(None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$",
                                  description="assume this IAM role for every AWS call (refreshed for the life of the process)")
     role_session_name: str = Field("streamworker", description="the assumed role's session name (CloudTrail shows it)")

@@ -67,16 +67,16 @@ def session_for(spec: CredentialSpec | None, region: str | None = None) -> boto3
     """A boto3 session with ``spec``'s credentials (refreshing ones for a role)."""
     import boto3
 
-    from .aws_session import botocore_session, new_session
+    from .aws_session import botocore_session, new_session, region_of
 
     if spec is None or spec.role_arn is None:
         return new_session(region, spec.profile if spec else None)
     from botocore.credentials import AssumeRoleCredentialFetcher, CredentialProvider, CredentialResolver
 
     source = botocore_session(spec.profile)  # its chain signs the AssumeRole calls
-    if region:
-        source.set_config_variable("region", region)
-    client_region = source.get_config_variable("region")
+    client_region = region_of(source, region)
+    if client_region:
+        source.set_config_variable("region", client_region)
     sts_region = spec.sts_region or client_region
 
     def sts_client(service: str, **kw: Any) -> Any:

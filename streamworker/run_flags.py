@@ -43,7 +43,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "application_name", "lease_table", "coordinator", "worker_id", "failover_time", "take_interval",
         "steady_take_interval", "max_leases_for_worker", "max_leases_to_steal_at_one_time", "shard_sync_interval",
         "parent_poll_interval", "cleanup_finished_leases", "delete_former_stream_leases_after", "shutdown_timeout"),
-    "AWS credentials": ("role_arn", "role_session_name", "external_id"),
+    "AWS region and credentials": ("region", "role_arn", "role_session_name", "external_id"),
     "Kafka": ("bootstrap_servers", "group_id", "kafka_properties", "kafka_auth", "static_membership",
               "kafka_buffer_bytes"),
     "reading and processing": ("max_records", "idle_time_between_reads", "max_pending_batches",

@@ -26,7 +26,7 @@ def kafka_conf(config: WorkerConfig) -> dict[str, Any]:
     if config.kafka_auth == "aws-msk-iam":
         from .msk_iam import msk_iam_conf
 
-        conf.update(msk_iam_conf())
+        conf.update(msk_iam_conf(config.region))
     conf.update(config.kafka_properties)
     # failover_time is the group's session timeout: a member that stops heartbeating is out (and
     # its partitions reassigned) after it, as a lease expires. KIP-848 groups take the session

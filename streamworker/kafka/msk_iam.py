@@ -44,9 +44,10 @@ def oauth_callback(region: str, provider: Callable[[str], tuple[str, int]] | Non
 
 
 def _region() -> str:
-    import boto3
+    from ..aws_session import new_session
 
-    region = boto3.session.Session().region_name
+    region = new_session().region_name  # AWS_DEFAULT_REGION, the profile's, then AWS_REGION
     if not region:
-        raise ConfigError("--kafka-auth aws-msk-iam needs the cluster's region: set AWS_REGION (or a profile's region)")
+        raise ConfigError("--kafka-auth aws-msk-iam needs the cluster's region: pass --region, or set AWS_REGION "
+                          "(or a profile's region)")
     return str(region)

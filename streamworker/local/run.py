@@ -43,7 +43,9 @@ def _start_aws(stack: ExitStack, faithful: bool, out: TextIO) -> list[str]:
     from .servers import KinesisMock, MotoServer
 
     moto = stack.enter_context(MotoServer())
-    lines = ["export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1"]
+    # both region variables: the AWS CLI v2 and the other SDKs read AWS_REGION, boto3 AWS_DEFAULT_REGION
+    lines = ["export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 "
+             "AWS_DEFAULT_REGION=us-east-1"]
     if faithful:
         kinesis = stack.enter_context(KinesisMock())
         out.write(f"DynamoDB: moto at {moto.endpoint}\nKinesis: kinesis-mock at {kinesis.endpoint} "

@@ -44,8 +44,11 @@ def test_no_region_and_no_signer_are_one_line(aws_env: None, monkeypatch: pytest
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     monkeypatch.delenv("AWS_REGION", raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    with pytest.raises(ConfigError, match="needs the cluster's region: set AWS_REGION"):
+    with pytest.raises(ConfigError, match="needs the cluster's region: pass --region, or set AWS_REGION"):
         kafka_conf(config())
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")  # what ECS, Lambda and the other SDKs set: botocore alone ignores it
+    assert kafka_conf(config())["oauth_cb"] is not None
+    monkeypatch.delenv("AWS_REGION")
     monkeypatch.setitem(sys.modules, "aws_msk_iam_sasl_signer", None)  # not installed
     with pytest.raises(ConfigError, match=r"pip install 'streamworker\[msk-iam\]'"):
         oauth_callback("eu-west-1")
