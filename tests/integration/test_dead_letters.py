@@ -131,3 +131,46 @@ def test_replay_errors_are_one_line(aws_env: dict[str, str], tmp_path: Path) -> 
     assert r.returncode == 1 and "bad.jsonl:1: not a streamworker dead-letter envelope" in r.stderr
     r = replay(aws_env, str(bad), "--to", "s3:x")
     assert r.returncode == 2 and "expected kinesis:STREAM or kafka:TOPIC" in r.stderr
+
+
+def _small_disk(path: Path, size: str) -> bool:
+    """Mount a tmpfs of ``size`` at ``path`` (root only); False where that is not allowed."""
+    path.mkdir()
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def test_a_full_disk_leaves_no_half_line_and_the_batch_is_dead_lettered_once_there_is_room(
+        monkeypatch: pytest.MonkeyPatch, names: dict[str, str], workers: Workers, tmp_path: Path) -> None:
+    """A real filesystem that fills up mid-append: the shard halts with its checkpoint kept, the
+    file holds only whole lines (the append was cut back), and after room is made a restarted
+    worker dead-letters the batch; replay reads every line."""
+    disk = tmp_path / "disk"
+    if not _small_disk(disk, "64k"):
+        pytest.skip("needs to mount a small tmpfs (root) to fill a disk")
+    try:
+        filler = disk / "filler"
+        with open(filler, "wb") as f:  # leave one 4 KiB page: some lines of the batch, not its ~6 KiB
+            f.write(b"\0" * (60 * 1024))
+        monkeypatch.setenv("FAIL_RECORDS", "1")
+        kinesis = boto3.client("kinesis")
+        make_stream(kinesis, names["stream"], 1)
+        produce(kinesis, names["stream"], 0, 20)
+        dlq = disk / "dlq.jsonl"
+        flags = ["--on-error", "dead-letter", "--dead-letter", f"file:{dlq}", "--processor-retries", "0"]
+        a = workers("A", extra=flags)
+        wait_for(lambda: "dead-letter write failed" in a.stderr(), 60, "the write to fail on the full disk")
+        assert "No space left on device" in a.stderr()
+        content = dlq.read_bytes() if dlq.exists() else b""
+        assert content == b"" or content.endswith(b"\n"), content[-200:]  # no half line
+        a.stop()
+        filler.unlink()
+        b = workers("B", extra=flags)
+        wait_for(lambda: len(dead_lettered(dlq)) == 20, 60, "the batch dead-lettered once there is room")
+        assert dead_lettered(dlq) == list(range(20)) and b.proc.poll() is None
+        r = replay(dict(os.environ), str(dlq), "--to", f"kinesis:{names['stream']}", "--dry-run")
+        assert r.returncode == 0 and "would replay 20 record(s)" in r.stdout, r.stdout + r.stderr
+    finally:
+        for w in workers.started:
+            w.stop()
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
