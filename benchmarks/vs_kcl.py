@@ -4,15 +4,18 @@ Variants, each a process tree started the way its users start it, each reading t
 of 100-byte records (GetRecords limit 500) from TRIM_HORIZON into a fresh lease table, checkpointing every batch and
 appending one line per batch to a file:
 
-- ``kcl-multilang``: AWS's MultiLangDaemon with a Python child per shard running AWS's
-  amazon-kclpy sample app (what amazon-kclpy users run). The MultiLangDaemon of KCL 2.x/3.x
-  (``amazon-kinesis-client-multilang``) is not served by this machine's Maven mirror; KCL 1.15's,
-  inside its core jar, is, so this is KCL 1.15 with amazon-kclpy 1.5.1 (tests/kcl/multilang.py).
+- ``kcl35-multilang``: KCL 3.5.1's MultiLangDaemon (what amazon-kclpy 3.x users run today, in
+  KCL 3's default mode) with a Python child per shard running AWS's amazon-kclpy 3.2.0 sample app.
+  Its artifact is not served by Maven Central here; it is built from AWS's sources beside the
+  project (tests/kcl/multilang3.py), so this variant needs them.
 - ``kcl-java``: KCL 2.6's Scheduler with a Java no-op processor (tests/kcl/KclHarness.java): the
   cheapest KCL there is (no child processes, no JSON).
 - ``sw-native``: ``streamworker run`` with a native RecordProcessor.
-- ``sw-multilang``: ``streamworker run --properties`` with the same amazon-kclpy 1.5.1 child per
-  shard as ``kcl-multilang`` (streamworker plays the MultiLangDaemon, protocol v1).
+- ``sw-multilang3``: ``streamworker run --properties`` with the same amazon-kclpy 3.2.0 child per
+  shard as ``kcl35-multilang`` (streamworker plays the MultiLangDaemon).
+- history, with ``--variants``: ``kcl-multilang`` (KCL 1.15's MultiLangDaemon, inside its core
+  jar, with amazon-kclpy 1.5.1: the only one to be had here before KCL 3.5.1's was built) and
+  ``sw-multilang`` (streamworker with that 1.5.1 child, protocol v1).
 
 Per variant: records per CPU-second of the whole process tree (sampled from /proc between the
 first batch and the last), peak RSS of the whole tree (sum of VmRSS, sampled every 0.2 s),
@@ -55,7 +58,7 @@ from _common import backlog, read_events, write_results  # noqa: E402
 from streamworker.local import MotoServer  # noqa: E402
 from streamworker.local.servers import KinesisMock  # noqa: E402
 from tests.faultproxy import FaultProxy  # noqa: E402
-from tests.kcl import harness, multilang  # noqa: E402
+from tests.kcl import harness, multilang, multilang3  # noqa: E402
 
 APPS = Path(__file__).resolve().parent / "vs_kcl_apps"
 SHARDS = 4
@@ -138,6 +141,8 @@ class Setting:
         self.kcl_home = harness.install()
         self.daemon_home = multilang.install()
         self.kclpy1 = multilang.kclpy_sdist(multilang.KCLPY1_VERSION)
+        self.daemon3_home = multilang3.install() if multilang3.unavailable() is None else None
+        self.kclpy3 = multilang.kclpy_sdist(multilang3.KCLPY3_VERSION)
         self.env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                     "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_KINESIS": kinesis_url,
                     "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_url, "STREAMWORKER_LOG_FORMAT": "json"}
@@ -145,6 +150,20 @@ class Setting:
     def start(self, variant: str, app: str, worker: str, batch_log: Path) -> subprocess.Popen[bytes]:
         env = {**self.env, "BATCH_LOG": str(batch_log)}
         err = open(self.tmp / f"{app}-{worker}.stderr", "w")
+        if variant in ("kcl35-multilang", "sw-multilang3"):  # AWS's kclpy 3.2.0 sample, one line per batch
+            env.update(RECORD_LOG=str(batch_log), QUIET="1", WORKER_NAME=worker,
+                       PYTHONPATH=multilang.child_pythonpath(self.kclpy3))
+            props = multilang3.write_properties(self.tmp / f"{app}-{worker}.properties", self.stream, app,
+                                                self.kinesis_url, self.dynamodb_url, worker,
+                                                failover_ms=FAILOVER * 1000, max_records=MAX_RECORDS)
+            if variant == "kcl35-multilang":
+                if self.daemon3_home is None:
+                    raise SystemExit(f"kcl35-multilang: {multilang3.unavailable()}")
+                d = multilang3.MultiLangDaemon3(self.daemon3_home, props, env, self.tmp / f"{app}-{worker}.stderr",
+                                                jvm=("-Xmx512m",))
+                return d.proc
+            return subprocess.Popen([sys.executable, "-m", "streamworker", "run", "--properties", str(props)],
+                                    env=env, stdout=subprocess.DEVNULL, stderr=err)
         if variant in ("kcl-multilang", "sw-multilang"):  # AWS's kclpy 1.5.1 sample, one line per batch
             env.update(RECORD_LOG=str(batch_log), QUIET="1", WORKER_NAME=worker,
                        PYTHONPATH=multilang.child_pythonpath(self.kclpy1))
@@ -267,7 +286,8 @@ def failover_run(s: Setting, kinesis: Any, variant: str, how: str) -> dict[str, 
             items = ddb.scan(TableName=app, ConsistentRead=True)["Items"]
         except ddb.exceptions.ResourceNotFoundException:
             return {}
-        return {i["leaseKey"]["S"]: i.get("leaseOwner", {}).get("S", "") for i in items}
+        return {i["leaseKey"]["S"]: i.get("leaseOwner", {}).get("S", "") for i in items
+                if i.get("entityType", {}).get("S", "LEASE") == "LEASE"}  # not KCL 3.5's own rows
 
     producer = threading.Thread(target=produce, daemon=True)
     producer.start()
@@ -309,7 +329,7 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=40000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--idle", type=float, default=30.0, help="seconds of idle after the backlog")
-    ap.add_argument("--variants", default="kcl-multilang,kcl-java,sw-native,sw-multilang")
+    ap.add_argument("--variants", default="kcl35-multilang,kcl-java,sw-native,sw-multilang3")
     ap.add_argument("--failover-runs", type=int, default=2)
     ap.add_argument("--no-failover", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "vs_kcl.json"))
@@ -347,7 +367,7 @@ def main() -> None:
     print(f"{'':38}" + "".join(f"{v:>14}" for v in summary))
     for c in cols:
         print(f"{c:38}" + "".join(f"{m.get(c, float('nan')):>14}" for m in summary.values()))
-    for kcl in ("kcl-multilang", "kcl-java"):
+    for kcl in ("kcl35-multilang", "kcl-multilang", "kcl-java"):
         base = summary.get(kcl)
         for v, m in summary.items():
             if base and v.startswith("sw-"):
@@ -355,7 +375,8 @@ def main() -> None:
                       f"records per CPU-second, {m['peak_rss_mb'] / base['peak_rss_mb']:.2f}x its RSS")
     write_results(args.out, {"records": args.records, "runs": args.runs, "failover_time": FAILOVER,
                              "servers": "kinesis-mock + moto", "kcl": harness.KCL_VERSION,
-                             "kcl_multilang": multilang.KCL1_VERSION, "kclpy": multilang.KCLPY1_VERSION,
+                             "kcl_multilang": multilang3.KCL3_VERSION, "kclpy": multilang3.KCLPY3_VERSION,
+                             "history": {"kcl_multilang": multilang.KCL1_VERSION, "kclpy": multilang.KCLPY1_VERSION},
                              "max_records": MAX_RECORDS, "shards": SHARDS,
                              "summary": summary, "throughput_runs": runs, "failover_runs": fails})
 
