@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import write_results  # noqa: E402
 
-from streamworker.coordinators.dynamodb import DynamoDBCoordinator  # noqa: E402
-from streamworker.coordinators.lease import Lease  # noqa: E402
-from streamworker.coordinators.lease_table import LeaseTable  # noqa: E402
+from streamworker.leases.dynamodb.coordinator import DynamoDBCoordinator  # noqa: E402
+from streamworker.leases.dynamodb.table import LeaseTable  # noqa: E402
+from streamworker.leases.lease import Lease  # noqa: E402
 from streamworker.local import MotoServer  # noqa: E402
 from streamworker.records import InitialPosition  # noqa: E402
 from streamworker.sources.base import ShardInfo  # noqa: E402

@@ -215,7 +215,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "failover.json"))
     args = ap.parse_args()
-    from streamworker.log import configure_logging
+    from streamworker.ops.log import configure_logging
 
     configure_logging("WARNING", "console")
     with MotoServer() as server:

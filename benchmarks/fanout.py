@@ -74,7 +74,7 @@ def kinesis_client(endpoint: str) -> Any:
 
 def run_raw(args: argparse.Namespace, tally: Tally) -> None:
     from streamworker.clock import SystemClock
-    from streamworker.sources.fanout import register_consumer
+    from streamworker.sources.kinesis.fanout import register_consumer
 
     client = kinesis_client(args.kinesis)
     arn = client.describe_stream_summary(StreamName=args.stream)["StreamDescriptionSummary"]["StreamARN"]

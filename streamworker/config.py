@@ -25,9 +25,9 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from .errors import ConfigError
-from .log import is_secret_key
-from .records import InitialPosition
+from streamworker.errors import ConfigError
+from streamworker.ops.log import is_secret_key
+from streamworker.records import InitialPosition
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -212,14 +212,14 @@ class WorkerConfig(BaseSettings):
             if not self.dead_letter:
                 raise ValueError(f"on_error {self.on_error} needs dead_letter (file:PATH.jsonl, kinesis:STREAM or "
                                  f"kafka:TOPIC)")
-            from .dead_letter import parse_spec
+            from streamworker.dead_letter.sinks import parse_spec
 
             parse_spec(self.dead_letter)
         if self.max_record_age is not None and not self.dead_letter:
             raise ValueError("max_record_age needs dead_letter (file:PATH.jsonl, kinesis:STREAM or kafka:TOPIC): "
                              "records past the age go there")
         if self.max_record_age is not None:
-            from .dead_letter import parse_spec
+            from streamworker.dead_letter.sinks import parse_spec
 
             parse_spec(self.dead_letter or "")
         if self.release_halted_after is not None and self.coordinator_kind != "dynamodb":

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from streamworker.records import Record
+
 
 class StreamworkerError(Exception):
     """Base class of every error streamworker raises on purpose."""
@@ -64,3 +70,16 @@ class ShardEndNotCheckpointedError(StreamworkerError):
         return cls(f"shard {shard_id}: shard_ended returned without checkpointing SHARD_END; call "
                    f"shard_ended_input.checkpointer.checkpoint() in shard_ended. Its child shards "
                    f"{sorted(children) or ''} cannot start until it does; retrying.")
+
+
+class RecordFailures(Exception):
+    """Raise this from ``process_records`` naming the records of its batch that failed (``Record``
+    objects, or sequence numbers), as Lambda's ``ReportBatchItemFailures``. The records before the
+    first of them count as processed and are checkpointed; the batch is delivered again from that
+    record on, with the retry backoff, and after ``processor_retries`` the error policy (halt,
+    dead-letter) takes what is left."""
+
+    def __init__(self, records: Sequence[Record | str], cause: BaseException | None = None) -> None:
+        self.records = list(records)
+        self.cause = cause
+        super().__init__(f"{len(self.records)} record(s) failed" + (f": {cause!r}" if cause is not None else ""))

@@ -1,4 +1,7 @@
-"""The RecordProcessor contract and the objects passed to it."""
+"""The processor contracts, one base class per mode, and the objects passed to them:
+``RecordProcessor`` is given batches (``process_records``, KCL's and amazon-kclpy's shape);
+``PerRecordProcessor`` is given one record at a time (``process_record``), records of one key in
+order and different keys at once (``parallelism``)."""
 
 from __future__ import annotations
 
@@ -7,11 +10,13 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
-from .records import ExtendedSequenceNumber, Record
+from streamworker.records import ChildShard, ExtendedSequenceNumber, Record
 
 if TYPE_CHECKING:
-    from .checkpointer import Checkpointer
-    from .record_failures import RecordFailures
+    from streamworker.checkpoint.checkpointer import Checkpointer
+
+__all__ = ["ChildShard", "InitializationInput", "LeaseLostInput", "MaybeAwaitable", "PerRecordProcessor",
+           "ProcessRecordsInput", "RecordProcessor", "ShardEndedInput", "ShutdownReason", "ShutdownRequestedInput"]
 
 
 class ShutdownReason(str, enum.Enum):
@@ -23,12 +28,6 @@ class ShutdownReason(str, enum.Enum):
     SHARD_END = "SHARD_END"
     #: The worker is stopping, or handing the shard to another worker: checkpoint what is done.
     REQUESTED = "REQUESTED"
-
-
-@dataclass(frozen=True)
-class ChildShard:
-    shard_id: str
-    parent_shard_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -72,8 +71,6 @@ class ShutdownRequestedInput:
 
 #: What a processor method returns: nothing, or (an ``async def`` method) an awaitable of nothing.
 MaybeAwaitable: TypeAlias = None | Awaitable[None]
-#: What ``process_records`` returns: the same, or a report of the records that failed.
-ProcessResult: TypeAlias = "None | RecordFailures | Awaitable[None | RecordFailures]"
 
 
 class RecordProcessor:
@@ -87,6 +84,8 @@ class RecordProcessor:
     - Methods may block; a slow processor applies backpressure to its shard only.
     - An exception from ``process_records`` redelivers the same batch (with backoff); after the
       configured retries the shard halts with its checkpoint kept. Records are never skipped.
+      Raise ``RecordFailures`` naming the records that failed to have the ones before the first
+      of them checkpointed and the batch delivered again from it.
     - ``shard_ended`` must checkpoint (``input.checkpointer.checkpoint()`` writes SHARD_END).
     - The three ending methods default to ``shutdown(reason, checkpointer)``, whose default
       checkpoints everything delivered on SHARD_END and REQUESTED (every batch delivered so far
@@ -96,16 +95,8 @@ class RecordProcessor:
     def initialize(self, initialization_input: InitializationInput) -> MaybeAwaitable:
         """Called once before the first batch."""
 
-    def process_records(self, process_records_input: ProcessRecordsInput) -> ProcessResult:
+    def process_records(self, process_records_input: ProcessRecordsInput) -> MaybeAwaitable:
         """Process one batch; checkpoint through ``process_records_input.checkpointer`` when ready."""
-        raise NotImplementedError
-
-    def process_record(self, record: Record) -> MaybeAwaitable:
-        """Per-record delivery, instead of ``process_records``: override this one and streamworker
-        calls it once per record, records of one key (partition key; Kafka: message key) strictly
-        in order, different keys at once on up to ``parallelism`` lanes per shard; it checkpoints
-        the records completed without a gap itself (every ``checkpoint_interval``, default 1 s).
-        Raise to fail the record: it is retried, then the error policy applies to it alone."""
         raise NotImplementedError
 
     def lease_lost(self, lease_lost_input: LeaseLostInput) -> MaybeAwaitable:
@@ -127,3 +118,20 @@ class RecordProcessor:
         """Catch-all for the three ending methods (KCL v1 / amazon-kclpy v1 style)."""
         if checkpointer is not None and reason in (ShutdownReason.SHARD_END, ShutdownReason.REQUESTED):
             checkpointer.checkpoint()
+
+
+class PerRecordProcessor(RecordProcessor):
+    """Subclass this for per-record delivery: ``process_record`` once per record, records of one
+    key (partition key; Kafka: message key) strictly in order, different keys at once on up to
+    ``parallelism`` lanes per shard. streamworker checkpoints the records completed without a gap
+    itself (every ``checkpoint_interval``, default 1 s): there is no checkpointer here. Raise to
+    fail a record: it is retried, then the error policy (halt, dead-letter) applies to it alone.
+    ``initialize`` and the ending methods are as for ``RecordProcessor``; ``process_records`` is
+    never called."""
+
+    def process_record(self, record: Record) -> MaybeAwaitable:
+        """Process one record."""
+        raise NotImplementedError
+
+    def process_records(self, process_records_input: ProcessRecordsInput) -> MaybeAwaitable:
+        raise TypeError(f"{type(self).__name__} is a PerRecordProcessor: its records come to process_record")

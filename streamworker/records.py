@@ -60,6 +60,14 @@ class ExtendedSequenceNumber:
 
 
 @dataclass(frozen=True)
+class ChildShard:
+    """A shard a closed shard split or merged into, with its parents."""
+
+    shard_id: str
+    parent_shard_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Record:
     """One user record, as delivered to ``RecordProcessor.process_records``.
 

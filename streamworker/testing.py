@@ -9,8 +9,8 @@
     children = h.end_shard(["shard-2", "shard-3"])  # resharding: shard_ended, then the children
     h.lose_lease()                                  # another worker took the shard
 
-The harness runs the worker's own shard lifecycle (``streamworker.lifecycle``) inline, with an
-in-memory shard, a fenced in-memory checkpoint store and a fake clock: ``async def`` processors,
+The harness runs the worker's own shard lifecycle (``streamworker.consumer.lifecycle``) inline, with an
+in-memory shard, the in-memory lease store (``leases.memory``) and a fake clock: ``async def`` processors,
 retries with backoff (without waiting), halting, dead-letter-free error policy and the end paths
 behave exactly as under a Worker.
 """
@@ -19,72 +19,25 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .aio import EventLoopThread
-from .checkpointer import Checkpointer
-from .clock import FakeClock
-from .coordinators.lease import Lease
-from .errors import LeaseLostError, ShardEndNotCheckpointedError
-from .keyed import is_per_record
-from .lifecycle import ShardLifecycle
-from .processor import ChildShard, RecordProcessor
-from .records import ExtendedSequenceNumber, Record, StartPosition
-from .shard_state import ConsumerSettings, ConsumerState
-from .sources.base import Batch, ShardInfo, ShardReader
+from streamworker.checkpoint.checkpointer import Checkpointer
+from streamworker.clock import FakeClock
+from streamworker.consumer.event_loop import EventLoopThread
+from streamworker.consumer.lanes import is_per_record
+from streamworker.consumer.lifecycle import ShardLifecycle
+from streamworker.consumer.progress import ConsumerSettings, ConsumerState
+from streamworker.errors import ShardEndNotCheckpointedError
+from streamworker.leases.memory import MemoryLeases
+from streamworker.processor import ChildShard, PerRecordProcessor, RecordProcessor
+from streamworker.records import ExtendedSequenceNumber, Record, StartPosition
+from streamworker.sources.base import Batch, ShardInfo, ShardReader
 
 __all__ = ["ShardHarness", "make_records"]
 
 #: Steps after which a harness call gives up (a processor that never lets the shard move on).
 _MAX_STEPS = 10_000
-
-
-@dataclass
-class _MemoryLease:
-    """The lease and checkpoint store of one shard: fenced like the lease table."""
-
-    held: bool = True
-    #: Another worker took the lease; this one finds out at its next write (as with DynamoDB).
-    stolen: bool = False
-    written: ExtendedSequenceNumber = field(default_factory=lambda: ExtendedSequenceNumber("TRIM_HORIZON"))
-    pending: ExtendedSequenceNumber | None = None
-    history: list[ExtendedSequenceNumber] = field(default_factory=list)
-    halted: str | None = None
-
-    def _fence(self, lease_key: str, op: str) -> None:
-        if self.stolen:
-            self.held = False
-        if not self.held:
-            raise LeaseLostError(f"shard {lease_key}: {op} refused: the lease was lost")
-
-    # LeaseAccess
-    def is_held(self, lease_key: str) -> bool:
-        return self.held
-
-    def checkpoint(self, lease_key: str, checkpoint: ExtendedSequenceNumber,
-                   pending: ExtendedSequenceNumber | None = None) -> None:
-        self._fence(lease_key, "checkpoint")
-        self.written, self.pending = checkpoint, pending
-        self.history.append(checkpoint)
-
-    def prepare_checkpoint(self, lease_key: str, pending: ExtendedSequenceNumber) -> None:
-        self._fence(lease_key, "prepare_checkpoint")
-        self.pending = pending
-
-    def release(self, lease_key: str) -> bool:
-        was, self.held = self.held, False
-        return was
-
-    def forget(self, lease_key: str, reason: str = "") -> None:
-        self.held = False
-
-    def mark_halted(self, lease_key: str, reason: str | None) -> None:
-        self.halted = reason
-
-    def hold_off(self, lease_key: str, seconds: float) -> None:
-        pass
 
 
 class _Feed:
@@ -129,37 +82,21 @@ class _NoReader:
         pass
 
 
-class _Recording(RecordProcessor):
-    """Passes every call on (an ``async def`` method stays a coroutine) and notes its name."""
+def _recording(inner: RecordProcessor, calls: list[str]) -> RecordProcessor:
+    """``inner`` behind a processor of the same mode that notes each call's name and passes it on
+    (an ``async def`` method's coroutine is returned as it is, for the lifecycle to await)."""
+    per_record = is_per_record(inner)
+    names = ["initialize", "lease_lost", "shard_ended", "shutdown_requested",
+             "process_record" if per_record else "process_records"]
 
-    def __init__(self, inner: RecordProcessor, calls: list[str]) -> None:
-        self._inner, self._calls = inner, calls
+    def passing(name: str) -> Any:
+        def method(self: Any, argument: Any) -> Any:
+            calls.append(name)
+            return getattr(inner, name)(argument)
+        return method
 
-    def initialize(self, i: Any) -> Any:
-        self._calls.append("initialize")
-        return self._inner.initialize(i)
-
-    def process_records(self, p: Any) -> Any:
-        self._calls.append("process_records")
-        return self._inner.process_records(p)
-
-    def lease_lost(self, i: Any) -> Any:
-        self._calls.append("lease_lost")
-        return self._inner.lease_lost(i)
-
-    def shard_ended(self, i: Any) -> Any:
-        self._calls.append("shard_ended")
-        return self._inner.shard_ended(i)
-
-    def shutdown_requested(self, i: Any) -> Any:
-        self._calls.append("shutdown_requested")
-        return self._inner.shutdown_requested(i)
-
-
-class _RecordingPerRecord(_Recording):
-    def process_record(self, record: Record) -> Any:
-        self._calls.append("process_record")
-        return self._inner.process_record(record)
+    base: type[RecordProcessor] = PerRecordProcessor if per_record else RecordProcessor
+    return type(f"Recording{type(inner).__name__}", (base,), {n: passing(n) for n in names})()  # type: ignore[no-any-return]
 
 
 def make_records(payloads: Iterable[bytes | str], *, shard_id: str = "shard-1", start: int = 1,
@@ -190,7 +127,7 @@ class ShardHarness:
         self.shard_id = shard_id
         self.clock = FakeClock()
         self.calls: list[str] = []
-        self._lease = _MemoryLease()
+        self._leases = MemoryLeases("harness")
         self._feed = _Feed()
         self._loop = EventLoopThread()
         self._settings = ConsumerSettings(processor_retries=processor_retries, retry_backoff=retry_backoff,
@@ -205,15 +142,16 @@ class ShardHarness:
     @property
     def checkpoint(self) -> str:
         """The last checkpoint written (a sequence number, or a sentinel such as SHARD_END)."""
-        return str(self._lease.written)
+        return str(self._leases.checkpoint_of(self.shard_id))
 
     @property
     def checkpoints(self) -> list[str]:
-        return [str(c) for c in self._lease.history]
+        return [str(c) for c in self._leases.row(self.shard_id).history]
 
     @property
     def pending_checkpoint(self) -> str | None:
-        return str(self._lease.pending) if self._lease.pending else None
+        pending = self._leases.row(self.shard_id).pending
+        return str(pending) if pending else None
 
     @property
     def checkpointer(self) -> Checkpointer | None:
@@ -237,13 +175,12 @@ class ShardHarness:
     def initialize(self, checkpoint: str = "TRIM_HORIZON", sub_sequence_number: int = 0) -> None:
         """Start the shard at ``checkpoint``: ``initialize`` (retried like the worker does)."""
         esn = ExtendedSequenceNumber(checkpoint, sub_sequence_number)
-        self._lease.written = esn
         if not esn.is_sentinel:
             self._next_seq = int(checkpoint) + 1
         self._life = ShardLifecycle(
-            Lease(self.shard_id, lease_owner="harness", checkpoint=esn),
-            (_RecordingPerRecord if is_per_record(self.processor) else _Recording)(self.processor, self.calls),
-            _NoSource(), self._lease, self._settings, self._feed, self.clock, label=self.shard_id,
+            self._leases.acquire(self.shard_id, esn),
+            _recording(self.processor, self.calls),
+            _NoSource(), self._leases, self._settings, self._feed, self.clock, label=self.shard_id,
             stream="harness")
         self._run(lambda life: life.state not in (ConsumerState.WAITING_ON_PARENTS, ConsumerState.INITIALIZING))
         self._raise_if_halted()
@@ -276,7 +213,7 @@ class ShardHarness:
         self._feed.batches.append(Batch([], shard_end=True, child_shards=kids))
         before = self.calls.count("shard_ended")
         self._run(lambda lf: lf.state == ConsumerState.DONE or self.calls.count("shard_ended") > before)
-        if not self._lease.written.is_shard_end:
+        if not self._leases.checkpoint_of(self.shard_id).is_shard_end:
             raise ShardEndNotCheckpointedError(
                 f"shard {self.shard_id}: shard_ended returned without checkpointing SHARD_END")
         return list(kids)
@@ -293,7 +230,7 @@ class ShardHarness:
         LeaseLostError, and once the worker notices (that refused checkpoint, or the next
         renewal: the end of the next harness call) the shard ends with ``lease_lost``."""
         self._require_running()
-        self._lease.stolen = True
+        self._leases.steal(self.shard_id)
 
     def request_shutdown(self) -> None:
         """A graceful stop (SIGTERM or a rebalancing handoff): ``shutdown_requested``, release."""
@@ -319,9 +256,10 @@ class ShardHarness:
         raise RuntimeError(f"shard {self.shard_id}: still {life.state.value} after {_MAX_STEPS} steps")
 
     def _notice_stolen(self, life: ShardLifecycle) -> None:
-        if self._lease.stolen and self._lease.held:
-            self._lease.held = False
-        if not self._lease.held and life.state != ConsumerState.DONE:
+        """The worker's next renewal finds a stolen lease gone: the shard ends as lost."""
+        if self._leases.row(self.shard_id).stolen:
+            self._leases.lose(self.shard_id)
+        if not self._leases.is_held(life.lease) and life.state != ConsumerState.DONE:
             self._run(lambda lf: lf.state == ConsumerState.DONE)
 
     def _raise_if_halted(self) -> None:

@@ -10,34 +10,34 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from .aio import EventLoopThread
-from .builder import Clients, build, processor_name
-from .clock import Clock, SystemClock
-from .config import WorkerConfig
-from .coordinators.base import Coordinator, CoordinatorStats, ShardFigures
-from .coordinators.lease import Lease
-from .errors import ConfigError, StreamworkerError
-from .keyed import is_per_record
-from .metrics import WorkerMetrics
-from .ops.fleet import FleetView, LocalShard
-from .ops.hangs import HangDetector
-from .ops.server import OpsServer
-from .processor import RecordProcessor
-from .scheduler import Scheduler
-from .shard_consumer import ShardConsumer
-from .shard_state import ConsumerState
-from .sources.base import Source, SourceAccessDenied
+from streamworker.clock import Clock, SystemClock
+from streamworker.config import WorkerConfig
+from streamworker.consumer.event_loop import EventLoopThread
+from streamworker.consumer.lanes import is_per_record
+from streamworker.consumer.progress import ConsumerState
+from streamworker.consumer.shard_consumer import ShardConsumer
+from streamworker.coordinator.builder import Clients, build, processor_name
+from streamworker.coordinator.scheduler import Scheduler
+from streamworker.errors import ConfigError, StreamworkerError
+from streamworker.leases.base import Coordinator, CoordinatorStats, ShardFigures
+from streamworker.leases.lease import Lease
+from streamworker.ops.fleet import FleetView, LocalShard
+from streamworker.ops.hangs import HangDetector
+from streamworker.ops.metrics import WorkerMetrics
+from streamworker.ops.server import OpsServer
+from streamworker.processor import RecordProcessor
+from streamworker.sources.base import Source, SourceAccessDenied
 
 if TYPE_CHECKING:
     import boto3
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_kinesis.client import KinesisClient
 
-    from .coordinators.lease_table import LeaseTable
-    from .kafka.client import KafkaClient
-    from .kafka.group_report import GroupView
-    from .sources.kinesis import KinesisSource
-    from .sources.kinesis_calls import ReaderStats
+    from streamworker.kafka.client import KafkaClient
+    from streamworker.leases.dynamodb.table import LeaseTable
+    from streamworker.ops.group_report import GroupView
+    from streamworker.sources.kinesis.calls import ReaderStats
+    from streamworker.sources.kinesis.reader import KinesisSource
 
 __all__ = ["ProcessorFactory", "ShardStatus", "Worker"]
 
@@ -85,7 +85,7 @@ class Worker:
         #: Per stream or topic (``processors`` in the config, or given here); others use the default.
         self._factories: dict[str, ProcessorFactory] = {}
         for name, spec in config.processors.items():
-            from .loader import load_processor
+            from streamworker.coordinator.processors import load_processor
 
             self._factories[name] = load_processor(spec)
         self._factories.update(processor_factories or {})
@@ -94,9 +94,9 @@ class Worker:
         if config.parallelism > 1:
             for name, f in [("processor", processor_factory), *self._factories.items()]:
                 if isinstance(f, type) and not is_per_record(f):
-                    raise ConfigError(f"parallelism {config.parallelism} needs a processor with process_record (one "
-                                      f"record at a time, so records of different keys can run at once); "
-                                      f"{f.__name__} ({name}) has only process_records")
+                    raise ConfigError(f"parallelism {config.parallelism} needs a PerRecordProcessor (process_record: "
+                                      f"one record at a time, so records of different keys can run at once); "
+                                      f"{f.__name__} ({name}) is a RecordProcessor (process_records)")
         self._clock = clock or SystemClock()
         self._log = log.bind(worker_id=self.worker_id, stream=config.stream_label)
         self._loop = EventLoopThread()
@@ -120,7 +120,7 @@ class Worker:
         table = self.table
         self._fleet: FleetView | GroupView
         if config.coordinator_kind == "kafka-group" and self.kafka is not None:
-            from .kafka.group_report import GroupView, lazy_admin
+            from streamworker.ops.group_report import GroupView, lazy_admin
 
             self._fleet = GroupView(config.application_name, str(self.kafka.conf.get("group.id")), config.topics,
                                     lazy_admin(self.kafka.conf), observer=self.worker_id, local=self._local_shards,
@@ -225,7 +225,7 @@ class Worker:
     def _make_consumer(self, lease: Lease, on_done: Callable[[ShardConsumer], None]) -> ShardConsumer | None:
         streams = self._parts.streams
         if streams is not None and not streams.owns(lease.lease_key):
-            self.coordinator.release(lease.lease_key)  # its stream was removed meanwhile
+            self.coordinator.release(lease)  # its stream was removed meanwhile
             return None
         factory = self._factories.get(processor_name(self.config, lease), self._factory)
         try:
@@ -234,7 +234,7 @@ class Worker:
             processor = factory()
         except Exception:
             self._log.exception("processor factory failed; releasing the lease", shard_id=lease.shard_id)
-            self.coordinator.release(lease.lease_key)
+            self.coordinator.release(lease)
             return None
         return ShardConsumer(lease, processor, self._parts.source_for(lease), self.coordinator,
                              self._parts.settings, on_done=on_done, clock=self._clock, metrics=self.metrics,

@@ -11,6 +11,6 @@ MARKER = "<!-- settings-table -->"
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     if MARKER not in markdown:
         return markdown
-    from streamworker.run_flags import reference_table
+    from streamworker.cli.flags import reference_table
 
     return markdown.replace(MARKER, reference_table())

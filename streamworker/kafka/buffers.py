@@ -8,11 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..sources.base import Batch, StopReading
-from .records import to_records
+from streamworker.kafka.records import to_records
+from streamworker.sources.base import Batch, StopReading
 
 if TYPE_CHECKING:
-    from .client import KafkaClient
+    from streamworker.kafka.client import KafkaClient
 
 
 @dataclass(eq=False)

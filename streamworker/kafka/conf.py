@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import WorkerConfig
-from ..records import InitialPosition
+from streamworker.config import WorkerConfig
+from streamworker.records import InitialPosition
 
 
 def kafka_conf(config: WorkerConfig) -> dict[str, Any]:
@@ -24,7 +24,7 @@ def kafka_conf(config: WorkerConfig) -> dict[str, Any]:
     if config.static_membership:
         conf["group.instance.id"] = config.worker_id
     if config.kafka_auth == "aws-msk-iam":
-        from .msk_iam import msk_iam_conf
+        from streamworker.kafka.msk_iam import msk_iam_conf
 
         conf.update(msk_iam_conf(config.region))
     conf.update(config.kafka_properties)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ..errors import ConfigError
+from streamworker.errors import ConfigError
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, Producer

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..coordinators.keys import parse_kafka_key
+from streamworker.leases.keys import parse_kafka_key
 
 if TYPE_CHECKING:
-    from ..shard_consumer import ShardConsumer
-    from .client import KafkaClient
+    from streamworker.consumer.shard_consumer import ShardConsumer
+    from streamworker.kafka.client import KafkaClient
 
 
 def kafka_lag(kafka: KafkaClient, consumer: ShardConsumer) -> int | None:

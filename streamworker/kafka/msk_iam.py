@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 
-from ..errors import ConfigError
+from streamworker.errors import ConfigError
 
 log = structlog.get_logger("streamworker.kafka")
 
@@ -44,7 +44,7 @@ def oauth_callback(region: str, provider: Callable[[str], tuple[str, int]] | Non
 
 
 def _region() -> str:
-    from ..aws_session import new_session
+    from streamworker.aws.session import new_session
 
     region = new_session().region_name  # AWS_DEFAULT_REGION, the profile's, then AWS_REGION
     if not region:

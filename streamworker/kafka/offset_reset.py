@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from typing import Any, TextIO
 
-from ..checkpoint_set import Target
-from ..coordinators.keys import kafka_key, parse_kafka_key
-from ..errors import ConfigError, StreamworkerError
-from ..records import AT_TIMESTAMP, LATEST, TRIM_HORIZON
+from streamworker.checkpoint.rewind import Target
+from streamworker.errors import ConfigError, StreamworkerError
+from streamworker.leases.keys import kafka_key, parse_kafka_key
+from streamworker.records import AT_TIMESTAMP, LATEST, TRIM_HORIZON
 
 
 def reset_offsets(conf: dict[str, Any], group: str, topics: list[str], shards: list[str], all_shards: bool,
@@ -19,7 +19,7 @@ def reset_offsets(conf: dict[str, Any], group: str, topics: list[str], shards: l
     offset to read (as ``--to-offset``); TRIM_HORIZON / LATEST / AT_TIMESTAMP resolve per partition."""
     from confluent_kafka import KafkaException, TopicPartition
 
-    from . import factory
+    from streamworker.kafka import factory
 
     admin = factory.admin(conf)
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from ..records import Record
+from streamworker.records import Record
 
 
 class KafkaRecord(Record):

@@ -12,12 +12,12 @@ from typing import Any
 
 import structlog
 
-from ..coordinators.keys import kafka_key, parse_kafka_key
-from ..errors import SourceError
-from ..records import ExtendedSequenceNumber, StartPosition
-from ..sources.base import ShardInfo
-from .buffers import KafkaPartitionReader
-from .client import KafkaClient
+from streamworker.errors import SourceError
+from streamworker.kafka.buffers import KafkaPartitionReader
+from streamworker.kafka.client import KafkaClient
+from streamworker.leases.keys import kafka_key, parse_kafka_key
+from streamworker.records import ExtendedSequenceNumber, StartPosition
+from streamworker.sources.base import ShardInfo
 
 log = structlog.get_logger("streamworker.kafka")
 

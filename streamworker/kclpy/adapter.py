@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import errors
-from ..checkpointer import Checkpointer as SwCheckpointer
-from ..multilang import record_json
-from ..processor import (
+from streamworker import errors
+from streamworker.checkpoint.checkpointer import Checkpointer as SwCheckpointer
+from streamworker.kcl.multilang import record_json
+from streamworker.kclpy import messages
+from streamworker.kclpy.checkpoint_error import CheckpointError
+from streamworker.kclpy.kcl import as_v3
+from streamworker.processor import (
     InitializationInput,
     LeaseLostInput,
     ProcessRecordsInput,
@@ -17,9 +20,6 @@ from ..processor import (
     ShardEndedInput,
     ShutdownRequestedInput,
 )
-from . import messages
-from .checkpoint_error import CheckpointError
-from .kcl import as_v3
 
 
 class InProcessCheckpointer:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import messages
+from streamworker.kclpy import messages
 
 
 class MalformedAction(Exception):

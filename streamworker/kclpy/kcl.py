@@ -9,11 +9,11 @@ import sys
 import traceback
 from typing import IO, Any
 
-from . import messages
-from .checkpoint_error import CheckpointError
-from .dispatch import message_decode
-from .v2.processor import V1toV2Processor
-from .v3.processor import V2toV3Processor
+from streamworker.kclpy import messages
+from streamworker.kclpy.checkpoint_error import CheckpointError
+from streamworker.kclpy.dispatch import message_decode
+from streamworker.kclpy.v2.processor import V1toV2Processor
+from streamworker.kclpy.v3.processor import V2toV3Processor
 
 __all__ = ["CheckpointError", "Checkpointer", "KCLProcess", "RecordProcessorBase"]
 

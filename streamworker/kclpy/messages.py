@@ -103,7 +103,7 @@ class LeaseLostCheckpointer:
     """Handed to v1/v2 processors on a ZOMBIE shutdown: every checkpoint fails."""
 
     def checkpoint(self, sequence_number: str | None = None, sub_sequence_number: int | None = None) -> None:
-        from .checkpoint_error import CheckpointError
+        from streamworker.kclpy.checkpoint_error import CheckpointError
 
         raise CheckpointError("ShutdownException")
 

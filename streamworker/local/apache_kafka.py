@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .servers import _wait_port, cache_dir, cache_lock, dies_with_this_process, free_port
+from streamworker.local.servers import _wait_port, cache_dir, cache_lock, dies_with_this_process, free_port
 
 KAFKA_VERSION = "4.1.1"
 SLF4J_VERSION = "1.7.36"  # the slf4j-api Kafka 4.1 brings: a binding of the same line
@@ -162,7 +162,7 @@ class ApacheKafka:
 
     def _wait_ready(self, timeout: float) -> None:
         """Until the broker answers a metadata request (the port alone opens before it serves)."""
-        from ..kafka import factory
+        from streamworker.kafka import factory
 
         deadline = time.monotonic() + timeout
         assert self._proc is not None

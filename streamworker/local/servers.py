@@ -72,7 +72,7 @@ class MotoServer:
     def __init__(self) -> None:
         from moto.server import ThreadedMotoServer
 
-        from . import moto_fixes
+        from streamworker.local import moto_fixes
 
         moto_fixes.apply()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)

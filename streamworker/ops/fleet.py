@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..clock import Clock, SystemClock
-from ..coordinators.balancing import ExpiryTracker
-from ..coordinators.lease import Lease
-from ..lease_report import lease_rows
+from streamworker.clock import Clock, SystemClock
+from streamworker.leases.dynamodb.balancing import ExpiryTracker
+from streamworker.leases.lease import Lease
+from streamworker.ops.report import lease_rows
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ import traceback
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..clock import Clock
+from streamworker.clock import Clock
 
 if TYPE_CHECKING:
-    from ..metrics import WorkerMetrics
-    from ..shard_consumer import ShardConsumer
+    from streamworker.consumer.shard_consumer import ShardConsumer
+    from streamworker.ops.metrics import WorkerMetrics
 
 
 class HangDetector:

@@ -8,8 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from . import web
-from .view import WorkerView
+from streamworker.ops import web
+from streamworker.ops.view import WorkerView
 
 
 class OpsServer:

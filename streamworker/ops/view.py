@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ..coordinators.base import CoordinatorStats
-    from ..shard_consumer import ShardConsumer
-    from ..sources.kinesis_calls import ReaderStats
+    from streamworker.consumer.shard_consumer import ShardConsumer
+    from streamworker.leases.base import CoordinatorStats
+    from streamworker.sources.kinesis.calls import ReaderStats
 
 
 class WorkerView(Protocol):

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..errors import SourceError
-from ..processor import ChildShard
-from ..records import Record, StartPosition
+from streamworker.errors import SourceError
+from streamworker.records import ChildShard, Record, StartPosition
 
 
 class StopReading(Exception):

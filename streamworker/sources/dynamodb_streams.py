@@ -25,8 +25,8 @@ from typing import Any
 
 import botocore.exceptions
 
-from ..errors import ConfigError, SourceError
-from ..records import Record
+from streamworker.errors import ConfigError, SourceError
+from streamworker.records import Record
 
 #: GetRecords returns at most this many records a call on DynamoDB Streams.
 MAX_RECORDS = 1000

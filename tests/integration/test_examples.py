@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from streamworker import Worker, WorkerConfig
-from streamworker.loader import load_processor
+from streamworker.coordinator.processors import load_processor
 
 from .conftest import make_stream, produce, wait_for
 

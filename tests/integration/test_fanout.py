@@ -9,7 +9,7 @@ import boto3
 
 from streamworker.local import KinesisMock, MotoServer, fanout_shim
 from streamworker.records import StartPosition
-from streamworker.sources.fanout import FanoutSource
+from streamworker.sources.kinesis.fanout import FanoutSource
 
 from .conftest import make_stream, produce, wait_for
 from .inprocess import Collected, start_worker

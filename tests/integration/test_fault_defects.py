@@ -296,7 +296,7 @@ def test_hand_edited_rows_get_one_clear_error_each(aws_env: dict[str, str], name
     make_stream(kinesis, names["stream"], 3)
     produce(kinesis, names["stream"], 0, 30)
     ddb = boto3.client("dynamodb")
-    from streamworker.coordinators.lease_table import LeaseTable
+    from streamworker.leases.dynamodb.table import LeaseTable
 
     LeaseTable(ddb, names["app"]).ensure_table()
     ddb.put_item(TableName=names["app"], Item={

@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from streamworker import RecordProcessor, Worker, WorkerConfig
-from streamworker.dead_letter import KafkaSink, KinesisSink
+from streamworker.dead_letter.sinks import KafkaSink, KinesisSink
 from streamworker.local import MotoServer
 from streamworker.records import Record
 from tests.integration.conftest import KafkaTopics

@@ -17,9 +17,10 @@ from typing import Any
 import boto3
 import pytest
 
-from streamworker.checkpointer import CheckpointTracker
+from streamworker.checkpoint.checkpointer import CheckpointTracker
+from streamworker.kcl.multilang import ChildProcessError, MultiLangProcessor
+from streamworker.leases.lease import Lease
 from streamworker.local import KinesisMock, MotoServer
-from streamworker.multilang import ChildProcessError, MultiLangProcessor
 from streamworker.processor import InitializationInput, ProcessRecordsInput, ShardEndedInput
 from streamworker.records import ExtendedSequenceNumber as ESN
 from streamworker.records import Record
@@ -165,7 +166,7 @@ def test_an_amazon_kclpy_1_app_ends_a_shard_only_with_protocol_v1(kclpy1: Path, 
     monkeypatch.setenv("PYTHONPATH", multilang.child_pythonpath(kclpy1))
     monkeypatch.setenv("RECORD_LOG", str(tmp_path / "records.jsonl"))
     store = Store()
-    tracker = CheckpointTracker(store, "shard-1", "shard-1", ESN("5"))
+    tracker = CheckpointTracker(store, Lease("shard-1"), "shard-1", ESN("5"))
     p = MultiLangProcessor([sys.executable, str(multilang.RECORDING_APP)], protocol=protocol)  # type: ignore[arg-type]
     p.initialize(InitializationInput("shard-1", ESN("5")))
     batch = [Record(data=str(n).encode(), partition_key="k", sequence_number=str(n)) for n in (6, 7)]

@@ -10,8 +10,8 @@ import boto3
 import pytest
 
 from streamworker import Worker, WorkerConfig
-from streamworker.coordinators.lease_table import LeaseTable
 from streamworker.errors import SourceError
+from streamworker.leases.dynamodb.table import LeaseTable
 
 from .conftest import make_stream, produce, wait_for
 from .inprocess import Collected, CollectingProcessor

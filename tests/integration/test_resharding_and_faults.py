@@ -11,7 +11,7 @@ import boto3
 import botocore.awsrequest
 import pytest
 
-from streamworker.coordinators.lease_table import LeaseTable
+from streamworker.leases.dynamodb.table import LeaseTable
 from streamworker.local import KinesisMock, MotoServer, fanout_shim
 
 from .conftest import make_stream, produce, wait_for

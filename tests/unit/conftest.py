@@ -7,8 +7,8 @@ import pytest
 from moto import mock_aws
 
 from streamworker.clock import FakeClock
-from streamworker.coordinators.lease import Lease
-from streamworker.coordinators.lease_table import LeaseTable
+from streamworker.leases.dynamodb.table import LeaseTable
+from streamworker.leases.lease import Lease
 
 
 @pytest.fixture

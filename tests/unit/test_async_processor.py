@@ -6,13 +6,13 @@ import asyncio
 from typing import Any
 
 from streamworker import RecordProcessor
-from streamworker.aio import EventLoopThread
-from streamworker.coordinators.lease import Lease
+from streamworker.consumer.event_loop import EventLoopThread
+from streamworker.consumer.shard_consumer import ConsumerSettings, ShardConsumer
+from streamworker.leases.memory import MemoryLeases
 from streamworker.records import ExtendedSequenceNumber as ESN
-from streamworker.shard_consumer import ConsumerSettings, ShardConsumer
 from streamworker.sources.base import Batch
 
-from .test_shard_consumer import FakeLeases, FakeSource, recs, wait_for
+from .test_shard_consumer import FakeSource, recs, wait_for
 
 
 class AsyncRecorder(RecordProcessor):
@@ -40,8 +40,8 @@ def test_async_processors_keep_per_shard_order_and_checkpoint() -> None:
     settings = ConsumerSettings(retry_backoff=0.01, worker_id="w", event_loop=loop)
     consumers = []
     for shard in ("s-a", "s-b"):
-        leases = FakeLeases()
-        c = ShardConsumer(Lease(shard, checkpoint=ESN("TRIM_HORIZON")), AsyncRecorder(log),
+        leases = MemoryLeases("w")
+        c = ShardConsumer(leases.acquire(shard), AsyncRecorder(log),
                           FakeSource([Batch(recs(1, 2, 3)), Batch(recs(4, 5))]), leases, settings)
         consumers.append((c, leases))
         c.start()
@@ -53,5 +53,5 @@ def test_async_processors_keep_per_shard_order_and_checkpoint() -> None:
     for shard in ("s-a", "s-b"):
         mine = [x for s, x in log if s == shard]
         assert mine == ["initialize", "1", "2", "3", "4", "5", "shutdown_requested"]
-    for _, leases in consumers:
-        assert leases.checkpoints == [ESN("3"), ESN("5"), ESN("5")] and leases.released
+    for c, leases in consumers:
+        assert leases.history(c.lease.lease_key) == [ESN("3"), ESN("5"), ESN("5")] and leases.released

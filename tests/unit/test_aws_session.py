@@ -15,8 +15,8 @@ import botocore.utils
 import pytest
 from botocore.credentials import CredentialProvider, CredentialResolver, DeferredRefreshableCredentials
 
-from streamworker.aws_session import botocore_session, fit_refresh_windows, parse_timestamp, refresh_windows
-from streamworker.builder import make_client
+from streamworker.aws.session import botocore_session, fit_refresh_windows, parse_timestamp, refresh_windows
+from streamworker.coordinator.builder import make_client
 
 
 @pytest.mark.parametrize("value", [1700000000.123, 1700000000, "2024-01-01T10:00:00Z", "2024-01-01T10:00:00+02:00"])

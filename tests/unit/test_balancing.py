@@ -4,8 +4,8 @@ import random
 from collections import Counter
 from typing import Any
 
-from streamworker.coordinators.balancing import ExpiryTracker, eligible, plan_takes
-from streamworker.coordinators.lease import Lease
+from streamworker.leases.dynamodb.balancing import ExpiryTracker, eligible, plan_takes
+from streamworker.leases.lease import Lease
 from streamworker.records import ExtendedSequenceNumber as ESN
 
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from streamworker.checkpoint_set import parse_target, set_checkpoints
-from streamworker.coordinators.lease import Lease
-from streamworker.coordinators.lease_table import LeaseConflict, LeaseTable
+from streamworker.checkpoint.rewind import parse_target, set_checkpoints
 from streamworker.errors import ConfigError, StreamworkerError
+from streamworker.leases.dynamodb.table import LeaseConflict, LeaseTable
+from streamworker.leases.lease import Lease
 from streamworker.records import ExtendedSequenceNumber as ESN
 from streamworker.records import StartPosition
 

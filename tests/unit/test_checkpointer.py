@@ -4,8 +4,9 @@ from typing import Any
 
 import pytest
 
-from streamworker.checkpointer import CheckpointTracker
+from streamworker.checkpoint.checkpointer import CheckpointTracker
 from streamworker.errors import InvalidCheckpointError
+from streamworker.leases.lease import Lease
 from streamworker.records import ExtendedSequenceNumber as ESN
 from streamworker.records import Record
 
@@ -15,10 +16,10 @@ class Store:
         self.writes: list[Any] = []
 
     def checkpoint(self, key: Any, checkpoint: Any, pending: Any=None) -> None:
-        self.writes.append(("checkpoint", key, checkpoint, pending))
+        self.writes.append(("checkpoint", key.lease_key, checkpoint, pending))
 
     def prepare_checkpoint(self, key: Any, pending: Any) -> None:
-        self.writes.append(("prepare", key, pending))
+        self.writes.append(("prepare", key.lease_key, pending))
 
 
 def rec(seq: int, sub: int = 0) -> Record:
@@ -27,7 +28,7 @@ def rec(seq: int, sub: int = 0) -> Record:
 
 def test_checkpoint_without_argument_covers_everything_delivered() -> None:
     store = Store()
-    tracker = CheckpointTracker(store, "lease", "shard", ESN("TRIM_HORIZON"))
+    tracker = CheckpointTracker(store, Lease("lease"), "shard", ESN("TRIM_HORIZON"))
     cp = tracker.checkpointer
     tracker.delivered(ESN("30"))
     cp.checkpoint()
@@ -37,7 +38,7 @@ def test_checkpoint_without_argument_covers_everything_delivered() -> None:
 
 def test_checkpoint_at_record_and_at_sequence_with_sub_sequence() -> None:
     store = Store()
-    tracker = CheckpointTracker(store, "lease", "shard", ESN("5"))
+    tracker = CheckpointTracker(store, Lease("lease"), "shard", ESN("5"))
     cp = tracker.checkpointer
     tracker.delivered(ESN("40", 3))
     cp.checkpoint(rec(10))
@@ -48,7 +49,7 @@ def test_checkpoint_at_record_and_at_sequence_with_sub_sequence() -> None:
 
 def test_out_of_range_checkpoints_are_refused_and_nothing_is_written() -> None:
     store = Store()
-    tracker = CheckpointTracker(store, "lease", "shard-7", ESN("20"))
+    tracker = CheckpointTracker(store, Lease("lease"), "shard-7", ESN("20"))
     cp = tracker.checkpointer
     tracker.delivered(ESN("50"))
     with pytest.raises(InvalidCheckpointError, match="shard-7.*before the current checkpoint"):
@@ -64,7 +65,7 @@ def test_out_of_range_checkpoints_are_refused_and_nothing_is_written() -> None:
 
 def test_shard_end_checkpoint_only_after_the_shard_ended() -> None:
     store = Store()
-    tracker = CheckpointTracker(store, "lease", "shard", ESN("1"))
+    tracker = CheckpointTracker(store, Lease("lease"), "shard", ESN("1"))
     cp = tracker.checkpointer
     tracker.delivered(ESN("9"))
     tracker.shard_ended()
@@ -74,7 +75,7 @@ def test_shard_end_checkpoint_only_after_the_shard_ended() -> None:
 
 def test_two_phase_checkpoint() -> None:
     store = Store()
-    tracker = CheckpointTracker(store, "lease", "shard", ESN("1"))
+    tracker = CheckpointTracker(store, Lease("lease"), "shard", ESN("1"))
     cp = tracker.checkpointer
     tracker.delivered(ESN("9"))
     prepared = cp.prepare_checkpoint("7")
@@ -98,10 +99,10 @@ def kinesis_rec(shard_index: int, n: int) -> Record:
 def test_another_shards_sequence_number_is_refused_on_the_first_batch() -> None:
     """It sorts above TRIM_HORIZON and below this batch's records: the range check let it through
     and the next owner halted at GetShardIterator ('Unable to find record')."""
-    from streamworker.checkpointer import kinesis_shard_index
+    from streamworker.checkpoint.checkpointer import kinesis_shard_index
 
     store = Store()
-    tracker = CheckpointTracker(store, "shardId-000000000003", "shardId-000000000003", ESN("TRIM_HORIZON"))
+    tracker = CheckpointTracker(store, Lease("shardId-000000000003"), "shardId-000000000003", ESN("TRIM_HORIZON"))
     batch = [kinesis_rec(3, n) for n in range(100, 110)]
     tracker.delivered(batch[-1].extended_sequence_number, batch)
     foreign = v2(7, 50)
@@ -119,7 +120,7 @@ def test_a_number_in_range_that_was_never_delivered_is_refused() -> None:
     """Stand-ins (and other streams' same-index shards) give numbers the layout cannot place:
     only what this processor was given on this shard may be checkpointed."""
     store = Store()
-    tracker = CheckpointTracker(store, "lease", "shardId-000000000000", ESN("TRIM_HORIZON"))
+    tracker = CheckpointTracker(store, Lease("lease"), "shardId-000000000000", ESN("TRIM_HORIZON"))
     batch = [rec(n) for n in (10, 20, 30)]
     tracker.delivered(batch[-1].extended_sequence_number, batch)
     for bad in ("5", "15"):
@@ -136,11 +137,11 @@ def test_a_number_in_range_that_was_never_delivered_is_refused() -> None:
 
 
 def test_remembered_numbers_are_bounded_and_the_oldest_fall_back_to_the_range(monkeypatch: pytest.MonkeyPatch) -> None:
-    import streamworker.checkpointer as mod
+    import streamworker.checkpoint.checkpointer as mod
 
     monkeypatch.setattr(mod, "MAX_REMEMBERED", 4)
     store = Store()
-    tracker = CheckpointTracker(store, "lease", "shard", ESN("TRIM_HORIZON"))
+    tracker = CheckpointTracker(store, Lease("lease"), "shard", ESN("TRIM_HORIZON"))
     for first in (10, 20, 30):
         batch = [rec(first), rec(first + 2)]
         tracker.delivered(batch[-1].extended_sequence_number, batch)
@@ -154,7 +155,7 @@ def test_remembered_numbers_are_bounded_and_the_oldest_fall_back_to_the_range(mo
 
 def test_kafka_offsets_need_no_memory() -> None:
     store = Store()
-    tracker = CheckpointTracker(store, "t:0", "t:0", ESN("TRIM_HORIZON"))
+    tracker = CheckpointTracker(store, Lease("t:0"), "t:0", ESN("TRIM_HORIZON"))
     batch = [Record(b"", "", str(o), topic="t", partition=0, shard_id="t:0") for o in (3, 4, 7)]
     tracker.delivered(batch[-1].extended_sequence_number, batch)
     assert not tracker._batches

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from streamworker.coordinators.cleanup import consumed_by_children, finished_leases_to_delete
-from streamworker.coordinators.lease import Lease
+from streamworker.leases.dynamodb.cleanup import consumed_by_children, finished_leases_to_delete
+from streamworker.leases.lease import Lease
 from streamworker.records import ExtendedSequenceNumber as ESN
 
 

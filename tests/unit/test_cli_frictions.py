@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from streamworker import cli
+from streamworker.cli import commands as cli
 
 PROCESSOR = str(Path(__file__).resolve().parents[1] / "integration" / "recording_processor.py") + ":RecordingProcessor"
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,8 +133,8 @@ def not_a_class() -> None:
 
 
 def test_duck_typing_is_accepted_and_the_message_says_so() -> None:
+    from streamworker.coordinator.processors import load_processor
     from streamworker.errors import ConfigError
-    from streamworker.loader import load_processor
     from streamworker.processor import RecordProcessor
 
     cls = load_processor(f"{__file__}:DuckTyped")  # the file is loaded again, as its own module
@@ -142,7 +142,7 @@ def test_duck_typing_is_accepted_and_the_message_says_so() -> None:
     with pytest.raises(ConfigError) as info:
         load_processor(f"{__file__}:not_a_class")
     assert str(info.value) == (f"processor '{__file__}:not_a_class': not_a_class is neither a RecordProcessor "
-                               f"subclass nor a class with a process_records method")
+                               f"subclass nor a class with a process_records (or process_record) method")
 
 
 def test_help_shows_defaults_and_plain_metavars(capsys: pytest.CaptureFixture[str]) -> None:
@@ -155,7 +155,7 @@ def test_help_shows_defaults_and_plain_metavars(capsys: pytest.CaptureFixture[st
 
 
 def test_every_setting_has_a_flag_but_the_positional_and_the_repeated_stream() -> None:
-    from streamworker import run_flags
+    from streamworker.cli import flags as run_flags
     from streamworker.config import WorkerConfig
 
     flagged = {f.setting for f in run_flags.flags()}
@@ -172,7 +172,7 @@ def test_a_pipe_closed_early_ends_quietly() -> None:
     """`streamworker leases ... | head -1`: no BrokenPipeError traceback (SIGPIPE ends it as for cat)."""
     code = ("import sys; from streamworker import cli; sys.argv[0] = 'streamworker'; "
             "from unittest import mock; "
-            "import streamworker.lease_report as r; "
+            "import streamworker.ops.report as r; "
             "r.leases_command = lambda table, as_json: [print('row', n) for n in range(100000)] and 0; "
             "sys.exit(cli.main(['leases', '--application-name', 'abc']))")
     done = subprocess.run(f"{sys.executable} -c \"{code}\" | head -1", shell=True, capture_output=True, text=True,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from streamworker.cli import tune_gc
+from streamworker.cli.commands import tune_gc
 
 
 @pytest.fixture

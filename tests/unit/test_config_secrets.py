@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from streamworker.cli import main
+from streamworker.cli.commands import main
 from streamworker.config import WorkerConfig, redact
 
 KAFKA = ["run", "m:P", "--source", "kafka", "--topic", "t", "--application-name", "app"]

@@ -5,15 +5,22 @@ from typing import Any
 import pytest
 
 from streamworker.clock import FakeClock
-from streamworker.coordinators.base import ShardFigures
-from streamworker.coordinators.dynamodb import DynamoDBCoordinator
-from streamworker.coordinators.lease_table import LeaseTable, LeaseTableUnavailable
 from streamworker.errors import LeaseLostError
+from streamworker.leases.base import ShardFigures
+from streamworker.leases.dynamodb.coordinator import DynamoDBCoordinator
+from streamworker.leases.dynamodb.table import LeaseTable, LeaseTableUnavailable
+from streamworker.leases.lease import Lease
 from streamworker.records import ExtendedSequenceNumber as ESN
 from streamworker.records import InitialPosition
 from streamworker.sources.base import ShardInfo
 from tests.unit.conftest import row
 
+
+def held(coordinator: Any, key: str) -> Lease:
+    """The coordinator's current holding of ``key`` (which it must hold)."""
+    holding = coordinator.holding(key)
+    assert holding is not None, f"{key} is not held"
+    return holding  # type: ignore[no-any-return]
 
 class Events:
     def __init__(self) -> None:
@@ -80,8 +87,8 @@ def test_second_worker_gets_half_by_graceful_handoff(fleet: Any) -> None:
     assert len(ev_a.handoff) == 2 and ev_a.lost == []
     # A's consumers checkpoint (as checkpoint owner) and release, as ShardConsumer does
     for key in ev_a.handoff:
-        a.checkpoint(key, ESN("100"))
-        assert a.release(key)
+        a.checkpoint(held(a, key), ESN("100"))
+        assert a.release(held(a, key))
     b.take_cycle()
     assert sorted(b.held_keys()) == sorted(ev_a.handoff)
     assert len(a.held_keys()) == 2
@@ -95,14 +102,15 @@ def test_second_worker_gets_half_by_graceful_handoff(fleet: Any) -> None:
 
 def test_a_silent_holder_stops_before_anyone_can_take_its_leases(fleet: Any) -> None:
     clock, (a, ev_a), (b, ev_b) = fleet
-    b.max_steal = 0  # expiry alone here; stealing has its own test
+    b.taker.max_steal = 0  # expiry alone here; stealing has its own test
     a.take_cycle()
     b.take_cycle()  # B first observes A's counters now
     key = a.held_keys()[0]
-    a.checkpoint(key, ESN("10"))  # moves the counter: B's clock for this lease restarts
+    holding = held(a, key)
+    a.checkpoint(holding, ESN("10"))  # moves the counter: B's clock for this lease restarts
     # A is paused (SIGSTOP): it neither renews nor takes.
     clock.advance(FAILOVER * 0.8)
-    assert not a.is_held(key)  # the holder has already stopped feeding the shard...
+    assert not a.is_held(holding)  # the holder has already stopped feeding the shard...
     b.take_cycle()
     assert b.held_keys() == []  # ...while B still waits out the failover time
     clock.advance(FAILOVER * 0.2)
@@ -114,7 +122,7 @@ def test_a_silent_holder_stops_before_anyone_can_take_its_leases(fleet: Any) -> 
     assert len(b.held_keys()) == 4
     # A wakes up: its checkpoint is refused and it learns it lost every lease
     with pytest.raises(LeaseLostError):
-        a.checkpoint(key, ESN("20"))
+        a.checkpoint(holding, ESN("20"))
     a.renew_all()
     assert sorted(ev_a.lost) == sorted(b.held_keys())
     assert b.current_lease(key).checkpoint == ESN("10")
@@ -122,16 +130,17 @@ def test_a_silent_holder_stops_before_anyone_can_take_its_leases(fleet: Any) -> 
 
 def test_a_fenced_checkpoint_never_overwrites_the_new_owner(fleet: Any) -> None:
     clock, (a, _), (b, _) = fleet
-    b.max_steal = 0
+    b.taker.max_steal = 0
     a.take_cycle()
     key = a.held_keys()[0]
+    held_by_a = held(a, key)
     b.take_cycle()
     clock.advance(FAILOVER)
     b.take_cycle()
-    b.checkpoint(key, ESN("500"))
+    b.checkpoint(held(b, key), ESN("500"))
     # A's lease is not valid locally any more, and a forced write would fail its condition too
     with pytest.raises(LeaseLostError):
-        a.checkpoint(key, ESN("400"))
+        a.checkpoint(held_by_a, ESN("400"))
     assert row(b.table, key).checkpoint == ESN("500")
 
 
@@ -161,7 +170,7 @@ def test_released_leases_are_taken_without_waiting(fleet: Any) -> None:
     a.take_cycle()
     b.take_cycle()
     for key in a.held_keys():
-        a.release(key)
+        a.release(held(a, key))
     b.take_cycle()
     assert len(b.held_keys()) == 4 and len(ev_b.acquired) == 4
 
@@ -173,8 +182,8 @@ def test_children_are_taken_only_after_parents_reach_shard_end(table: LeaseTable
                     InitialPosition.TRIM_HORIZON)
     c.take_cycle()
     assert c.held_keys() == ["parent"]
-    c.checkpoint("parent", ESN("SHARD_END"))
-    c.release("parent")
+    c.checkpoint(held(c, "parent"), ESN("SHARD_END"))
+    c.release(held(c, "parent"))
     c.take_cycle()
     assert c.held_keys() == ["child"]
 
@@ -188,7 +197,7 @@ def test_renewals_fall_due_per_lease_and_a_checkpoint_counts_as_one(fleet: Any) 
     a.renew_all()
     assert calls.get("Renew", 0) == before  # just taken: nothing is due
     clock.advance(a.renew_interval * 0.9)
-    a.checkpoint(keys[0], ESN("7"))
+    a.checkpoint(held(a, keys[0]), ESN("7"))
     clock.advance(a.renew_interval * 0.1)
     a.renew_all()
     assert calls.get("Renew", 0) == before + 3  # the checkpointed lease was written just now
@@ -213,14 +222,14 @@ def test_renewals_record_records_per_second_for_the_balancer(table: LeaseTable) 
 
 def test_the_scan_slows_down_when_nothing_moves_but_not_past_an_expiry(fleet: Any) -> None:
     clock, (a, _), (b, _) = fleet
-    b.steady_take_interval = 5.0
+    b.taker.steady_take_interval = 5.0
     a.take_cycle()
     assert b.take_cycle() == pytest.approx(clock.monotonic() + b.take_interval)  # steals: moving
     clock.advance(a.renew_interval)
     a.renew_all()  # A learns of the handoffs and finishes them
     for key in a.held_keys():
         if a.current_lease(key).lease_owner == "B":
-            a.release(key)
+            a.release(held(a, key))
     seen_a = clock.monotonic()  # B's next scan is the first to see A's final counters
     assert b.take_cycle() == pytest.approx(clock.monotonic() + b.take_interval)
     assert len(b.held_keys()) == 2
@@ -245,7 +254,8 @@ class HandsOver(Events):
     def finish(self) -> None:
         assert self.coordinator is not None
         while self.handoff:
-            self.coordinator.release(self.handoff.pop())
+            key = self.handoff.pop()
+            self.coordinator.release(held(self.coordinator, key))
 
 
 def test_200_shards_spread_evenly_as_workers_join_and_leave(table: LeaseTable) -> None:
@@ -286,7 +296,7 @@ def test_200_shards_spread_evenly_as_workers_join_and_leave(table: LeaseTable) -
     # D leaves gracefully, C dies: their leases spread over A and B, not onto one of them
     leaving = fleet.pop("D")
     for key in leaving.held_keys():
-        leaving.release(key)
+        leaving.release(held(leaving, key))
     fleet.pop("C")
     for _ in range(3):
         cycle()
@@ -308,7 +318,7 @@ def test_a_handoff_of_a_granted_but_unstarted_lease_completes_at_once(fleet: Any
     key = a.held_keys()[0]
     lease = row(a.table, key)
     granted = a.table.request_handoff(lease, "B")
-    a.release(key)  # A finished the handoff: B owns the lease but has not scanned yet
+    a.release(held(a, key))  # A finished the handoff: B owns the lease but has not scanned yet
     c.table.request_handoff(row(a.table, key), "C")  # C steals it from B before B starts it
     assert row(a.table, key).checkpoint_owner == "B" and granted.lease_owner == "B"
     b.take_cycle()  # B runs nothing on it: it completes the handoff instead of stalling it

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from streamworker.credentials import CredentialSpec, parse_provider, session_for
+from streamworker.aws.credentials import CredentialSpec, parse_provider, session_for
 from streamworker.errors import ConfigError
-from streamworker.kcl_properties import load_properties
+from streamworker.kcl.properties import load_properties
 
 ROLE = "arn:aws:iam::123456789012:role/orders-consumer"
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from streamworker.dead_letter import JsonlSink, envelope
-from streamworker.dead_letter_replay import FileItems, replay
+from streamworker.dead_letter.replay import FileItems, replay
+from streamworker.dead_letter.sinks import JsonlSink, envelope
 from streamworker.records import Record
 
 

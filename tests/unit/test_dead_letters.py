@@ -11,14 +11,14 @@ import pytest
 from streamworker import ProcessRecordsInput, Record, RecordProcessor
 from streamworker.clock import FakeClock
 from streamworker.config import WorkerConfig
-from streamworker.coordinators.lease import Lease
-from streamworker.dead_letters import DeadLetterGuard, GuardLimits, GuardTripped
+from streamworker.consumer.lifecycle import ShardLifecycle
+from streamworker.consumer.progress import ConsumerSettings, ConsumerState
+from streamworker.dead_letter.shard import DeadLetterGuard, GuardLimits, GuardTripped
 from streamworker.errors import ConfigError
-from streamworker.lifecycle import ShardLifecycle
+from streamworker.leases.memory import MemoryLeases
 from streamworker.records import ExtendedSequenceNumber as ESN
-from streamworker.shard_state import ConsumerSettings, ConsumerState
 from streamworker.sources.base import Batch
-from streamworker.testing import _Feed, _MemoryLease, _NoSource
+from streamworker.testing import _Feed, _NoSource
 
 
 class Sink:
@@ -49,9 +49,9 @@ def rec(seq: int, wall: float) -> Record:
                   approximate_arrival_timestamp=datetime.fromtimestamp(wall, timezone.utc))
 
 
-def shard(processor: RecordProcessor, **settings: object) -> tuple[ShardLifecycle, _Feed, _MemoryLease, Sink, FakeClock]:
-    sink, leases, feed, clock = Sink(), _MemoryLease(), _Feed(), FakeClock()
-    life = ShardLifecycle(Lease("shard-1", lease_owner="w", checkpoint=ESN("TRIM_HORIZON")), processor, _NoSource(),
+def shard(processor: RecordProcessor, **settings: object) -> tuple[ShardLifecycle, _Feed, MemoryLeases, Sink, FakeClock]:
+    sink, leases, feed, clock = Sink(), MemoryLeases("w"), _Feed(), FakeClock()
+    life = ShardLifecycle(leases.acquire("shard-1"), processor, _NoSource(),
                           leases, ConsumerSettings(**{"worker_id": "w", "processor_retries": 0, "dead_letter": sink,
                                                       **settings}),  # type: ignore[arg-type]
                           feed, clock, label="shard-1", stream="s")
@@ -75,10 +75,10 @@ def test_records_past_max_record_age_are_dead_lettered_and_the_rest_processed() 
     run(life, feed)
     assert [w[0] for w in sink.written] == [["1", "2"]] and "older than 60.0 s" in sink.written[0][1]
     assert p.seen == ["3", "4"]
-    assert leases.history == [ESN("2"), ESN("4")]  # past the dead-lettered records, then the processor's
+    assert leases.history("shard-1") == [ESN("2"), ESN("4")]  # past the dead-lettered records, then the processor's
     feed.batches.append(Batch([rec(5, now - 3600)]))  # a whole batch too old: the processor is not called
     run(life, feed)
-    assert p.seen == ["3", "4"] and sink.written[-1][0] == ["5"] and leases.written == ESN("5")
+    assert p.seen == ["3", "4"] and sink.written[-1][0] == ["5"] and leases.checkpoint_of("shard-1") == ESN("5")
 
 
 def test_the_guard_halts_before_too_many_records_in_a_row_go_to_the_sink() -> None:
@@ -92,8 +92,8 @@ def test_the_guard_halts_before_too_many_records_in_a_row_go_to_the_sink() -> No
     run(life, feed)
     assert life.state == ConsumerState.HALTED
     assert life.halt_reason is not None and "dead-letter guard: 4 records in a row" in life.halt_reason
-    assert [w[0] for w in sink.written] == [["1", "2"]] and leases.written == ESN("2")  # 3 and 4 kept
-    assert leases.halted == life.halt_reason
+    assert [w[0] for w in sink.written] == [["1", "2"]] and leases.checkpoint_of("shard-1") == ESN("2")  # 3 and 4 kept
+    assert leases.row("shard-1").halted == life.halt_reason
 
 
 def test_a_processed_batch_resets_the_run_and_the_ratio_counts_a_window() -> None:
@@ -144,7 +144,7 @@ def test_bisect_dead_letters_only_the_records_that_fail_alone() -> None:
     assert sorted(p.processed, key=int) == ["1", "2", "4", "5", "7", "8"]  # the rest once each, in order
     assert p.processed == sorted(p.processed, key=int)
     assert p.deliveries[:3] == [[str(i) for i in range(1, 9)], ["1", "2", "3", "4"], ["1", "2"]]
-    assert leases.written == ESN("8") and leases.history == sorted(leases.history)
+    assert leases.checkpoint_of("shard-1") == ESN("8") and leases.history("shard-1") == sorted(leases.history("shard-1"))
     assert life.state == ConsumerState.PROCESSING and life.progress.failures >= 4
 
 
@@ -153,8 +153,8 @@ def test_a_checkpoint_inside_a_half_covers_only_that_half() -> None:
     life, feed, leases, sink, clock = shard(p, bisect=True, processor_retries=0)
     feed.batches.append(Batch([rec(i, clock.time()) for i in range(1, 5)]))
     run(life, feed)
-    assert ESN("2") in leases.history and ESN("4") not in leases.history[:1]  # [1, 2] alone first
-    assert [w[0] for w in sink.written] == [["4"]] and leases.written == ESN("4")
+    assert ESN("2") in leases.history("shard-1") and ESN("4") not in leases.history("shard-1")[:1]  # [1, 2] alone first
+    assert [w[0] for w in sink.written] == [["4"]] and leases.checkpoint_of("shard-1") == ESN("4")
 
 
 def test_a_shutdown_between_parts_leaves_the_rest_for_the_next_owner() -> None:
@@ -167,4 +167,4 @@ def test_a_shutdown_between_parts_leaves_the_rest_for_the_next_owner() -> None:
     while life.step() is not None:
         pass
     assert p.processed == ["1", "2"] and sink.written == []
-    assert life.end_reason == "shutdown requested" and leases.written == ESN("2")
+    assert life.end_reason == "shutdown requested" and leases.checkpoint_of("shard-1") == ESN("2")

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
-from streamworker import cli
+from streamworker.cli import commands as cli
 from streamworker.config import check_environment
-from streamworker.coordinators.base import CoordinatorStats
-from streamworker.metrics import WorkerMetrics
-from streamworker.sources.kinesis_calls import ReaderStats
+from streamworker.leases.base import CoordinatorStats
+from streamworker.ops.metrics import WorkerMetrics
+from streamworker.sources.kinesis.calls import ReaderStats
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 CORE_MODELS = {"Deployment": "V1Deployment", "Service": "V1Service", "ServiceAccount": "V1ServiceAccount"}

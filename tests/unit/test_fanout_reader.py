@@ -13,7 +13,7 @@ from streamworker.clock import FakeClock
 from streamworker.records import ExtendedSequenceNumber as ESN
 from streamworker.records import StartPosition
 from streamworker.sources.base import StopReading
-from streamworker.sources.fanout import END_CHECK_INTERVAL, FanoutShardReader
+from streamworker.sources.kinesis.fanout import END_CHECK_INTERVAL, FanoutShardReader
 
 
 def client_error(code: str, status: int = 400) -> ClientError:

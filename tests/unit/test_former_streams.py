@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from streamworker.clock import FakeClock
-from streamworker.coordinators.former_streams import FormerStreamLeases
-from streamworker.coordinators.lease import Lease
-from streamworker.coordinators.lease_table import LeaseTable
+from streamworker.leases.dynamodb.former_streams import FormerStreamLeases
+from streamworker.leases.dynamodb.table import LeaseTable
+from streamworker.leases.lease import Lease
 from streamworker.records import ExtendedSequenceNumber as ESN
 
 KEEP = "123:keep:1700000000:"

@@ -9,7 +9,7 @@ import time
 
 CHILD = """
 import sys, time
-from streamworker.freeze import FreezeDetector
+from streamworker.leases.freeze import FreezeDetector
 d = FreezeDetector(threshold=0.5, settle=1.0).start()
 print("ready", flush=True)
 sys.stdin.readline()                    # the parent stops and continues us meanwhile

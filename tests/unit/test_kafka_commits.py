@@ -10,7 +10,14 @@ confluent_kafka = pytest.importorskip("confluent_kafka")
 from confluent_kafka import KafkaError, KafkaException, TopicPartition  # noqa: E402
 
 from streamworker.kafka.client import KafkaClient  # noqa: E402
+from streamworker.leases.lease import Lease  # noqa: E402
 
+
+def held(coordinator: Any, key: str) -> Lease:
+    """The coordinator's current holding of ``key`` (which it must hold)."""
+    holding = coordinator.holding(key)
+    assert holding is not None, f"{key} is not held"
+    return holding  # type: ignore[no-any-return]
 
 class CommitRecorder:
     def __init__(self, conf: Any) -> None:
@@ -111,8 +118,8 @@ class _RefusingClient:
 
 
 def _group(client: Any, clock: Any) -> Any:
-    from streamworker.coordinators.lease import Lease
-    from streamworker.kafka.group import KafkaGroupCoordinator, _Assigned
+    from streamworker.leases.kafka_group import KafkaGroupCoordinator, _Assigned
+    from streamworker.leases.lease import Lease
     from streamworker.records import InitialPosition
 
     source: Any = type("Source", (), {"client": client})()
@@ -132,7 +139,8 @@ def test_a_commit_refused_by_a_long_rebalance_waits_for_it_to_end() -> None:
 
     clock = FakeClock()
     client = _RefusingClient(clock, KafkaError.REBALANCE_IN_PROGRESS, ok_after=40.0)
-    _group(client, clock).checkpoint("t:0", ESN("9"))  # no CheckpointThrottledError
+    g = _group(client, clock)
+    g.checkpoint(held(g, "t:0"), ESN("9"))  # no CheckpointThrottledError
     assert client.attempts > 10
 
 
@@ -146,8 +154,9 @@ def test_other_refusals_still_give_up_after_commit_timeout() -> None:
     clock = FakeClock()
     start = clock.monotonic()
     client = _RefusingClient(clock, KafkaError.COORDINATOR_NOT_AVAILABLE, ok_after=40.0)
+    g = _group(client, clock)
     with pytest.raises(CheckpointThrottledError, match="COORDINATOR_NOT_AVAILABLE"):
-        _group(client, clock).checkpoint("t:0", ESN("9"))
+        g.checkpoint(held(g, "t:0"), ESN("9"))
     assert clock.monotonic() - start < 20
 
 
@@ -170,7 +179,7 @@ def test_a_partition_revoked_during_the_rebalance_ends_the_wait_as_lost() -> Non
 
     client.commit_offsets = revoke_after_a_while  # type: ignore[method-assign]
     with pytest.raises(LeaseLostError):
-        g.checkpoint("t:0", ESN("9"))
+        g.checkpoint(held(g, "t:0"), ESN("9"))
 
 
 def test_a_commit_refused_while_its_partition_is_being_revoked_gives_up_within_half_the_revoke_timeout() -> None:
@@ -189,7 +198,7 @@ def test_a_commit_refused_while_its_partition_is_being_revoked_gives_up_within_h
     g = _group(client, clock)
     g._held["t:0"].revoking = True
     with pytest.raises(CheckpointThrottledError, match="REBALANCE_IN_PROGRESS"):
-        g.checkpoint("t:0", ESN("9"))
+        g.checkpoint(held(g, "t:0"), ESN("9"))
     assert clock.monotonic() - start <= g.revoke_timeout / 2 + 2.0
 
 
@@ -198,9 +207,9 @@ def test_a_commit_begun_before_a_loss_is_refused_though_the_partition_came_strai
     lost and assigns it straight back while the commit waits for the freeze to settle; the commit
     belongs to the old assignment and is refused, not made under the new one."""
     from streamworker.clock import FakeClock
-    from streamworker.coordinators.lease import Lease
     from streamworker.errors import LeaseLostError
-    from streamworker.kafka.group import _Assigned
+    from streamworker.leases.kafka_group import _Assigned
+    from streamworker.leases.lease import Lease
     from streamworker.records import ExtendedSequenceNumber as ESN
 
     clock = FakeClock()
@@ -218,5 +227,5 @@ def test_a_commit_begun_before_a_loss_is_refused_though_the_partition_came_strai
 
     g.freeze = Freeze()
     with pytest.raises(LeaseLostError):
-        g.checkpoint("t:0", ESN("9"))
+        g.checkpoint(held(g, "t:0"), ESN("9"))
     assert client.attempts == 0

@@ -40,8 +40,8 @@ def test_the_dead_letter_producer_logs_through_streamworker_not_raw_to_stderr() 
     warns about both): its lines arrive as JSON log lines, none as ``%N|…``."""
     pytest.importorskip("confluent_kafka")
     code = textwrap.dedent("""
-        from streamworker.dead_letter import KafkaSink
-        from streamworker.log import configure_logging
+        from streamworker.dead_letter.sinks import KafkaSink
+        from streamworker.ops.log import configure_logging
         from streamworker.records import Record
         configure_logging("DEBUG", "json")
         sink = KafkaSink({"bootstrap.servers": "127.0.0.1:1", "ssl.endpoint.identification.algorithm": "none",

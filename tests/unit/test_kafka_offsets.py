@@ -11,11 +11,17 @@ pytest.importorskip("confluent_kafka")
 
 from confluent_kafka import Message, TopicPartition  # noqa: E402
 
-from streamworker.coordinators.lease import Lease  # noqa: E402
 from streamworker.kafka.client import KafkaClient  # noqa: E402
-from streamworker.kafka.group import KafkaGroupCoordinator  # noqa: E402
+from streamworker.leases.kafka_group import KafkaGroupCoordinator  # noqa: E402
+from streamworker.leases.lease import Lease  # noqa: E402
 from streamworker.records import TRIM_HORIZON, ExtendedSequenceNumber, InitialPosition  # noqa: E402
 
+
+def held(coordinator: Any, key: str) -> Lease:
+    """The coordinator's current holding of ``key`` (which it must hold)."""
+    holding = coordinator.holding(key)
+    assert holding is not None, f"{key} is not held"
+    return holding  # type: ignore[no-any-return]
 
 def msg(offset: int, partition: int = 0) -> Message[bytes, bytes]:
     return Message(topic="t", partition=partition, offset=offset, key=b"k", value=str(offset).encode(),
@@ -93,7 +99,7 @@ def test_a_checkpoint_at_the_last_record_before_a_commit_marker_commits_past_the
     consumer.script = [[msg(o) for o in range(40, 44)]]
     consumer.positions[0] = 45
     g.client._poll_once()
-    g.checkpoint("t:0", ExtendedSequenceNumber("43"))
+    g.checkpoint(held(g, "t:0"), ExtendedSequenceNumber("43"))
     assert consumer.commits[-1] == (0, 45)
 
 
@@ -104,9 +110,9 @@ def test_a_checkpoint_before_the_last_fetched_record_never_commits_past_an_unpro
     g.client._poll_once()
     consumer.positions[0] = 47
     g.client._poll_once()  # record 46 fetched after the marker: not processed yet
-    g.checkpoint("t:0", ExtendedSequenceNumber("43"))
+    g.checkpoint(held(g, "t:0"), ExtendedSequenceNumber("43"))
     assert consumer.commits[-1] == (0, 44)
-    g.checkpoint("t:0", ExtendedSequenceNumber("46"))
+    g.checkpoint(held(g, "t:0"), ExtendedSequenceNumber("46"))
     assert consumer.commits[-1] == (0, 47)
 
 
@@ -117,12 +123,12 @@ def test_a_marker_that_arrives_after_the_last_checkpoint_moves_the_commit_on_its
     consumer.script = [[msg(o) for o in range(40, 44)]]
     consumer.positions[0] = 44
     g.client._poll_once()
-    g.checkpoint("t:0", ExtendedSequenceNumber("43"))
+    g.checkpoint(held(g, "t:0"), ExtendedSequenceNumber("43"))
     assert consumer.commits[-1] == (0, 44)
     consumer.positions[0] = 45
     g.client._poll_once()
     assert consumer.commits[-1] == (0, 45)
-    g.checkpoint("t:0", ExtendedSequenceNumber("43"))  # the same checkpoint again
+    g.checkpoint(held(g, "t:0"), ExtendedSequenceNumber("43"))  # the same checkpoint again
     assert consumer.commits[-1] == (0, 45)  # not moved back
 
 
@@ -131,7 +137,7 @@ def test_a_marker_is_not_committed_past_while_records_before_it_are_unprocessed(
     consumer.script = [[msg(o) for o in range(40, 44)]]
     consumer.positions[0] = 44
     g.client._poll_once()
-    g.checkpoint("t:0", ExtendedSequenceNumber("41"))
+    g.checkpoint(held(g, "t:0"), ExtendedSequenceNumber("41"))
     consumer.positions[0] = 45
     g.client._poll_once()
     assert consumer.commits == [(0, 42)]

@@ -12,14 +12,14 @@ import boto3
 import pytest
 
 from streamworker.clock import FakeClock
-from streamworker.coordinators.kcl3 import (
+from streamworker.leases.dynamodb.kcl3 import (
     Kcl3Guard,
     Kcl3LeaderMode,
     coordinator_state_table,
     worker_metrics_table,
 )
-from streamworker.coordinators.lease import Lease
-from streamworker.coordinators.lease_table import LeaseTable, LeaseTableFatal
+from streamworker.leases.dynamodb.table import LeaseTable, LeaseTableFatal
+from streamworker.leases.lease import Lease
 from streamworker.records import ExtendedSequenceNumber as ESN
 
 
@@ -154,7 +154,7 @@ def test_a_leader_mode_fleet_renewing_its_leases_is_refused_even_with_stale_metr
 
 
 def test_a_running_worker_stops_when_a_live_kcl3_fleet_turns_to_leader_mode(table: LeaseTable) -> None:
-    from streamworker.coordinators.dynamodb import DynamoDBCoordinator
+    from streamworker.leases.dynamodb.coordinator import DynamoDBCoordinator
 
     class Listener:
         def lease_acquired(self, lease: Any) -> None: ...

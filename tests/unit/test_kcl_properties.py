@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from streamworker.errors import ConfigError
-from streamworker.kcl_properties import load_properties, parse_properties
+from streamworker.kcl.properties import load_properties, parse_properties
 
 
 def test_java_properties_syntax() -> None:

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from streamworker.checkpointer import Checkpointer, CheckpointTracker
+from streamworker.checkpoint.checkpointer import Checkpointer, CheckpointTracker
 from streamworker.errors import LeaseLostError
 from streamworker.kclpy import kcl
 from streamworker.kclpy.adapter import KclpyAdapter, is_kclpy_processor
 from streamworker.kclpy.v2 import processor as v2
 from streamworker.kclpy.v3 import processor as v3
+from streamworker.leases.lease import Lease
 from streamworker.processor import (
     InitializationInput,
     LeaseLostInput,
@@ -104,7 +105,7 @@ def records(*seqs: Any) -> Any:
 
 
 def drive(adapter: KclpyAdapter, store: Store, end: str = "shard_ended") -> Checkpointer:
-    tracker = CheckpointTracker(store, "shard-1", "shard-1", ESN("TRIM_HORIZON"))
+    tracker = CheckpointTracker(store, Lease("shard-1"), "shard-1", ESN("TRIM_HORIZON"))
     cp = tracker.checkpointer
     adapter.initialize(InitializationInput("shard-1", ESN("TRIM_HORIZON")))
     batch = records(1, 2)
@@ -147,7 +148,7 @@ def test_checkpoint_errors_carry_kclpy_values() -> None:
     with pytest.raises(kcl.CheckpointError) as err:
         drive(KclpyAdapter(p), Store(lost=True))
     assert err.value.value == "ShutdownException"
-    tracker = CheckpointTracker(Store(), "s", "s", ESN("5"))
+    tracker = CheckpointTracker(Store(), Lease("s"), "s", ESN("5"))
     cp = tracker.checkpointer
     from streamworker.kclpy.adapter import InProcessCheckpointer
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from streamworker import RecordProcessor
-from streamworker.keyed import KeyedDispatcher
+from streamworker.consumer.lanes import KeyedDispatcher
 from streamworker.records import Record
 from streamworker.testing import ShardHarness
 
@@ -184,5 +184,5 @@ def test_parallelism_needs_process_record() -> None:
             pass
 
     cfg = WorkerConfig.load({"stream": "s", "application_name": "abc", "parallelism": 4})
-    with pytest.raises(ConfigError, match="parallelism 4 needs a processor with process_record"):
+    with pytest.raises(ConfigError, match="parallelism 4 needs a PerRecordProcessor"):
         Worker(cfg, Batchy, kinesis_client=object(), dynamodb_client=object())  # type: ignore[arg-type]

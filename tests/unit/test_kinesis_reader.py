@@ -6,12 +6,12 @@ import botocore.exceptions
 import pytest
 from botocore.exceptions import ClientError
 
-from streamworker.aggregation import UserRecord, aggregate
 from streamworker.clock import FakeClock
 from streamworker.records import ExtendedSequenceNumber as ESN
 from streamworker.records import StartPosition
 from streamworker.sources.base import SourceAccessDenied
-from streamworker.sources.kinesis import KinesisShardReader, KinesisSource
+from streamworker.sources.kinesis.aggregation import UserRecord, aggregate
+from streamworker.sources.kinesis.reader import KinesisShardReader, KinesisSource
 
 
 def client_error(code: str, status: int = 400) -> ClientError:

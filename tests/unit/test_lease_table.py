@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from streamworker.coordinators.lease import Lease, lease_from_item
-from streamworker.coordinators.lease_table import LeaseConflict, LeaseTable
+from streamworker.leases.dynamodb.table import LeaseConflict, LeaseTable
+from streamworker.leases.lease import Lease, lease_from_item
 from streamworker.records import ExtendedSequenceNumber as ESN
 from tests.unit.conftest import row
 

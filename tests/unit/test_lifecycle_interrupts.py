@@ -8,14 +8,14 @@ from collections.abc import Sequence
 
 from streamworker import ProcessRecordsInput, RecordProcessor
 from streamworker.clock import FakeClock
-from streamworker.coordinators.lease import Lease
-from streamworker.lifecycle import ShardLifecycle
+from streamworker.consumer.lifecycle import ShardLifecycle
+from streamworker.consumer.progress import ConsumerSettings, ConsumerState
+from streamworker.leases.memory import MemoryLeases
 from streamworker.processor import InitializationInput, ShutdownRequestedInput
 from streamworker.records import ExtendedSequenceNumber as ESN
 from streamworker.records import Record
-from streamworker.shard_state import ConsumerSettings, ConsumerState
 from streamworker.sources.base import Batch
-from streamworker.testing import _Feed, _MemoryLease, _NoSource, make_records
+from streamworker.testing import _Feed, _NoSource, make_records
 
 
 class FailsOnce(RecordProcessor):
@@ -43,8 +43,8 @@ class Sink:
 
 
 def test_shutdown_between_retries_ends_gracefully_without_dead_lettering() -> None:
-    processor, sink, leases, feed, clock = FailsOnce(), Sink(), _MemoryLease(), _Feed(), FakeClock()
-    life = ShardLifecycle(Lease("shard-1", lease_owner="w", checkpoint=ESN("TRIM_HORIZON")), processor, _NoSource(),
+    processor, sink, leases, feed, clock = FailsOnce(), Sink(), MemoryLeases("w"), _Feed(), FakeClock()
+    life = ShardLifecycle(leases.acquire("shard-1"), processor, _NoSource(),
                           leases, ConsumerSettings(processor_retries=3, dead_letter=sink, worker_id="w"), feed, clock,
                           label="shard-1", stream="s")
     while life.state != ConsumerState.PROCESSING:
@@ -57,7 +57,7 @@ def test_shutdown_between_retries_ends_gracefully_without_dead_lettering() -> No
     assert life.end_reason == "shutdown requested" and life.halt_reason is None
     assert processor.calls == ["process_records", "shutdown_requested"]
     assert sink.written == []  # not dead-lettered: it never used up its retries
-    assert leases.written == ESN("TRIM_HORIZON")  # the shutdown checkpoint stops before the batch
+    assert leases.checkpoint_of("shard-1") == ESN("TRIM_HORIZON")  # the shutdown checkpoint stops before the batch
 
 
 class InitFailsOnce(RecordProcessor):
@@ -73,8 +73,8 @@ class InitFailsOnce(RecordProcessor):
 
 
 def test_shutdown_between_initialize_retries_ends_without_a_halt() -> None:
-    processor, leases, feed, clock = InitFailsOnce(), _MemoryLease(), _Feed(), FakeClock()
-    life = ShardLifecycle(Lease("shard-1", lease_owner="w", checkpoint=ESN("TRIM_HORIZON")), processor, _NoSource(),
+    processor, leases, feed, clock = InitFailsOnce(), MemoryLeases("w"), _Feed(), FakeClock()
+    life = ShardLifecycle(leases.acquire("shard-1"), processor, _NoSource(),
                           leases, ConsumerSettings(processor_retries=3, worker_id="w"), feed, clock,
                           label="shard-1", stream="s")
     while not life.busy:  # parents checked, then the first initialize attempt fails
@@ -82,5 +82,5 @@ def test_shutdown_between_initialize_retries_ends_without_a_halt() -> None:
     life.request_shutdown()
     while life.step() is not None:
         pass
-    assert life.end_reason == "shutdown requested" and life.halt_reason is None and leases.halted is None
+    assert life.end_reason == "shutdown requested" and life.halt_reason is None and leases.row("shard-1").halted is None
     assert processor.calls == ["initialize"]  # never retried after the stop, never given records

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from streamworker.checkpointer import CheckpointTracker
-from streamworker.multilang import ChildProcessError, MultiLangProcessor
+from streamworker.checkpoint.checkpointer import CheckpointTracker
+from streamworker.kcl.multilang import ChildProcessError, MultiLangProcessor
+from streamworker.leases.lease import Lease
 from streamworker.processor import InitializationInput, ProcessRecordsInput, ShardEndedInput
 from streamworker.records import ExtendedSequenceNumber as ESN
 from streamworker.records import Record
@@ -61,7 +62,7 @@ def test_a_child_that_dies_is_restarted_from_the_checkpoint_and_gets_the_batch_a
     script.write_text(CHILD)
     marker = tmp_path / "marker"
     store = Store()
-    tracker = CheckpointTracker(store, "shard-1", "shard-1", ESN("5"))
+    tracker = CheckpointTracker(store, Lease("shard-1"), "shard-1", ESN("5"))
     cp = tracker.checkpointer
     p = MultiLangProcessor([sys.executable, str(script), str(marker)])
     p.initialize(InitializationInput("shard-1", ESN("5")))

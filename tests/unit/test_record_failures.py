@@ -17,7 +17,8 @@ class FailsOn(RecordProcessor):
         self.deliveries: list[list[bytes]] = []
         self.failed: dict[bytes, int] = {}
 
-    def process_records(self, process_records_input: ProcessRecordsInput) -> RecordFailures | None:
+    def process_records(  # type: ignore[override]  # returning the report is deprecated, still honoured
+            self, process_records_input: ProcessRecordsInput) -> RecordFailures | None:
         records = process_records_input.records
         self.deliveries.append([r.data for r in records])
         failing: list[Record | str] = []

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from streamworker.aggregation import UserRecord, aggregate, deaggregate, is_aggregated
 from streamworker.records import ExtendedSequenceNumber as ESN
 from streamworker.records import StartPosition
+from streamworker.sources.kinesis.aggregation import UserRecord, aggregate, deaggregate, is_aggregated
 
 
 def test_sequence_numbers_order_numerically_with_sentinels() -> None:

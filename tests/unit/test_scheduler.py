@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any
 
-from streamworker.coordinators.lease import Lease
-from streamworker.scheduler import Scheduler
+from streamworker.coordinator.scheduler import Scheduler
+from streamworker.leases.memory import MemoryLeases
 
 
 def wait_for(cond: Any, timeout: Any=5.0, what: Any="condition") -> None:
@@ -16,33 +16,6 @@ def wait_for(cond: Any, timeout: Any=5.0, what: Any="condition") -> None:
     while not cond():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.01)
-
-
-class FakeCoordinator:
-    stats = None
-
-    def __init__(self) -> None:
-        self.held: set[str] = set()
-        self.released: list[str] = []
-        self.calls: list[str] = []
-
-    def start(self) -> None: self.calls.append("start")
-    def stop_taking(self) -> None: self.calls.append("stop_taking")
-    def stop(self, timeout: Any=10.0) -> None: self.calls.append("stop")
-    def held_keys(self) -> list[str]: return sorted(self.held)
-    def health(self) -> tuple[bool, str]: return True, "ok"
-    def is_held(self, key: Any) -> bool: return key in self.held
-    def checkpoint(self, key: Any, cp: Any, pending: Any=None) -> None: pass
-    def prepare_checkpoint(self, key: Any, pending: Any) -> None: pass
-    def forget(self, key: Any, reason: Any="") -> None: self.held.discard(key)
-    def mark_halted(self, key: Any, reason: Any) -> None: pass
-    def hold_off(self, key: Any, seconds: Any) -> None: pass
-
-    def release(self, key: str) -> bool:
-        self.released.append(key)
-        was = key in self.held
-        self.held.discard(key)
-        return was
 
 
 class FakeConsumer:
@@ -78,14 +51,14 @@ class FakeConsumer:
         return self._done.wait(timeout)
 
 
-def make(linger: float = 0.0, sync: Callable[[], None] | None = None, sync_interval: float = 60.0, refuse: Collection[str] = ()) -> tuple[Scheduler[Any], FakeCoordinator, list[Any], list[bool]]:
-    coordinator = FakeCoordinator()
+def make(linger: float = 0.0, sync: Callable[[], None] | None = None, sync_interval: float = 60.0, refuse: Collection[str] = ()) -> tuple[Scheduler[Any], MemoryLeases, list[Any], list[bool]]:
+    coordinator = MemoryLeases()
     log: list[Any] = []
     stopped: list[bool] = []
 
     def factory(lease: Any, on_done: Any) -> Any:
         if lease.lease_key in refuse:
-            coordinator.release(lease.lease_key)
+            coordinator.release(lease)
             return None
         return FakeConsumer(lease, on_done, log, linger)
 
@@ -98,8 +71,7 @@ def make(linger: float = 0.0, sync: Callable[[], None] | None = None, sync_inter
 def test_lease_events_start_end_and_forget_consumers() -> None:
     s, coordinator, log, _ = make()
     for key in ("a", "b", "c"):
-        coordinator.held.add(key)
-        s.lease_acquired(Lease(key))
+        s.lease_acquired(coordinator.acquire(key))
     wait_for(lambda: len(s.consumers()) == 3, what="three consumers")
     assert all(c.started for c in s.consumers())
     s.lease_lost("a")
@@ -114,11 +86,11 @@ def test_lease_events_start_end_and_forget_consumers() -> None:
 
 def test_a_retaken_lease_waits_for_its_previous_consumer_to_end() -> None:
     s, coordinator, log, _ = make(linger=0.3)
-    s.lease_acquired(Lease("a"))
+    s.lease_acquired(coordinator.acquire("a"))
     wait_for(lambda: len(s.consumers()) == 1)
     first = s.consumer("a")
     assert first is not None
-    s.lease_acquired(Lease("a"))  # lost and re-taken before the old consumer noticed
+    s.lease_acquired(coordinator.acquire("a"))  # lost and re-taken before the old consumer noticed
     wait_for(lambda: s.consumer("a") is not first, what="the new consumer")
     events = [(h, ident) for h, k, ident in log if k == "a"]
     # the old one was told it lost the lease and had ended before the new one started
@@ -131,10 +103,9 @@ def test_a_retaken_lease_waits_for_its_previous_consumer_to_end() -> None:
 def test_graceful_stop_ends_consumers_releases_everything_then_stops_services() -> None:
     s, coordinator, log, stopped = make()
     for key in ("a", "b"):
-        coordinator.held.add(key)
-        s.lease_acquired(Lease(key))
+        s.lease_acquired(coordinator.acquire(key))
     wait_for(lambda: len(s.consumers()) == 2)
-    coordinator.held.add("late")  # acquired by the coordinator while stopping, no consumer yet
+    coordinator.acquire("late")  # acquired by the coordinator while stopping, no consumer yet
     s.request_shutdown()
     assert s.wait(5)
     assert {k for h, k, _ in log if h == "shutdown"} == {"a", "b"}
@@ -148,7 +119,7 @@ def test_a_graceful_stop_never_releases_the_lease_of_a_processor_still_running()
     """A process_records that never returns: the stop waits shutdown_timeout, then releases the
     other leases but not that one (another worker could take it at once while the call runs);
     it expires instead, its renewals stopped."""
-    coordinator = FakeCoordinator()
+    coordinator = MemoryLeases()
     log: list[Any] = []
     hung = threading.Event()
 
@@ -162,8 +133,7 @@ def test_a_graceful_stop_never_releases_the_lease_of_a_processor_still_running()
     s: Scheduler[Any] = Scheduler(coordinator, factory, shutdown_timeout=0.3)
     s.start()
     for key in ("ok", "stuck"):
-        coordinator.held.add(key)
-        s.lease_acquired(Lease(key))
+        s.lease_acquired(coordinator.acquire(key))
     wait_for(lambda: len(s.consumers()) == 2)
     s.request_shutdown()
     assert s.wait(5)
@@ -174,17 +144,17 @@ def test_a_graceful_stop_never_releases_the_lease_of_a_processor_still_running()
 
 def test_acquired_while_shutting_down_is_handed_back() -> None:
     s, coordinator, log, _ = make(linger=0.5)
-    s.lease_acquired(Lease("a"))
+    s.lease_acquired(coordinator.acquire("a"))
     wait_for(lambda: len(s.consumers()) == 1)
     s.request_shutdown()
-    s.lease_acquired(Lease("b"))  # queued behind the shutdown: never started
+    s.lease_acquired(coordinator.acquire("b"))  # queued behind the shutdown: never started
     assert s.wait(5)
     assert not [k for h, k, _ in log if h == "start" and k == "b"]
 
 
 def test_fatal_stop_ends_every_shard_as_lost_and_keeps_the_reason() -> None:
     s, coordinator, log, stopped = make()
-    s.lease_acquired(Lease("a"))
+    s.lease_acquired(coordinator.acquire("a"))
     wait_for(lambda: len(s.consumers()) == 1)
     s.coordinator_failed("lease table 'x' does not exist")
     assert s.wait(5)
@@ -195,8 +165,8 @@ def test_fatal_stop_ends_every_shard_as_lost_and_keeps_the_reason() -> None:
 
 def test_a_factory_that_declines_registers_nothing() -> None:
     s, coordinator, log, _ = make(refuse={"gone"})
-    s.lease_acquired(Lease("gone"))
-    s.lease_acquired(Lease("ok"))
+    s.lease_acquired(coordinator.acquire("gone"))
+    s.lease_acquired(coordinator.acquire("ok"))
     wait_for(lambda: len(s.consumers()) == 1)
     assert s.consumer("gone") is None and coordinator.released == ["gone"]
     s.request_shutdown()
@@ -224,7 +194,7 @@ def test_shard_sync_runs_on_its_interval_and_on_request_and_survives_failures() 
 def test_a_lost_lease_reaches_its_consumer_while_the_scheduler_is_busy() -> None:
     """The coordinator's thread tells the consumer itself: a scheduler thread held up (here by a
     slow consumer start) must not leave a consumer believing it still holds a re-assigned key."""
-    coordinator = FakeCoordinator()
+    coordinator = MemoryLeases()
     log: list[Any] = []
     blocked, unblock = threading.Event(), threading.Event()
 
@@ -237,9 +207,9 @@ def test_a_lost_lease_reaches_its_consumer_while_the_scheduler_is_busy() -> None
     s = Scheduler(coordinator, factory, shutdown_timeout=5.0)
     s.start()
     try:
-        s.lease_acquired(Lease("a"))
+        s.lease_acquired(coordinator.acquire("a"))
         wait_for(lambda: s.consumer("a") is not None, what="a's consumer")
-        s.lease_acquired(Lease("slow"))
+        s.lease_acquired(coordinator.acquire("slow"))
         assert blocked.wait(5)
         s.lease_lost("a")  # the scheduler thread is still inside the slow start
         assert ("lost", "a") in [(h, k) for h, k, _ in log]

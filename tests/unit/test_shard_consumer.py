@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from streamworker.coordinators.lease import Lease
+from streamworker.consumer.shard_consumer import ConsumerSettings, ConsumerState, ShardConsumer
+from streamworker.leases.lease import Lease
+from streamworker.leases.memory import MemoryLeases
 from streamworker.processor import ChildShard, RecordProcessor
 from streamworker.records import ExtendedSequenceNumber as ESN
 from streamworker.records import Record, StartPosition
-from streamworker.shard_consumer import ConsumerSettings, ConsumerState, ShardConsumer
 from streamworker.sources.base import Batch, ShardInfo, StopReading
 
 
@@ -63,51 +64,6 @@ class FakeSource:
         return self.reader
 
 
-class FakeLeases:
-    def __init__(self) -> None:
-        self.held = True
-        self.parents_done = True
-        self.parent_polls = 0
-        self.checkpoints: list[Any] = []
-        self.released: list[Any] = []
-        self.forgotten: list[Any] = []
-        self.children: list[Any] = []
-        self.halted: list[Any] = []
-        self.held_off: list[Any] = []
-
-    def is_held(self, key: Any) -> bool:
-        return self.held
-
-    def parents_complete(self, lease: Any) -> bool:
-        self.parent_polls += 1
-        return self.parents_done
-
-    def checkpoint(self, key: Any, checkpoint: Any, pending: Any=None) -> None:
-        self.checkpoints.append(checkpoint)
-
-    def prepare_checkpoint(self, key: Any, pending: Any) -> None:
-        pass
-
-    def record_children(self, key: Any, ids: Any) -> None:
-        self.children.append(("recorded", tuple(ids)))
-
-    def ensure_child_leases(self, children: Any, parent_key: Any) -> None:
-        self.children.append(("created", tuple(children)))
-
-    def release(self, key: Any) -> bool:
-        self.released.append(key)
-        return True
-
-    def forget(self, key: Any, reason: Any="") -> None:
-        self.forgotten.append(key)
-
-    def mark_halted(self, key: Any, reason: Any) -> None:
-        self.halted.append(reason)
-
-    def hold_off(self, key: Any, seconds: Any) -> None:
-        self.held_off.append(seconds)
-
-
 def recs(*seqs: Any) -> Any:
     return [Record(data=str(s).encode(), partition_key="k", sequence_number=str(s), shard_id="shard-1")
             for s in seqs]
@@ -148,11 +104,14 @@ class Recorder(RecordProcessor):
 SETTINGS = ConsumerSettings(retry_backoff=0.01, processor_retries=2, parent_poll_interval=0.02, worker_id="w")
 
 
-def make(batches: list[Batch], processor: Recorder, leases: FakeLeases | None = None, lease: Lease | None = None) -> tuple[ShardConsumer, FakeLeases, FakeSource]:
-    leases = leases or FakeLeases()
+def make(batches: list[Batch], processor: Recorder, leases: MemoryLeases | None = None,
+         lease: Lease | None = None) -> tuple[ShardConsumer, MemoryLeases, FakeSource]:
+    """A consumer of ``lease`` (default: shard-1 from TRIM_HORIZON), acquired in ``leases``."""
+    leases = leases or MemoryLeases("w")
     source = FakeSource(batches)
-    c = ShardConsumer(lease or Lease("shard-1", checkpoint=ESN("TRIM_HORIZON")), processor, source, leases,
-                      SETTINGS, lineage=leases)
+    lease = lease or Lease("shard-1", checkpoint=ESN("TRIM_HORIZON"))
+    held = leases.acquire(lease.lease_key, lease.checkpoint, parent_shard_ids=lease.parent_shard_ids)
+    c = ShardConsumer(held, processor, source, leases, SETTINGS, lineage=leases)
     return c, leases, source
 
 
@@ -164,7 +123,7 @@ def test_records_are_delivered_in_order_and_shutdown_checkpoints_and_releases() 
     c.request_shutdown()
     assert c.join(5)
     assert p.calls == [("initialize", "TRIM_HORIZON"), ("shutdown_requested",)]
-    assert leases.checkpoints == [ESN("2"), ESN("3"), ESN("3")]
+    assert leases.history("shard-1") == [ESN("2"), ESN("3"), ESN("3")]
     assert leases.released == ["shard-1"] and leases.forgotten == []
 
 
@@ -183,25 +142,25 @@ def test_a_processor_that_keeps_raising_halts_the_shard_with_its_checkpoint_kept
     c, leases, _ = make([Batch(recs(1, 2)), Batch(recs(3))], p)
     c.start()
     wait_for(lambda: c.state == ConsumerState.HALTED)
-    assert p.delivered == [] and leases.checkpoints == []
+    assert p.delivered == [] and leases.history(c.lease.lease_key) == []
     c.request_shutdown()
     assert c.join(5)
     # shutdown_requested is not called: its default checkpoint would skip the failed records
     assert ("shutdown_requested",) not in p.calls
-    assert leases.checkpoints == [] and leases.released == ["shard-1"]
+    assert leases.history(c.lease.lease_key) == [] and leases.released == ["shard-1"]
 
 
 def test_lease_loss_stops_delivery_and_calls_lease_lost() -> None:
     p = Recorder()
-    leases = FakeLeases()
+    leases = MemoryLeases("w")
     c, _, source = make([Batch(recs(1))], p, leases)
     c.start()
     wait_for(lambda: p.delivered == ["1"])
-    leases.held = False
+    leases.steal("shard-1")  # another worker took it: the consumer finds out
     source.reader.q.put(Batch(recs(2)))
     assert c.join(5)
     assert p.delivered == ["1"] and p.calls[-1] == ("lease_lost",)
-    assert leases.forgotten == ["shard-1"] and leases.released == []
+    assert leases.forgotten == ["shard-1"] and leases.released == []  # lost: forgotten, not released
 
 
 def test_shard_end_without_checkpoint_is_reported_by_name_and_retried() -> None:
@@ -214,15 +173,15 @@ def test_shard_end_without_checkpoint_is_reported_by_name_and_retried() -> None:
     errors = [e["event"] for e in logs if e["log_level"] == "error"]
     assert any("shard shard-1: shard_ended returned without checkpointing SHARD_END" in e for e in errors)
     assert p.shard_ended_calls == 2
-    assert leases.checkpoints[-1] == ESN("SHARD_END")
-    assert leases.children == [("created", (("shard-2", ("shard-1",)), ("shard-3", ("shard-1",)))),
-                               ("recorded", ("shard-2", "shard-3"))]
+    assert leases.history("shard-1")[-1] == ESN("SHARD_END")
+    assert leases.lineage == [("created", (("shard-2", ("shard-1",)), ("shard-3", ("shard-1",)))),
+                              ("recorded", ("shard-2", "shard-3"))]
     assert leases.released == ["shard-1"]
 
 
 def test_a_child_waits_for_its_parents_before_initialize() -> None:
     p = Recorder()
-    leases = FakeLeases()
+    leases = MemoryLeases("w")
     leases.parents_done = False
     lease = Lease("child", parent_shard_ids=frozenset({"parent"}))
     c, _, _ = make([Batch(recs(1))], p, leases, lease)
@@ -237,14 +196,14 @@ def test_a_child_waits_for_its_parents_before_initialize() -> None:
 
 def test_a_consumer_stopped_before_initialize_never_calls_the_processor() -> None:
     p = Recorder()
-    leases = FakeLeases()
+    leases = MemoryLeases("w")
     leases.parents_done = False
     c, _, _ = make([], p, leases, Lease("child", parent_shard_ids=frozenset({"parent"})))
     c.start()
     wait_for(lambda: leases.parent_polls >= 1)
     c.request_shutdown()
     assert c.join(5)
-    assert p.calls == [] and leases.checkpoints == [] and leases.released == ["child"]
+    assert p.calls == [] and leases.history(c.lease.lease_key) == [] and leases.released == ["child"]
 
 
 def test_resume_position_comes_from_the_checkpoint() -> None:
@@ -298,13 +257,15 @@ def test_a_consumer_told_its_lease_is_lost_neither_delivers_nor_checkpoints_thou
                 refused.append(exc)
 
     p = Slow()
-    leases = FakeLeases()  # is_held stays True throughout: the key was assigned here again
+    leases = MemoryLeases("w")
     c, _, source = make([Batch(recs(1))], p, leases)
     c.start()
     assert entered.wait(5)
+    leases.lose("shard-1")
+    leases.acquire("shard-1")  # assigned here again: a new holding, held throughout what follows
     c.notify_lease_lost()
     source.reader.q.put(Batch(recs(2)))
     release.set()
     assert c.join(5)
-    assert p.delivered == ["1"] and leases.checkpoints == []
+    assert p.delivered == ["1"] and leases.history("shard-1") == []
     assert len(refused) == 1 and type(refused[0]).__name__ == "LeaseLostError"

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from streamworker import LeaseLostError, RecordProcessor, ShardEndNotCheckpointedError
-from streamworker.loader import load_processor
+from streamworker.coordinator.processors import load_processor
 from streamworker.testing import ShardHarness
 
 MetricsProcessor: Any = load_processor("examples/metrics_processor.py:MetricsProcessor")

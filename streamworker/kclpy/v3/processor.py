@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..messages import ShutdownInput
+from streamworker.kclpy.messages import ShutdownInput
 
 
 class RecordProcessorBase:

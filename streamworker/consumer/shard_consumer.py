@@ -1,0 +1,224 @@
+"""The runner of one shard: a thread that steps the shard's lifecycle (``lifecycle.py``). Kinesis
+shards also get a prefetch thread that reads ahead into a bounded queue (``max_pending_batches``),
+so a slow processor slows only its own shard's reads; Kafka shards read their partition buffer
+on the shard thread itself (``DirectFeed``)."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from streamworker.checkpoint.checkpointer import Checkpointer
+from streamworker.clock import Clock, SystemClock
+from streamworker.consumer.lanes import LaneCall
+from streamworker.consumer.lifecycle import ShardLifecycle
+from streamworker.consumer.progress import BatchFeed, ConsumerSettings, ConsumerState, ShardProgress
+from streamworker.leases.base import LeaseAccess, ShardLineage
+from streamworker.leases.lease import Lease, stream_of
+from streamworker.processor import RecordProcessor
+from streamworker.sources.base import Batch, ShardReader, Source, StopReading
+
+if TYPE_CHECKING:
+    from streamworker.ops.metrics import WorkerMetrics
+
+__all__ = ["ConsumerSettings", "ConsumerState", "ShardConsumer", "ShardProgress"]
+
+
+class PrefetchFeed:
+    """Reads ahead on a thread of its own; ``next`` waits up to 0.1 s for a batch."""
+
+    def __init__(self, shard_id: str, depth: int) -> None:
+        self._shard_id = shard_id
+        self._queue: queue.Queue[Batch | BaseException] = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+
+    def start(self, reader: ShardReader) -> None:
+        threading.Thread(target=self._run, args=(reader,), name=f"read-{self._shard_id}", daemon=True).start()
+
+    def next(self) -> Batch | BaseException | None:
+        try:
+            return self._queue.get(timeout=0.1)
+        except queue.Empty:
+            return None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def wake(self) -> None:
+        pass  # next() waits at most 0.1 s
+
+    def _run(self, rd: ShardReader) -> None:
+        def close_on_stop() -> None:
+            self._stop.wait()
+            rd.close()
+
+        threading.Thread(target=close_on_stop, daemon=True).start()
+        try:
+            while not self._stop.is_set():
+                batch = rd.read()
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(batch, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if batch.shard_end:
+                    return
+        except StopReading:
+            return
+        except BaseException as exc:  # hand permanent read errors to the consumer thread
+            self._queue.put(exc)
+
+
+@runtime_checkable
+class _Wakeable(Protocol):
+    def wake(self) -> None: ...
+
+
+class DirectFeed:
+    """Reads on the shard's own thread, for readers that read memory another thread fills (Kafka)."""
+
+    def __init__(self) -> None:
+        self._reader: ShardReader | None = None
+        self._stopped = threading.Event()
+
+    def start(self, reader: ShardReader) -> None:
+        self._reader = reader
+
+    def next(self) -> Batch | BaseException | None:
+        if self._reader is None or self._stopped.is_set():
+            return None
+        try:
+            return self._reader.read()
+        except StopReading:
+            return None
+        except Exception as exc:  # a permanent read error: the lifecycle halts the shard
+            return exc
+
+    def stop(self) -> None:
+        if not self._stopped.is_set():
+            self._stopped.set()
+            if self._reader is not None:
+                self._reader.close()
+
+    def wake(self) -> None:
+        if isinstance(self._reader, _Wakeable):
+            self._reader.wake()
+
+
+class ShardConsumer:
+    """Drives one RecordProcessor over one leased shard, on a thread of its own."""
+
+    def __init__(
+        self,
+        lease: Lease,
+        processor: RecordProcessor,
+        source: Source,
+        leases: LeaseAccess,
+        settings: ConsumerSettings,
+        *,
+        on_done: Callable[[ShardConsumer], None] | None = None,
+        clock: Clock | None = None,
+        metrics: WorkerMetrics | None = None,
+        lineage: ShardLineage | None = None,
+        feed: BatchFeed | None = None,
+        on_source_denied: Callable[[str], None] | None = None,
+    ) -> None:
+        self.lease = lease
+        self.shard_id = lease.shard_id
+        #: The shard's stream: a multi-stream lease key names it, else the worker's one.
+        self.stream = stream_of(lease.lease_key) or settings.stream
+        #: The shard in metrics: shard ids repeat across the streams of a multi-stream worker.
+        self.label = f"{self.stream}/{self.shard_id}" if stream_of(lease.lease_key) else self.shard_id
+        self.processor = processor
+        self.clock = clock or SystemClock()
+        if feed is None:
+            feed = PrefetchFeed(self.shard_id, settings.max_pending_batches) if settings.read_ahead else DirectFeed()
+        self._feed = feed
+        self.lifecycle = ShardLifecycle(lease, processor, source, leases, settings, feed, self.clock, label=self.label,
+                                        stream=self.stream, lineage=lineage, metrics=metrics,
+                                        on_source_denied=on_source_denied)
+        self.hang_reported: tuple[str, float] | None = None
+        self.lane_hangs_reported: set[tuple[str, float]] = set()  # (key, start) of lane calls
+        self._on_done = on_done
+        self._wake = threading.Event()
+        self.lifecycle.wake_runner = self._wake.set  # a lane completed (per-key mode)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"shard-{self.shard_id}", daemon=True)
+
+    # -- what the scheduler and ops read ------------------------------------------------------
+
+    @property
+    def state(self) -> ConsumerState:
+        return self.lifecycle.state
+
+    @property
+    def progress(self) -> ShardProgress:
+        return self.lifecycle.progress
+
+    @property
+    def checkpointer(self) -> Checkpointer:
+        return self.lifecycle.tracker.checkpointer
+
+    @property
+    def halt_reason(self) -> str | None:
+        return self.lifecycle.halt_reason
+
+    @property
+    def end_reason(self) -> str | None:
+        return self.lifecycle.end_reason
+
+    @property
+    def current_call(self) -> tuple[str, float] | None:
+        return self.lifecycle.current_call
+
+    def lane_calls(self) -> list[LaneCall]:
+        """Per-key mode: the ``process_record`` attempts running on lanes now."""
+        return self.lifecycle.lane_calls()
+
+    @property
+    def thread_ident(self) -> int | None:
+        return self._thread.ident
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    # -- control from the scheduler ---------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def request_shutdown(self) -> None:
+        self.lifecycle.request_shutdown()
+        self._wake.set()
+        self._feed.wake()
+
+    def notify_lease_lost(self) -> None:
+        self.lifecycle.notify_lease_lost()
+        self._wake.set()
+        self._feed.wake()
+
+    def join(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    # -- the thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                wait = self.lifecycle.step()
+                if wait is None:
+                    return
+                if wait > 0:
+                    # cleared before the wait: an interrupt sets its flag first, then wakes us
+                    self._wake.clear()
+                    if self.lifecycle.state != ConsumerState.DONE:
+                        self.clock.sleep(wait, self._wake)
+        finally:
+            self.lifecycle.close()
+            self._done.set()
+            if self._on_done is not None:
+                self._on_done(self)

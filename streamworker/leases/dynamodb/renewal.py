@@ -1,0 +1,113 @@
+"""The renewer thread's cycle: every held lease renewed every failover/3, in parallel."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from streamworker.clock import Clock
+from streamworker.leases.base import ShardFigures
+from streamworker.leases.dynamodb.held import VALIDITY_FRACTION, HeldLease, HeldLeases
+from streamworker.leases.dynamodb.table import LeaseConflict, LeaseTable, LeaseTableUnavailable
+
+#: A lease written (checkpointed) this recently, as a fraction of the renew interval, is not
+#: renewed again: busy shards that checkpoint often cost no renewal writes at all.
+RENEW_SLACK = 0.95
+#: ...but its records/s is still written every this many renew intervals.
+RATE_REFRESH = 6
+#: Renewals in flight at once (KCL's maxLeaseRenewalThreads).
+RENEW_THREADS = 20
+
+
+class Renewer:
+    """Renews held leases (a slow table must not make the last lease in line expire)."""
+
+    def __init__(self, table: LeaseTable, held: HeldLeases, worker_id: str, clock: Clock, *, failover_time: float,
+                 figures_of: Callable[[str], ShardFigures | None] | None, log: Any) -> None:
+        self.table, self.held, self.worker_id, self.clock = table, held, worker_id, clock
+        self.failover_time = failover_time
+        self.interval = failover_time / 3
+        self.figures_of = figures_of
+        self._log = log
+        self._pool: ThreadPoolExecutor | None = None
+        #: The last transient failure, for health.
+        self.last_error: str | None = None
+
+    def renew_all(self) -> bool:
+        """Renew every lease that is due, in parallel; return True if a transient failure asks
+        for a quick retry. Raises LeaseTableFatal when the table refuses us or is gone."""
+        due: list[tuple[str, HeldLease, float]] = []
+        for key, h in self.held.items():
+            if not self.held.valid(h):
+                self.held.drop(key, f"not renewed within {self.failover_time * VALIDITY_FRACTION:.1f} s "
+                                    "(80 % of the failover time)")
+                continue
+            now = self.clock.monotonic()
+            if now - h.last_renewed < self.interval * RENEW_SLACK and not self._rate_stale(h, now):
+                continue  # a checkpoint wrote the lease recently: that write renewed it
+            due.append((key, h, now))
+        if len(due) <= 1:
+            return any([self._renew_one(*d) for d in due])
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(RENEW_THREADS, thread_name_prefix="lease-renew")
+        futures = [self._pool.submit(self._renew_one, *d) for d in due]
+        return any([f.result() for f in futures])  # all of them, so a fatal error surfaces
+
+    def _renew_one(self, key: str, h: HeldLease, started: float) -> bool:
+        """Renew one lease; True if it failed transiently (kept, retried soon)."""
+        with h.lock:
+            if self.held.get(key) is not h:
+                return False  # released or lost meanwhile
+            try:
+                rate, behind = self._figures(key, h, started)
+                for _ in range(2):
+                    try:
+                        h.lease = self.table.renew(key, h.lease.lease_counter, self.worker_id,
+                                                   as_checkpoint_owner=h.handing_off,
+                                                   records_per_second=rate, millis_behind_latest=behind)
+                        h.last_renewed = started
+                        return False
+                    except LeaseConflict:
+                        if not self.held.resolve_conflict(h):
+                            raise
+            except LeaseConflict:
+                pass
+            except LeaseTableUnavailable as exc:
+                self.held.count("renew_failures")
+                self.last_error = str(exc)
+                self._log.warning("lease renewal failed; keeping the lease and retrying",
+                                  shard_id=h.lease.shard_id, error=str(exc))
+                return True
+        self.held.drop(key, "taken by another worker (its counter moved)")
+        return False
+
+    def next_renewal(self) -> float:
+        """When the next held lease falls due for renewal (a renewal per lease every
+        failover/3 since its last successful write, KCL's rate)."""
+        marks = [h.last_renewed for _, h in self.held.items()]
+        now = self.clock.monotonic()
+        due = min(marks, default=now) + self.interval
+        return max(due, now + self.interval * (1 - RENEW_SLACK))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+
+    def _rate_stale(self, h: HeldLease, now: float) -> bool:
+        """Records/s is refreshed at least every RATE_REFRESH renew intervals."""
+        if self.figures_of is None:
+            return False
+        return h.rate_mark is None or now - h.rate_mark[1] >= self.interval * RATE_REFRESH
+
+    def _figures(self, key: str, h: HeldLease, now: float) -> tuple[float | None, int | None]:
+        """Records/s on this lease since the last measurement and its millis behind, each None
+        when unknown."""
+        figures = self.figures_of(key) if self.figures_of is not None else None
+        if figures is None:
+            return None, None
+        done = figures.records
+        mark, h.rate_mark = h.rate_mark, (done, now)
+        if mark is None or now <= mark[1] or done < mark[0]:
+            return None, figures.millis_behind_latest
+        return (done - mark[0]) / (now - mark[1]), figures.millis_behind_latest

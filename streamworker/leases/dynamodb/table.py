@@ -1,0 +1,397 @@
+"""DynamoDB I/O for the KCL lease table. Every mutation is conditional on the lease counter.
+
+A write that fails its condition raises ``LeaseConflict``; transient faults (throttling, 5xx,
+timeouts, refused connections, credentials that cannot be had for a moment) are retried with
+jittered backoff for up to ``retry_deadline`` seconds and then raise ``LeaseTableUnavailable``.
+A refused permission raises ``LeaseTableAccessDenied`` and a table that is gone
+``LeaseTableMissing``: retrying those helps nobody. The caller decides what a conflict means.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import botocore.exceptions
+import structlog
+
+from streamworker.aws.errors import denied_message, describe, error_code, is_denied, is_transient
+from streamworker.backoff import Backoff
+from streamworker.clock import Clock, SystemClock
+from streamworker.leases.dynamodb.errors import (
+    LeaseConflict,
+    LeaseTableAccessDenied,
+    LeaseTableFatal,
+    LeaseTableMissing,
+    LeaseTableUnavailable,
+)
+from streamworker.leases.lease import (
+    CHECKPOINT,
+    CHECKPOINT_OWNER,
+    CHECKPOINT_SUB,
+    CHECKPOINT_TIMESTAMP,
+    CHILD_SHARD_IDS,
+    ENTITY_TYPE,
+    HALTED,
+    LEASE_COUNTER,
+    LEASE_KEY,
+    LEASE_OWNER,
+    MILLIS_BEHIND,
+    OWNER_SWITCHES,
+    PENDING_CHECKPOINT,
+    PENDING_CHECKPOINT_STATE,
+    PENDING_CHECKPOINT_SUB,
+    RECORDS_PER_SECOND,
+    Lease,
+    MalformedLease,
+    is_lease_item,
+    lease_from_item,
+    lease_to_item,
+)
+from streamworker.records import ExtendedSequenceNumber
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+__all__ = ["LeaseConflict", "LeaseTable", "LeaseTableAccessDenied", "LeaseTableFatal", "LeaseTableMissing",
+           "LeaseTableUnavailable"]
+
+log = structlog.get_logger("streamworker.lease_table")
+
+
+def number(item: dict[str, Any], name: str) -> float | None:
+    """A number attribute of an item, None when absent or not a number."""
+    try:
+        return float(item[name]["N"])
+    except (KeyError, TypeError, ValueError):
+        return None
+T = TypeVar("T")
+
+#: The DynamoDB API call behind each of our operations (for error messages).
+_API = {"Renew": "UpdateItem", "Take": "UpdateItem", "Handoff": "UpdateItem", "Checkpoint": "UpdateItem",
+        "PrepareCheckpoint": "UpdateItem", "SetChildShards": "UpdateItem", "Release": "UpdateItem",
+        "MarkHalted": "UpdateItem", "Scan": "Scan", "GetItem": "GetItem", "PutItem": "PutItem",
+        "DeleteItem": "DeleteItem"}
+
+
+class LeaseTable:
+    """The lease table of one application."""
+
+    def __init__(self, client: DynamoDBClient, table_name: str, *, retry_deadline: float = 5.0,
+                 clock: Clock | None = None) -> None:
+        self.client = client
+        self.table_name = table_name
+        self.retry_deadline = retry_deadline
+        self._clock = clock or SystemClock()
+        #: Rows of the last scan that could not be read, by lease key: the problem.
+        self.malformed: dict[str, str] = {}
+        self._reported: set[tuple[str, str]] = set()
+        #: Count of DynamoDB calls by operation, for the cost figures.
+        self.calls: dict[str, int] = {}
+        self._calls_lock = threading.Lock()
+        #: KCL 3.5's rows of the last scan that are not leases: its workers (the worker id of
+        #: each WORKER_METRIC_STATS row, with the wall-clock second it last reported) and the
+        #: leader lock (owner and record version), None when no leader row is present.
+        self.kcl3_workers: dict[str, float | None] = {}
+        self.kcl3_leader: tuple[str, str] | None = None
+
+    def _call(self, op: str, fn: Callable[[], T]) -> T:
+        backoff = Backoff(base=0.05, cap=1.0)
+        deadline = self._clock.monotonic() + self.retry_deadline
+        while True:
+            with self._calls_lock:
+                self.calls[op] = self.calls.get(op, 0) + 1
+            try:
+                return fn()
+            except Exception as exc:
+                code = error_code(exc)
+                if code == "ConditionalCheckFailedException":
+                    raise LeaseConflict(op) from None
+                api = _API.get(op, op)
+                if is_denied(exc):
+                    raise LeaseTableAccessDenied(
+                        f"lease table {self.table_name!r}: "
+                        f"{denied_message(exc, 'dynamodb', api, f'table/{self.table_name}')}") from None
+                if code == "ResourceNotFoundException":
+                    raise LeaseTableMissing(f"lease table {self.table_name!r} does not exist ({api}: {exc})") from None
+                if not is_transient(exc):
+                    raise
+                err: BaseException = exc
+            delay = backoff.next_delay()
+            if self._clock.monotonic() + delay > deadline:
+                raise LeaseTableUnavailable(
+                    f"lease table {self.table_name!r}: {op} failed: {describe(err)}: {str(err)[:200]}"
+                ) from None
+            self._clock.sleep(delay)
+
+    # -- table -----------------------------------------------------------------------------
+
+    def ensure_table(self, wait_seconds: float = 60.0) -> bool:
+        """Create the table (PAY_PER_REQUEST) if missing; return True if this call created it."""
+        created = False
+        try:
+            self.client.describe_table(TableName=self.table_name)
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) != "ResourceNotFoundException":
+                raise
+            try:
+                self.client.create_table(
+                    TableName=self.table_name,
+                    KeySchema=[{"AttributeName": LEASE_KEY, "KeyType": "HASH"}],
+                    AttributeDefinitions=[{"AttributeName": LEASE_KEY, "AttributeType": "S"}],
+                    BillingMode="PAY_PER_REQUEST",
+                )
+                created = True
+                log.info("created lease table", table=self.table_name)
+            except botocore.exceptions.ClientError as exc2:
+                if error_code(exc2) != "ResourceInUseException":  # another worker created it
+                    raise
+        waiter = self.client.get_waiter("table_exists")
+        waiter.wait(TableName=self.table_name,
+                    WaiterConfig={"Delay": 1, "MaxAttempts": max(1, int(wait_seconds))})
+        return created
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def list_leases(self, *, consistent: bool = False) -> list[Lease]:
+        """Every lease. Eventually consistent by default (half the read units): a stale row can
+        only delay a decision, since every write that acts on one is conditional on its counter."""
+        leases: list[Lease] = []
+        args: dict[str, Any] = {"TableName": self.table_name, "ConsistentRead": consistent}
+        malformed: dict[str, str] = {}
+        workers: dict[str, float | None] = {}
+        leader: tuple[str, str] | None = None
+        while True:
+            resp = self._call("Scan", lambda: self.client.scan(**args))
+            # Only lease rows: other rows a KCL version may keep in the table are left alone.
+            for item in resp.get("Items", []):
+                if not is_lease_item(item):
+                    kind = item.get(ENTITY_TYPE, {}).get("S")
+                    key = item.get(LEASE_KEY, {}).get("S")
+                    if kind == "WORKER_METRIC_STATS" and key:
+                        workers[key] = number(item, "lut")
+                    elif kind == "LEADER":
+                        leader = (str(item.get("ownerName", {}).get("S", "")),
+                                  str(item.get("recordVersionNumber", {}).get("S", "")))
+                    continue
+                try:
+                    leases.append(lease_from_item(item))
+                except MalformedLease as exc:
+                    malformed[exc.lease_key] = exc.problem
+                    self._report(exc)
+            last = resp.get("LastEvaluatedKey")
+            if not last:
+                self.malformed = malformed
+                self.kcl3_workers, self.kcl3_leader = workers, leader
+                return leases
+            args["ExclusiveStartKey"] = last
+
+    def _report(self, exc: MalformedLease) -> None:
+        """One error per row and problem, not one per scan."""
+        if (exc.lease_key, exc.problem) not in self._reported:
+            self._reported.add((exc.lease_key, exc.problem))
+            log.error(str(exc), table=self.table_name, lease_key=exc.lease_key)
+
+    def get(self, lease_key: str) -> Lease | None:
+        resp = self._call("GetItem", lambda: self.client.get_item(
+            TableName=self.table_name, Key={LEASE_KEY: {"S": lease_key}}, ConsistentRead=True))
+        item = resp.get("Item")
+        if not item:
+            return None
+        try:
+            return lease_from_item(item)
+        except MalformedLease as exc:
+            self._report(exc)
+            raise
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def create_if_absent(self, lease: Lease) -> bool:
+        try:
+            self._call("PutItem", lambda: self.client.put_item(
+                TableName=self.table_name, Item=lease_to_item(lease),
+                ConditionExpression="attribute_not_exists(#k)", ExpressionAttributeNames={"#k": LEASE_KEY}))
+            return True
+        except LeaseConflict:
+            return False
+
+    def _update(self, op: str, lease_key: str, counter: int, update: str, condition: str,
+                names: dict[str, str], values: dict[str, Any]) -> dict[str, Any]:
+        names = {"#c": LEASE_COUNTER, **names}
+        values = {":c": {"N": str(counter)}, ":c1": {"N": str(counter + 1)}, **values}
+        resp = self._call(op, lambda: self.client.update_item(
+            TableName=self.table_name,
+            Key={LEASE_KEY: {"S": lease_key}},
+            UpdateExpression=update,
+            ConditionExpression=f"#c = :c AND ({condition})" if condition else "#c = :c",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_NEW",
+        ))
+        return dict(resp.get("Attributes", {}))
+
+    @staticmethod
+    def _holder_condition(as_checkpoint_owner: bool) -> tuple[str, dict[str, str]]:
+        if as_checkpoint_owner:
+            return "#co = :me", {"#co": CHECKPOINT_OWNER}
+        return "#o = :me AND attribute_not_exists(#co)", {"#o": LEASE_OWNER, "#co": CHECKPOINT_OWNER}
+
+    def renew(self, lease_key: str, counter: int, owner: str, *, as_checkpoint_owner: bool = False,
+              records_per_second: float | None = None, millis_behind_latest: int | None = None) -> Lease:
+        """Bump the counter; also record the shard's records/s and millis behind (same write, no
+        extra cost)."""
+        cond, names = self._holder_condition(as_checkpoint_owner)
+        values: dict[str, Any] = {":me": {"S": owner}}
+        update = "SET #c = :c1"
+        if records_per_second is not None:
+            update += ", #rps = :rps"
+            names = {**names, "#rps": RECORDS_PER_SECOND}
+            values[":rps"] = {"N": f"{records_per_second:.1f}"}
+        if millis_behind_latest is not None:
+            update += ", #mb = :mb"
+            names = {**names, "#mb": MILLIS_BEHIND}
+            values[":mb"] = {"N": str(int(millis_behind_latest))}
+        item = self._update("Renew", lease_key, counter, update, cond, names, values)
+        return lease_from_item(item)
+
+    def take(self, lease: Lease, owner: str) -> Lease:
+        """Take an expired or unowned lease (also ends a stalled handoff)."""
+        update = "SET #c = :c1, #o = :me REMOVE #co, #h"
+        names = {"#o": LEASE_OWNER, "#co": CHECKPOINT_OWNER, "#h": HALTED}
+        values: dict[str, Any] = {":me": {"S": owner}}
+        if lease.lease_owner not in (None, owner) or lease.checkpoint_owner is not None:
+            update = "SET #c = :c1, #o = :me ADD #sw :one REMOVE #co, #h"
+            names["#sw"] = OWNER_SWITCHES
+            values[":one"] = {"N": "1"}
+        return lease_from_item(self._update("Take", lease.lease_key, lease.lease_counter, update, "",
+                                            names, values))
+
+    def request_handoff(self, lease: Lease, new_owner: str, *, kcl3: bool = False) -> Lease:
+        """Steal gracefully: the current owner keeps the shard as checkpoint owner until it has
+        checkpointed, then clears ``checkpointOwner`` and the new owner starts.
+
+        ``kcl3``: the owner is a KCL 3 worker, asked as KCL 3's own leader asks
+        (``initiateGracefulLeaseHandoff``): the counter is left alone, so the owner's renewals go
+        on, find ``checkpointOwner`` and run its graceful shutdown (``shutdownRequested``); a
+        bumped counter would fail its renewal and end the shard as lost. Otherwise (streamworker,
+        KCL 2.x, which knows no ``checkpointOwner``) the counter is bumped: a KCL 2 owner loses
+        the lease at its next renewal instead of renewing it forever."""
+        if lease.lease_owner is None:
+            raise ValueError("an unowned lease is taken, not handed off")
+        if not kcl3:
+            item = self._update(
+                "Handoff", lease.lease_key, lease.lease_counter,
+                "SET #c = :c1, #o = :new, #co = :old",
+                "#o = :old AND attribute_not_exists(#co)",
+                {"#o": LEASE_OWNER, "#co": CHECKPOINT_OWNER},
+                {":new": {"S": new_owner}, ":old": {"S": lease.lease_owner}},
+            )
+            return lease_from_item(item)
+        resp = self._call("Handoff", lambda: self.client.update_item(
+            TableName=self.table_name,
+            Key={LEASE_KEY: {"S": lease.lease_key}},
+            UpdateExpression="SET #o = :new, #co = :old",
+            ConditionExpression="attribute_exists(#k) AND #o = :old AND attribute_not_exists(#co)",
+            ExpressionAttributeNames={"#k": LEASE_KEY, "#o": LEASE_OWNER, "#co": CHECKPOINT_OWNER},
+            ExpressionAttributeValues={":new": {"S": new_owner}, ":old": {"S": lease.lease_owner}},
+            ReturnValues="ALL_NEW",
+        ))
+        return lease_from_item(dict(resp.get("Attributes", {})))
+
+    def checkpoint(self, lease_key: str, counter: int, owner: str, checkpoint: ExtendedSequenceNumber,
+                   pending: ExtendedSequenceNumber | None, *, as_checkpoint_owner: bool = False) -> Lease:
+        cond, names = self._holder_condition(as_checkpoint_owner)
+        names = {**names, "#cp": CHECKPOINT, "#cps": CHECKPOINT_SUB, "#sw": OWNER_SWITCHES,
+                 "#p": PENDING_CHECKPOINT, "#ps": PENDING_CHECKPOINT_SUB, "#pst": PENDING_CHECKPOINT_STATE}
+        values: dict[str, Any] = {
+            ":me": {"S": owner}, ":cp": {"S": checkpoint.sequence_number},
+            ":cps": {"N": str(checkpoint.sub_sequence_number)}, ":zero": {"N": "0"},
+        }
+        names["#ts"] = CHECKPOINT_TIMESTAMP
+        update = "SET #c = :c1, #cp = :cp, #cps = :cps, #sw = :zero"
+        if pending is None:
+            update += " REMOVE #p, #ps, #pst, #ts"
+        else:
+            update += ", #p = :p, #ps = :ps REMOVE #ts"
+            values[":p"] = {"S": pending.sequence_number}
+            values[":ps"] = {"N": str(pending.sub_sequence_number)}
+            del names["#pst"]
+        return lease_from_item(self._update("Checkpoint", lease_key, counter, update, cond, names, values))
+
+    def set_checkpoint(self, lease: Lease, to: ExtendedSequenceNumber, timestamp: float | None = None) -> Lease:
+        """An operator's rewind (or skip ahead): write ``to`` as the checkpoint whoever holds the
+        lease, fenced on the counter read in ``lease`` (LeaseConflict if it moved since). The
+        counter bump and the removed owner take the lease from its holder (its renewal and
+        checkpoints are refused: ``lease_lost``) and free it, so the next taker starts at ``to``."""
+        names = {"#cp": CHECKPOINT, "#cps": CHECKPOINT_SUB, "#sw": OWNER_SWITCHES, "#o": LEASE_OWNER,
+                 "#co": CHECKPOINT_OWNER, "#p": PENDING_CHECKPOINT, "#ps": PENDING_CHECKPOINT_SUB,
+                 "#pst": PENDING_CHECKPOINT_STATE, "#h": HALTED, "#ts": CHECKPOINT_TIMESTAMP}
+        values: dict[str, Any] = {":cp": {"S": to.sequence_number}, ":cps": {"N": str(to.sub_sequence_number)},
+                                  ":zero": {"N": "0"}}
+        update = "SET #c = :c1, #cp = :cp, #cps = :cps, #sw = :zero"
+        if timestamp is not None:
+            update += ", #ts = :ts"
+            values[":ts"] = {"N": f"{timestamp:.3f}"}
+        update += " REMOVE #o, #co, #p, #ps, #pst, #h"
+        if timestamp is None:
+            update += ", #ts"
+        return lease_from_item(self._update("SetCheckpoint", lease.lease_key, lease.lease_counter, update, "",
+                                            names, values))
+
+    def prepare_checkpoint(self, lease_key: str, counter: int, owner: str, pending: ExtendedSequenceNumber,
+                           *, as_checkpoint_owner: bool = False) -> Lease:
+        cond, names = self._holder_condition(as_checkpoint_owner)
+        names = {**names, "#p": PENDING_CHECKPOINT, "#ps": PENDING_CHECKPOINT_SUB}
+        values = {":me": {"S": owner}, ":p": {"S": pending.sequence_number},
+                  ":ps": {"N": str(pending.sub_sequence_number)}}
+        return lease_from_item(self._update("PrepareCheckpoint", lease_key, counter,
+                                            "SET #c = :c1, #p = :p, #ps = :ps", cond, names, values))
+
+    def set_child_shards(self, lease_key: str, counter: int, owner: str, children: list[str],
+                         *, as_checkpoint_owner: bool = False) -> Lease:
+        cond, names = self._holder_condition(as_checkpoint_owner)
+        names = {**names, "#ch": CHILD_SHARD_IDS}
+        values = {":me": {"S": owner}, ":ch": {"SS": sorted(children)}}
+        return lease_from_item(self._update("SetChildShards", lease_key, counter,
+                                            "SET #c = :c1, #ch = :ch", cond, names, values))
+
+    def release(self, lease_key: str, counter: int, owner: str, *, as_checkpoint_owner: bool = False) -> Lease:
+        """Give the lease up at once: the next taker needs no failover wait. A handing-off
+        holder clears ``checkpointOwner`` so the new owner starts."""
+        cond, names = self._holder_condition(as_checkpoint_owner)
+        update = "SET #c = :c1 REMOVE #co, #h" if as_checkpoint_owner else "SET #c = :c1 REMOVE #o, #h"
+        names = {**names, "#h": HALTED}
+        if not as_checkpoint_owner:
+            names["#o"] = LEASE_OWNER
+        return lease_from_item(self._update("Release", lease_key, counter, update, cond, names,
+                                            {":me": {"S": owner}}))
+
+    def mark_halted(self, lease_key: str, counter: int, owner: str, reason: str | None, *,
+                    as_checkpoint_owner: bool = False) -> Lease:
+        """Record (or clear) why the holder halted the shard; take and release clear it too."""
+        cond, names = self._holder_condition(as_checkpoint_owner)
+        names = {**names, "#h": HALTED}
+        values: dict[str, Any] = {":me": {"S": owner}}
+        if reason is None:
+            update = "SET #c = :c1 REMOVE #h"
+        else:
+            update = "SET #c = :c1, #h = :h"
+            values[":h"] = {"S": reason[:1000]}
+        return lease_from_item(self._update("MarkHalted", lease_key, counter, update, cond, names, values))
+
+    def delete(self, lease_key: str, counter: int) -> bool:
+        """Delete a lease if its counter is still ``counter`` (nobody renewed or took it since)."""
+        try:
+            self._call("DeleteItem", lambda: self.client.delete_item(
+                TableName=self.table_name, Key={LEASE_KEY: {"S": lease_key}}, ConditionExpression="#c = :c",
+                ExpressionAttributeNames={"#c": LEASE_COUNTER},
+                ExpressionAttributeValues={":c": {"N": str(counter)}}))
+            return True
+        except LeaseConflict:
+            return False
+
+    def delete_all(self) -> None:
+        """Remove every lease (tests and the demo only)."""
+        for lease in self.list_leases():
+            self.client.delete_item(TableName=self.table_name, Key={LEASE_KEY: {"S": lease.lease_key}})

@@ -1,0 +1,145 @@
+"""The taker thread's cycle: scan the table, take free and expired leases, steal by handoff."""
+
+from __future__ import annotations
+
+import functools
+import random
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from streamworker.clock import Clock
+from streamworker.leases.dynamodb.balancing import ExpiryTracker, eligible, plan_takes
+from streamworker.leases.dynamodb.held import HeldLeases
+from streamworker.leases.dynamodb.scope import LeaseScope
+from streamworker.leases.dynamodb.table import LeaseConflict, LeaseTable
+from streamworker.leases.lease import Lease
+
+#: Concurrent lease-table writes when a take cycle takes or steals many leases.
+PARALLEL_WRITES = 8
+
+
+class Taker:
+    """One take cycle at a time, on the taker thread. ``on_acquired`` is told of each lease
+    taken (the coordinator starts its renewals and tells its listener)."""
+
+    def __init__(self, table: LeaseTable, held: HeldLeases, scope: LeaseScope, worker_id: str, clock: Clock, *,
+                 failover_time: float, take_interval: float, steady_take_interval: float,
+                 max_leases: int | None, max_steal: int | None, rng: random.Random,
+                 on_acquired: Callable[[Lease, float], None], log: Any) -> None:
+        self.table, self.held, self.scope, self.worker_id, self.clock = table, held, scope, worker_id, clock
+        self.failover_time = failover_time
+        self.take_interval = take_interval
+        #: Scan period when nothing is moving (no free lease, no handoff, nothing to take or
+        #: steal). A lease whose counter stops moving is still rechecked the moment it would
+        #: expire, so failover detection does not wait for the slower period.
+        self.steady_take_interval = max(take_interval, steady_take_interval)
+        self.max_leases, self.max_steal, self._rng = max_leases, max_steal, rng
+        self._on_acquired, self._log = on_acquired, log
+        self.taking = True
+        self._tracker = ExpiryTracker(failover_time)
+        self._last_view: frozenset[tuple[str, str | None, str | None]] = frozenset()
+        self._free_since: dict[str, float] = {}
+
+    def cycle(self) -> float:
+        """Scan the table, take and steal; return when the next cycle is due: soon while leases
+        are moving, at the steady period otherwise (or when a silent lease would expire)."""
+        leases = self.scope.own(self.table.list_leases())
+        now = self.clock.monotonic()
+        held = set(self.held.keys())
+        expired = self._tracker.observe(leases, now) - held
+        by_key = {le.lease_key: le for le in leases}
+        view = frozenset((le.lease_key, le.lease_owner, le.checkpoint_owner) for le in leases)
+        changed, self._last_view = view != self._last_view, view
+        busy = changed or bool(expired) or any(
+            le.lease_owner is None or le.checkpoint_owner is not None for le in eligible(leases))
+        interval = self.take_interval if busy else self.steady_take_interval
+        silent = self._tracker.next_expiry(k for k, le in by_key.items() if k not in held and le.lease_owner)
+        next_cycle = now + interval if silent is None else min(now + interval, max(silent, now + 0.01))
+        self._notice_handoffs(leases)
+        if not self.taking:
+            return next_cycle
+        # Leases already ours in the table but not held here: a finished handoff to us, or a
+        # previous process with the same worker id. A stalled handoff is ended once it expires.
+        for lease in leases:
+            if lease.checkpoint_owner == self.worker_id and lease.lease_key not in held:
+                # A handoff asked of a lease we were granted but had not started (or held in a
+                # previous life): nothing of ours runs on it, so finish the handoff at once.
+                try:
+                    self.table.release(lease.lease_key, lease.lease_counter, self.worker_id, as_checkpoint_owner=True)
+                    self._log.info("handoff of a lease not running here completed", shard_id=lease.shard_id)
+                except LeaseConflict:
+                    pass
+                continue
+            if lease.lease_key in held or lease.lease_owner != self.worker_id or lease.is_finished:
+                continue
+            if (lease.checkpoint_owner is None or lease.lease_key in expired) and not self.held.held_off(
+                    lease.lease_key, now):
+                self._try_take(lease)
+        plan = plan_takes(
+            [le for le in leases if le.lease_key not in held] + [self._held_view(k, by_key) for k in held],
+            self.worker_id, expired, max_leases=self.max_leases, max_steal=self.max_steal, rng=self._rng,
+            unclaimed=self._unclaimed(leases, expired, now),
+        )
+        self._parallel([functools.partial(self._try_take, le)
+                        for le in plan.take if le.lease_owner != self.worker_id and not self.held.held_off(le.lease_key, now)])
+        self._parallel([functools.partial(self._request_handoff, le, plan.target, plan.workers)
+                        for le in plan.steal])
+        if plan.take or plan.steal:
+            return min(next_cycle, now + self.take_interval)
+        return next_cycle
+
+    def _unclaimed(self, leases: list[Lease], expired: set[str], now: float) -> set[str]:
+        """Free leases nobody has taken for half a failover time."""
+        free = {le.lease_key for le in leases if le.lease_owner is None or le.lease_key in expired}
+        self._free_since = {k: self._free_since.get(k, now) for k in free}
+        return {k for k, t in self._free_since.items() if now - t >= self.failover_time / 2}
+
+    def _parallel(self, writes: list[Callable[[], None]]) -> None:
+        """Run a cycle's takes or steals a few at a time: a joining worker's share of a large
+        table is taken in a fraction of a cycle rather than one round trip after another."""
+        if len(writes) <= 1:
+            for w in writes:
+                w()
+            return
+        with ThreadPoolExecutor(min(PARALLEL_WRITES, len(writes)), thread_name_prefix="lease-write") as pool:
+            for f in [pool.submit(w) for w in writes]:
+                f.result()
+
+    def _request_handoff(self, lease: Lease, target: int, workers: int) -> None:
+        # A KCL 3 owner (it reports its metrics in the table) is asked as KCL 3 asks: see request_handoff.
+        kcl3 = lease.lease_owner in self.table.kcl3_workers
+        try:
+            self.table.request_handoff(lease, self.worker_id, kcl3=kcl3)
+        except LeaseConflict:
+            return
+        self.held.count("stolen")
+        self._log.info("lease handoff started", shard_id=lease.shard_id, from_worker=lease.lease_owner,
+                       target=target, workers=workers)
+
+    def _notice_handoffs(self, leases: list[Lease]) -> None:
+        """A steal shows in the scan before our next renewal would trip over it: start the
+        handoff now. A scan older than our last write is not believed (a handoff asked KCL 3's
+        way leaves the counter as we wrote it; one asked of an earlier holding of ours shows an
+        older counter)."""
+        for lease in leases:
+            if lease.checkpoint_owner != self.worker_id or lease.lease_owner == self.worker_id:
+                continue
+            h = self.held.get(lease.lease_key)
+            if h is None:
+                continue
+            with h.lock:
+                if not h.handing_off and lease.lease_counter >= h.lease.lease_counter:
+                    self.held.begin_handoff(h, lease)
+
+    def _held_view(self, key: str, by_key: dict[str, Lease]) -> Lease:
+        h = self.held.get(key)
+        return h.lease if h is not None else by_key[key]
+
+    def _try_take(self, lease: Lease) -> None:
+        started = self.clock.monotonic()
+        try:
+            taken = self.table.take(lease, self.worker_id)
+        except LeaseConflict:
+            return
+        self._on_acquired(taken, started)
