@@ -14,6 +14,7 @@ from streamworker.clock import Clock, SystemClock
 from streamworker.config import WorkerConfig
 from streamworker.consumer.event_loop import EventLoopThread
 from streamworker.consumer.lanes import is_per_record
+from streamworker.consumer.meters import WorkerMetrics
 from streamworker.consumer.progress import ConsumerState
 from streamworker.consumer.shard_consumer import ShardConsumer
 from streamworker.coordinator.builder import Clients, build, processor_name
@@ -23,7 +24,7 @@ from streamworker.leases.base import Coordinator, CoordinatorStats, ShardFigures
 from streamworker.leases.lease import Lease
 from streamworker.ops.fleet import FleetView, LocalShard
 from streamworker.ops.hangs import HangDetector
-from streamworker.ops.metrics import WorkerMetrics
+from streamworker.ops.metrics import attach as attach_metrics
 from streamworker.ops.server import OpsServer
 from streamworker.processor import RecordProcessor
 from streamworker.sources.base import Source, SourceAccessDenied
@@ -130,7 +131,7 @@ class Worker:
                                     malformed=(lambda: table.malformed) if table is not None else None,
                                     failover_time=config.failover_time, observer=self.worker_id,
                                     local=self._local_shards, clock=self._clock)
-        self.metrics.attach(self)
+        attach_metrics(self.metrics, self)
         self._ops: OpsServer | None = None
         self._started = False
 

@@ -7,14 +7,14 @@ import os
 import threading
 import time
 
-from streamworker import RecordProcessor
+from streamworker import PerRecordProcessor
 
 WAIT = float(os.environ.get("RECORD_WAIT", "0.01"))
 _out = open(os.environ["RECORD_LOG"], "a", buffering=1)
 _lock = threading.Lock()
 
 
-class IoProcessor(RecordProcessor):
+class IoProcessor(PerRecordProcessor):
     def initialize(self, i):
         self.shard = i.shard_id
 

@@ -56,7 +56,7 @@ def fit_refresh_windows(credentials: Any) -> Any:
     """Make refreshing ``credentials`` set their refresh windows from each new set's lifetime."""
     if not isinstance(credentials, RefreshableCredentials) or getattr(credentials, "_sw_fitted", False):
         return credentials
-    creds: Any = credentials  # botocore's private hooks, pinned by tests/unit/test_aws_session.py
+    creds: Any = credentials  # botocore's private hooks, pinned by tests/unit/aws/test_aws_session.py
     fetch = creds._refresh_using
 
     def fit(expiry: Any) -> None:

@@ -8,11 +8,14 @@ import re
 import threading
 from collections import deque
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from streamworker.checkpoint.store import CheckpointStore
 from streamworker.errors import InvalidCheckpointError
-from streamworker.leases.lease import Lease
 from streamworker.records import SHARD_END, ExtendedSequenceNumber, Record
+
+if TYPE_CHECKING:
+    from streamworker.leases.lease import Lease
 
 #: Sequence numbers remembered for validation, at most (about 100 bytes each): a processor that
 #: lets more records pass between checkpoints has its oldest ones checked by shard and range only.

@@ -247,7 +247,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _checkpoint(args: argparse.Namespace) -> int:
-    from streamworker.checkpoint.rewind import parse_target, set_checkpoints
+    from streamworker.checkpoint.target import parse_target
+    from streamworker.leases.dynamodb.rewind import set_checkpoints
 
     to = parse_target(args.to)
     configure_logging("WARNING")

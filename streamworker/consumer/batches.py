@@ -84,7 +84,7 @@ class BatchDelivery(Delivery):
         pri = ProcessRecordsInput(records=batch.records, checkpointer=self.tracker.checkpointer,
                                   shard_id=self.shard_id, millis_behind_latest=batch.millis_behind_latest,
                                   is_at_shard_end=batch.shard_end, child_shards=batch.child_shards)
-        return lambda: raise_reported(self._invoke(self.processor.process_records, pri), self.processor, self._log)
+        return lambda: raise_reported(self._invoke(self.processor.process_records, pri), self.processor)
 
     def _part_done(self, batch: Batch) -> Outcome:
         """A batch (or a part of a split one) is done: the next part, else what follows a batch."""

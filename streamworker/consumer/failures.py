@@ -4,9 +4,9 @@ checkpoints up to the first of them and delivers the batch again from there."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 from streamworker.checkpoint.checkpointer import CheckpointTracker
 from streamworker.consumer.calls import ProcessorCall
@@ -14,17 +14,13 @@ from streamworker.errors import RecordFailures
 from streamworker.records import ExtendedSequenceNumber, Record
 from streamworker.sources.base import Batch
 
-_warned_returned: set[type] = set()
 
-
-def raise_reported(result: object, processor: object, log: Any) -> None:
+def raise_reported(result: object, processor: object) -> None:
     """A ``RecordFailures`` returned instead of raised is still honoured, as if raised, with a
-    warning once per processor class: raising is the one way (returning it is deprecated)."""
+    ``FutureWarning`` (shown once per processor class): raising is the one way."""
     if isinstance(result, RecordFailures):
-        if type(processor) not in _warned_returned:
-            _warned_returned.add(type(processor))
-            log.warning("process_records returned RecordFailures; raise it instead (returning it is deprecated)",
-                        processor=type(processor).__name__)
+        warnings.warn(f"{type(processor).__name__}.process_records returned RecordFailures; raise it instead "
+                      "(returning it is deprecated)", FutureWarning, stacklevel=1)
         raise result
 
 

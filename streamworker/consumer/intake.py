@@ -16,10 +16,10 @@ from streamworker.sources.base import Batch, InvalidStartPosition, SourceAccessD
 if TYPE_CHECKING:
     from streamworker.checkpoint.checkpointer import CheckpointTracker
     from streamworker.checkpoint.policy import CheckpointPolicy
+    from streamworker.consumer.meters import ShardMeters
     from streamworker.consumer.progress import BatchFeed, ConsumerSettings, ShardProgress
     from streamworker.dead_letter.shard import ShardDeadLetters
     from streamworker.leases.lease import Lease
-    from streamworker.ops.metrics import ShardMeters
 
 
 class BatchIntake:

@@ -22,12 +22,11 @@ import concurrent.futures
 import functools
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-import structlog
 
 from streamworker.backoff import Backoff
 from streamworker.records import Record
@@ -250,7 +249,7 @@ KEYED_CHECKPOINT_INTERVAL = 1.0
 def is_per_record(processor: object) -> bool:
     """Whether ``processor`` (an instance or its class) takes its records one at a time: a
     ``PerRecordProcessor``. A ``RecordProcessor`` that defines ``process_record`` (how the mode
-    was chosen before there was a base class for it) still is, with a warning once per class."""
+    was chosen before there was a base class for it) still is, with a ``FutureWarning`` (shown once per class)."""
     from streamworker.processor import PerRecordProcessor
 
     cls = processor if isinstance(processor, type) else type(processor)
@@ -258,15 +257,10 @@ def is_per_record(processor: object) -> bool:
         return True
     if not callable(getattr(cls, "process_record", None)):
         return False
-    if cls not in _warned_legacy:
-        _warned_legacy.add(cls)
-        structlog.get_logger("streamworker.shard").warning(
-            "a RecordProcessor with process_record runs per record; subclass PerRecordProcessor instead "
-            "(choosing the mode by which method is overridden is deprecated)", processor=cls.__name__)
+    warnings.warn(f"{cls.__name__} is a RecordProcessor with process_record: it runs per record; subclass "
+                  "PerRecordProcessor instead (choosing the mode by which method is overridden is deprecated)",
+                  FutureWarning, stacklevel=1)
     return True
-
-
-_warned_legacy: set[type] = set()
 
 
 def lanes_for(processor: Any, settings: ConsumerSettings, wake: Callable[[], None],

@@ -36,13 +36,13 @@ from streamworker.consumer.delivery import Delivery
 from streamworker.consumer.intake import BatchIntake
 from streamworker.consumer.keyed import KeyedDelivery
 from streamworker.consumer.lanes import KEYED_CHECKPOINT_INTERVAL, LaneCall, is_per_record
+from streamworker.consumer.meters import ShardMeters
 from streamworker.consumer.outcome import BatchDone, End, Halt, Interrupted, Outcome, Wait
 from streamworker.consumer.progress import BatchFeed, ConsumerSettings, ConsumerState, ShardProgress
 from streamworker.dead_letter.shard import ShardDeadLetters
 from streamworker.errors import CheckpointError, ShardEndNotCheckpointedError
 from streamworker.leases.base import LeaseAccess, ShardLineage
 from streamworker.leases.lease import Lease
-from streamworker.ops.metrics import ShardMeters
 from streamworker.processor import (
     ChildShard,
     InitializationInput,
@@ -54,7 +54,7 @@ from streamworker.processor import (
 from streamworker.sources.base import Batch, Source, SourceAccessDenied
 
 if TYPE_CHECKING:
-    from streamworker.ops.metrics import WorkerMetrics
+    from streamworker.consumer.meters import WorkerMetrics
 
 log = structlog.get_logger("streamworker.shard")
 

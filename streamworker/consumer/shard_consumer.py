@@ -21,7 +21,7 @@ from streamworker.processor import RecordProcessor
 from streamworker.sources.base import Batch, ShardReader, Source, StopReading
 
 if TYPE_CHECKING:
-    from streamworker.ops.metrics import WorkerMetrics
+    from streamworker.consumer.meters import WorkerMetrics
 
 __all__ = ["ConsumerSettings", "ConsumerState", "ShardConsumer", "ShardProgress"]
 

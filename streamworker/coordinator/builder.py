@@ -18,6 +18,7 @@ from streamworker.consumer.shard_consumer import ShardConsumer
 from streamworker.dead_letter.shard import GuardLimits
 from streamworker.dead_letter.sinks import DeadLetterSink, JsonlSink, parse_spec
 from streamworker.errors import ConfigError, SourceError
+from streamworker.kafka.keys import topic_of
 from streamworker.leases.base import (
     Coordinator,
     LeaseListener,
@@ -25,7 +26,7 @@ from streamworker.leases.base import (
     ShardFigures,
     ShardLineage,
 )
-from streamworker.leases.keys import stream_name, stream_of, topic_of
+from streamworker.leases.keys import stream_name, stream_of
 from streamworker.leases.lease import Lease
 from streamworker.sources.base import Source
 

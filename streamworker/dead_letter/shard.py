@@ -15,8 +15,8 @@ from streamworker.sources.base import Batch
 
 if TYPE_CHECKING:
     from streamworker.checkpoint.checkpointer import Checkpointer
+    from streamworker.consumer.meters import WorkerMetrics
     from streamworker.consumer.progress import ConsumerSettings
-    from streamworker.ops.metrics import WorkerMetrics
 
 
 class GuardTripped(Exception):

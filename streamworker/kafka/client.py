@@ -24,8 +24,8 @@ from streamworker.clock import Clock, SystemClock
 from streamworker.kafka import factory
 from streamworker.kafka.buffers import PartitionBuffer
 from streamworker.kafka.commits import CommitQueue
+from streamworker.kafka.keys import kafka_key
 from streamworker.kafka.reachability import Reachability
-from streamworker.leases.keys import kafka_key
 
 log = structlog.get_logger("streamworker.kafka")
 T = TypeVar("T")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from streamworker.leases.keys import parse_kafka_key
+from streamworker.kafka.keys import parse_kafka_key
 
 if TYPE_CHECKING:
     from streamworker.consumer.shard_consumer import ShardConsumer

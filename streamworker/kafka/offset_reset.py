@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from typing import Any, TextIO
 
-from streamworker.checkpoint.rewind import Target
+from streamworker.checkpoint.target import Target
 from streamworker.errors import ConfigError, StreamworkerError
-from streamworker.leases.keys import kafka_key, parse_kafka_key
+from streamworker.kafka.keys import kafka_key, parse_kafka_key
 from streamworker.records import AT_TIMESTAMP, LATEST, TRIM_HORIZON
 
 

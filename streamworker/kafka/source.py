@@ -15,7 +15,7 @@ import structlog
 from streamworker.errors import SourceError
 from streamworker.kafka.buffers import KafkaPartitionReader
 from streamworker.kafka.client import KafkaClient
-from streamworker.leases.keys import kafka_key, parse_kafka_key
+from streamworker.kafka.keys import kafka_key, parse_kafka_key
 from streamworker.records import ExtendedSequenceNumber, StartPosition
 from streamworker.sources.base import ShardInfo
 

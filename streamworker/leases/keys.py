@@ -2,7 +2,7 @@
 
 - a Kinesis shard of a single-stream application: the shard id (``shardId-000000000001``);
 - a Kinesis shard in a KCL multi-stream table: ``account:stream:creationEpoch:shardId``;
-- a Kafka partition: ``topic:partition`` (a topic name cannot contain ``:``).
+- a Kafka partition: ``topic:partition``, built in ``streamworker.kafka.keys``.
 """
 
 from __future__ import annotations
@@ -34,23 +34,6 @@ def key_prefix_of(lease_key: str) -> str:
 def stream_prefix(account: str, stream: str, creation_epoch: int | str) -> str:
     """The key prefix of a stream's leases in a multi-stream table."""
     return f"{account}:{stream}:{creation_epoch}:"
-
-
-def kafka_key(topic: str, partition: int) -> str:
-    return f"{topic}:{partition}"
-
-
-def parse_kafka_key(lease_key: str) -> tuple[str, int] | None:
-    """(topic, partition) of a Kafka lease key, else None."""
-    topic, sep, part = lease_key.rpartition(":")
-    if not sep or not topic or not part.isdigit():
-        return None
-    return topic, int(part)
-
-
-def topic_of(lease_key: str) -> str:
-    """The topic of a Kafka lease key."""
-    return lease_key.rpartition(":")[0]
 
 
 def stream_name(stream: str) -> str:

@@ -40,6 +40,7 @@ class MemoryLeases:
         self.listener = listener
         self._rows: dict[str, _Row] = {}
         self._lock = threading.Lock()
+        #: Lease keys the consumers released / forgot, in call order (held or not by then).
         self.released: list[str] = []
         self.forgotten: list[str] = []
         self.held_off: dict[str, float] = {}
@@ -54,16 +55,27 @@ class MemoryLeases:
 
     # -- what tests do -----------------------------------------------------------------------------
 
-    def acquire(self, lease_key: str, checkpoint: str | ExtendedSequenceNumber = TRIM_HORIZON, **fields: object) -> Lease:
-        """Hold ``lease_key`` from ``checkpoint``: a new holding (the old one, if any, is lost)."""
-        esn = checkpoint if isinstance(checkpoint, ExtendedSequenceNumber) else ExtendedSequenceNumber(checkpoint)
-        lease = Lease(lease_key, lease_owner=self.worker_id, checkpoint=esn, **fields)  # type: ignore[arg-type]
+    def acquire(self, lease_key: str, checkpoint: str | ExtendedSequenceNumber | None = None,
+                **fields: object) -> Lease:
+        """Hold ``lease_key`` from ``checkpoint`` (default: the stored one, TRIM_HORIZON for a new
+        lease): a new holding (the old one, if any, is lost)."""
         with self._lock:
             row = self._rows.setdefault(lease_key, _Row())
-            row.holding, row.stolen, row.checkpoint = lease, False, esn
+            if checkpoint is not None:
+                row.checkpoint = checkpoint if isinstance(checkpoint, ExtendedSequenceNumber) \
+                    else ExtendedSequenceNumber(checkpoint)
+            lease = Lease(lease_key, lease_owner=self.worker_id, checkpoint=row.checkpoint,
+                          **fields)  # type: ignore[arg-type]
+            row.holding, row.stolen = lease, False
         if self.listener is not None:
             self.listener.lease_acquired(lease)
         return lease
+
+    def request_handoff(self, lease_key: str) -> None:
+        """Another worker asks for the lease (a graceful handoff): the listener is told; the
+        holder may still checkpoint until it releases."""
+        if self.listener is not None:
+            self.listener.handoff_requested(lease_key)
 
     def steal(self, lease_key: str) -> None:
         """Another worker took the lease: its holder finds out at its next write or check."""
@@ -99,9 +111,10 @@ class MemoryLeases:
             return row
 
     def is_held(self, lease: Lease) -> bool:
+        # a stolen lease is still believed held: the worker finds out at its next write or renewal
         with self._lock:
             row = self._rows.get(lease.lease_key)
-            return row is not None and row.holding is lease and not row.stolen
+            return row is not None and row.holding is lease
 
     def checkpoint(self, lease: Lease, checkpoint: ExtendedSequenceNumber,
                    pending: ExtendedSequenceNumber | None = None) -> None:
@@ -119,19 +132,19 @@ class MemoryLeases:
 
     def release(self, lease: Lease) -> bool:
         with self._lock:
+            self.released.append(lease.lease_key)
             row = self._rows.get(lease.lease_key)
             if row is None or row.holding is not lease:
                 return False
             row.holding = None
-            self.released.append(lease.lease_key)
             return True
 
     def forget(self, lease: Lease, reason: str = "") -> None:
         with self._lock:
+            self.forgotten.append(lease.lease_key)
             row = self._rows.get(lease.lease_key)
             if row is not None and row.holding is lease:
                 row.holding = None
-                self.forgotten.append(lease.lease_key)
 
     def mark_halted(self, lease: Lease, reason: str | None) -> None:
         with self._lock:

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from streamworker.clock import Clock, SystemClock
 from streamworker.errors import SourceError
-from streamworker.leases.keys import kafka_key
+from streamworker.kafka.keys import kafka_key
 from streamworker.ops.fleet import LocalShard
 
 

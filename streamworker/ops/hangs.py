@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from streamworker.clock import Clock
 
 if TYPE_CHECKING:
+    from streamworker.consumer.meters import WorkerMetrics
     from streamworker.consumer.shard_consumer import ShardConsumer
-    from streamworker.ops.metrics import WorkerMetrics
 
 
 class HangDetector:

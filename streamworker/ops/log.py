@@ -12,14 +12,7 @@ from typing import Any
 
 import structlog
 
-_SECRET_WORDS = ("secret", "password", "passwd", "token", "credential", "sasl.oauthbearer.config",
-                 "ssl.key.pem", "private", "api.key", "apikey")
-
-
-def is_secret_key(key: str) -> bool:
-    """Whether a setting or log field named ``key`` holds a credential (its value is masked)."""
-    k = key.lower()
-    return any(s in k for s in _SECRET_WORDS)
+from streamworker.config.secrets import is_secret_key
 
 
 def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -77,7 +77,9 @@ class RecordingProcessor(RecordProcessor):
 
 class RecordingPerRecordProcessor(RecordingProcessor):
     """The same events, one record at a time (``process_record``: per-key lanes when the worker
-    runs with ``parallelism`` > 1). streamworker checkpoints the completed records itself.
+    runs with ``parallelism`` > 1). streamworker checkpoints the completed records itself. It
+    chooses the mode as processors did before ``PerRecordProcessor`` (by defining
+    ``process_record``), so the suite keeps that way running.
     With RECORD_DELAY (seconds) each record takes that long, as an I/O call would."""
 
     def __init__(self) -> None:

@@ -26,7 +26,7 @@ from streamworker.records import ExtendedSequenceNumber as ESN
 from streamworker.records import Record
 
 from ..kcl import multilang
-from ..unit.test_multilang import Store
+from ..unit.kcl.test_multilang import Store
 from .conftest import RecordLog, make_stream, produce, split_first_shard, wait_for
 
 pytestmark = pytest.mark.integration

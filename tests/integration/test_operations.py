@@ -15,7 +15,7 @@ import boto3
 import pytest
 from structlog.testing import capture_logs
 
-from streamworker import RecordProcessor, Worker, WorkerConfig
+from streamworker import PerRecordProcessor, RecordProcessor, Worker, WorkerConfig
 from tests.integration.conftest import KafkaTopics
 
 from .conftest import PROCESSOR, make_stream, produce, wait_for
@@ -268,7 +268,7 @@ def test_a_hung_per_key_lane_is_reported_and_the_other_keys_go_on(aws_env: dict[
     release = threading.Event()
     done: list[bytes] = []
 
-    class StuckKey(RecordProcessor):
+    class StuckKey(PerRecordProcessor):
         def process_record(self, record: Any) -> None:
             if record.data == b"0":
                 wait_on_key_zero(release)

@@ -2,7 +2,8 @@
 
 No module over 400 lines; at most 10 modules at the top level (the public face); no import
 circle at run time (imports under ``TYPE_CHECKING`` are for the type checker only); no class
-assembled from the project's own classes by multiple inheritance (parts are composed)."""
+assembled from the project's own classes by multiple inheritance (parts are composed); packages
+that import only the layers below them (``LAYERS``, the order docs/architecture.md draws)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,26 @@ from pathlib import Path
 import streamworker
 
 ROOT = Path(streamworker.__file__).parent
+
+#: The layers, bottom first: a package may import (at run time) its own layer's modules and the
+#: layers below. ``streamworker/__init__`` is the public face and imports from anywhere.
+LAYERS = [
+    ["errors", "clock", "backoff", "records"],
+    ["processor", "config"],
+    ["checkpoint"],
+    ["aws"],
+    ["sources"],
+    ["kafka"],
+    ["leases"],
+    ["dead_letter"],
+    ["consumer"],
+    ["coordinator"],
+    ["ops"],
+    ["worker", "kcl", "local", "testing"],
+    ["kclpy"],
+    ["cli"],
+    ["__main__"],
+]
 
 
 def modules() -> Iterator[tuple[str, Path]]:
@@ -109,3 +130,30 @@ def test_no_class_is_assembled_from_the_projects_own_classes() -> None:
                 if len(ours) > 1:
                     mixed.append(f"{name}.{node.name}({', '.join(ours)})")
     assert mixed == []
+
+
+def test_packages_import_only_the_layers_below() -> None:
+    mods = dict(modules())
+    known = set(mods)
+    rank = {part: i for i, layer in enumerate(LAYERS) for part in layer}
+
+    def part(module: str) -> str:
+        return module.split(".")[1] if "." in module else "__init__"
+
+    assert {part(m) for m in mods} - {"__init__"} == set(rank), "a package missing from LAYERS"
+    upward = sorted(f"{name} -> {m}" for name, path in mods.items() if name != "streamworker"
+                    for m in runtime_imports(name, path, known)
+                    if part(m) != part(name) and rank[part(m)] >= rank[part(name)])
+    assert upward == []
+
+
+def test_unit_tests_mirror_the_package_tree() -> None:
+    """Each folder of unit tests is named for a package of streamworker (the tests of a layer sit
+    where its code does); the tests left at the top are of the package as a whole."""
+    here = Path(__file__).parent
+    folders = {p.name for p in here.iterdir() if p.is_dir() and not p.name.startswith("__")}
+    packages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
+    assert folders <= packages, sorted(folders - packages)
+    assert all((here / f / "__init__.py").exists() for f in folders)
+    top = sorted(p.name for p in here.glob("test_*.py"))
+    assert top == ["test_chaos_checks.py", "test_imports.py", "test_layout.py", "test_testing_harness.py"], top

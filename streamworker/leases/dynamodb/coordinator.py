@@ -336,10 +336,9 @@ class DynamoDBCoordinator:
         return True
 
     def forget(self, lease: Lease, reason: str = "its shard consumer found it lost") -> None:
-        """Stop renewing a lease its consumer found expired (it ended as lost): counted and
-        logged like one the renewer drops. A lease held anew meanwhile is kept."""
-        h = self.held.current(lease)
-        if h is not None and not self.held.valid(h):
+        """Stop renewing a lease its consumer found lost, without writing: counted and logged
+        like one the renewer drops. A holding of the same lease taken anew meanwhile is kept."""
+        if self.held.current(lease) is not None:
             self.held.drop(lease.lease_key, reason)
 
     def mark_halted(self, lease: Lease, reason: str | None) -> None:

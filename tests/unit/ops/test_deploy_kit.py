@@ -15,12 +15,13 @@ import pytest
 import yaml
 
 from streamworker.cli import commands as cli
-from streamworker.config import check_environment
+from streamworker.config import WorkerConfig, check_environment
+from streamworker.consumer.meters import WorkerMetrics
 from streamworker.leases.base import CoordinatorStats
-from streamworker.ops.metrics import WorkerMetrics
+from streamworker.ops.metrics import attach
 from streamworker.sources.kinesis.calls import ReaderStats
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 CORE_MODELS = {"Deployment": "V1Deployment", "Service": "V1Service", "ServiceAccount": "V1ServiceAccount"}
 
 
@@ -72,7 +73,7 @@ def exported_metrics() -> set[str]:
             return ReaderStats()
 
     m = WorkerMetrics()
-    m.attach(View())  # type: ignore[arg-type]
+    attach(m, View())  # type: ignore[arg-type]
     return {family.name for family in m.registry.collect()}
 
 
@@ -117,7 +118,7 @@ def test_the_deployment_agrees_with_the_worker() -> None:
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
-    check_environment({k: v or "" for k, v in env.items()})  # every STREAMWORKER_* names a setting
+    check_environment({k: v or "" for k, v in env.items()}, WorkerConfig.model_fields)  # every STREAMWORKER_* names a setting
     port = int(env["STREAMWORKER_METRICS_PORT"])
     assert {p["name"]: p["containerPort"] for p in container["ports"]}["metrics"] == port
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}

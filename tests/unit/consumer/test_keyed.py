@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from streamworker import RecordProcessor
+from streamworker import PerRecordProcessor, RecordProcessor
 from streamworker.consumer.lanes import KeyedDispatcher
 from streamworker.records import Record
 from streamworker.testing import ShardHarness
@@ -124,7 +124,7 @@ def test_stop_lets_running_records_finish_and_starts_no_more() -> None:
 
 # -- the lifecycle, through the harness ---------------------------------------------------------
 
-class PerRecord(RecordProcessor):
+class PerRecord(PerRecordProcessor):
     def __init__(self, fail: set[int] | None = None) -> None:
         self.seen: list[int] = []
         self.fail = fail or set()
@@ -159,7 +159,7 @@ def test_a_record_that_keeps_failing_halts_with_the_records_before_it_checkpoint
 
 
 def test_async_process_record_is_awaited() -> None:
-    class Async(RecordProcessor):
+    class Async(PerRecordProcessor):
         def __init__(self) -> None:
             self.seen: list[int] = []
 
@@ -186,3 +186,22 @@ def test_parallelism_needs_process_record() -> None:
     cfg = WorkerConfig.load({"stream": "s", "application_name": "abc", "parallelism": 4})
     with pytest.raises(ConfigError, match="parallelism 4 needs a PerRecordProcessor"):
         Worker(cfg, Batchy, kinesis_client=object(), dynamodb_client=object())  # type: ignore[arg-type]
+
+
+def test_a_record_processor_with_process_record_still_runs_per_record_with_a_future_warning() -> None:
+    """How the mode was chosen before ``PerRecordProcessor``: kept running, and told once."""
+
+    class Legacy(RecordProcessor):
+        def __init__(self) -> None:
+            self.seen: list[int] = []
+
+        def process_record(self, record: Record) -> None:
+            self.seen.append(int(record.data))
+
+    p = Legacy()
+    with pytest.warns(FutureWarning, match="Legacy is a RecordProcessor with process_record: it runs per record; "
+                                           "subclass PerRecordProcessor instead"):
+        h = ShardHarness(p)
+        h.initialize()
+    h.deliver(["1", "2", "3"])
+    assert p.seen == [1, 2, 3] and "process_records" not in h.calls

@@ -9,14 +9,11 @@ not read).
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
 import secrets
 import socket
-import sys
-from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,20 +22,13 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from streamworker.config.files import read_toml
+from streamworker.config.problems import check_environment, describe_validation_error
+from streamworker.config.secrets import redact
 from streamworker.errors import ConfigError
-from streamworker.ops.log import is_secret_key
 from streamworker.records import InitialPosition
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
-
-
 TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
-#: STREAMWORKER_* variables that are not settings (read by ./dev, the local servers, the tests)
-OTHER_VARIABLES = frozenset({"STREAMWORKER_CACHE", "STREAMWORKER_VENV", "STREAMWORKER_TEST_JOBS"})
-
 
 def default_worker_id() -> str:
     """host:pid:random — unique per process, readable in the lease table."""
@@ -287,7 +277,7 @@ class WorkerConfig(BaseSettings):
         """Build the config from flags (``overrides``), environment and an optional TOML file
         (or ``file_values``, e.g. from a KCL properties file). Raises ConfigError with one line
         naming the bad setting."""
-        check_environment(os.environ)
+        check_environment(os.environ, cls.model_fields)
         merged = {**(file_values or {}), **(read_toml(config_file) if config_file else {})}
         flags = {k: v for k, v in (overrides or {}).items() if v is not None}
 
@@ -303,7 +293,7 @@ class WorkerConfig(BaseSettings):
         try:
             layered = _Layered(**flags)
         except ValidationError as exc:
-            raise ConfigError(describe_validation_error(exc)) from None
+            raise ConfigError(describe_validation_error(exc, cls.model_fields)) from None
         return cls.model_validate(layered.model_dump())
 
 
@@ -317,77 +307,3 @@ class _DictSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return dict(self._values)
-
-
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """Read settings from a TOML file: top-level keys or a ``[streamworker]`` table; dashes in
-    names are accepted for underscores."""
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {p} not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {p}: invalid TOML: {exc}") from None
-    section = data.get("streamworker", data)
-    if not isinstance(section, dict):
-        raise ConfigError(f"config file {p}: [streamworker] must be a table")
-    if section is not data and len(data) > 1:
-        top = ", ".join(sorted(k for k in data if k != "streamworker"))
-        raise ConfigError(f"config file {p}: settings both at the top level ({top}) and in [streamworker]; "
-                          f"put them all in one place")
-    return {k.replace("-", "_"): v for k, v in section.items()}
-
-
-def closest_setting(name: str) -> str | None:
-    close = difflib.get_close_matches(name.lower(), list(WorkerConfig.model_fields), n=1)
-    return close[0] if close else None
-
-
-def did_you_mean(name: str) -> str:
-    close = closest_setting(name)
-    return f" (did you mean {close!r}?)" if close else ""
-
-
-def check_environment(environ: Mapping[str, str]) -> None:
-    """A ``STREAMWORKER_*`` variable that names no setting is an error, as an unknown TOML key is:
-    a typo must not be silently ignored."""
-    for key in sorted(environ):
-        if key.startswith("STREAMWORKER_") and key not in OTHER_VARIABLES:
-            name = key.removeprefix("STREAMWORKER_").lower()
-            if name not in WorkerConfig.model_fields:
-                close = closest_setting(name)
-                raise ConfigError(f"unknown environment variable {key}"
-                                  + (f" (did you mean STREAMWORKER_{close.upper()}?)" if close else ""))
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "config"
-        msg = err["msg"]
-        if err["type"] == "value_error" and not err["loc"]:
-            parts.append(msg.removeprefix("Value error, "))
-        elif err["type"] == "missing":
-            parts.append(f"{loc} is required (flag --{loc.replace('_', '-')}, "
-                         f"env STREAMWORKER_{loc.upper()}, or the config file)")
-        elif err["type"] == "extra_forbidden":
-            parts.append(f"unknown setting {loc!r}{did_you_mean(loc)}")
-        else:
-            parts.append(f"invalid setting {loc}: {msg.removeprefix('Value error, ')} "
-                         f"(got {redact(err.get('input'))!r})")
-    return "; ".join(parts)
-
-
-def redact(value: Any) -> Any:
-    """``value`` with credential-like settings masked, for echoing an input in an error. A string
-    that names a credential at all is reduced to its keys (a value may hold commas)."""
-    if isinstance(value, dict):
-        return {k: "***" if is_secret_key(str(k)) else redact(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [redact(v) for v in value]
-    if isinstance(value, str):
-        keys = re.findall(r"([A-Za-z0-9_.\-]+)\s*=", value)
-        if any(is_secret_key(k) for k in keys):
-            return f"<{len(keys)} KEY=VALUE pair(s) with keys {', '.join(keys)}; values not shown>"
-    return value

@@ -16,8 +16,8 @@ import pytest
 
 from streamworker.cli import commands as cli
 
-PROCESSOR = str(Path(__file__).resolve().parents[1] / "integration" / "recording_processor.py") + ":RecordingProcessor"
-ROOT = Path(__file__).resolve().parents[2]
+PROCESSOR = str(Path(__file__).resolve().parents[2] / "integration" / "recording_processor.py") + ":RecordingProcessor"
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(autouse=True)

@@ -224,14 +224,14 @@ def test_the_scan_slows_down_when_nothing_moves_but_not_past_an_expiry(fleet: An
     clock, (a, _), (b, _) = fleet
     b.taker.steady_take_interval = 5.0
     a.take_cycle()
-    assert b.take_cycle() == pytest.approx(clock.monotonic() + b.take_interval)  # steals: moving
+    assert b.take_cycle() == pytest.approx(clock.monotonic() + b.taker.take_interval)  # steals: moving
     clock.advance(a.renew_interval)
     a.renew_all()  # A learns of the handoffs and finishes them
     for key in a.held_keys():
         if a.current_lease(key).lease_owner == "B":
             a.release(held(a, key))
     seen_a = clock.monotonic()  # B's next scan is the first to see A's final counters
-    assert b.take_cycle() == pytest.approx(clock.monotonic() + b.take_interval)
+    assert b.take_cycle() == pytest.approx(clock.monotonic() + b.taker.take_interval)
     assert len(b.held_keys()) == 2
     assert b.take_cycle() == pytest.approx(clock.monotonic() + 5.0)  # nothing moves: steady period
     # A goes silent. B's scans stay 5 s apart but one lands exactly when A's leases expire.

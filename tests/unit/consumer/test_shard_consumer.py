@@ -156,7 +156,7 @@ def test_lease_loss_stops_delivery_and_calls_lease_lost() -> None:
     c, _, source = make([Batch(recs(1))], p, leases)
     c.start()
     wait_for(lambda: p.delivered == ["1"])
-    leases.steal("shard-1")  # another worker took it: the consumer finds out
+    leases.lose("shard-1")  # the renewal found it taken: the consumer stops before the next batch
     source.reader.q.put(Batch(recs(2)))
     assert c.join(5)
     assert p.delivered == ["1"] and p.calls[-1] == ("lease_lost",)

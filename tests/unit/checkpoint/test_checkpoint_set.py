@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from streamworker.checkpoint.rewind import parse_target, set_checkpoints
+from streamworker.checkpoint.target import parse_target
 from streamworker.errors import ConfigError, StreamworkerError
+from streamworker.leases.dynamodb.rewind import set_checkpoints
 from streamworker.leases.dynamodb.table import LeaseConflict, LeaseTable
 from streamworker.leases.lease import Lease
 from streamworker.records import ExtendedSequenceNumber as ESN

@@ -1,0 +1,58 @@
+"""The counters a worker's shard consumers update, in a registry of the worker's own (no
+process-global state); what /metrics serves adds gauges read from the worker when scraped
+(``streamworker.ops.metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from streamworker.checkpoint.store import CheckpointStore, TimedStore
+
+_LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class WorkerMetrics:
+    """The metrics a worker exports; ``registry`` is what /metrics serves."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        r = self.registry
+        self.records = Counter("streamworker_records_processed", "Records delivered to processors and returned",
+                               ["shard"], registry=r)
+        self.bytes = Counter("streamworker_bytes_processed", "Payload bytes of processed records", ["shard"],
+                             registry=r)
+        self.process_seconds = Histogram("streamworker_process_records_seconds", "process_records latency",
+                                         ["shard"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.checkpoint_seconds = Histogram("streamworker_checkpoint_seconds", "Checkpoint write latency",
+                                            ["shard"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.checkpoint_failures = Counter("streamworker_checkpoint_failures", "Checkpoints that failed",
+                                           ["shard", "error"], registry=r)
+        self.processor_failures = Counter("streamworker_processor_failures",
+                                          "process_records calls that raised", ["shard"], registry=r)
+        self.dead_lettered = Counter("streamworker_records_dead_lettered", "Records written to the dead-letter sink",
+                                     ["shard"], registry=r)
+        self.hung = Counter("streamworker_processor_hangs", "Processor calls that exceeded the hang timeout",
+                            ["shard"], registry=r)
+
+
+class ShardMeters:
+    """One shard's children of the worker's counters (labelled once, not per batch); no-ops without metrics."""
+
+    @staticmethod
+    def checkpoint_store(inner: CheckpointStore, metrics: WorkerMetrics | None, label: str) -> CheckpointStore:
+        """``inner`` timed into the worker's checkpoint metrics (as it is without metrics)."""
+        if metrics is None:
+            return inner
+        seconds = metrics.checkpoint_seconds.labels(label)
+        return TimedStore(inner, seconds.observe, lambda kind: metrics.checkpoint_failures.labels(label, kind).inc())
+
+    def __init__(self, metrics: WorkerMetrics | None, label: str) -> None:
+        self._children = None if metrics is None else (
+            metrics.process_seconds.labels(label), metrics.records.labels(label), metrics.bytes.labels(label))
+
+    def processed(self, records: int, size: int, seconds: float) -> None:
+        if self._children is not None:
+            latency, count, nbytes = self._children
+            latency.observe(seconds)
+            count.inc(records)
+            nbytes.inc(size)
