@@ -239,22 +239,10 @@ def lazy_admin(conf: dict[str, Any]) -> Callable[[], Any]:
 def web_command(make_admin: Callable[[], Any], application: str, group: str, topics: list[str], *, port: int = 0,
                 host: str = "127.0.0.1", open_browser: bool = True, out: TextIO = sys.stdout) -> int:
     """The live status page for a consumer group, from the brokers alone, until Ctrl-C."""
-    import webbrowser
-
-    from streamworker.ops.web import StatusServer
+    from streamworker.ops.web import serve_until_interrupted
 
     admin = make_admin()
     snapshot(admin, group, topics)  # an unknown topic or an unreachable broker: one line, exit 1
     view = GroupView(application, group, topics, lambda: admin, observer=f"consumer group {group}")
-    server = StatusServer(view.document, port, host).start()
-    out.write(f"status page for consumer group {group!r}: {server.url}  (Ctrl-C stops it)\n")
-    out.flush()
-    if open_browser:
-        webbrowser.open(server.url)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-    return 0
+    return serve_until_interrupted(view.document, f"consumer group {group!r}", port=port, host=host,
+                                   open_browser=open_browser, out=out)

@@ -127,24 +127,11 @@ def status_command(table: LeaseTable, interval: float, count: int | None, out: T
 def web_command(table: LeaseTable, application: str, *, port: int = 0, host: str = "127.0.0.1",
                 failover_time: float = 10.0, open_browser: bool = True, out: TextIO = sys.stdout) -> int:
     """The live status page for ``application`` from its lease table alone, until Ctrl-C."""
-    import threading
-    import webbrowser
-
     from streamworker.ops.fleet import FleetView
-    from streamworker.ops.web import StatusServer
+    from streamworker.ops.web import serve_until_interrupted
 
     load(table)  # a missing table or a refused read is one line and exit 1, before serving anything
     fleet = FleetView(application, leases=lambda: load(table), malformed=lambda: table.malformed,
                       failover_time=failover_time, observer=f"lease table {table.table_name}")
-    server = StatusServer(fleet.document, port, host).start()
-    out.write(f"status page for {application!r}: {server.url}  (Ctrl-C stops it)\n")
-    out.flush()
-    if open_browser:
-        webbrowser.open(server.url)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-    return 0
+    return serve_until_interrupted(fleet.document, repr(application), port=port, host=host,
+                                   open_browser=open_browser, out=out)

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any
+from typing import Any, TextIO
 
 #: path -> (content type, body maker)
 Routes = dict[str, tuple[str, Callable[[], bytes]]]
@@ -64,3 +64,22 @@ class StatusServer:
         if self._thread.is_alive():
             self._server.shutdown()
         self._server.server_close()
+
+
+def serve_until_interrupted(document: Callable[[], dict[str, Any]], title: str, *, port: int, host: str,
+                            open_browser: bool, out: TextIO) -> int:
+    """``streamworker status --web``: serve the page in the foreground (and open it) until Ctrl-C."""
+    import webbrowser
+
+    server = StatusServer(document, port, host).start()
+    out.write(f"status page for {title}: {server.url}  (Ctrl-C stops it)\n")
+    out.flush()
+    if open_browser:
+        webbrowser.open(server.url)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
