@@ -2,7 +2,11 @@
 ``blackhole`` (bytes stop moving both ways and connections stay open: no RST, no FIN, as when a
 route or a security group drops packets), ``latency`` (each chunk held back), and ``cut`` (every
 open connection closed at once, mid-reply). A broker must advertise the proxy's address for its
-clients to stay behind it (``advertised.listeners``)."""
+clients to stay behind it (``advertised.listeners``).
+
+It also measures what its clients lived through: ``silent_for_at_most`` says how long, at most,
+requests waited while no reply came back on any connection, so a test can tell a client's
+"no reply for N s" that the network (or a starved machine) caused from one the client made up."""
 
 from __future__ import annotations
 
@@ -28,6 +32,10 @@ class TcpProxy:
         self._flowing = threading.Event()
         self._flowing.set()
         self.latency = 0.0
+        #: (start, end) of each stretch in which a request had gone upstream and no reply had
+        #: come back on any connection; ``_waiting_since`` is the open one.
+        self._silences: list[tuple[float, float]] = []
+        self._waiting_since: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept, name="tcpproxy", daemon=True)
 
@@ -55,6 +63,30 @@ class TcpProxy:
                     s.shutdown(socket.SHUT_RDWR)
                 s.close()
 
+    # -- what the clients lived through --------------------------------------------------------
+
+    def longest_silence(self, since: float, until: float | None = None) -> float:
+        """The longest stretch between ``since`` and ``until`` (``time.monotonic()`` values; until
+        now by default) in which requests had gone upstream and no reply came back on any
+        connection, an open one included."""
+        until = time.monotonic() if until is None else until
+        with self._lock:
+            spans = list(self._silences)
+            if self._waiting_since is not None:
+                spans.append((self._waiting_since, until))
+        return max((min(end, until) - max(start, since) for start, end in spans
+                    if end > since and start < until), default=0.0)
+
+    def _forwarded(self, upstream: bool) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if upstream:
+                if self._waiting_since is None:
+                    self._waiting_since = now
+            elif self._waiting_since is not None:
+                self._silences.append((self._waiting_since, now))
+                self._waiting_since = None
+
     # -- plumbing ----------------------------------------------------------------------------
 
     def _accept(self) -> None:
@@ -71,10 +103,10 @@ class TcpProxy:
             server.settimeout(None)
             with self._lock:
                 self._pairs.append((client, server))
-            for src, dst in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+            for src, dst, upstream in ((client, server, True), (server, client, False)):
+                threading.Thread(target=self._pump, args=(src, dst, upstream), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, upstream: bool) -> None:
         """Read from ``src`` as it comes; a second thread writes each chunk to ``dst`` once it is
         due (pipelined, as a slow link delays every packet by the same time)."""
         queue: collections.deque[tuple[float, bytes]] = collections.deque()
@@ -100,6 +132,7 @@ class TcpProxy:
                     with ready:
                         queue.popleft()
                     dst.sendall(data)
+                    self._forwarded(upstream)
             except OSError:
                 pass
             finally:
@@ -119,7 +152,7 @@ class TcpProxy:
                 with ready:
                     queue.append((time.monotonic() + self.latency, data))
                     ready.notify()
-        except OSError:
+        except (OSError, ValueError):  # ValueError: select on a socket ``cut`` closed meanwhile
             pass
         finally:
             done.set()

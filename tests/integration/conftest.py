@@ -249,9 +249,11 @@ class KafkaTopics:
         self.admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])[name].result(15)
         return name
 
-    def produce(self, topic: str, start: int, count: int, keys: int = 16, partitions: int | None = None) -> None:
+    def produce(self, topic: str, start: int, count: int, keys: int = 16, partitions: int | None = None,
+                created: float | None = None) -> None:
         """Records start..start+count-1; key-N goes to partition N % partitions (librdkafka's
-        CRC32 partitioner would put all sixteen keys on two of four partitions)."""
+        CRC32 partitioner would put all sixteen keys on two of four partitions). ``created``: the
+        records' timestamp (CreateTime, epoch seconds) in place of now."""
         from confluent_kafka import Producer
 
         if self.producer is None:
@@ -260,7 +262,8 @@ class KafkaTopics:
             partitions = len(self.admin.list_topics(topic, timeout=10).topics[topic].partitions)
         for i in range(start, start + count):
             self.producer.produce(topic, key=f"key-{i % keys}".encode(), value=str(i).encode(),
-                                  partition=(i % keys) % partitions)
+                                  partition=(i % keys) % partitions,
+                                  timestamp=0 if created is None else int(created * 1000))
         assert self.producer.flush(15) == 0
 
     def committed(self, group: str, topic: str, partitions: int = 4) -> dict[int, int]:

@@ -63,10 +63,9 @@ def test_offsets_reset_with_kafka_consumer_groups_are_replayed_exactly(
     tool refuses while a worker runs; --to-offset and --by-duration replay exactly what they
     say; streamworker leases shows the group as the tool does."""
     topic, group = kafka.create(names["stream"]), names["app"]
-    kafka.produce(topic, 0, 1000)  # 250 a partition
-    time.sleep(2.0)
-    middle = time.time()
-    time.sleep(2.0)
+    # 250 a partition created an hour ago, 250 now: --by-duration PT30M falls between them however
+    # long the tool takes to start (it reads the clock when it runs, not when it is called)
+    kafka.produce(topic, 0, 1000, created=time.time() - 3600)
     kafka.produce(topic, 1000, 1000)
     a = workers("A", source=source(kafka, topic), failover=FAILOVER)
     wait_for(lambda: len(recs(workers)) >= 2000 and set(kafka.committed(group, topic).values()) == {500}, 90,
@@ -117,9 +116,9 @@ def test_offsets_reset_with_kafka_consumer_groups_are_replayed_exactly(
     part0 = [int(e["data"]) for e in recs(workers, "A") if e["shard"] == f"{topic}:0"]
     replay("C", Counter(part0[255:]))
 
-    # by duration: what was produced after `middle` (the second half), on every partition
-    kafka_tools.consumer_groups(kafka.bootstrap, "--reset-offsets", "--by-duration",
-                                f"PT{int(time.time() - middle)}S", "--execute", "--group", group, "--topic", topic)
+    # by duration: what was created in the last 30 minutes (the second half), on every partition
+    kafka_tools.consumer_groups(kafka.bootstrap, "--reset-offsets", "--by-duration", "PT30M", "--execute",
+                                "--group", group, "--topic", topic)
     replay("D", Counter(range(1000, 2000)))
 
     # streamworker's own reset to TRIM_HORIZON commits 0 too, and replays everything

@@ -59,21 +59,31 @@ def test_health_is_truthful_and_nothing_is_lost_through_latency_cuts_and_a_black
     wait_for(lambda: set(log.data()) >= set(range(300)), 60, "the first 300 records")
     wait_for(lambda: all(health(p)[0] == 200 for p in ports.values()), 30, "both workers healthy")
 
-    # 300 ms each way on every chunk, then every connection cut twice: slow, never unhealthy
+    # 300 ms each way on every chunk, then every connection cut twice: slow, never unhealthy.
+    # Unhealthy is the truth only where replies really stopped for the failover time: a machine
+    # so loaded that the proxy or the broker stood still does that (the proxy measures it).
     proxy.latency = 0.3
     kafka.produce(topic, 300, 100)
-    seen: list[tuple[int, str]] = []
-    deadline = time.monotonic() + 8
-    while time.monotonic() < deadline:
-        seen += [health(p) for p in ports.values()]
-        time.sleep(0.5)
+    for attempt in range(3):
+        seen: list[tuple[float, int, str]] = []
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            seen += [(time.monotonic(), *health(p)) for p in ports.values()]
+            time.sleep(0.5)
+        untrue = [(status, body, f"the longest silence before it: {silence:.1f} s") for at, status, body in seen
+                  if status != 200 and (silence := proxy.longest_silence(at - FAILOVER - 2, at)) < FAILOVER - 2]
+        assert untrue == []
+        if all(status == 200 for _, status, _ in seen):
+            break
+        print(f"try {attempt + 1}: replies stopped on this machine long enough to be unhealthy; again")
+    else:
+        pytest.fail("in three tries of 8 s, replies through the proxy never kept flowing (an overloaded machine)")
     proxy.restore()
     for _ in range(2):
         proxy.cut()
         time.sleep(1.0)
     kafka.produce(topic, 400, 100)
     wait_for(lambda: set(log.data()) >= set(range(500)), 60, "the records sent through latency and cuts")
-    assert all(status == 200 for status, _ in seen), [s for s in seen if s[0] != 200]
     # every record's commit answered before the blackhole (a batch whose commit is cut off is
     # delivered again after it: at least once, and not what this test measures)
     wait_for(lambda: sum(kafka.committed(names["app"], topic).values()) == 500, 60, "commits of 500 records")

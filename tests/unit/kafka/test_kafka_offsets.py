@@ -157,14 +157,16 @@ def test_lag_reaches_0_after_a_commit_marker() -> None:
     assert kafka_lag(g.client, shard) == 0
 
 
-def stats(rx: int, waiting: int = 0, state: str = "UP", group: str = "up", group_age_ms: int = 0) -> str:
+def stats(rx: int, waiting: int = 0, state: str = "UP", group: str = "up", group_age_ms: int = 0,
+          broker: str = "127.0.0.1:9092/1", coordinator_rx: int = 0, coordinator_waiting: int = 0,
+          join_state: str = "steady") -> str:
     import json
 
-    return json.dumps({"brokers": {"127.0.0.1:9092/1": {"nodeid": 1, "state": state, "rx": rx,
-                                                        "waitresp_cnt": waiting, "outbuf_cnt": 0},
-                                   "GroupCoordinator": {"nodeid": -1, "state": state, "rx": 0,
-                                                        "waitresp_cnt": 0, "outbuf_cnt": 0}},
-                       "cgrp": {"state": group, "stateage": group_age_ms}})
+    return json.dumps({"brokers": {broker: {"nodeid": 1, "state": state, "rx": rx,
+                                            "waitresp_cnt": waiting, "outbuf_cnt": 0},
+                                   "GroupCoordinator": {"nodeid": -1, "state": state, "rx": coordinator_rx,
+                                                        "waitresp_cnt": coordinator_waiting, "outbuf_cnt": 0}},
+                       "cgrp": {"state": group, "stateage": group_age_ms, "join_state": join_state}})
 
 
 def test_health_turns_false_when_requests_go_unanswered_for_the_failover_time_and_back_when_answered() -> None:
@@ -212,3 +214,34 @@ def test_a_group_coordinator_lost_for_the_failover_time_is_unhealthy() -> None:
     client.reach.on_stats(stats(rx=9, group="wait-coord", group_age_ms=12000))
     ok, why = client.health()
     assert not ok and why == "the group coordinator of 'orders' unreachable for 12 s (librdkafka group state 'wait-coord')"
+
+
+def test_a_rebalance_the_coordinator_holds_open_is_not_silence_but_a_silent_coordinator_is() -> None:
+    from streamworker.clock import FakeClock
+
+    clock = FakeClock()
+    client = KafkaClient({"group.id": "g", "bootstrap.servers": "b:9092"}, consumer_factory=GroupConsumer,
+                         clock=clock, unreachable_after=10.0)
+    client.reach.on_stats(stats(rx=5, coordinator_rx=3))
+    for _ in range(30):  # a JoinGroup parked by the coordinator until the other members rejoin
+        clock.advance(1.0)
+        client.reach.on_stats(stats(rx=5, coordinator_rx=3, coordinator_waiting=1, join_state="wait-join"))
+    assert client.health() == (True, "ok")
+    for _ in range(10):  # a heartbeat in a steady group that is never answered
+        clock.advance(1.0)
+        client.reach.on_stats(stats(rx=5, coordinator_rx=3, coordinator_waiting=1))
+    ok, why = client.health()
+    assert not ok and why == "no reply from Kafka (b:9092) for 10 s"
+
+
+def test_replies_on_a_new_broker_handle_are_heard_though_the_sum_of_replies_fell() -> None:
+    from streamworker.clock import FakeClock
+
+    clock = FakeClock()
+    client = KafkaClient({"group.id": "g", "bootstrap.servers": "b:9092"}, consumer_factory=GroupConsumer,
+                         clock=clock, unreachable_after=10.0)
+    client.reach.on_stats(stats(rx=500, waiting=1, broker="b:9092/bootstrap"))
+    for rx in range(1, 15):  # librdkafka replaced the handle: its counters start again, and grow
+        clock.advance(1.0)
+        client.reach.on_stats(stats(rx=rx, waiting=1))
+    assert client.health() == (True, "ok")
