@@ -245,12 +245,14 @@ def test_a_hung_processor_fails_healthz_and_a_graceful_stop_leaves_its_lease_to_
         wait_for(lambda: get(port, "/healthz") == (200, "ok\n"), 30, "healthy again once the call returned")
         produce(kinesis, names["stream"], 20, 20)
         wait_for(lambda: get(port, "/healthz")[0] == 503, 30, "the second call past the limit")
+        stuck = w.coordinator.holding("shardId-000000000001")
+        assert stuck is not None
         assert w.shutdown(20)
         rows = {i["leaseKey"]["S"]: i for i in boto3.client("dynamodb").scan(TableName=names["app"])["Items"]}
         assert "leaseOwner" not in rows["shardId-000000000000"]  # released at once
         assert rows["shardId-000000000001"]["leaseOwner"]["S"] == w.worker_id  # left to expire
         # once its validity has lapsed (renewals stopped with the worker), the call's writes are refused
-        wait_for(lambda: not w.coordinator.is_held("shardId-000000000001"), 30, "the stuck lease no longer valid")
+        wait_for(lambda: not w.coordinator.is_held(stuck), 30, "the stuck lease no longer valid")
     finally:
         release[1].set()
     wait_for(lambda: refused, 30, "the late checkpoint refused")

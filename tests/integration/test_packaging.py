@@ -3,6 +3,7 @@ command needs an extra."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import venv
@@ -41,14 +42,17 @@ def test_a_plain_install_names_the_extra_a_command_needs(wheel: Path, tmp_path: 
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     py = env_dir / "bin" / "python"
+    # a user's machine: nothing of a developer's PYTHONPATH (a source tree there looks installed to pip)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)], check=True,
-                   timeout=600)
+                   timeout=600, env=env)
     for argv, missing in ((["demo"], "streamworker demo needs the demo extra: pip install 'streamworker[demo]' "
                                      "(moto is not installed)"),
                           (["local", "aws"], "streamworker local aws needs the demo extra: pip install "
                                              "'streamworker[demo]' (moto is not installed)")):
-        done = subprocess.run([str(env_dir / "bin" / "streamworker"), *argv], capture_output=True, text=True, timeout=60)
+        done = subprocess.run([str(env_dir / "bin" / "streamworker"), *argv], capture_output=True, text=True, timeout=60,
+                              env=env)
         assert (done.returncode, done.stderr) == (1, f"streamworker: error: {missing}\n")
     done = subprocess.run([str(env_dir / "bin" / "streamworker"), "--version"], capture_output=True, text=True,
-                          timeout=60)
+                          timeout=60, env=env)
     assert done.stdout.startswith("streamworker 0.")
