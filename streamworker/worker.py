@@ -269,7 +269,7 @@ class Worker:
         c = self._scheduler.consumer(lease_key)
         if c is None:
             return None
-        return ShardFigures(c.progress.records, c.progress.millis_behind_latest)
+        return ShardFigures(c.progress.records, c.progress.millis_behind_latest, c.progress.bytes)
 
     def consumers(self) -> list[ShardConsumer]:
         return self._scheduler.consumers()

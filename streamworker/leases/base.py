@@ -81,6 +81,8 @@ class ShardFigures:
 
     records: int
     millis_behind_latest: int | None = None
+    #: payload bytes processed (KCL 3's throughputKBps is measured from them)
+    bytes: int = 0
 
 
 @dataclass

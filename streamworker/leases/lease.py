@@ -29,6 +29,9 @@ CHECKPOINT_OWNER = "checkpointOwner"
 #: Multi-stream leases (KCL): the stream identifier ``account:stream:creationEpoch`` and the shard.
 STREAM_ID = "streamName"
 SHARD_ID = "shardId"
+#: KCL 3's: the payload KB/s its holder measured (an average over renewals), which KCL 3's leader
+#: balances on. streamworker writes it as KCL 3 does, in every mode.
+THROUGHPUT_KBPS = "throughputKBps"
 #: streamworker's own attribute (KCL ignores unknown ones): records/s its holder last measured.
 RECORDS_PER_SECOND = "swRecordsPerSecond"
 #: streamworker's own attribute: how far behind the stream's tip its holder last read (Kinesis).
@@ -60,6 +63,8 @@ class Lease:
     ending_hash_key: str | None = None
     checkpoint_owner: str | None = None
     records_per_second: float = 0.0
+    #: KCL 3's ``throughputKBps`` as its holder last wrote it (None: never written)
+    throughput_kbps: float | None = None
     #: Kinesis MillisBehindLatest as its holder last read it (None: never written)
     millis_behind_latest: int | None = None
     #: Set by a holder whose shard halted (error policy, unreadable position): the reason.
@@ -185,6 +190,7 @@ def lease_from_item(item: dict[str, Any]) -> Lease:
         ending_hash_key=_s(item, ENDING_HASH_KEY),
         checkpoint_owner=_s(item, CHECKPOINT_OWNER),
         records_per_second=_float(item, RECORDS_PER_SECOND),
+        throughput_kbps=_float(item, THROUGHPUT_KBPS) if THROUGHPUT_KBPS in item else None,
         millis_behind_latest=int(_float(item, MILLIS_BEHIND)) if MILLIS_BEHIND in item else None,
         halted=_s(item, HALTED),
         checkpoint_timestamp=_float(item, CHECKPOINT_TIMESTAMP) or None,

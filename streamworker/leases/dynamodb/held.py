@@ -31,8 +31,15 @@ class HeldLease:
     acquired: Lease | None = None
     handing_off: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
-    #: (records processed, when) at the last records/s measurement.
-    rate_mark: tuple[int, float] | None = None
+    #: (records processed, payload bytes processed, when) at the last measurement.
+    rate_mark: tuple[int, int, float] | None = None
+    #: KCL 3's throughputKBps: an exponential average (alpha 0.5, as KCL's LeaseStatsRecorder),
+    #: starting from what the row said when the lease was taken.
+    kbps: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kbps is None:
+            self.kbps = self.lease.throughput_kbps
 
 
 class HeldLeases:
@@ -72,7 +79,7 @@ class HeldLeases:
 
     def add(self, lease: Lease, started: float, *, taken: bool) -> HeldLease:
         """A lease just acquired (its shard consumer starts from zero records now)."""
-        h = HeldLease(lease, started, acquired=lease, rate_mark=(0, started))
+        h = HeldLease(lease, started, acquired=lease, rate_mark=(0, 0, started))
         with self._lock:
             self._held[lease.lease_key] = h
             if taken:

@@ -20,6 +20,10 @@ RATE_REFRESH = 6
 RENEW_THREADS = 20
 
 
+#: The weight of the newest measurement in KCL 3's throughput average (LeaseStatsRecorder's alpha).
+KBPS_ALPHA = 0.5
+
+
 class Renewer:
     """Renews held leases (a slow table must not make the last lease in line expire)."""
 
@@ -60,12 +64,13 @@ class Renewer:
             if self.held.get(key) is not h:
                 return False  # released or lost meanwhile
             try:
-                rate, behind = self._figures(key, h, started)
+                rate, behind, kbps = self._figures(key, h, started)
                 for _ in range(2):
                     try:
                         h.lease = self.table.renew(key, h.lease.lease_counter, self.worker_id,
                                                    as_checkpoint_owner=h.handing_off,
-                                                   records_per_second=rate, millis_behind_latest=behind)
+                                                   records_per_second=rate, millis_behind_latest=behind,
+                                                   throughput_kbps=kbps)
                         h.last_renewed = started
                         return False
                     except LeaseConflict:
@@ -98,16 +103,19 @@ class Renewer:
         """Records/s is refreshed at least every RATE_REFRESH renew intervals."""
         if self.figures_of is None:
             return False
-        return h.rate_mark is None or now - h.rate_mark[1] >= self.interval * RATE_REFRESH
+        return h.rate_mark is None or now - h.rate_mark[2] >= self.interval * RATE_REFRESH
 
-    def _figures(self, key: str, h: HeldLease, now: float) -> tuple[float | None, int | None]:
-        """Records/s on this lease since the last measurement and its millis behind, each None
+    def _figures(self, key: str, h: HeldLease, now: float) -> tuple[float | None, int | None, float | None]:
+        """Records/s on this lease since the last measurement, its millis behind, and KCL 3's
+        throughput (payload KB/s, averaged over measurements as KCL averages it), each None
         when unknown."""
         figures = self.figures_of(key) if self.figures_of is not None else None
         if figures is None:
-            return None, None
-        done = figures.records
-        mark, h.rate_mark = h.rate_mark, (done, now)
-        if mark is None or now <= mark[1] or done < mark[0]:
-            return None, figures.millis_behind_latest
-        return (done - mark[0]) / (now - mark[1]), figures.millis_behind_latest
+            return None, None, None
+        mark, h.rate_mark = h.rate_mark, (figures.records, figures.bytes, now)
+        if mark is None or now <= mark[2] or figures.records < mark[0] or figures.bytes < mark[1]:
+            return None, figures.millis_behind_latest, None
+        seconds = now - mark[2]
+        kbps = (figures.bytes - mark[1]) / 1024 / seconds
+        h.kbps = kbps if h.kbps is None else KBPS_ALPHA * kbps + (1 - KBPS_ALPHA) * h.kbps
+        return (figures.records - mark[0]) / seconds, figures.millis_behind_latest, round(h.kbps, 6)

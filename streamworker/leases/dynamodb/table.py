@@ -43,6 +43,7 @@ from streamworker.leases.lease import (
     PENDING_CHECKPOINT_STATE,
     PENDING_CHECKPOINT_SUB,
     RECORDS_PER_SECOND,
+    THROUGHPUT_KBPS,
     Lease,
     MalformedLease,
     is_lease_item,
@@ -238,9 +239,10 @@ class LeaseTable:
         return "#o = :me AND attribute_not_exists(#co)", {"#o": LEASE_OWNER, "#co": CHECKPOINT_OWNER}
 
     def renew(self, lease_key: str, counter: int, owner: str, *, as_checkpoint_owner: bool = False,
-              records_per_second: float | None = None, millis_behind_latest: int | None = None) -> Lease:
-        """Bump the counter; also record the shard's records/s and millis behind (same write, no
-        extra cost)."""
+              records_per_second: float | None = None, millis_behind_latest: int | None = None,
+              throughput_kbps: float | None = None) -> Lease:
+        """Bump the counter; also record the shard's records/s, millis behind and KCL 3's
+        throughput (same write, no extra cost)."""
         cond, names = self._holder_condition(as_checkpoint_owner)
         values: dict[str, Any] = {":me": {"S": owner}}
         update = "SET #c = :c1"
@@ -248,6 +250,10 @@ class LeaseTable:
             update += ", #rps = :rps"
             names = {**names, "#rps": RECORDS_PER_SECOND}
             values[":rps"] = {"N": f"{records_per_second:.1f}"}
+        if throughput_kbps is not None:
+            update += ", #kbps = :kbps"
+            names = {**names, "#kbps": THROUGHPUT_KBPS}
+            values[":kbps"] = {"N": repr(float(throughput_kbps))}
         if millis_behind_latest is not None:
             update += ", #mb = :mb"
             names = {**names, "#mb": MILLIS_BEHIND}

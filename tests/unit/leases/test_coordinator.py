@@ -220,6 +220,27 @@ def test_renewals_record_records_per_second_for_the_balancer(table: LeaseTable) 
     assert row(table, "s-1").records_per_second == pytest.approx(500 / a.renew_interval, rel=0.01)
 
 
+def test_renewals_write_kcl3s_throughput_averaged_as_kcl_averages_it(table: LeaseTable) -> None:
+    """``throughputKBps``, which a KCL 3 leader balances on: payload KB/s since the last renewal,
+    in an exponential average with alpha 0.5, starting from what the row said when it was taken."""
+    clock = FakeClock()
+    done = {"records": 0, "bytes": 0}
+    table.client.update_item(TableName=table.table_name, Key={"leaseKey": {"S": "s-1"}},
+                             UpdateExpression="SET throughputKBps = :k, leaseCounter = :c, checkpoint = :cp",
+                             ExpressionAttributeValues={":k": {"N": "40.0"}, ":c": {"N": "1"},
+                                                        ":cp": {"S": "TRIM_HORIZON"}})
+    a = DynamoDBCoordinator(table, "A", Events(), failover_time=FAILOVER, clock=clock,
+                            figures_of=lambda key: ShardFigures(done["records"], None, done["bytes"]))
+    a.take_cycle()
+    assert row(table, "s-1").throughput_kbps == 40.0  # a KCL 3 worker's figure, kept until we measure
+    for expected in (30.0, 25.0):  # 20 KB/s: (40 + 20) / 2, then (30 + 20) / 2
+        done["records"] += 100
+        done["bytes"] += int(20 * 1024 * a.renew_interval)
+        clock.advance(a.renew_interval)
+        a.renew_all()
+        assert row(table, "s-1").throughput_kbps == pytest.approx(expected, rel=1e-4)
+
+
 def test_the_scan_slows_down_when_nothing_moves_but_not_past_an_expiry(fleet: Any) -> None:
     clock, (a, _), (b, _) = fleet
     b.taker.steady_take_interval = 5.0
