@@ -246,18 +246,15 @@ class LeaseTable:
         cond, names = self._holder_condition(as_checkpoint_owner)
         values: dict[str, Any] = {":me": {"S": owner}}
         update = "SET #c = :c1"
-        if records_per_second is not None:
-            update += ", #rps = :rps"
-            names = {**names, "#rps": RECORDS_PER_SECOND}
-            values[":rps"] = {"N": f"{records_per_second:.1f}"}
-        if throughput_kbps is not None:
-            update += ", #kbps = :kbps"
-            names = {**names, "#kbps": THROUGHPUT_KBPS}
-            values[":kbps"] = {"N": repr(float(throughput_kbps))}
-        if millis_behind_latest is not None:
-            update += ", #mb = :mb"
-            names = {**names, "#mb": MILLIS_BEHIND}
-            values[":mb"] = {"N": str(int(millis_behind_latest))}
+        figures: tuple[tuple[str, float | None, Callable[[float], str]], ...] = (
+            (RECORDS_PER_SECOND, records_per_second, lambda v: f"{v:.1f}"),
+            (THROUGHPUT_KBPS, throughput_kbps, lambda v: repr(float(v))),
+            (MILLIS_BEHIND, millis_behind_latest, lambda v: str(int(v))))
+        for i, (attr, value, encode) in enumerate(figures):
+            if value is not None:
+                update += f", #f{i} = :f{i}"
+                names = {**names, f"#f{i}": attr}
+                values[f":f{i}"] = {"N": encode(value)}
         item = self._update("Renew", lease_key, counter, update, cond, names, values)
         return lease_from_item(item)
 
