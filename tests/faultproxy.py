@@ -54,6 +54,8 @@ class FaultProxy:
         self.upstream_host, self.upstream_port = u.hostname or "127.0.0.1", u.port or 80
         self.rules: list[Rule] = []
         self.calls: Counter[str] = Counter()
+        #: (operation, arrived, answered) of every request answered, in ``time.monotonic()``
+        self.spans: list[tuple[str, float, float]] = []
         self._lock = threading.Lock()
         proxy = self
 
@@ -117,8 +119,27 @@ class FaultProxy:
         body = h.rfile.read(length) if length else b""
         target = h.headers.get("X-Amz-Target", "")
         operation = target.rsplit(".", 1)[-1] if target else h.command
+        arrived = time.monotonic()
         with self._lock:
             self.calls[operation] += 1
+        try:
+            self._forward(h, operation, body)
+        finally:
+            with self._lock:
+                self.spans.append((operation, arrived, time.monotonic()))
+
+    def in_flight_at_most(self, operation: str, since: float) -> int:
+        """The most requests of ``operation`` the proxy held at once (arrived after ``since``)."""
+        with self._lock:
+            spans = [(a, b) for op, a, b in self.spans if op == operation and a >= since]
+        events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+        most = now = 0
+        for _, step in events:
+            now += step
+            most = max(most, now)
+        return most
+
+    def _forward(self, h: BaseHTTPRequestHandler, operation: str, body: bytes) -> None:
         rule = self._take(operation, "before")
         if rule is not None and rule.action == "delay":
             time.sleep(rule.seconds)  # the fault itself: latency on the wire
