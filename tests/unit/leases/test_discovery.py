@@ -1,0 +1,48 @@
+"""A follower finds what a KCL 3 leader assigned to it as KCL 3's lease discoverer does: keys from
+``LeaseOwnerToLeaseKeyIndex``, then each row read, taken up only when still its own and no
+handoff to it is pending."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamworker.leases.dynamodb.discovery import OWNER_INDEX, assigned_keys, newly_assigned
+from streamworker.leases.dynamodb.table import LeaseTable
+
+
+def with_owner_index(table: LeaseTable) -> None:
+    """The index as KCL 3 creates it on the lease table."""
+    client: Any = table.client
+    client.update_table(TableName=table.table_name,
+                        AttributeDefinitions=[{"AttributeName": "leaseOwner", "AttributeType": "S"},
+                                              {"AttributeName": "leaseKey", "AttributeType": "S"}],
+                        GlobalSecondaryIndexUpdates=[{"Create": {
+                            "IndexName": OWNER_INDEX,
+                            "KeySchema": [{"AttributeName": "leaseOwner", "KeyType": "HASH"},
+                                          {"AttributeName": "leaseKey", "KeyType": "RANGE"}],
+                            "Projection": {"ProjectionType": "KEYS_ONLY"}}}])
+
+
+def lease_row(key: str, owner: str | None, checkpoint_owner: str | None = None) -> dict[str, Any]:
+    item: dict[str, Any] = {"leaseKey": {"S": key}, "leaseCounter": {"N": "3"}, "checkpoint": {"S": "TRIM_HORIZON"},
+                            "checkpointSubSequenceNumber": {"N": "0"}, "ownerSwitchesSinceCheckpoint": {"N": "0"},
+                            "entityType": {"S": "LEASE"}}
+    if owner:
+        item["leaseOwner"] = {"S": owner}
+    if checkpoint_owner:
+        item["checkpointOwner"] = {"S": checkpoint_owner}
+    return item
+
+
+def test_the_leases_a_leader_assigned_are_found_by_the_owner_index(table: LeaseTable) -> None:
+    with_owner_index(table)
+    rows = [lease_row("shard-0", "sw-1"), lease_row("shard-1", "sw-1"), lease_row("shard-2", "kcl-1"),
+            lease_row("shard-3", None), lease_row("shard-4", "sw-1", checkpoint_owner="kcl-1")]
+    for item in rows:
+        table.client.put_item(TableName=table.table_name, Item=item)
+    assert sorted(assigned_keys(table, "sw-1")) == ["shard-0", "shard-1", "shard-4"]
+    # shard-0 is held already; shard-4's previous owner is still finishing its handoff
+    assert [le.lease_key for le in newly_assigned(table, "sw-1", {"shard-0"})] == ["shard-1"]
+    table.client.update_item(TableName=table.table_name, Key={"leaseKey": {"S": "shard-4"}},
+                             UpdateExpression="REMOVE checkpointOwner")
+    assert sorted(le.lease_key for le in newly_assigned(table, "sw-1", {"shard-0"})) == ["shard-1", "shard-4"]
