@@ -169,12 +169,17 @@ def stats(rx: int, waiting: int = 0, state: str = "UP", group: str = "up", group
                        "cgrp": {"state": group, "stateage": group_age_ms, "join_state": join_state}})
 
 
+def watched(clock: Any) -> KafkaClient:
+    """A client of group ``g`` on ``b:9092`` whose health turns false after 10 s without replies."""
+    return KafkaClient({"group.id": "g", "bootstrap.servers": "b:9092"}, consumer_factory=GroupConsumer,
+                       clock=clock, unreachable_after=10.0)
+
+
 def test_health_turns_false_when_requests_go_unanswered_for_the_failover_time_and_back_when_answered() -> None:
     from streamworker.clock import FakeClock
 
     clock = FakeClock()
-    client = KafkaClient({"group.id": "g", "bootstrap.servers": "b:9092"}, consumer_factory=GroupConsumer,
-                         clock=clock, unreachable_after=10.0)
+    client = watched(clock)
     client.reach.on_stats(stats(rx=5))
     for _ in range(9):  # a blackhole: requests wait, nothing answers
         clock.advance(1.0)
@@ -220,8 +225,7 @@ def test_a_rebalance_the_coordinator_holds_open_is_not_silence_but_a_silent_coor
     from streamworker.clock import FakeClock
 
     clock = FakeClock()
-    client = KafkaClient({"group.id": "g", "bootstrap.servers": "b:9092"}, consumer_factory=GroupConsumer,
-                         clock=clock, unreachable_after=10.0)
+    client = watched(clock)
     client.reach.on_stats(stats(rx=5, coordinator_rx=3))
     for _ in range(30):  # a JoinGroup parked by the coordinator until the other members rejoin
         clock.advance(1.0)
@@ -238,8 +242,7 @@ def test_replies_on_a_new_broker_handle_are_heard_though_the_sum_of_replies_fell
     from streamworker.clock import FakeClock
 
     clock = FakeClock()
-    client = KafkaClient({"group.id": "g", "bootstrap.servers": "b:9092"}, consumer_factory=GroupConsumer,
-                         clock=clock, unreachable_after=10.0)
+    client = watched(clock)
     client.reach.on_stats(stats(rx=500, waiting=1, broker="b:9092/bootstrap"))
     for rx in range(1, 15):  # librdkafka replaced the handle: its counters start again, and grow
         clock.advance(1.0)
