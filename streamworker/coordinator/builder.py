@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
 from streamworker.clock import Clock
 from streamworker.config import WorkerConfig
 from streamworker.consumer.event_loop import EventLoopThread
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
     from streamworker.coordinator.streams import StreamTracker
     from streamworker.kafka.client import KafkaClient
     from streamworker.kafka.source import KafkaSource
-    from streamworker.leases.dynamodb.kcl3 import Kcl3Guard
+    from streamworker.leases.dynamodb.fleet import Kcl3Fleet
     from streamworker.leases.dynamodb.table import LeaseTable
     from streamworker.sources.kinesis.calls import ReaderStats
     from streamworker.sources.kinesis.reader import KinesisSource
@@ -197,11 +199,9 @@ def _kafka(config: WorkerConfig, clients: Clients, clock: Clock) -> _Sources:
     return _Sources(source, None, [source.describe], kafka=kafka, kafka_source=source)
 
 
-def _prepare_table(table: LeaseTable, kcl3: Kcl3Guard) -> Callable[[], None]:
+def _prepare_table(table: LeaseTable, kcl3: Kcl3Fleet) -> Callable[[], None]:
     def prepare() -> None:
         import botocore.exceptions
-
-        from streamworker.leases.dynamodb.kcl3 import Kcl3LeaderMode
 
         try:
             table.ensure_table()
@@ -209,10 +209,7 @@ def _prepare_table(table: LeaseTable, kcl3: Kcl3Guard) -> Callable[[], None]:
             raise SourceError(f"cannot reach DynamoDB at {table.client.meta.endpoint_url}") from None
         except botocore.exceptions.ClientError as exc:
             raise SourceError(f"lease table {table.table_name!r}: {exc}") from None
-        try:
-            kcl3.check()
-        except Kcl3LeaderMode as exc:
-            raise SourceError(str(exc)) from None
+        kcl3.refresh()
 
     return prepare
 
@@ -249,14 +246,19 @@ def build(config: WorkerConfig, listener: LeaseListener, *, clock: Clock, client
     if config.coordinator_kind == "dynamodb":
         from streamworker.coordinator.shard_sync import ShardSync
         from streamworker.leases.dynamodb.coordinator import DynamoDBCoordinator
+        from streamworker.leases.dynamodb.cpu import platform_cpu
+        from streamworker.leases.dynamodb.fleet import Kcl3Fleet
         from streamworker.leases.dynamodb.former_streams import FormerStreamLeases
-        from streamworker.leases.dynamodb.kcl3 import Kcl3Guard
+        from streamworker.leases.dynamodb.kcl3 import Kcl3Reader
         from streamworker.leases.dynamodb.table import LeaseTable
+        from streamworker.leases.dynamodb.worker_metrics import WorkerMetrics
 
         dynamodb = clients.dynamodb or make_client("dynamodb", clients.session)
         table = LeaseTable(dynamodb, config.table_name, clock=clock)
-        # watch a little longer than KCL renews (failover/3) to tell a live KCL 3 fleet from a stopped one
-        kcl3 = Kcl3Guard(dynamodb, config.application_name, table, watch=config.failover_time + 1.0, clock=clock)
+        kcl3 = Kcl3Fleet(table, config.worker_id, Kcl3Reader(dynamodb, config.application_name, table),
+                         lambda: WorkerMetrics(config.worker_id, platform_cpu()[1]), clock,
+                         failover_time=config.failover_time, max_leases=config.max_leases_for_worker,
+                         log=structlog.get_logger("streamworker.kcl3").bind(worker_id=config.worker_id))
         start_checks.append(_prepare_table(table, kcl3))
         dynamo = DynamoDBCoordinator(
             table, config.worker_id, listener, failover_time=config.failover_time,
@@ -265,7 +267,7 @@ def build(config: WorkerConfig, listener: LeaseListener, *, clock: Clock, client
             max_steal=config.max_leases_to_steal_at_one_time, clock=clock, stream=config.stream_label,
             checkpoint_mirror=read.kafka_source.mirror_checkpoint if read.kafka_source is not None else None,
             stream_name=stream_name(config.stream or "") if config.source == "kinesis" else None,
-            mode_check=kcl3.recheck,
+            kcl3=kcl3,
         )
         if config.multi_stream:
             dynamo.streams = frozenset()

@@ -169,6 +169,14 @@ def is_lease_item(item: dict[str, Any]) -> bool:
     return LEASE_KEY in item and LEASE_COUNTER in item and CHECKPOINT in item
 
 
+def number(item: dict[str, Any], name: str) -> float | None:
+    """A number attribute of an item, None when absent or not a number."""
+    try:
+        return float(item[name]["N"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def lease_from_item(item: dict[str, Any]) -> Lease:
     """Decode a low-level DynamoDB item (as returned by the client, not the resource). Raises
     MalformedLease for a row whose attributes have the wrong types."""

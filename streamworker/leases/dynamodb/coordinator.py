@@ -26,6 +26,7 @@ from streamworker.errors import CheckpointThrottledError, LeaseLostError
 from streamworker.leases.base import CoordinatorStats, LeaseListener, ShardFigures
 from streamworker.leases.dynamodb.balancing import parents_complete
 from streamworker.leases.dynamodb.creation import LeaseCreator
+from streamworker.leases.dynamodb.fleet import Kcl3Fleet
 from streamworker.leases.dynamodb.held import HeldLeases
 from streamworker.leases.dynamodb.renewal import Renewer
 from streamworker.leases.dynamodb.scope import LeaseScope
@@ -36,6 +37,7 @@ from streamworker.leases.dynamodb.table import (
     LeaseTableUnavailable,
 )
 from streamworker.leases.dynamodb.taking import Taker
+from streamworker.leases.dynamodb.worker_metrics import CAPTURE_INTERVAL, REPORT_INTERVAL
 from streamworker.leases.lease import Lease, MalformedLease, key_prefix_of
 from streamworker.records import ExtendedSequenceNumber, InitialPosition
 from streamworker.sources.base import ShardInfo
@@ -63,7 +65,7 @@ class DynamoDBCoordinator:
         checkpoint_mirror: Callable[[str, ExtendedSequenceNumber], None] | None = None,
         stream_name: str | None = None,
         figures_of: Callable[[str], ShardFigures | None] | None = None,
-        mode_check: Callable[[], object] | None = None,
+        kcl3: Kcl3Fleet | None = None,
         mode_check_interval: float = 60.0,
     ) -> None:
         self.table = table
@@ -91,9 +93,9 @@ class DynamoDBCoordinator:
         self._last_ok = {"renew": self.clock.monotonic(), "take": self.clock.monotonic()}
         self._last_error: dict[str, str] = {}
         self.failure: str | None = None
-        #: Re-read, every ``mode_check_interval``, whether sharing the table is still safe (KCL 3's
-        #: client version); it raises a LeaseTableFatal when not, which stops the worker.
-        self.mode_check = mode_check
+        #: A KCL 3 fleet's side (None: no KCL 3 here): its mode is re-read every ``mode_check_interval``;
+        #: in leader mode it decides which leases this worker processes instead of the taker.
+        self.kcl3 = kcl3
         self.mode_check_interval = mode_check_interval
         self._mode_checked = self.clock.monotonic()
 
@@ -121,14 +123,22 @@ class DynamoDBCoordinator:
             threading.Thread(target=self._loop, args=("renew",), name=f"lease-renewer-{self.worker_id}", daemon=True),
             threading.Thread(target=self._loop, args=("take",), name=f"lease-taker-{self.worker_id}", daemon=True),
         ]
+        if self.kcl3 is not None:
+            self._threads.append(threading.Thread(target=self._report_metrics, name=f"worker-metrics-{self.worker_id}",
+                                                  daemon=True))
         for t in self._threads:
             t.start()
 
     def stop_taking(self) -> None:
-        """Stop acquiring leases (graceful shutdown); held ones are still renewed."""
+        """Stop acquiring leases (graceful shutdown); held ones are still renewed. In a KCL 3
+        fleet the leader lock is given up at once and the metrics row deleted."""
         self.taker.taking = False
+        if self.kcl3 is not None and not self.kcl3.stopped:
+            self.kcl3.stop()
 
     def stop(self, timeout: float = 5.0) -> None:
+        if self.kcl3 is not None and not self.kcl3.stopped:
+            self.kcl3.stop()
         self._stop.set()
         self._renew_wake.set()
         for t in self._threads:
@@ -146,10 +156,30 @@ class DynamoDBCoordinator:
 
     def take_cycle(self) -> float:
         """One take cycle (see ``Taker``), after the mode check when it is due; when the next is due."""
-        if self.mode_check is not None and self.clock.monotonic() - self._mode_checked >= self.mode_check_interval:
-            self.mode_check()
+        if self.kcl3 is None:
+            return self.taker.cycle()
+        if self.clock.monotonic() - self._mode_checked >= self.mode_check_interval:
+            self.kcl3.refresh()
             self._mode_checked = self.clock.monotonic()
-        return self.taker.cycle()
+        if not self.kcl3.leader_mode:
+            return self.taker.cycle()
+        if not self.taker.taking:
+            return self.clock.monotonic() + 1.0
+        return self.kcl3.cycle(self.held.keys(), self._acquired)
+
+    def _report_metrics(self) -> None:
+        """KCL 3's cadence: a sample every second, a report every 30 s (the first after two samples)."""
+        assert self.kcl3 is not None
+        due = self.clock.monotonic() + 2 * CAPTURE_INTERVAL
+        while not self._stop.is_set() and not self.kcl3.stopped:
+            self.kcl3.capture()
+            if self.clock.monotonic() >= due:
+                try:
+                    self.kcl3.report()
+                    due = self.clock.monotonic() + REPORT_INTERVAL
+                except Exception as exc:  # a missed report is retried next second; the row expires in 60 s
+                    self._log.warning("could not write this worker's metrics for KCL 3's leader", error=str(exc)[:300])
+            self.clock.sleep(CAPTURE_INTERVAL, self._stop)
 
     def _acquired(self, lease: Lease, started: float) -> None:
         self.held.add(lease, started, taken=True)  # ``lease`` is the holding the consumer will write with

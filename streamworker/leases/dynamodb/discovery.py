@@ -2,43 +2,69 @@
 KCL 3's DynamoDBLeaseDiscoverer does: the lease keys owned by the worker, from the table's
 ``LeaseOwnerToLeaseKeyIndex`` (a query, not a scan of the whole table), then each key not held
 yet read consistently, and taken up only if it is still the worker's and no handoff to it is
-pending (``checkpointOwner`` set: the previous owner is still finishing)."""
+pending (``checkpointOwner`` set: the previous owner is still finishing). A table without the
+index (one KCL 3 did not create) is scanned instead, with a warning."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from typing import Any
 
-from streamworker.leases.dynamodb.table import LeaseTable
+import botocore.exceptions
+
+from streamworker.aws.errors import error_code
+from streamworker.leases.dynamodb.table import LeaseTable, LeaseTableMissing
 from streamworker.leases.lease import Lease
 
 #: KCL 3's global secondary index on the lease table: hash ``leaseOwner``, range ``leaseKey``, keys only.
 OWNER_INDEX = "LeaseOwnerToLeaseKeyIndex"
 
 
-def assigned_keys(table: LeaseTable, worker_id: str) -> list[str]:
-    """The lease keys the index lists for ``worker_id`` (eventually consistent, as the index is)."""
-    keys: list[str] = []
-    args: dict[str, Any] = {"TableName": table.table_name, "IndexName": OWNER_INDEX,
-                            "KeyConditionExpression": "leaseOwner = :o",
-                            "ExpressionAttributeValues": {":o": {"S": worker_id}}}
-    while True:
-        reply = table.client.query(**args)
-        keys += [item["leaseKey"]["S"] for item in reply.get("Items", []) if "leaseKey" in item]
-        last = reply.get("LastEvaluatedKey")
-        if not last:
-            return keys
-        args["ExclusiveStartKey"] = last
+class LeaseDiscovery:
+    """One worker's view of the leases assigned to it."""
 
+    def __init__(self, table: LeaseTable, worker_id: str, log: Any) -> None:
+        self.table, self.worker_id, self._log = table, worker_id, log
+        self.indexed = True
 
-def newly_assigned(table: LeaseTable, worker_id: str, held: Collection[str]) -> list[Lease]:
-    """The leases assigned to ``worker_id`` that it does not hold yet and may start now."""
-    found: list[Lease] = []
-    for key in assigned_keys(table, worker_id):
-        if key in held:
-            continue
-        lease = table.get(key)
-        # the index lags the table: the row itself decides
-        if lease is not None and lease.lease_owner == worker_id and lease.checkpoint_owner is None:
-            found.append(lease)
-    return found
+    def owned_keys(self) -> list[str]:
+        """The lease keys the table lists for this worker (eventually consistent, as the index is)."""
+        if self.indexed:
+            try:
+                return self._query()
+            except (botocore.exceptions.ClientError, LeaseTableMissing) as exc:
+                # DynamoDB answers ValidationException for a missing index; moto ResourceNotFound
+                if isinstance(exc, LeaseTableMissing) and OWNER_INDEX not in str(exc):
+                    raise
+                if isinstance(exc, botocore.exceptions.ClientError) and error_code(exc) != "ValidationException":
+                    raise
+                self.indexed = False
+                self._log.warning(f"the lease table has no {OWNER_INDEX} (KCL 3 creates it); finding this worker's "
+                                  "leases by scanning the table instead", error=str(exc)[:200])
+        return [le.lease_key for le in self.table.list_leases() if le.lease_owner == self.worker_id]
+
+    def _query(self) -> list[str]:
+        keys: list[str] = []
+        args: dict[str, Any] = {"TableName": self.table.table_name, "IndexName": OWNER_INDEX,
+                                "KeyConditionExpression": "leaseOwner = :o",
+                                "ExpressionAttributeValues": {":o": {"S": self.worker_id}}}
+        while True:
+            reply = self.table.call("Query", lambda: self.table.client.query(**args))
+            keys += [item["leaseKey"]["S"] for item in reply.get("Items", []) if "leaseKey" in item]
+            last = reply.get("LastEvaluatedKey")
+            if not last:
+                return keys
+            args["ExclusiveStartKey"] = last
+
+    def newly_assigned(self, held: Collection[str]) -> list[Lease]:
+        """The leases assigned to this worker that it does not hold yet and may start now."""
+        found: list[Lease] = []
+        for key in self.owned_keys():
+            if key in held:
+                continue
+            lease = self.table.get(key)
+            # the index lags the table: the row itself decides
+            if lease is not None and lease.lease_owner == self.worker_id and lease.checkpoint_owner is None \
+                    and not lease.is_finished:
+                found.append(lease)
+        return found

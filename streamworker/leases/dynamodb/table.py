@@ -49,6 +49,7 @@ from streamworker.leases.lease import (
     is_lease_item,
     lease_from_item,
     lease_to_item,
+    number,
 )
 from streamworker.records import ExtendedSequenceNumber
 
@@ -61,12 +62,6 @@ __all__ = ["LeaseConflict", "LeaseTable", "LeaseTableAccessDenied", "LeaseTableF
 log = structlog.get_logger("streamworker.lease_table")
 
 
-def number(item: dict[str, Any], name: str) -> float | None:
-    """A number attribute of an item, None when absent or not a number."""
-    try:
-        return float(item[name]["N"])
-    except (KeyError, TypeError, ValueError):
-        return None
 T = TypeVar("T")
 
 #: The DynamoDB API call behind each of our operations (for error messages).
@@ -97,7 +92,8 @@ class LeaseTable:
         self.kcl3_workers: dict[str, float | None] = {}
         self.kcl3_leader: tuple[str, str] | None = None
 
-    def _call(self, op: str, fn: Callable[[], T]) -> T:
+    def call(self, op: str, fn: Callable[[], T]) -> T:
+        """One DynamoDB call (counted), with the errors and retries the module describes."""
         backoff = Backoff(base=0.05, cap=1.0)
         deadline = self._clock.monotonic() + self.retry_deadline
         while True:
@@ -164,7 +160,7 @@ class LeaseTable:
         workers: dict[str, float | None] = {}
         leader: tuple[str, str] | None = None
         while True:
-            resp = self._call("Scan", lambda: self.client.scan(**args))
+            resp = self.call("Scan", lambda: self.client.scan(**args))
             # Only lease rows: other rows a KCL version may keep in the table are left alone.
             for item in resp.get("Items", []):
                 if not is_lease_item(item):
@@ -195,7 +191,7 @@ class LeaseTable:
             log.error(str(exc), table=self.table_name, lease_key=exc.lease_key)
 
     def get(self, lease_key: str) -> Lease | None:
-        resp = self._call("GetItem", lambda: self.client.get_item(
+        resp = self.call("GetItem", lambda: self.client.get_item(
             TableName=self.table_name, Key={LEASE_KEY: {"S": lease_key}}, ConsistentRead=True))
         item = resp.get("Item")
         if not item:
@@ -210,7 +206,7 @@ class LeaseTable:
 
     def create_if_absent(self, lease: Lease) -> bool:
         try:
-            self._call("PutItem", lambda: self.client.put_item(
+            self.call("PutItem", lambda: self.client.put_item(
                 TableName=self.table_name, Item=lease_to_item(lease),
                 ConditionExpression="attribute_not_exists(#k)", ExpressionAttributeNames={"#k": LEASE_KEY}))
             return True
@@ -221,7 +217,7 @@ class LeaseTable:
                 names: dict[str, str], values: dict[str, Any]) -> dict[str, Any]:
         names = {"#c": LEASE_COUNTER, **names}
         values = {":c": {"N": str(counter)}, ":c1": {"N": str(counter + 1)}, **values}
-        resp = self._call(op, lambda: self.client.update_item(
+        resp = self.call(op, lambda: self.client.update_item(
             TableName=self.table_name,
             Key={LEASE_KEY: {"S": lease_key}},
             UpdateExpression=update,
@@ -291,7 +287,7 @@ class LeaseTable:
                 {":new": {"S": new_owner}, ":old": {"S": lease.lease_owner}},
             )
             return lease_from_item(item)
-        resp = self._call("Handoff", lambda: self.client.update_item(
+        resp = self.call("Handoff", lambda: self.client.update_item(
             TableName=self.table_name,
             Key={LEASE_KEY: {"S": lease.lease_key}},
             UpdateExpression="SET #o = :new, #co = :old",
@@ -386,7 +382,7 @@ class LeaseTable:
     def delete(self, lease_key: str, counter: int) -> bool:
         """Delete a lease if its counter is still ``counter`` (nobody renewed or took it since)."""
         try:
-            self._call("DeleteItem", lambda: self.client.delete_item(
+            self.call("DeleteItem", lambda: self.client.delete_item(
                 TableName=self.table_name, Key={LEASE_KEY: {"S": lease_key}}, ConditionExpression="#c = :c",
                 ExpressionAttributeNames={"#c": LEASE_COUNTER},
                 ExpressionAttributeValues={":c": {"N": str(counter)}}))

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamworker.leases.dynamodb.discovery import OWNER_INDEX, assigned_keys, newly_assigned
+import structlog
+
+from streamworker.leases.dynamodb.discovery import OWNER_INDEX, LeaseDiscovery
 from streamworker.leases.dynamodb.table import LeaseTable
 
 
@@ -40,9 +42,19 @@ def test_the_leases_a_leader_assigned_are_found_by_the_owner_index(table: LeaseT
             lease_row("shard-3", None), lease_row("shard-4", "sw-1", checkpoint_owner="kcl-1")]
     for item in rows:
         table.client.put_item(TableName=table.table_name, Item=item)
-    assert sorted(assigned_keys(table, "sw-1")) == ["shard-0", "shard-1", "shard-4"]
+    found = LeaseDiscovery(table, "sw-1", structlog.get_logger())
+    assert sorted(found.owned_keys()) == ["shard-0", "shard-1", "shard-4"]
+    assert table.calls.get("Query") == 1 and "Scan" not in table.calls
     # shard-0 is held already; shard-4's previous owner is still finishing its handoff
-    assert [le.lease_key for le in newly_assigned(table, "sw-1", {"shard-0"})] == ["shard-1"]
+    assert [le.lease_key for le in found.newly_assigned({"shard-0"})] == ["shard-1"]
     table.client.update_item(TableName=table.table_name, Key={"leaseKey": {"S": "shard-4"}},
                              UpdateExpression="REMOVE checkpointOwner")
-    assert sorted(le.lease_key for le in newly_assigned(table, "sw-1", {"shard-0"})) == ["shard-1", "shard-4"]
+    assert sorted(le.lease_key for le in found.newly_assigned({"shard-0"})) == ["shard-1", "shard-4"]
+
+
+def test_a_table_without_the_index_is_scanned_instead(table: LeaseTable) -> None:
+    for item in (lease_row("shard-0", "sw-1"), lease_row("shard-1", "kcl-1"), lease_row("shard-2", "sw-1", "kcl-1")):
+        table.client.put_item(TableName=table.table_name, Item=item)
+    found = LeaseDiscovery(table, "sw-1", structlog.get_logger())
+    assert [le.lease_key for le in found.newly_assigned(())] == ["shard-0"]
+    assert not found.indexed and table.calls.get("Scan") == 1

@@ -12,7 +12,7 @@ import pytest
 from streamworker.leases.dynamodb.cpu import CgroupCpu, CpuUnreadable, ProcStatCpu, cpus_in_set, platform_cpu
 from streamworker.leases.dynamodb.table import LeaseTable
 from streamworker.leases.dynamodb.worker_metrics import WorkerMetrics, WorkerMetricsRow, write
-from tests.unit.leases.test_kcl3_guard import metrics_row
+from tests.unit.leases.test_kcl3_state import metrics_row
 
 
 class Steps:

@@ -1,24 +1,21 @@
-"""KCL 3's state decides whether streamworker may share the lease table: read from the lease table
-(KCL 3.5) and from ``<app>-CoordinatorState`` / ``<app>-WorkerMetricStats`` (3.0–3.4); leader mode
-is refused only while its fleet is alive. Rows are as KCL 3.5.1 wrote them (captured from its
-MultiLangDaemon, built from AWS's sources, on moto)."""
+"""KCL 3's state (client version, workers, leader), read from the lease table (KCL 3.5) and from
+``<app>-CoordinatorState`` / ``<app>-WorkerMetricStats`` (3.0–3.4). Rows are as KCL 3.5.1 wrote
+them (captured from its MultiLangDaemon, built from AWS's sources, on moto)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import boto3
 import pytest
 
-from streamworker.clock import FakeClock
 from streamworker.leases.dynamodb.kcl3 import (
-    Kcl3Guard,
-    Kcl3LeaderMode,
+    Kcl3Reader,
+    Kcl3State,
     coordinator_state_table,
     worker_metrics_table,
 )
-from streamworker.leases.dynamodb.table import LeaseTable, LeaseTableFatal
+from streamworker.leases.dynamodb.table import LeaseTable
 from streamworker.leases.lease import Lease
 from streamworker.records import ExtendedSequenceNumber as ESN
 
@@ -64,8 +61,8 @@ def legacy_tables(client: Any, app: str, cv: str, workers: dict[str, float]) -> 
         client.put_item(TableName=worker_metrics_table(app), Item={"wid": {"S": wid}, "lut": {"N": str(int(lut))}})
 
 
-def guard(table: LeaseTable, now: float = 1_800_000_000.0, watch: float = 11.0) -> Kcl3Guard:
-    return Kcl3Guard(table.client, "unit-app", table, watch=watch, clock=FakeClock(), wall=lambda: now)
+def reader(table: LeaseTable) -> Kcl3Reader:
+    return Kcl3Reader(table.client, "unit-app", table)
 
 
 NOW = 1_800_000_000.0
@@ -79,99 +76,36 @@ def test_kcl35s_coordinator_rows_are_not_leases(table: LeaseTable) -> None:
     assert table.kcl3_workers == {"kcl-1": NOW} and table.kcl3_leader == ("kcl-1", LEADER_ROW["recordVersionNumber"]["S"])
 
 
-def test_no_kcl3_state_is_safe(table: LeaseTable) -> None:
-    assert guard(table).check() is None
+def test_no_kcl3_state(table: LeaseTable) -> None:
+    assert reader(table).state() == Kcl3State()
 
 
 @pytest.mark.parametrize("cv", ["CLIENT_VERSION_2X", "CLIENT_VERSION_UPGRADE_FROM_2X"])
-def test_worker_balanced_modes_are_safe_in_either_place(table: LeaseTable, cv: str) -> None:
+def test_worker_balanced_modes_in_either_place(table: LeaseTable, cv: str) -> None:
     put(table, migration_row(cv), metrics_row("kcl-1", NOW))
-    assert guard(table).check() == cv
+    state = reader(table).state()
+    assert (state.client_version, state.where, state.leader_mode) == (cv, "unit-app", False)
     table.client.delete_item(TableName=table.table_name, Key={"leaseKey": {"S": "Migration3.0"}})
     legacy_tables(table.client, "unit-app", cv, {"kcl-1": NOW})
-    assert guard(table).check() == cv
+    state = reader(table).state()
+    assert (state.client_version, state.where, state.leader_mode) == (cv, "unit-app-CoordinatorState", False)
 
 
 @pytest.mark.parametrize("cv", ["CLIENT_VERSION_3X", "CLIENT_VERSION_3X_WITH_ROLLBACK"])
-def test_a_live_leader_mode_fleet_in_the_lease_table_is_refused_with_one_line(table: LeaseTable, cv: str) -> None:
-    """KCL 3.5: the state is in the lease table, and no CoordinatorState table exists (the old
-    guard took that as safe, and a worker took 2 of a live KCL 3.5.1 worker's 4 leases)."""
+def test_a_leader_mode_fleet_in_the_lease_table(table: LeaseTable, cv: str) -> None:
+    """KCL 3.5: the state is in the lease table, and no CoordinatorState table exists."""
     put(table, migration_row(cv), metrics_row("kcl-1", NOW - 20), LEADER_ROW, LEASE_ROW)
-    with pytest.raises(Kcl3LeaderMode) as err:
-        guard(table).check()
-    assert isinstance(err.value, LeaseTableFatal)  # a running worker stops on it too
-    message = str(err.value)
-    assert "\n" not in message and cv in message and "unit-app:" in message and "kcl-1" in message
-    assert "COMPATIBLE_WITH_2X" in message
+    state = reader(table).state()
+    assert state == Kcl3State(cv, "unit-app", {"kcl-1": NOW - 20}, "kcl-1") and state.leader_mode
 
 
-def test_a_live_kcl_3_1_fleet_in_its_separate_tables_is_refused(table: LeaseTable) -> None:
+def test_a_kcl_3_1_fleet_in_its_separate_tables(table: LeaseTable) -> None:
     legacy_tables(table.client, "unit-app", "CLIENT_VERSION_3X", {"kcl-1": NOW - 5})
     table.client.put_item(TableName=coordinator_state_table("unit-app"), Item={
         "key": {"S": "Leader"}, "ownerName": {"S": "kcl-1"}, "recordVersionNumber": {"S": "x"},
         "leaseDuration": {"S": "120000"}})
-    with pytest.raises(Kcl3LeaderMode, match="unit-app-CoordinatorState"):
-        guard(table).check()
-
-
-def test_a_fleet_stopped_gracefully_a_moment_ago_is_continued_at_once(table: LeaseTable) -> None:
-    """KCL 3.5.1's SIGTERM: its leader row deleted, its leases released, its metrics row left
-    (lut a few seconds old). Nothing to watch: continued without waiting."""
-    released = {k: v for k, v in LEASE_ROW.items() if k != "leaseOwner"}
-    put(table, migration_row("CLIENT_VERSION_3X"), metrics_row("kcl-1", NOW - 5), released)
-    g = guard(table)
-    started = g._clock.monotonic()
-    assert g.check() == "CLIENT_VERSION_3X"
-    assert g._clock.monotonic() - started == 0
-
-
-def test_a_stopped_leader_mode_fleet_is_continued(table: LeaseTable) -> None:
-    """Metrics older than KCL's own expiry and no counter moving while watched: the fleet is
-    gone (a LEADER row left by a kill -9 is no sign of life), its table is continued."""
-    put(table, migration_row("CLIENT_VERSION_3X"), metrics_row("kcl-1", NOW - 600), LEADER_ROW, LEASE_ROW)
-    g = guard(table)
-    started = g._clock.monotonic()
-    assert g.check() == "CLIENT_VERSION_3X"
-    assert g._clock.monotonic() - started >= 11.0  # it watched the counters for the whole window
-
-
-def test_a_leader_mode_fleet_renewing_its_leases_is_refused_even_with_stale_metrics(table: LeaseTable) -> None:
-    """Metrics are wall-clock seconds written by another machine; a renewal seen here is not."""
-    put(table, migration_row("CLIENT_VERSION_3X"), metrics_row("kcl-1", NOW - 600), LEASE_ROW)
-    scans = {"n": 0}
-    real = table.list_leases
-
-    def renewing(**kw: Any) -> list[Lease]:
-        scans["n"] += 1
-        if scans["n"] == 4:  # KCL renews while we watch
-            table.client.update_item(TableName=table.table_name, Key={"leaseKey": {"S": "shardId-000000000000"}},
-                                     UpdateExpression="SET leaseCounter = :c", ExpressionAttributeValues={":c": {"N": "5"}})
-        return real(**kw)
-
-    table.list_leases = renewing  # type: ignore[method-assign]
-    with pytest.raises(Kcl3LeaderMode, match="kcl-1 renewed lease shardId-000000000000"):
-        guard(table).check()
-
-
-def test_a_running_worker_stops_when_a_live_kcl3_fleet_turns_to_leader_mode(table: LeaseTable) -> None:
-    from streamworker.leases.dynamodb.coordinator import DynamoDBCoordinator
-
-    class Listener:
-        def lease_acquired(self, lease: Any) -> None: ...
-        def lease_lost(self, key: Any) -> None: ...
-        def handoff_requested(self, key: Any) -> None: ...
-        def coordinator_failed(self, error: Any) -> None: ...
-
-    clock = FakeClock()
-    g = Kcl3Guard(table.client, "unit-app", table, clock=clock, wall=time.time)
-    c = DynamoDBCoordinator(table, "w1", Listener(), clock=clock, mode_check=g.recheck, mode_check_interval=60)
-    put(table, migration_row("CLIENT_VERSION_UPGRADE_FROM_2X"), metrics_row("kcl-1", time.time()))
-    c.take_cycle()
-    put(table, migration_row("CLIENT_VERSION_3X"), LEADER_ROW)  # KCL's migration script flipped it
-    c.take_cycle()  # not due yet: no extra read per cycle
-    clock.advance(61)
-    with pytest.raises(Kcl3LeaderMode):  # _loop turns a LeaseTableFatal into coordinator_failed, exit 1
-        c.take_cycle()
+    state = reader(table).state()
+    assert state == Kcl3State("CLIENT_VERSION_3X", "unit-app-CoordinatorState", {"kcl-1": NOW - 5}, "kcl-1")
 
 
 def test_an_unreadable_state_table_does_not_stop_the_worker(aws_env: None) -> None:
@@ -182,7 +116,7 @@ def test_an_unreadable_state_table_does_not_stop_the_worker(aws_env: None) -> No
     stub.add_client_error("get_item", "AccessDeniedException", "not allowed")
     stub.add_client_error("get_item", "AccessDeniedException", "not allowed")
     with stub:
-        assert Kcl3Guard(client, "unit-app", LeaseTable(client, "unit-app")).check() is None
+        assert Kcl3Reader(client, "unit-app", LeaseTable(client, "unit-app")).state() == Kcl3State()
 
 
 def test_a_kcl3_owner_is_asked_for_a_handoff_as_kcl3_asks(table: LeaseTable) -> None:
