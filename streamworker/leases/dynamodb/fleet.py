@@ -68,6 +68,11 @@ class Kcl3Fleet:
         self._tracker = ExpiryTracker(failover_time)
         self._handoffs: dict[str, tuple[str | None, str | None, float]] = {}
         self.discovery = LeaseDiscovery(table, worker_id, log)
+        #: leases this leader assigned outright: to whom, at which counter
+        self._given: dict[str, tuple[str, int]] = {}
+        #: workers that let an assigned lease expire, with the report time they had then
+        self._unresponsive: dict[str, float | None] = {}
+        self._reports: dict[str, float | None] = {}
 
     # -- the mode --------------------------------------------------------------------------------
 
@@ -126,16 +131,30 @@ class Kcl3Fleet:
     # -- leading ---------------------------------------------------------------------------------
 
     def live_workers(self) -> list[str]:
-        """Workers whose metrics are fresh (KCL's leader: younger than two reporting periods)."""
+        """Workers whose metrics are fresh (KCL's leader: younger than two reporting periods),
+        this one included, less those that let a lease assigned to them expire since their last
+        report: a worker stopped with SIGTERM leaves a fresh row behind, and KCL's leader would
+        assign it leases again until the row is a minute old."""
         now = self._wall()
         workers = {**self.guard.legacy_workers(), **self.table.kcl3_workers} if self.layout == "legacy-table" \
             else dict(self.table.kcl3_workers)
-        return sorted(w for w, lut in workers.items() if lut is not None and now - lut < METRICS_EXPIRY)
+        self._reports = workers
+        live = {w for w, lut in workers.items() if lut is not None and now - lut < METRICS_EXPIRY
+                and self._unresponsive.get(w, -1.0) != lut}
+        return sorted(live | {self.worker_id})
 
     def _lead(self, now: float) -> list[Move]:
         leases = self.table.list_leases()
         expired = self._tracker.observe(leases, now)
         blocked = self._pending_handoffs(leases, now, expired)
+        for lease in leases:
+            given = self._given.get(lease.lease_key)
+            if given is not None and lease.lease_key in expired and (lease.lease_owner, lease.lease_counter) == given:
+                self._unresponsive[given[0]] = self._reports.get(given[0])  # until it reports again
+                self._log.warning("a worker did not start a lease assigned to it; not assigning it more until it "
+                                  "reports again", worker=given[0], shard_id=lease.shard_id)
+        counters = {le.lease_key: le.lease_counter for le in leases}
+        self._given = {k: v for k, v in self._given.items() if k not in expired and counters.get(k) == v[1]}
         workers = self.live_workers()
         self._runs += 1
         moves = plan(eligible(leases), workers, expired, blocked=blocked,
@@ -146,7 +165,8 @@ class Kcl3Fleet:
                 if move.graceful:
                     self.table.request_handoff(move.lease, move.to, kcl3=True)
                 else:
-                    self.table.take(move.lease, move.to)
+                    taken = self.table.take(move.lease, move.to)
+                    self._given[taken.lease_key] = (move.to, taken.lease_counter)
             except LeaseConflict:
                 continue
             done.append(move)

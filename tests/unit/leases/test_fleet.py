@@ -130,3 +130,18 @@ def test_a_leader_balances_by_graceful_handoff_and_gives_the_lock_up_when_stoppi
     client: Any = table.client
     assert "Item" not in client.get_item(TableName=table.table_name, Key={"leaseKey": {"S": "Leader"}})
     assert "Item" not in client.get_item(TableName=table.table_name, Key={"leaseKey": {"S": "sw-1"}})
+
+
+def test_a_leader_stops_assigning_to_a_worker_that_left_its_fresh_row_behind(table: LeaseTable) -> None:
+    """KCL 3.5.1 stopped with SIGTERM releases its leases and leaves its metrics row, fresh for a
+    minute: a lease assigned to it expires unstarted, and from then on goes elsewhere."""
+    put(table, migration_row("CLIENT_VERSION_3X"), metrics_row("kcl-gone", NOW - 3))
+    leases(table, {"s0": None, "s1": None})
+    clock = FakeClock()
+    c, listener = worker(table, clock)
+    c.take_cycle()
+    first = owners(table)
+    assert sorted(first.values()) == ["kcl-gone", "sw-1"]  # one each: the row looks alive
+    pass_time(c, clock, 12)  # a failover time and an assignment interval: kcl-gone never renewed
+    pass_time(c, clock, 12)
+    assert owners(table) == {"s0": "sw-1", "s1": "sw-1"} and sorted(listener.acquired) == ["s0", "s1"]
