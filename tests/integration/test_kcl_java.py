@@ -97,26 +97,41 @@ def kcl3_home() -> Any:
     return harness.install(harness.KCL3_VERSION)
 
 
-def test_streamworker_refuses_a_table_kcl3_runs_in_leader_mode(setting: Any, kcl3_home: Any, names: dict[str, str], kinesis_mock: KinesisMock,
-                                                                moto_server: MotoServer, tmp_path: Path) -> None:
-    """KCL 3 in its default mode (CLIENT_VERSION_CONFIG_3X) assigns leases through a leader:
-    streamworker reads that from KCL's own CoordinatorState table and stops with one line."""
+def test_streamworker_joins_then_leads_a_kcl_3_1_fleet_in_leader_mode(
+        setting: Any, kcl3_home: Any, names: dict[str, str], kinesis_mock: KinesisMock, moto_server: MotoServer,
+        tmp_path: Path) -> None:
+    """KCL 3.1 in its default mode (CLIENT_VERSION_CONFIG_3X) keeps its state in its own tables
+    (``APP-CoordinatorState``, ``APP-WorkerMetricStats``): streamworker reports its metrics there,
+    KCL's leader counts it, and once KCL stops (SIGTERM) streamworker takes the lock in
+    ``APP-CoordinatorState`` and assigns itself every lease; nothing processed twice."""
     kinesis, env, log = setting
+    ddb = boto3.client("dynamodb", endpoint_url=moto_server.endpoint)
     produce(kinesis, names["stream"], 0, 50)
     k = harness.KclWorker(kcl3_home, names["stream"], names["app"], "kcl-1", log.path, kinesis_mock.endpoint,
-                          moto_server.endpoint, tmp_path / "kcl-1.stderr", client_version="3X")
+                          moto_server.endpoint, tmp_path / "kcl-1.stderr", client_version="3X", failover_ms=6000)
     try:
         wait_for(lambda: set(by_worker(log, "kcl")) >= set(range(50)), 120, "KCL 3 to process 50 records")
-        state = boto3.client("dynamodb", endpoint_url=moto_server.endpoint).get_item(
-            TableName=f"{names['app']}-CoordinatorState", Key={"key": {"S": "Migration3.0"}})["Item"]
+        state = ddb.get_item(TableName=f"{names['app']}-CoordinatorState", Key={"key": {"S": "Migration3.0"}})["Item"]
         assert state["cv"]["S"] == "CLIENT_VERSION_3X"  # written by KCL, not by the test
-        w = WorkerProcess("sw-1", names, env, log, tmp_path, failover=10)
-        assert w.proc.wait(60) == 1
+        w = WorkerProcess("sw-1", names, env, log, tmp_path, failover=6)
+        row = wait_for(lambda: ddb.get_item(TableName=f"{names['app']}-WorkerMetricStats",
+                                            Key={"wid": {"S": "sw-1"}}).get("Item"), 60, "streamworker's metrics row")
+        assert {"wid", "lut", "sts", "opr"} <= set(row)
+        produce(kinesis, names["stream"], 50, 50)
+        wait_for(lambda: set(by_worker(log, "kcl")) | set(by_worker(log, "sw")) >= set(range(100)), 120,
+                 "the fleet to process 50 more")
     finally:
-        k.stop()
-    err = [ln for ln in w.stderr().splitlines() if ln.startswith("streamworker: error:")]
-    assert len(err) == 1 and "leader-based assignment" in err[0] and "CLIENT_VERSION_3X" in err[0], w.stderr()[-2000:]
-    assert not by_worker(log, "sw")
+        assert k.stop() == 0, k.stderr()[-3000:]
+    produce(kinesis, names["stream"], 100, 50)
+    wait_for(lambda: set(by_worker(log, "sw")) >= set(range(100, 150)), 120, "streamworker to process the last 50")
+    lock = ddb.get_item(TableName=f"{names['app']}-CoordinatorState", Key={"key": {"S": "Leader"}})["Item"]
+    assert lock["ownerName"]["S"] == "sw-1"
+    w.signal(15)
+    assert w.proc.wait(30) == 0
+    w.stop()
+    seen = by_worker(log, "kcl") + by_worker(log, "sw")
+    assert sorted(seen) == list(range(150)), sorted(n for n in set(seen) if seen.count(n) > 1)[:20]
+    assert "Leader" not in {i["key"]["S"] for i in ddb.scan(TableName=f"{names['app']}-CoordinatorState")["Items"]}
 
 
 @pytest.mark.parametrize("first", ["kcl", "sw"])
