@@ -126,7 +126,13 @@ def test_status_web_serves_the_page_from_the_lease_table_alone(workers: Workers,
         wait_for(lambda: {s for _, s in rows(page).values()} == {"free"}, 30, "the released leases shown free")
     finally:
         web.send_signal(signal.SIGINT)
-        web.wait(10)
+        try:  # read both pipes while waiting: an unread pipe can block the process's exit
+            _, err = web.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            web.kill()
+            _, err = web.communicate()
+            raise AssertionError(f"status --web did not stop within 10 s of Ctrl-C; its stderr: {err[-3000:]}") from None
+    assert web.returncode == 0, err[-3000:]
 
 
 def test_status_web_for_an_application_with_no_table_is_one_line(names: dict[str, str], aws_env: dict[str, str]) -> None:

@@ -41,11 +41,11 @@ class Kcl3Fleet:
     """The KCL 3 side of one worker's coordinator, driven from its take loop (``cycle``) and its
     metrics loop (``capture`` / ``report``)."""
 
-    def __init__(self, table: LeaseTable, worker_id: str, guard: Kcl3Reader, metrics: Callable[[], WorkerMetrics],
+    def __init__(self, table: LeaseTable, worker_id: str, reader: Kcl3Reader, metrics: Callable[[], WorkerMetrics],
                  clock: Clock, *,
                  failover_time: float, max_leases: int | None, log: Any, lock_duration: float | None = None,
                  assign_interval: float | None = None, wall: Callable[[], float] = time.time) -> None:
-        self.table, self.worker_id, self.guard, self.clock = table, worker_id, guard, clock
+        self.table, self.worker_id, self.reader, self.clock = table, worker_id, reader, clock
         #: built when first needed: finding the platform may ask EC2's metadata service
         self._new_metrics = metrics
         self.metrics: WorkerMetrics | None = None
@@ -90,7 +90,7 @@ class Kcl3Fleet:
     def refresh(self) -> Kcl3State:
         """Re-read KCL 3's state; a flip of ``Migration3.0`` changes the mode from the next cycle on."""
         before = self.state
-        self.state = self.guard.state()
+        self.state = self.reader.state()
         if self.state.client_version != before.client_version:
             self._log.info("KCL 3 client version", client_version=self.state.client_version, table=self.state.where,
                            assignment="leader" if self.leader_mode else "worker-balanced")
@@ -98,7 +98,7 @@ class Kcl3Fleet:
             legacy = self.layout == "legacy-table"
             self.lock = LeaderLock(
                 self.table, self.worker_id, self.clock, duration=self.lock_duration,
-                table_name=coordinator_state_table(self.guard.application_name) if legacy else None,
+                table_name=coordinator_state_table(self.reader.application_name) if legacy else None,
                 key_name="key" if legacy else "leaseKey", entity_type=None if legacy else "LEADER")
         if not self.leader_mode and self.lock is not None and self.lock.version is not None:
             self.lock.release()  # rolled back to KCL 2's algorithm: nobody leads
@@ -136,7 +136,7 @@ class Kcl3Fleet:
         report: a worker stopped with SIGTERM leaves a fresh row behind, and KCL's leader would
         assign it leases again until the row is a minute old."""
         now = self._wall()
-        workers = {**self.guard.legacy_workers(), **self.table.kcl3_workers} if self.layout == "legacy-table" \
+        workers = {**self.reader.legacy_workers(), **self.table.kcl3_workers} if self.layout == "legacy-table" \
             else dict(self.table.kcl3_workers)
         self._reports = workers
         live = {w for w, lut in workers.items() if lut is not None and now - lut < METRICS_EXPIRY
@@ -208,10 +208,13 @@ class Kcl3Fleet:
         layout = self.layout
         if layout is None or self.stopped or self.metrics is None:
             return False
-        table = self.table.table_name if layout == "lease-table" else worker_metrics_table(self.guard.application_name)
+        table = self._metrics_table(layout)
         row = self.metrics.report()
         self.table.call("UpdateItem", lambda: worker_metrics.write(self.table.client, table, row, layout))
         return True
+
+    def _metrics_table(self, layout: Layout) -> str:
+        return self.table.table_name if layout == "lease-table" else worker_metrics_table(self.reader.application_name)
 
     # -- stopping --------------------------------------------------------------------------------
 
@@ -225,7 +228,7 @@ class Kcl3Fleet:
         self.leading = False
         layout = self.layout
         if layout is not None:
-            table = self.table.table_name if layout == "lease-table" else worker_metrics_table(self.guard.application_name)
+            table = self._metrics_table(layout)
             key = worker_metrics.WorkerMetricsRow(self.worker_id, 0).key(layout)
             try:
                 self.table.call("DeleteItem", lambda: self.table.client.delete_item(TableName=table, Key=key))
