@@ -68,18 +68,23 @@ class StatusServer:
 
 def serve_until_interrupted(document: Callable[[], dict[str, Any]], title: str, *, port: int, host: str,
                             open_browser: bool, out: TextIO) -> int:
-    """``streamworker status --web``: serve the page in the foreground (and open it) until Ctrl-C."""
+    """``streamworker status --web``: serve the page in the foreground (and open it) until Ctrl-C or SIGTERM."""
+    import signal
     import webbrowser
 
+    stopped = threading.Event()
+    # Handlers of our own rather than KeyboardInterrupt: a shell starts a background job with SIGINT
+    # ignored, and Python then never raises it; SIGTERM (systemd, kubectl) stops the page the same way.
+    previous = {s: signal.signal(s, lambda *_: stopped.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     server = StatusServer(document, port, host).start()
-    out.write(f"status page for {title}: {server.url}  (Ctrl-C stops it)\n")
-    out.flush()
-    if open_browser:
-        webbrowser.open(server.url)
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        out.write(f"status page for {title}: {server.url}  (Ctrl-C stops it)\n")
+        out.flush()
+        if open_browser:
+            webbrowser.open(server.url)
+        stopped.wait()
     finally:
         server.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     return 0
