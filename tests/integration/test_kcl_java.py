@@ -114,9 +114,11 @@ def test_streamworker_joins_then_leads_a_kcl_3_1_fleet_in_leader_mode(
         state = ddb.get_item(TableName=f"{names['app']}-CoordinatorState", Key={"key": {"S": "Migration3.0"}})["Item"]
         assert state["cv"]["S"] == "CLIENT_VERSION_3X"  # written by KCL, not by the test
         w = WorkerProcess("sw-1", names, env, log, tmp_path, failover=6)
-        row = wait_for(lambda: ddb.get_item(TableName=f"{names['app']}-WorkerMetricStats",
-                                            Key={"wid": {"S": "sw-1"}}).get("Item"), 60, "streamworker's metrics row")
-        assert {"wid", "lut", "sts", "opr"} <= set(row)
+        # the row whole: moto's UpdateItem puts a key-only item before it sets the attributes, and a
+        # read in between sees {wid} alone (DynamoDB itself applies an update atomically)
+        wait_for(lambda: {"wid", "lut", "sts", "opr"} <= set(ddb.get_item(
+            TableName=f"{names['app']}-WorkerMetricStats", Key={"wid": {"S": "sw-1"}}).get("Item", {})),
+            60, "streamworker's metrics row with its time, stats and operating range")
         produce(kinesis, names["stream"], 50, 50)
         wait_for(lambda: set(by_worker(log, "kcl")) | set(by_worker(log, "sw")) >= set(range(100)), 120,
                  "the fleet to process 50 more")
