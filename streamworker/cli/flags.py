@@ -40,7 +40,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "what to read": ("source", "stream", "stream_pattern", "retrieval", "topics", "topic_pattern", "initial_position",
                      "initial_timestamp", "processors", "multilang_protocol"),
     "the application and its leases": (
-        "application_name", "lease_table", "coordinator", "worker_id", "failover_time", "take_interval",
+        "application_name", "lease_table", "coordinator", "worker_id", "failover_time", "client_version", "take_interval",
         "steady_take_interval", "max_leases_for_worker", "max_leases_to_steal_at_one_time", "shard_sync_interval",
         "parent_poll_interval", "cleanup_finished_leases", "delete_former_stream_leases_after", "shutdown_timeout"),
     "AWS region and credentials": ("region", "role_arn", "role_session_name", "external_id"),

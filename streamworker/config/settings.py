@@ -82,6 +82,10 @@ class WorkerConfig(BaseSettings):
     worker_id: str = Field(default_factory=default_worker_id, min_length=1,
                            description="this worker in the lease table (default: host:pid:random)")
     failover_time: float = Field(10.0, gt=0, description="a lease whose holder stops renewing it expires after this long")
+    client_version: Literal["2x", "3x"] = Field(
+        "2x", description="a lease table with no KCL 3 state yet: 2x leaves it in today's format (KCL 2.x, KCL 3's "
+                          "compatible mode); 3x puts it in KCL 3's default mode (owner index, Migration3.0, a leader "
+                          "assigning leases), as KCL's clientVersionConfig=CLIENT_VERSION_CONFIG_3X does")
     max_records: int = Field(10000, ge=1, le=10000, description="Kinesis GetRecords limit")
     idle_time_between_reads: float = Field(1.5, ge=0.2, description="wait after an empty Kinesis read")
     take_interval: float = Field(1.0, gt=0, description="scan period for leases to take while leases move")

@@ -199,7 +199,7 @@ def _kafka(config: WorkerConfig, clients: Clients, clock: Clock) -> _Sources:
     return _Sources(source, None, [source.describe], kafka=kafka, kafka_source=source)
 
 
-def _prepare_table(table: LeaseTable, kcl3: Kcl3Fleet) -> Callable[[], None]:
+def _prepare_table(table: LeaseTable, kcl3: Kcl3Fleet, client_version: str) -> Callable[[], None]:
     def prepare() -> None:
         import botocore.exceptions
 
@@ -209,7 +209,10 @@ def _prepare_table(table: LeaseTable, kcl3: Kcl3Fleet) -> Callable[[], None]:
             raise SourceError(f"cannot reach DynamoDB at {table.client.meta.endpoint_url}") from None
         except botocore.exceptions.ClientError as exc:
             raise SourceError(f"lease table {table.table_name!r}: {exc}") from None
-        kcl3.refresh()
+        if client_version == "3x":
+            kcl3.start_in_3x()
+        else:
+            kcl3.refresh()
 
     return prepare
 
@@ -259,7 +262,7 @@ def build(config: WorkerConfig, listener: LeaseListener, *, clock: Clock, client
                          lambda: WorkerMetrics(config.worker_id, platform_cpu()[1]), clock,
                          failover_time=config.failover_time, max_leases=config.max_leases_for_worker,
                          log=structlog.get_logger("streamworker.kcl3").bind(worker_id=config.worker_id))
-        start_checks.append(_prepare_table(table, kcl3))
+        start_checks.append(_prepare_table(table, kcl3, config.client_version))
         dynamo = DynamoDBCoordinator(
             table, config.worker_id, listener, failover_time=config.failover_time,
             take_interval=config.take_interval, steady_take_interval=config.steady_take_interval,

@@ -84,6 +84,10 @@ _INTS = {
 }
 _STRINGS = {"applicationName": "application_name", "tableName": "lease_table", "leaseTableName": "lease_table",
             "workerId": "worker_id"}
+#: KCL 3's clientVersionConfig values (its MultiLangDaemon reads them in any case). Phase 1 of the
+#: compatible mode writes no state either, as streamworker's 2x does.
+_CLIENT_VERSIONS = {"CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X": "2x", "CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X_PHASE1": "2x",
+                    "CLIENT_VERSION_CONFIG_3X": "3x"}
 #: Keys that are understood and need nothing: streamworker already behaves this way.
 _NOTHING_TO_DO = {
     "processingLanguage": "informational",
@@ -195,6 +199,12 @@ def load_properties(path: str | Path) -> KclProperties:
             else:
                 s["initial_position"] = "AT_TIMESTAMP"
                 s["initial_timestamp"] = ts
+        elif key == "clientVersionConfig":
+            version = _CLIENT_VERSIONS.get(value.strip().upper())
+            if version is None:
+                raise ConfigError(f"KCL property clientVersionConfig: expected one of {', '.join(_CLIENT_VERSIONS)}, "
+                                  f"got {value!r}")
+            s["client_version"] = version
         elif key in _MILLIS:
             seconds = _number(key, value) / 1000
             if key == "idleTimeBetweenReadsInMillis" and seconds < 0.2:

@@ -184,6 +184,38 @@ def test_default_mode_a_stopped_fleet_continued_both_ways(fleet: Fleet) -> None:
     assert multilang3.complaints((f.tmp / "kcl-2.stderr").read_text()) == []
 
 
+def test_a_table_streamworker_starts_in_kcl_3_mode_is_joined_by_kcl_3_5(fleet: Fleet) -> None:
+    """``clientVersionConfig = CLIENT_VERSION_CONFIG_3X`` in the .properties: streamworker creates
+    the table in KCL 3's default mode and leads it; a KCL 3.5.1 worker in its default mode then
+    joins as a follower, streamworker's leader hands it its share, and nothing is processed twice."""
+    f = fleet
+    first = f.produce(200)
+    sw = f.streamworker("sw-1", "CLIENT_VERSION_CONFIG_3X")
+    wait_for(lambda: set(f.seen("sw-1")) >= set(first) and f.checkpointed_all("sw-1"), 90, "streamworker's 200")
+    rows = kcl_rows(f)
+    assert (rows["Migration3.0"]["cv"]["S"], rows["Migration3.0"]["mb"]["S"]) == ("CLIENT_VERSION_3X", "sw-1")
+    assert rows["Leader"]["ownerName"]["S"] == "sw-1"
+    indexes = f.ddb.describe_table(TableName=f.names["app"])["Table"].get("GlobalSecondaryIndexes", [])
+    assert [i["IndexName"] for i in indexes] == ["LeaseOwnerToLeaseKeyIndex"]
+    producer = Producer(f)
+    try:
+        joined = time.monotonic()
+        kcl = f.kcl("kcl-1")  # KCL's default: CLIENT_VERSION_CONFIG_3X
+        wait_for(lambda: Counter(f.owners().values()) == {"sw-1": 2, "kcl-1": 2}
+                 and not any("checkpointOwner" in v for v in f.leases().values()), 180, "a 2/2 split")
+        wait_for(lambda: {e["shard"] for e in f.log.events("rec") if e["w"] == "kcl-1"}, 60, "KCL processing")
+        print(f"KCL 3.5.1 held its share of a table streamworker started {time.monotonic() - joined:.1f} s after it started")
+        assert kcl_rows(f)["Leader"]["ownerName"]["S"] == "sw-1"  # KCL follows the lock it found
+    finally:
+        total = producer.stop()
+    wait_for(lambda: set(f.seen()) >= set(range(total)), 90, "every record")
+    assert kcl.stop() == 0
+    stop(sw)
+    counts = Counter(f.seen())
+    assert max(counts.values()) == 1, sorted(n for n, c in counts.items() if c > 1)[:20]
+    assert multilang3.complaints((f.tmp / "kcl-1.stderr").read_text()) == []
+
+
 @pytest.mark.slow
 def test_compatible_mode_round_trip(fleet: Fleet) -> None:
     f = fleet

@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from streamworker.clock import Clock
-from streamworker.leases.dynamodb import worker_metrics
+from streamworker.leases.dynamodb import client_version, worker_metrics
 from streamworker.leases.dynamodb.assignment import Move, plan
 from streamworker.leases.dynamodb.balancing import ExpiryTracker, eligible
 from streamworker.leases.dynamodb.discovery import LeaseDiscovery
@@ -67,7 +67,7 @@ class Kcl3Fleet:
         self._runs = 0
         self._tracker = ExpiryTracker(failover_time)
         self._handoffs: dict[str, tuple[str | None, str | None, float]] = {}
-        self.discovery = LeaseDiscovery(table, worker_id, log)
+        self.discovery = LeaseDiscovery(table, worker_id, log, clock)
         #: leases this leader assigned outright: to whom, at which counter
         self._given: dict[str, tuple[str, int]] = {}
         #: workers that let an assigned lease expire, with the report time they had then
@@ -86,6 +86,16 @@ class Kcl3Fleet:
         if self.state.where is None:
             return None
         return "lease-table" if self.state.where == self.table.table_name else "legacy-table"
+
+    def start_in_3x(self) -> Kcl3State:
+        """``client_version = "3x"``: a table with no KCL 3 state is put in KCL 3's default mode
+        (the owner index, ``Migration3.0``); a state already there is followed as it is."""
+        if self.reader.client_version()[0] is None:
+            client_version.add_owner_index(self.table, self._log)
+            if client_version.start_in_3x(self.table, self.worker_id, int(self._wall() * 1000)):
+                self._log.info("put the lease table in KCL 3's default mode (client_version 3x)",
+                               table=self.table.table_name)
+        return self.refresh()
 
     def refresh(self) -> Kcl3State:
         """Re-read KCL 3's state; a flip of ``Migration3.0`` changes the mode from the next cycle on."""

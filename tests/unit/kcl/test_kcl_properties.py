@@ -101,3 +101,16 @@ def test_stream_arn_alone_is_used_and_bad_values_are_errors(tmp_path: Path) -> N
         load_properties(write(tmp_path, "initialPositionInStream = EARLIEST\n"))
     with pytest.raises(ConfigError, match="not found"):
         load_properties(tmp_path / "missing.properties")
+
+
+@pytest.mark.parametrize(("value", "version"), [("CLIENT_VERSION_CONFIG_3X", "3x"),
+                                                ("client_version_config_compatible_with_2x", "2x"),
+                                                ("CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X_PHASE1", "2x")])
+def test_kcl_3s_client_version_config_is_client_version(tmp_path: Path, value: str, version: str) -> None:
+    props = load_properties(write(tmp_path, f"clientVersionConfig = {value}\n"))  # the MultiLangDaemon ignores case
+    assert props.settings["client_version"] == version and props.warnings == []
+
+
+def test_an_unknown_client_version_config_is_an_error_naming_the_values(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="clientVersionConfig: expected one of CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X"):
+        load_properties(write(tmp_path, "clientVersionConfig = 3X\n"))

@@ -8,7 +8,8 @@ from typing import Any
 
 import structlog
 
-from streamworker.leases.dynamodb.discovery import OWNER_INDEX, LeaseDiscovery
+from streamworker.clock import FakeClock
+from streamworker.leases.dynamodb.discovery import INDEX_RETRY, OWNER_INDEX, LeaseDiscovery
 from streamworker.leases.dynamodb.table import LeaseTable
 
 
@@ -42,7 +43,7 @@ def test_the_leases_a_leader_assigned_are_found_by_the_owner_index(table: LeaseT
             lease_row("shard-3", None), lease_row("shard-4", "sw-1", checkpoint_owner="kcl-1")]
     for item in rows:
         table.client.put_item(TableName=table.table_name, Item=item)
-    found = LeaseDiscovery(table, "sw-1", structlog.get_logger())
+    found = LeaseDiscovery(table, "sw-1", structlog.get_logger(), FakeClock())
     assert sorted(found.owned_keys()) == ["shard-0", "shard-1", "shard-4"]
     assert table.calls.get("Query") == 1 and "Scan" not in table.calls
     # shard-0 is held already; shard-4's previous owner is still finishing its handoff
@@ -55,6 +56,22 @@ def test_the_leases_a_leader_assigned_are_found_by_the_owner_index(table: LeaseT
 def test_a_table_without_the_index_is_scanned_instead(table: LeaseTable) -> None:
     for item in (lease_row("shard-0", "sw-1"), lease_row("shard-1", "kcl-1"), lease_row("shard-2", "sw-1", "kcl-1")):
         table.client.put_item(TableName=table.table_name, Item=item)
-    found = LeaseDiscovery(table, "sw-1", structlog.get_logger())
+    clock = FakeClock()
+    found = LeaseDiscovery(table, "sw-1", structlog.get_logger(), clock)
     assert [le.lease_key for le in found.newly_assigned(())] == ["shard-0"]
     assert not found.indexed and table.calls.get("Scan") == 1
+    assert sorted(found.owned_keys()) == ["shard-0", "shard-2"] and table.calls.get("Query") == 1
+    assert table.calls["Scan"] == 2  # the index is not asked again before INDEX_RETRY
+
+
+def test_an_index_added_later_is_used_from_its_next_try_on(table: LeaseTable) -> None:
+    table.client.put_item(TableName=table.table_name, Item=lease_row("shard-0", "sw-1"))
+    clock = FakeClock()
+    found = LeaseDiscovery(table, "sw-1", structlog.get_logger(), clock)
+    assert found.owned_keys() == ["shard-0"] and table.calls["Scan"] == 1
+    with_owner_index(table)  # e.g. added by a worker with client_version 3x, or by KCL 3
+    clock.advance(INDEX_RETRY - 1)
+    assert found.owned_keys() == ["shard-0"] and table.calls["Scan"] == 2
+    clock.advance(1)
+    assert found.owned_keys() == ["shard-0"] and found.indexed
+    assert table.calls["Scan"] == 2 and table.calls["Query"] == 2
