@@ -384,3 +384,60 @@ def test_default_mode_streamworker_joins_leads_and_hands_back(fleet: Fleet, shar
     assert all((e["w"], e["shard"]) in asked for e in events if e["ev"] == "lease_lost")
     assert not [e for e in events if e["ev"] == "lease_lost" and e["w"] in ("sw-1", "kcl-3")]
     stop(sw)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("killed", ["sw-1", "kcl-1"], ids=["streamworker-leader", "kcl-leader"])
+def test_default_mode_a_leader_killed_with_sigkill(fleet: Fleet, killed: str) -> None:
+    """kill -9 of the leader of a 2-worker default-mode fleet on 4 shards under load: the other
+    worker leads once the lock has stood still for the duration it states (streamworker's 3 x
+    failover, KCL's 120 s) and assigns itself the killed worker's leases; the only records processed
+    twice are ones the killed worker processed, on the shards it held, after its last checkpoint."""
+    f = fleet
+    survivor = "kcl-1" if killed == "sw-1" else "sw-1"
+    producer = Producer(f)
+    figures: dict[str, float] = {}
+    try:
+        victim: Any
+        if killed == "sw-1":  # streamworker starts the table in KCL 3's mode and leads it
+            victim = f.streamworker("sw-1", "CLIENT_VERSION_CONFIG_3X")
+            wait_for(lambda: f.names["app"] in f.ddb.list_tables()["TableNames"], 60, "the lease table")
+            wait_for(lambda: Counter(f.owners().values()) == {"sw-1": 4}, 90, "streamworker holding the shards")
+            f.kcl("kcl-1")
+        else:
+            victim = f.kcl("kcl-1")
+            wait_for(lambda: f.names["app"] in f.ddb.list_tables()["TableNames"], 120, "the lease table")
+            wait_for(lambda: Counter(f.owners().values()) == {"kcl-1": 4}, 150, "KCL holding the shards")
+            f.streamworker("sw-1")
+        wait_for(lambda: Counter(f.owners().values()) == {"sw-1": 2, "kcl-1": 2}
+                 and not any("checkpointOwner" in v for v in f.leases().values()), 240, "a 2/2 split")
+        assert kcl_rows(f)["Leader"]["ownerName"]["S"] == killed
+        held = {k for k, o in f.owners().items() if o == killed}
+        wait_for(lambda: {e["shard"] for e in f.log.events("rec") if e["w"] == killed} >= held, 60,
+                 "the leader processing its shards")
+        t0 = time.monotonic()
+        victim.kill()  # SIGKILL: no shutdown, the lock and the leases left as they were
+        wait_for(lambda: kcl_rows(f).get("Leader", {}).get("ownerName", {}).get("S") == survivor, 300,
+                 f"{survivor} to lead")
+        figures["new leader"] = time.monotonic() - t0
+        wait_for(lambda: set(f.owners().values()) == {survivor}, 120, f"{survivor} holding every lease")
+        figures["every lease"] = time.monotonic() - t0
+        since = time.time()
+        wait_for(lambda: {e["shard"] for e in f.log.events("rec") if e["w"] == survivor and e["t"] > since} >= held,
+                 90, f"{survivor} processing the killed worker's shards")
+    finally:
+        total = producer.stop()
+    wait_for(lambda: set(f.seen()) >= set(range(total)), 120, "every record")
+    counts = Counter(f.seen())
+    twice = sorted(n for n, c in counts.items() if c > 1)
+    by_killed = {int(e["data"]): e["shard"] for e in f.log.events("rec") if e["w"] == killed}
+    print(f"issue 28 kill -9 of the {killed} leader: " + ", ".join(f"{k} {v:.1f} s" for k, v in figures.items())
+          + f"; records {total}, processed twice {len(twice)} (the killed worker processed {len(by_killed)})")
+    assert all(by_killed.get(n) in held for n in twice), [n for n in twice if by_killed.get(n) not in held][:20]
+    for p in f.started:
+        if p is victim:
+            continue
+        if isinstance(p, multilang3.MultiLangDaemon3):
+            assert p.stop() == 0
+        else:
+            stop(p)
