@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from streamworker.checkpoint.store import CheckpointStore
-from streamworker.errors import InvalidCheckpointError
+from streamworker.errors import CheckpointThrottledError, InvalidCheckpointError
 from streamworker.records import SHARD_END, ExtendedSequenceNumber, Record
 
 if TYPE_CHECKING:
@@ -60,6 +60,9 @@ class CheckpointTracker:
         self._current = current
         self._largest_permitted = current
         self._pending: ExtendedSequenceNumber | None = None
+        #: The furthest checkpoint the processor asked for whose write was refused for a moment
+        #: (a rebalance, throttling): processed all the same, so a later checkpoint may cover it.
+        self._unwritten: ExtendedSequenceNumber | None = None
         match = _SHARD_INDEX.search(shard_id)
         self._shard_index = int(match.group(1)) if match else None
         #: Batches delivered and not yet checkpointed past, oldest first (Kinesis records: a
@@ -108,9 +111,10 @@ class CheckpointTracker:
 
     def undeliver(self, previous: ExtendedSequenceNumber) -> None:
         """A batch failed and was not processed: its records are not checkpointable any more
-        (unless already checkpointed)."""
+        (unless already checkpointed, or checkpointed by the processor with a write that failed
+        for a moment: a batch whose only failure was that write is not redelivered at a handoff)."""
         with self._lock:
-            self._largest_permitted = max(previous, self._current)
+            self._largest_permitted = max(previous, self._current, self._unwritten or self._current)
 
     def shard_ended(self) -> None:
         with self._lock:
@@ -180,9 +184,16 @@ class CheckpointTracker:
         with self._lock:
             esn = self._resolve(target, sub_sequence_number)
             self._validate(esn)
-            self._store.checkpoint(self.lease, esn, None)
+            try:
+                self._store.checkpoint(self.lease, esn, None)
+            except CheckpointThrottledError:
+                if self._unwritten is None or esn > self._unwritten:
+                    self._unwritten = esn
+                raise
             self._current = esn
             self._pending = None
+            if self._unwritten is not None and esn >= self._unwritten:
+                self._unwritten = None
             self._forget_through(esn)
 
     def prepare(self, target: Record | str | ExtendedSequenceNumber | None,

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from streamworker.checkpoint.checkpointer import CheckpointTracker
-from streamworker.errors import InvalidCheckpointError
+from streamworker.errors import CheckpointThrottledError, InvalidCheckpointError
 from streamworker.leases.lease import Lease
 from streamworker.records import ExtendedSequenceNumber as ESN
 from streamworker.records import Record
@@ -161,3 +161,43 @@ def test_kafka_offsets_need_no_memory() -> None:
     assert not tracker._batches
     tracker.checkpointer.checkpoint("4")
     assert store.writes == [("checkpoint", "t:0", ESN("4"), None)]
+
+
+class RefusingOnce(Store):
+    """A store whose first write is refused for a moment (a rebalance, throttling)."""
+
+    def checkpoint(self, key: Any, checkpoint: Any, pending: Any = None) -> None:
+        if not self.writes:
+            self.writes.append(("refused", key.lease_key, checkpoint, pending))
+            raise CheckpointThrottledError("checkpoint failed: ILLEGAL_GENERATION")
+        super().checkpoint(key, checkpoint, pending)
+
+
+def test_a_checkpoint_refused_for_a_moment_stays_checkpointable_after_its_batch_fails() -> None:
+    """process_records checkpointed 30 and raised only because the write was refused; the batch is
+    undelivered (a handoff came before its retry), and shutdown_requested's checkpoint() covers 30:
+    the next owner does not process records the processor said it had done."""
+    store = RefusingOnce()
+    tracker = CheckpointTracker(store, Lease("lease"), "shard", ESN("10"))
+    cp = tracker.checkpointer
+    previous = tracker.delivered(ESN("30"))
+    with pytest.raises(CheckpointThrottledError):
+        cp.checkpoint()
+    tracker.undeliver(previous)
+    assert tracker.largest_permitted == ESN("30") and cp.last_checkpoint == ESN("10")
+    cp.checkpoint()  # shutdown_requested's
+    assert store.writes[-1] == ("checkpoint", "lease", ESN("30"), None)
+    # once written, a failed batch after it undelivers back to the checkpoint, no further
+    previous = tracker.delivered(ESN("50"))
+    tracker.undeliver(previous)
+    assert tracker.largest_permitted == ESN("30")
+
+
+def test_a_batch_that_failed_without_a_checkpoint_is_not_checkpointable() -> None:
+    store = Store()
+    tracker = CheckpointTracker(store, Lease("lease"), "shard", ESN("10"))
+    previous = tracker.delivered(ESN("30"))
+    tracker.undeliver(previous)
+    assert tracker.largest_permitted == ESN("10")
+    tracker.checkpointer.checkpoint()
+    assert store.writes == [("checkpoint", "lease", ESN("10"), None)]
