@@ -3,6 +3,9 @@ continued by streamworker, and the rows streamworker writes are continued by KCL
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +137,99 @@ def test_streamworker_joins_then_leads_a_kcl_3_1_fleet_in_leader_mode(
     seen = by_worker(log, "kcl") + by_worker(log, "sw")
     assert sorted(seen) == list(range(150)), sorted(n for n in set(seen) if seen.count(n) > 1)[:20]
     assert "Leader" not in {i["key"]["S"] for i in ddb.scan(TableName=f"{names['app']}-CoordinatorState")["Items"]}
+
+
+@pytest.mark.slow
+def test_kcl_3_1_default_mode_joined_led_and_handed_back_on_eight_shards(
+        kcl3_home: Any, names: dict[str, str], kinesis_mock: KinesisMock, moto_server: MotoServer,
+        aws_env: dict[str, str], tmp_path: Path) -> None:
+    """Issue 28 (a)-(c) against KCL 3.1.0 in its default mode (its separate tables), 8 shards
+    under load: (a) 2 KCL workers and streamworker, KCL's leader assigns streamworker its share;
+    (b) the KCL workers SIGTERMed one at a time, the leader first: streamworker leads and holds
+    every lease; (c) a KCL worker started again gets its share by graceful handoff. Nothing twice."""
+    kinesis = boto3.client("kinesis", endpoint_url=kinesis_mock.endpoint)
+    ddb = boto3.client("dynamodb", endpoint_url=moto_server.endpoint)
+    make_stream(kinesis, names["stream"], 8)
+    env = {**aws_env, "AWS_ENDPOINT_URL_KINESIS": kinesis_mock.endpoint, "AWS_ENDPOINT_URL_DYNAMODB": moto_server.endpoint}
+    log = RecordLog(tmp_path / "records.jsonl")
+    produced, stop_producing = [0], threading.Event()
+
+    def producing() -> None:
+        while not stop_producing.wait(0.2):
+            produce(kinesis, names["stream"], produced[0], 20)
+            produced[0] += 20
+
+    started: list[Any] = []
+
+    def start(worker: str) -> Any:
+        started.append(harness.KclWorker(kcl3_home, names["stream"], names["app"], worker, log.path, kinesis_mock.endpoint,
+                                 moto_server.endpoint, tmp_path / f"{worker}.stderr", client_version="3X",
+                                 failover_ms=6000))
+        return started[-1]
+
+    def rows() -> list[dict[str, Any]]:
+        return ddb.scan(TableName=names["app"], ConsistentRead=True)["Items"]
+
+    def owners() -> Counter[str | None]:
+        return Counter(i.get("leaseOwner", {}).get("S") for i in rows())
+
+    def settled() -> bool:
+        return not any("checkpointOwner" in i for i in rows())
+
+    def leader() -> str | None:
+        item = ddb.get_item(TableName=f"{names['app']}-CoordinatorState", Key={"key": {"S": "Leader"}},
+                            ConsistentRead=True).get("Item")
+        return item["ownerName"]["S"] if item else None
+
+    producer = threading.Thread(target=producing, daemon=True)
+    producer.start()
+    kcls = {w: start(w) for w in ("kcl-1", "kcl-2")}
+    figures: dict[str, float] = {}
+    sw = None
+    try:
+        wait_for(lambda: names["app"] in ddb.list_tables()["TableNames"], 120, "KCL's lease table")
+        wait_for(lambda: sum(owners().values()) == 8 and set(owners()) <= {"kcl-1", "kcl-2"}, 240,
+                 "KCL holding all eight shards")
+        t = time.monotonic()
+        sw = WorkerProcess("sw-1", names, env, log, tmp_path, failover=6)
+        wait_for(lambda: owners()["sw-1"] > 0, 300, "KCL's leader to assign streamworker a lease")
+        figures["first lease"] = time.monotonic() - t
+        first = leader()
+        assert first in kcls
+        t = time.monotonic()
+        assert kcls.pop(first).stop() == 0
+        wait_for(lambda: leader() not in (None, first), 300, "a new leader")
+        figures["new leader after SIGTERM"] = time.monotonic() - t
+        for k in kcls.values():
+            assert k.stop() == 0
+        wait_for(lambda: owners() == {"sw-1": 8} and settled(), 180, "streamworker holding every lease")
+        figures["every lease"] = time.monotonic() - t
+        assert leader() == "sw-1"
+        t = time.monotonic()
+        again = start("kcl-3")
+        wait_for(lambda: owners() == {"sw-1": 4, "kcl-3": 4} and settled(), 300, "a 4/4 split by handoff")
+        figures["handed back"] = time.monotonic() - t
+        since = time.time()
+        wait_for(lambda: {e["shard"] for e in log.events("rec") if e["w"] == "kcl-3" and e["t"] > since}, 60,
+                 "KCL processing its shards")
+        stop_producing.set()
+        producer.join(10)
+        wait_for(lambda: set(by_worker(log, "kcl")) | set(by_worker(log, "sw")) >= set(range(produced[0])), 120,
+                 "every record")
+        assert again.stop() == 0
+        sw.signal(15)
+        assert sw.proc.wait(30) == 0
+    finally:
+        stop_producing.set()
+        for k in started:
+            k.kill()
+        if sw is not None:
+            sw.stop()
+    counts = Counter(by_worker(log, "kcl") + by_worker(log, "sw"))
+    twice = sorted(n for n, c in counts.items() if c > 1)
+    print("issue 28 (a)-(c) against KCL 3.1.0: " + ", ".join(f"{k} {v:.1f} s" for k, v in figures.items())
+          + f"; records {produced[0]}, processed twice {len(twice)}")
+    assert twice == [], twice[:20]
 
 
 @pytest.mark.parametrize("first", ["kcl", "sw"])
