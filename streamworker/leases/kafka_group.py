@@ -38,6 +38,8 @@ _FENCED_ERRORS = ("FENCED_INSTANCE_ID",)
 #: once the rebalance completes; whether a partition is still ours is decided by the rebalance
 #: callbacks (on_revoke / on_lost remove it), which the retry loop checks before every attempt.
 _REBALANCE_ERRORS = ("REBALANCE_IN_PROGRESS", "ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID", "STALE_MEMBER_EPOCH")
+#: Refusals that no retry within the same revoke can overcome.
+_GENERATION_OVER = ("ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID")
 _RETRY_ERRORS = (*_REBALANCE_ERRORS, "COORDINATOR_LOAD_IN_PROGRESS", "NOT_COORDINATOR", "COORDINATOR_NOT_AVAILABLE",
                  "REQUEST_TIMED_OUT", "_TIMED_OUT", "_TRANSPORT", "_WAIT_COORD")
 #: A rebalance ends, keeping the partition here (the commit then succeeds) or taking it away (the
@@ -266,6 +268,11 @@ class KafkaGroupCoordinator:
                 if any(f in name for f in _FENCED_ERRORS):
                     raise LeaseLostError(f"shard {lease_key}: {op} refused by the group ({name})") from None
                 current = self._assignment(lease_key)
+                if current is not None and current.revoking and any(g in name for g in _GENERATION_OVER):
+                    # the generation this commit carries is over and the rebalance waits for this
+                    # revoke: retrying holds the member past its session timeout, and the group then
+                    # evicts it, losing every partition it kept (seen on librdkafka's mock cluster)
+                    raise CheckpointThrottledError(f"shard {lease_key}: {op} failed: {name}") from None
                 if current is not None and current.revoking:
                     limit = started + min(self.commit_timeout, self.revoke_timeout / 2)
                 elif any(r in name for r in _REBALANCE_ERRORS):

@@ -202,6 +202,26 @@ def test_a_commit_refused_while_its_partition_is_being_revoked_gives_up_within_h
     assert clock.monotonic() - start <= g.revoke_timeout / 2 + 2.0
 
 
+@pytest.mark.parametrize("code", ["ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID"])
+def test_a_commit_of_a_generation_that_is_over_gives_up_at_once_while_its_partition_is_revoked(code: str) -> None:
+    """Within a revoke such a refusal cannot end by retrying, and a revoke callback held past the
+    session timeout gets the member evicted with every partition it kept."""
+    from confluent_kafka import KafkaError
+
+    from streamworker.clock import FakeClock
+    from streamworker.errors import CheckpointThrottledError
+    from streamworker.records import ExtendedSequenceNumber as ESN
+
+    clock = FakeClock()
+    start = clock.monotonic()
+    client = _RefusingClient(clock, getattr(KafkaError, code), ok_after=1000.0)
+    g = _group(client, clock)
+    g._held["t:0"].revoking = True
+    with pytest.raises(CheckpointThrottledError, match=code):
+        g.checkpoint(held(g, "t:0"), ESN("9"))
+    assert client.attempts == 1 and clock.monotonic() - start == 2.0  # the one attempt's own answer
+
+
 def test_a_commit_begun_before_a_loss_is_refused_though_the_partition_came_straight_back() -> None:
     """A worker woken from SIGSTOP: its processor's commit starts, the group reports the partition
     lost and assigns it straight back while the commit waits for the freeze to settle; the commit
