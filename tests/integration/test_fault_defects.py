@@ -261,9 +261,11 @@ def test_a_halted_shard_is_visible_in_health_leases_and_status_and_can_be_releas
     log = RecordLog(tmp_path / "records.jsonl")
     port = free_port()
     env = {**aws_env, "FAIL_RECORDS": "1"}
+    # released after 20 s: the checks of the halted state below (two CLI processes) must come
+    # before it, and took more than 6 s under two suites at once
     w = WorkerProcess("W1", names, env, log, tmp_path, failover=10,
                       extra=["--metrics-port", str(port), "--processor-retries", "1",
-                             "--release-halted-after", "6"])
+                             "--release-halted-after", "20"])
     try:
         wait_for(lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 503, 30, "/healthz failing")
         status, body = http_get(f"http://127.0.0.1:{port}/healthz")
@@ -274,8 +276,8 @@ def test_a_halted_shard_is_visible_in_health_leases_and_status_and_can_be_releas
         assert row["state"] == "HALTED" and "poison batch" in row["halted"] and row["owner"] == "W1"
         text = run_cli("status", "--application-name", names["app"], "--count", "1", env=aws_env).stdout
         assert "HALTED" in text and "poison batch" in text
-        # released after 6 s, and not taken back by the same worker for as long
-        wait_for(lambda: "leaseOwner" not in table_items(names["app"])["shardId-000000000000"], 30, "the release")
+        # released after 20 s, and not taken back by the same worker for as long
+        wait_for(lambda: "leaseOwner" not in table_items(names["app"])["shardId-000000000000"], 45, "the release")
         assert "swHalted" not in table_items(names["app"])["shardId-000000000000"]
     finally:
         w.stop()
