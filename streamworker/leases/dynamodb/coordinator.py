@@ -299,13 +299,14 @@ class DynamoDBCoordinator:
 
     # -- writes from shard consumers ---------------------------------------------------------
 
-    def _fenced_write(self, lease: Lease, op: str, write: _Write) -> Lease:
+    def _fenced_write(self, lease: Lease, op: str, write: _Write, *, within_validity: bool = True) -> Lease:
         """``write`` under the lease's counter, for the holding ``lease`` only: the one place where
         this coordinator fences (a lost holding, or one past its validity, is refused here; the
-        table refuses a counter that moved)."""
+        table refuses a counter that moved). ``within_validity=False``: a write that gives the
+        lease up, which the counter alone fences."""
         lease_key = lease.lease_key
         h = self.held.current(lease)
-        if h is None or not self.held.valid(h):
+        if h is None or (within_validity and not self.held.valid(h)):
             raise LeaseLostError(f"shard {lease_key}: {op} refused: this worker no longer holds the lease")
         started = self.clock.monotonic()
         with h.lock:
@@ -354,8 +355,10 @@ class DynamoDBCoordinator:
         if h is None:
             return False
         try:
+            # not refused for a renewal running late: the holding would stay, renewed as
+            # checkpoint owner, while its consumer has ended, and a handoff would never finish
             self._fenced_write(lease, "release", lambda counter, co: self.table.release(
-                lease_key, counter, self.worker_id, as_checkpoint_owner=co))
+                lease_key, counter, self.worker_id, as_checkpoint_owner=co), within_validity=False)
         except LeaseLostError:
             return False
         except CheckpointThrottledError as exc:
