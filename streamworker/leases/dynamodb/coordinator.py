@@ -133,11 +133,11 @@ class DynamoDBCoordinator:
         """Stop acquiring leases (graceful shutdown); held ones are still renewed. In a KCL 3
         fleet the leader lock is given up at once and the metrics row deleted."""
         self.taker.taking = False
-        if self.kcl3 is not None and not self.kcl3.stopped:
+        if self.kcl3 is not None:
             self.kcl3.stop()
 
     def stop(self, timeout: float = 5.0) -> None:
-        if self.kcl3 is not None and not self.kcl3.stopped:
+        if self.kcl3 is not None:
             self.kcl3.stop()
         self._stop.set()
         self._renew_wake.set()

@@ -230,7 +230,9 @@ class Kcl3Fleet:
 
     def stop(self) -> None:
         """Graceful shutdown: give the lock up at once (the next worker leads on its next try),
-        and stop reporting, so no leader assigns us more leases."""
+        and stop reporting, so no leader assigns us more leases. A second call does nothing."""
+        if self.stopped:
+            return
         self.stopped = True
         if self.lock is not None and self.lock.version is not None:
             released = self.lock.release()
