@@ -259,12 +259,24 @@ class KafkaTopics:
         if self.producer is None:
             self.producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5})
         if partitions is None:
-            partitions = len(self.admin.list_topics(topic, timeout=10).topics[topic].partitions)
+            partitions = self.partitions(topic)
         for i in range(start, start + count):
             self.producer.produce(topic, key=f"key-{i % keys}".encode(), value=str(i).encode(),
                                   partition=(i % keys) % partitions,
                                   timestamp=0 if created is None else int(created * 1000))
         assert self.producer.flush(15) == 0
+
+    def partitions(self, topic: str) -> int:
+        """The topic's partition count, once the metadata shows it: right after create_topics a
+        broker can answer with none yet (seen on a loaded machine: 0 partitions, then a modulo by 0)."""
+        deadline = time.monotonic() + 15
+        while True:
+            meta = self.admin.list_topics(topic, timeout=10).topics.get(topic)
+            if meta is not None and meta.error is None and meta.partitions:
+                return len(meta.partitions)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"topic {topic}: no partitions in the metadata after 15 s ({meta and meta.error})")
+            time.sleep(0.1)
 
     def committed(self, group: str, topic: str, partitions: int = 4) -> dict[int, int]:
         """The group's committed offsets; a coordinator still moving or loading is asked again."""

@@ -63,8 +63,10 @@ def expiring_credentials_run(aws_env: dict[str, str], names: dict[str, str], tmp
     fleet = Workers(names, env, tmp_path)
     began = time.monotonic()
     try:
-        fleet("A")
-        fleet("B")
+        # failover 6 s: at 3 s a renewal waiting behind a credential_process that a loaded machine
+        # (two suites and a fresh install at once) took seconds to start lost a lease
+        fleet("A", failover=6)
+        fleet("B", failover=6)
         sent = 0
         deadline = time.monotonic() + duration
         while time.monotonic() < deadline:
