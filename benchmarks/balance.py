@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import write_results  # noqa: E402
 
+from streamworker.leases.base import ShardFigures  # noqa: E402
 from streamworker.leases.dynamodb.coordinator import DynamoDBCoordinator  # noqa: E402
 from streamworker.leases.dynamodb.table import LeaseTable  # noqa: E402
 from streamworker.leases.lease import Lease  # noqa: E402
@@ -59,13 +60,18 @@ class FakeConsumers:
     def handoff_requested(self, lease_key: str) -> None:
         def finish() -> None:
             assert self.coordinator is not None
-            self.coordinator.release(lease_key)
+            held = self.coordinator.holding(lease_key)
+            if held is not None:
+                self.coordinator.release(held)
             self.started.pop(lease_key, None)
         threading.Timer(0.05, finish).start()
 
-    def records_of(self, lease_key: str) -> int | None:
+    def coordinator_failed(self, error: str) -> None:
+        raise SystemExit(f"coordinator failed: {error}")
+
+    def figures_of(self, lease_key: str) -> ShardFigures | None:
         t = self.started.get(lease_key)
-        return None if t is None else int((time.monotonic() - t) * self.rates[lease_key])
+        return None if t is None else ShardFigures(records=int((time.monotonic() - t) * self.rates[lease_key]))
 
 
 def main() -> None:
@@ -73,6 +79,8 @@ def main() -> None:
     ap.add_argument("--leases", type=int, default=200)
     ap.add_argument("--failover-time", type=float, default=10.0)
     ap.add_argument("--steady-seconds", type=float, default=30.0, help="window for the cost figures")
+    ap.add_argument("--steady-take-interval", type=float, default=None,
+                    help="the workers' steady scan period (default: the product's, failover_time)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "balance.json"))
     args = ap.parse_args()
     rng = random.Random(1)
@@ -90,7 +98,7 @@ def main() -> None:
             consumers = FakeConsumers(rates)
             table = LeaseTable(session.client("dynamodb", endpoint_url=moto.endpoint), table_name)
             c = DynamoDBCoordinator(table, name, consumers, failover_time=args.failover_time,
-                                    records_of=consumers.records_of)
+                                    steady_take_interval=args.steady_take_interval, figures_of=consumers.figures_of)
             consumers.coordinator = c
             if not fleet:
                 c.ensure_leases([ShardInfo(k) for k in keys], InitialPosition.TRIM_HORIZON)
@@ -102,14 +110,19 @@ def main() -> None:
                     for le in admin.list_leases(consistent=True)}
 
         def even(expected: set[str]) -> bool:
+            """Even in the table (within one lease, no handoff open) and every lease running:
+            held by the worker the table names."""
             o = owners()
             if any(v is None for v in o.values()):
                 return False
             counts = Counter(o.values())
-            return set(counts) == expected and max(counts.values()) - min(counts.values()) <= 1
+            if set(counts) != expected or max(counts.values()) - min(counts.values()) > 1:
+                return False
+            return all(set(f[0].held_keys()) == {k for k, w in o.items() if w == n} for n, f in fleet.items())
 
         def step(label: str, action: Any, expected: set[str], timeout: float) -> dict[str, Any]:
             before = {n: len(f[1].history) for n, f in fleet.items()}
+            cycles_before = {n: f[0].stats.take_cycles for n, f in fleet.items()}
             prev = owners()
             t0 = time.monotonic()
             action()
@@ -121,10 +134,11 @@ def main() -> None:
             after = owners()
             moved = [k for k in keys if after[k] != prev.get(k)]
             acquisitions = sum(len(f[1].history) - before.get(n, 0) for n, f in fleet.items())
+            cycles = max(f[0].stats.take_cycles - cycles_before.get(n, 0) for n, f in fleet.items())
             counts = Counter(after.values())
             load = {w: round(sum(rates[k] for k, o in after.items() if o == w)) for w in counts}
             return {"step": label, "seconds": round(took, 2), "lease_moves": len(moved),
-                    "acquisitions": acquisitions, "minimum_moves": minimum_moves(prev, expected, len(keys)),
+                    "acquisitions": acquisitions, "take_cycles": cycles, "minimum_moves": minimum_moves(prev, expected, len(keys)),
                     "split": dict(sorted(counts.items())), "records_per_s": dict(sorted(load.items()))}
 
         steps = [step("start A", lambda: join("A"), {"A"}, 60)]
@@ -149,7 +163,9 @@ def main() -> None:
             c = fleet.pop(name)[0]
             c.stop_taking()
             for key in c.held_keys():
-                c.release(key)
+                held = c.holding(key)
+                if held is not None:
+                    c.release(held)
             c.stop()
 
         def kill(name: str) -> None:
@@ -162,10 +178,11 @@ def main() -> None:
         for c, _, _ in fleet.values():
             c.stop()
 
-    results = {"leases": len(keys), "failover_time_s": args.failover_time, "steps": steps,
+    results = {"leases": len(keys), "failover_time_s": args.failover_time,
+               "steady_take_interval_s": args.steady_take_interval or args.failover_time, "steps": steps,
                "steady_state": {**cost, "lease_moves": moves_during_steady, "window_s": round(window, 1)}}
     for s in steps:
-        print(f"{s['step']:<20} {s['seconds']:>6.2f} s  moves {s['lease_moves']:>3} "
+        print(f"{s['step']:<20} {s['seconds']:>6.2f} s  {s['take_cycles']:>2} take cycles  moves {s['lease_moves']:>3} "
               f"(minimum {s['minimum_moves']:>3})  split {s['split']}  records/s {s['records_per_s']}")
     print("steady state, per lease per minute:")
     for k, v in cost.items():
@@ -198,21 +215,37 @@ def statistics_item_bytes(table: LeaseTable) -> float:
     return sum(sizes) / len(sizes)
 
 
+#: DynamoDB on-demand list prices, us-east-1, since 2024-11-01: dollars per million request units.
+WRITE_PRICE, READ_PRICE = 0.625, 0.125
+MINUTES_PER_MONTH = 30 * 24 * 60
+
+
+def monthly_dollars(write_units: float, read_units: float, leases: int = 1000) -> float:
+    """On-demand cost of a month for ``leases`` leases at these units per lease per minute."""
+    return round(leases * MINUTES_PER_MONTH * (write_units * WRITE_PRICE + read_units * READ_PRICE) / 1e6, 2)
+
+
 def cost_figures(ops: Counter[str], window: float, leases: int, workers: int, item_bytes: float,
                  failover: float) -> dict[str, float]:
     per_min = 60.0 / window
     writes = sum(v for op, v in ops.items() if op not in ("Scan", "GetItem"))
     scans = ops.get("Scan", 0)
     scan_units = math.ceil(leases * item_bytes / 4096) * 0.5  # eventually consistent
-    kcl_scans_per_min = workers * 60.0 / (2 * (failover + 0.2))
+    kcl_scans_per_min = workers * 60.0 / (2 * (failover + 0.025))  # KCL 2.x's taker period, epsilon 25 ms
     kcl_scan_units = math.ceil(leases * item_bytes / 4096)  # KCL scans consistently
+    write_units = writes * math.ceil(item_bytes / 1024) * per_min / leases
+    read_units = scans * scan_units * per_min / leases
+    kcl_write_units = 60.0 / (failover / 3) * math.ceil(item_bytes / 1024)
+    kcl_read_units = kcl_scans_per_min * kcl_scan_units / leases
     return {
         "writes_per_lease_per_min": round(writes * per_min / leases, 2),
         "scans_per_worker_per_min": round(scans * per_min / workers, 1),
-        "read_units_per_lease_per_min": round(scans * scan_units * per_min / leases, 2),
-        "write_units_per_lease_per_min": round(writes * math.ceil(item_bytes / 1024) * per_min / leases, 2),
+        "read_units_per_lease_per_min": round(read_units, 2),
+        "write_units_per_lease_per_min": round(write_units, 2),
         "kcl_writes_per_lease_per_min": round(60.0 / (failover / 3), 2),
-        "kcl_read_units_per_lease_per_min": round(kcl_scans_per_min * kcl_scan_units / leases, 2),
+        "kcl_read_units_per_lease_per_min": round(kcl_read_units, 2),
+        "dollars_per_month_1000_leases": monthly_dollars(write_units, read_units),
+        "kcl_dollars_per_month_1000_leases": monthly_dollars(kcl_write_units, kcl_read_units),
         "mean_item_bytes": round(item_bytes),
     }
 

@@ -92,7 +92,9 @@ class WorkerConfig(BaseSettings):
     shard_sync_interval: float = Field(60.0, gt=0, description="how often the shard listing is read again")
     max_leases_for_worker: int | None = Field(None, ge=1, description="hold at most this many leases")
     max_leases_to_steal_at_one_time: int | None = Field(None, ge=0, description="steals per take cycle (none: as many as the share needs)")
-    steady_take_interval: float = Field(2.0, gt=0, description="scan period while no lease is moving")
+    steady_take_interval: float | None = Field(
+        None, gt=0, description="scan period while no lease is moving (default: failover_time + 25 ms, which "
+                                "reads the table at KCL's cost)")
     max_pending_batches: int = Field(4, ge=1, le=100, description="Kinesis batches read ahead per shard")
     parallelism: int = Field(
         1, ge=1, le=256, description="per shard, records of different keys processed at once (processors with "

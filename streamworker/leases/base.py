@@ -96,6 +96,8 @@ class CoordinatorStats:
     renew_failures: int = 0
     #: Renew or take cycles that failed (each is retried after a backoff).
     cycle_failures: int = 0
+    #: Take cycles completed (scan, take, steal): how many cycles a fleet change took to settle.
+    take_cycles: int = 0
 
 
 class Coordinator(LeaseAccess, Protocol):
@@ -131,3 +133,12 @@ class LeaseTableCoordinator(Coordinator, ShardLineage, Protocol):
                       prefix: str | None = ..., leases: list[Lease] | None = ...) -> list[str]: ...
 
     def clean_finished(self, leases: Iterable[Lease]) -> list[str]: ...
+
+    def recent_leases(self) -> list[Lease] | None:
+        """A recent scan of the table, possibly stale (None: none recent)."""
+        ...
+
+    def work_in(self, shards: Iterable[ShardInfo], initial_position: InitialPosition, leases: list[Lease], *,
+                prefix: str | None = ..., cleanup: bool = ...) -> bool:
+        """Whether a shard sync over ``leases`` would create or delete anything."""
+        ...

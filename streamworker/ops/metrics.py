@@ -33,7 +33,8 @@ class _WorkerCollector(Collector):
             for name, attr, doc in (("taken", "taken", "Leases taken"), ("stolen", "stolen", "Leases stolen (handoffs)"),
                                     ("lost", "lost", "Leases lost"), ("released", "released", "Leases released"),
                                     ("renew_failures", "renew_failures", "Lease renewals that failed"),
-                                    ("cycle_failures", "cycle_failures", "Lease renew or take cycles that failed")):
+                                    ("cycle_failures", "cycle_failures", "Lease renew or take cycles that failed"),
+                                    ("take_cycles", "take_cycles", "Lease take cycles completed")):
                 family = CounterMetricFamily(f"streamworker_leases_{name}", doc)
                 family.add_metric([], getattr(stats, attr))  # a field of CoordinatorStats
                 yield family

@@ -3,11 +3,10 @@ in a KCL-compatible lease table, and stores fenced checkpoints.
 
 It is wiring: ``HeldLeases`` (what this worker holds), ``LeaseScope`` (which leases of the table
 are its to consider), ``LeaseCreator`` (leases for new shards), ``Renewer`` (the renewer thread's
-cycle) and ``Taker`` (the taker thread's cycle), each an object of its own. Threads: a renewer
-thread renews held leases (in parallel on a small pool, as KCL does, so a slow table does not
-make the last lease in line expire); a taker thread runs the take cycles (scan, take, steal), so a
-slow scan never delays a renewal. ``checkpoint``, ``release`` and the other public methods are
-called from shard-consumer threads. Every failure of a cycle backs off; a table that refuses us
+cycle) and ``Taker`` (the taker thread's cycle), each an object of its own. A renewer thread
+renews held leases (on a small pool, as KCL does: a slow table must not expire the last in line);
+a taker thread scans, takes and steals, so a slow scan never delays a renewal. The public methods
+are called from shard-consumer threads. Every failure of a cycle backs off; a table that refuses us
 (access denied) or is gone stops the worker through ``LeaseListener.coordinator_failed``.
 """
 
@@ -56,7 +55,7 @@ class DynamoDBCoordinator:
         *,
         failover_time: float = 10.0,
         take_interval: float = 1.0,
-        steady_take_interval: float = 2.0,
+        steady_take_interval: float | None = None,
         max_leases: int | None = None,
         max_steal: int | None = None,
         clock: Clock | None = None,
@@ -209,6 +208,7 @@ class DynamoDBCoordinator:
                 else:
                     due = self.take_cycle()
                     self._last_ok["take"] = self.clock.monotonic()
+                    self.held.count("take_cycles")
                 if streak:
                     self._log.info(f"lease {kind} cycle recovered", failures=streak)
                 streak = 0
@@ -263,6 +263,13 @@ class DynamoDBCoordinator:
     def clean_finished(self, leases: Iterable[Lease]) -> list[str]:
         return self.creator.clean_finished(leases)
 
+    def recent_leases(self) -> list[Lease] | None:
+        return self.taker.recent_scan()
+
+    def work_in(self, shards: Iterable[ShardInfo], initial_position: InitialPosition, leases: list[Lease], *,
+                prefix: str | None = None, cleanup: bool = True) -> bool:
+        return self.creator.work_in(shards, initial_position, leases, prefix=prefix, cleanup=cleanup)
+
     def own_leases(self, leases: Iterable[Lease]) -> list[Lease]:
         return self.scope.own(leases)
 
@@ -302,8 +309,7 @@ class DynamoDBCoordinator:
     def _fenced_write(self, lease: Lease, op: str, write: _Write, *, within_validity: bool = True) -> Lease:
         """``write`` under the lease's counter, for the holding ``lease`` only: the one place where
         this coordinator fences (a lost holding, or one past its validity, is refused here; the
-        table refuses a counter that moved). ``within_validity=False``: a write that gives the
-        lease up, which the counter alone fences."""
+        table refuses a moved counter). ``within_validity=False``: a release, fenced by the counter."""
         lease_key = lease.lease_key
         h = self.held.current(lease)
         if h is None or (within_validity and not self.held.valid(h)):
@@ -386,8 +392,7 @@ class DynamoDBCoordinator:
             self._log.warning("could not record the halt in the lease table", lease_key=key, error=str(exc))
 
     def hold_off(self, lease_key: str, seconds: float) -> None:
-        """Do not take this lease back for ``seconds`` (released because its shard halted here,
-        so that another worker gets a chance at it)."""
+        """Do not take this lease back for ``seconds`` (its shard halted here: let another try)."""
         self.held.hold_off(lease_key, seconds)
 
 

@@ -27,14 +27,7 @@ class LeaseCreator:
         ``leases`` a scan of the table already made (else one is made)."""
         ours = self.scope.own(self.table.list_leases() if leases is None else leases)
         prefix = self.scope.key_prefix if prefix is None else prefix
-        existing = {lease.shard_id for lease in ours if lease.lease_key == prefix + lease.shard_id}
-        # A closed shard whose child has a lease was finished (its own lease may be cleaned up).
-        done = consumed_by_children(ours, prefix)
-        shards = list(shards)
-        wanted = [
-            s for s in shards if s.shard_id not in existing
-            and (s.is_open or (s.shard_id not in done and initial_position != InitialPosition.LATEST))
-        ]
+        existing, wanted = self._wanted(ours, list(shards), initial_position, prefix)
         planned = existing | {s.shard_id for s in wanted}
         created: list[str] = []
         for s in wanted:
@@ -51,6 +44,28 @@ class LeaseCreator:
         if created:
             self._log.info("created leases", leases=sorted(created))
         return created
+
+    def work_in(self, shards: Iterable[ShardInfo], initial_position: InitialPosition, leases: list[Lease], *,
+                prefix: str | None = None, cleanup: bool = True) -> bool:
+        """Whether ``leases`` (a scan, possibly stale) lack a lease for a listed shard or, with
+        ``cleanup``, hold a finished lease to delete: if not, a shard sync has nothing to do."""
+        ours = self.scope.own(leases)
+        prefix = self.scope.key_prefix if prefix is None else prefix
+        return bool(self._wanted(ours, list(shards), initial_position, prefix)[1]
+                    or (cleanup and finished_leases_to_delete(ours)))
+
+    @staticmethod
+    def _wanted(ours: list[Lease], shards: list[ShardInfo], initial_position: InitialPosition,
+                prefix: str) -> tuple[set[str], list[ShardInfo]]:
+        """The shard ids with a lease, and the shards that should have one and have none."""
+        existing = {lease.shard_id for lease in ours if lease.lease_key == prefix + lease.shard_id}
+        # A closed shard whose child has a lease was finished (its own lease may be cleaned up).
+        done = consumed_by_children(ours, prefix)
+        wanted = [
+            s for s in shards if s.shard_id not in existing
+            and (s.is_open or (s.shard_id not in done and initial_position != InitialPosition.LATEST))
+        ]
+        return existing, wanted
 
     def clean_finished(self, leases: Iterable[Lease]) -> list[str]:
         """Delete this worker's streams' SHARD_END leases that their children have taken over

@@ -15,6 +15,9 @@ from streamworker.leases.dynamodb.scope import LeaseScope
 from streamworker.leases.dynamodb.table import LeaseConflict, LeaseTable
 from streamworker.leases.lease import Lease
 
+#: KCL's ``epsilonMillis`` (LeaseManagementConfig): its taker runs every 2 x (failover + epsilon).
+KCL_EPSILON = 0.025
+
 #: Concurrent lease-table writes when a take cycle takes or steals many leases.
 PARALLEL_WRITES = 8
 
@@ -24,28 +27,34 @@ class Taker:
     taken (the coordinator starts its renewals and tells its listener)."""
 
     def __init__(self, table: LeaseTable, held: HeldLeases, scope: LeaseScope, worker_id: str, clock: Clock, *,
-                 failover_time: float, take_interval: float, steady_take_interval: float,
+                 failover_time: float, take_interval: float, steady_take_interval: float | None,
                  max_leases: int | None, max_steal: int | None, rng: random.Random,
                  on_acquired: Callable[[Lease, float], None], log: Any) -> None:
         self.table, self.held, self.scope, self.worker_id, self.clock = table, held, scope, worker_id, clock
         self.failover_time = failover_time
         self.take_interval = take_interval
         #: Scan period when nothing is moving (no free lease, no handoff, nothing to take or
-        #: steal). A lease whose counter stops moving is still rechecked the moment it would
-        #: expire, so failover detection does not wait for the slower period.
-        self.steady_take_interval = max(take_interval, steady_take_interval)
+        #: steal); by default failover time + KCL's epsilon (25 ms): an eventually consistent
+        #: scan that often costs what KCL's consistent scan every 2 x (failover + epsilon) does.
+        #: A lease whose counter stops moving is still rechecked the moment it would expire, and
+        #: a handoff asked of a lease held here is seen by its next renewal, not by a scan.
+        self.steady_take_interval = max(take_interval, failover_time + KCL_EPSILON if steady_take_interval is None
+                                        else steady_take_interval)
         self.max_leases, self.max_steal, self._rng = max_leases, max_steal, rng
         self._on_acquired, self._log = on_acquired, log
         self.taking = True
         self._tracker = ExpiryTracker(failover_time)
         self._last_view: frozenset[tuple[str, str | None, str | None]] = frozenset()
         self._free_since: dict[str, float] = {}
+        #: The last cycle's scan (this worker's streams) and when it was made.
+        self.last_scan: tuple[list[Lease], float] | None = None
 
     def cycle(self) -> float:
         """Scan the table, take and steal; return when the next cycle is due: soon while leases
         are moving, at the steady period otherwise (or when a silent lease would expire)."""
         leases = self.scope.own(self.table.list_leases())
         now = self.clock.monotonic()
+        self.last_scan = (leases, now)
         held = set(self.held.keys())
         expired = self._tracker.observe(leases, now) - held
         by_key = {le.lease_key: le for le in leases}
@@ -61,6 +70,9 @@ class Taker:
             return next_cycle
         # Leases already ours in the table but not held here: a finished handoff to us, or a
         # previous process with the same worker id. A stalled handoff is ended once it expires.
+        # Taken in parallel: a joining worker's share of a large table finishes its handoffs
+        # together, and one round trip after another would take seconds.
+        ours: list[Lease] = []
         for lease in leases:
             if lease.checkpoint_owner == self.worker_id and lease.lease_key not in held:
                 # A handoff asked of a lease we were granted but had not started (or held in a
@@ -75,7 +87,8 @@ class Taker:
                 continue
             if (lease.checkpoint_owner is None or lease.lease_key in expired) and not self.held.held_off(
                     lease.lease_key, now):
-                self._try_take(lease)
+                ours.append(lease)
+        self._parallel([functools.partial(self._try_take, le) for le in ours])
         plan = plan_takes(
             [le for le in leases if le.lease_key not in held] + [self._held_view(k, by_key) for k in held],
             self.worker_id, expired, max_leases=self.max_leases, max_steal=self.max_steal, rng=self._rng,
@@ -89,11 +102,22 @@ class Taker:
             return min(next_cycle, now + self.take_interval)
         return next_cycle
 
+    def recent_scan(self) -> list[Lease] | None:
+        """The last cycle's scan (eventually consistent) if younger than two steady periods;
+        None if there is none as recent (no cycle yet, or a KCL 3 follower's)."""
+        if self.last_scan is None or self.clock.monotonic() - self.last_scan[1] > 2 * self.steady_take_interval:
+            return None
+        return self.last_scan[0]
+
     def _unclaimed(self, leases: list[Lease], expired: set[str], now: float) -> set[str]:
-        """Free leases nobody has taken for half a failover time."""
+        """Free leases nobody has taken for half a failover time, or for as long as the other
+        workers may need to see them free if that is longer: a worker scanning at the steady
+        period sees a lease freed (or a dead owner's renewals stop) up to one period after this
+        one did, and taking its share before then makes it steal back what it should have had."""
         free = {le.lease_key for le in leases if le.lease_owner is None or le.lease_key in expired}
         self._free_since = {k: self._free_since.get(k, now) for k in free}
-        return {k for k, t in self._free_since.items() if now - t >= self.failover_time / 2}
+        wait = max(self.failover_time / 2, self.steady_take_interval + self.take_interval)
+        return {k for k, t in self._free_since.items() if now - t >= wait}
 
     def _parallel(self, writes: list[Callable[[], None]]) -> None:
         """Run a cycle's takes or steals a few at a time: a joining worker's share of a large

@@ -310,7 +310,9 @@ def test_200_shards_spread_evenly_as_workers_join_and_leave(table: LeaseTable) -
 
     def join(name: str) -> None:
         ev = HandsOver()
-        c = DynamoDBCoordinator(table, name, ev, failover_time=FAILOVER, clock=clock)
+        # Steady scans every 2 s: unclaimed leases are shared out after half a failover time
+        # (with the default period, the failover time, after one period: see the next test).
+        c = DynamoDBCoordinator(table, name, ev, failover_time=FAILOVER, clock=clock, steady_take_interval=2.0)
         ev.coordinator = c
         fleet[name], listeners[name] = c, ev
 
@@ -354,6 +356,44 @@ def test_200_shards_spread_evenly_as_workers_join_and_leave(table: LeaseTable) -
     for _ in range(int(FAILOVER / 2) + 2):
         cycle()
     assert counts() == [100, 100]  # C expired: its 50 leases, half each
+
+
+def test_a_dead_workers_leases_split_evenly_between_survivors_scanning_out_of_phase(table: LeaseTable) -> None:
+    """At the default steady period (the failover time) survivors see a dead owner's renewals
+    stop up to one period apart. The first must take its share only, not the later one's too
+    (which that one would then steal back: every lease moved twice)."""
+    clock = FakeClock()
+    shared = LeaseTable(table.client, table.table_name, clock=clock)
+    fleet = {n: DynamoDBCoordinator(shared, n, HandsOver(), failover_time=FAILOVER, clock=clock) for n in "ABC"}
+    for c in fleet.values():
+        c.listener.coordinator = c  # type: ignore[attr-defined]
+    fleet["A"].ensure_leases([ShardInfo(f"shardId-{i:03}") for i in range(30)], InitialPosition.TRIM_HORIZON)
+    # each runs its cycles when they are due, as its threads would
+    due = {n: {"renew": 0.0, "take": 0.0} for n in "ABC"}
+    start = clock.monotonic()
+
+    def run(seconds: float, names: str) -> None:
+        end = clock.monotonic() + seconds
+        while clock.monotonic() < end:
+            clock.advance(0.25)
+            for n in names:
+                c, now = fleet[n], clock.monotonic() - start
+                if now >= due[n]["renew"]:
+                    c.renew_all()
+                    due[n]["renew"] = c.next_renewal() - start
+                if now >= due[n]["take"]:
+                    due[n]["take"] = c.take_cycle() - start
+                c.listener.finish()  # type: ignore[attr-defined]
+
+    run(6 * FAILOVER, "ABC")
+    assert sorted(len(c.held_keys()) for c in fleet.values()) == [10, 10, 10]
+    before = {n: (c.stats.taken, c.stats.stolen) for n, c in fleet.items()}
+    fleet.pop("C")  # killed: no release, its leases expire
+    due["B"]["take"] = due["A"]["take"] + 0.8 * FAILOVER  # B scans most of a period after A
+    run(4 * FAILOVER, "AB")
+    assert [len(fleet[n].held_keys()) for n in "AB"] == [15, 15]
+    assert sum(fleet[n].stats.taken - before[n][0] for n in "AB") == 10  # each of C's leases moved once
+    assert all(fleet[n].stats.stolen == before[n][1] for n in "AB")  # and nothing was stolen back
 
 
 def test_a_handoff_of_a_granted_but_unstarted_lease_completes_at_once(fleet: Any) -> None:

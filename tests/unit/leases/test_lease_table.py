@@ -109,3 +109,18 @@ def test_graceful_handoff_follows_kcl3_checkpoint_owner(table: LeaseTable) -> No
     again = table.request_handoff(row(table, "s1"), "C")
     with pytest.raises(LeaseConflict):
         table.request_handoff(again.with_counter(again.lease_counter), "D")
+
+
+def test_a_handoff_request_lands_though_the_owner_renewed_since_the_scan(table: LeaseTable) -> None:
+    """Fenced on the owner, not the counter: a large table's owner renews every lease every
+    failover/3, and a thief's scan is always a renewal or two behind."""
+    table.create_if_absent(Lease("s1"))
+    seen = table.take(row(table, "s1"), "A")
+    table.renew("s1", seen.lease_counter, "A")
+    handed = table.request_handoff(seen, "B")
+    assert handed.lease_owner == "B" and handed.checkpoint_owner == "A"
+    assert handed.lease_counter == seen.lease_counter + 2  # bumped: a KCL 2 owner's renewal fails
+    done = table.release("s1", handed.lease_counter, "A", as_checkpoint_owner=True)
+    assert done.lease_owner == "B"
+    with pytest.raises(LeaseConflict):  # a view in which A still owns it is refused now
+        table.request_handoff(seen, "C")
