@@ -7,7 +7,8 @@
 // SIGTERM starts KCL's graceful shutdown (shutdownRequested: checkpoint, release).
 // -DclientVersion=COMPATIBLE_WITH_2X|3X sets KCL 3's CoordinatorConfig.clientVersionConfig (by
 // reflection, so one source compiles against 2.x too). -Dquiet=true logs one "batch" event per
-// batch instead of one "rec" per record (for benchmarks); -DmaxRecords=N sets GetRecords' limit.
+// batch instead of one "rec" per record (for benchmarks); -DmaxRecords=N sets GetRecords' limit;
+// -DidleMillis=N the wait after an empty read (200 ms unless set; KCL's default is 1500).
 // STREAM may be a comma-separated list: KCL's multi-stream mode (a MultiStreamTracker, lease keys
 // account:stream:creationEpoch:shardId), each event naming its stream.
 
@@ -197,7 +198,7 @@ public class KclHarness {
                     InitialPositionInStreamExtended.newInitialPosition(InitialPositionInStream.TRIM_HORIZON));
         }
         PollingConfig polling = singleStream == null ? new PollingConfig(kinesis) : new PollingConfig(singleStream, kinesis);
-        return retrieval.retrievalSpecificConfig(polling.idleTimeBetweenReadsInMillis(200)
+        return retrieval.retrievalSpecificConfig(polling.idleTimeBetweenReadsInMillis(Long.getLong("idleMillis", 200L))
                 .maxRecords(Integer.getInteger("maxRecords", 10000)));
     }
 

@@ -96,7 +96,7 @@ class KclWorker(JavaProcess):
 
     def __init__(self, home: Path, stream: str, app: str, worker_id: str, record_log: Path, kinesis_url: str,
                  dynamodb_url: str, stderr: Path, failover_ms: int = 10000, client_version: str | None = None,
-                 quiet: bool = False, max_records: int | None = None, jvm: tuple[str, ...] = ("-Xmx384m", "-XX:+UseSerialGC",
+                 quiet: bool = False, max_records: int | None = None, idle_ms: int | None = None, jvm: tuple[str, ...] = ("-Xmx384m", "-XX:+UseSerialGC",
                                                               "-XX:TieredStopAtLevel=1")) -> None:
         classes = classes_dir(home)
         extra = [f"-DclientVersion={client_version}"] if client_version else []
@@ -104,6 +104,8 @@ class KclWorker(JavaProcess):
             extra.append("-Dquiet=true")
         if max_records:
             extra.append(f"-DmaxRecords={max_records}")
+        if idle_ms:
+            extra.append(f"-DidleMillis={idle_ms}")
         cmd = ["java", *jvm, "-Daws.cborEnabled=false", *extra,
                f"-Dfailover={failover_ms}", "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
                "-Dorg.slf4j.simpleLogger.showDateTime=true", "-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",

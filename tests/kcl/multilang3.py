@@ -73,7 +73,7 @@ def install() -> Path:
 
 def write_properties(path: Path, stream: str, app: str, kinesis_url: str, dynamodb_url: str, worker_id: str,
                      failover_ms: int = 10000, client_version: str | None = None, child: Path = RECORDING_APP,
-                     max_records: int | None = None) -> Path:
+                     max_records: int | None = None, idle_ms: int = 250, shard_sync_ms: int = 1000) -> Path:
     """A KCL 3.x MultiLangDaemon ``.properties`` (as amazon-kclpy 3.x's sample has it, pointed at
     the local servers); the same file runs under ``streamworker run --properties``.
     ``client_version``: ``CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X`` for KCL 2's algorithm."""
@@ -91,8 +91,8 @@ def write_properties(path: Path, stream: str, app: str, kinesis_url: str, dynamo
         "metricsLevel = NONE",
         f"workerId = {worker_id}",
         f"failoverTimeMillis = {failover_ms}",
-        "idleTimeBetweenReadsInMillis = 250",
-        "shardSyncIntervalMillis = 1000",
+        f"idleTimeBetweenReadsInMillis = {idle_ms}",
+        f"shardSyncIntervalMillis = {shard_sync_ms}",
         "shutdownGraceMillis = 30000",
     ]
     if client_version:

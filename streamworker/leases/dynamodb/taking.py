@@ -46,15 +46,17 @@ class Taker:
         self._tracker = ExpiryTracker(failover_time)
         self._last_view: frozenset[tuple[str, str | None, str | None]] = frozenset()
         self._free_since: dict[str, float] = {}
-        #: The last cycle's scan (this worker's streams) and when it was made.
+        #: The last cycle's scan (the whole table: shard sync also sweeps former streams' leases)
+        #: and when it was made.
         self.last_scan: tuple[list[Lease], float] | None = None
 
     def cycle(self) -> float:
         """Scan the table, take and steal; return when the next cycle is due: soon while leases
         are moving, at the steady period otherwise (or when a silent lease would expire)."""
-        leases = self.scope.own(self.table.list_leases())
+        scanned = self.table.list_leases()
+        leases = self.scope.own(scanned)
         now = self.clock.monotonic()
-        self.last_scan = (leases, now)
+        self.last_scan = (scanned, now)
         held = set(self.held.keys())
         expired = self._tracker.observe(leases, now) - held
         by_key = {le.lease_key: le for le in leases}
