@@ -258,7 +258,7 @@ def produce(bootstrap: str, topic: str, records: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--records", type=int, default=3_000_000, help="per run (a 1 M window is under a second: too short)")
     ap.add_argument("--variants", default="raw,streamworker,raw-async,cli,arroyo,quixstreams")
     ap.add_argument("--repeats", type=int, default=3,
                     help="interleaved runs of raw and streamworker; medians are reported (the others run once)")

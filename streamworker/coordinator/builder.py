@@ -56,7 +56,7 @@ def make_client(service: str, session: boto3.session.Session | None = None, endp
     from streamworker.aws.session import new_session
 
     cfg = botocore.config.Config(retries={"mode": "standard", "max_attempts": 3},
-                                 connect_timeout=5, read_timeout=30, max_pool_connections=50)
+                                 connect_timeout=5, read_timeout=30, max_pool_connections=POOL.get(service, 50))
     kwargs: dict[str, Any] = {"config": cfg}
     if endpoint_url:
         kwargs["endpoint_url"] = endpoint_url
@@ -65,6 +65,12 @@ def make_client(service: str, session: boto3.session.Session | None = None, endp
     except botocore.exceptions.NoRegionError:
         raise ConfigError(NO_REGION) from None
 
+
+#: Connections kept per client. Every shard a worker holds reads Kinesis on a thread of its own: a
+#: pool smaller than that opened and closed a connection (a TLS handshake on AWS) for most reads
+#: beyond it ("Connection pool is full, discarding connection", 250 shards and up). Only the
+#: connections in use are opened; the figure is a ceiling.
+POOL = {"kinesis": 2000, "dynamodbstreams": 2000}
 
 #: The one line a missing region gets (exit 2).
 NO_REGION = ("no AWS region: pass --region, or set AWS_REGION (or AWS_DEFAULT_REGION), or a region in your "

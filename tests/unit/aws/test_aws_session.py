@@ -150,3 +150,11 @@ def test_sessions_keep_only_the_endpoints_and_no_documentation_of_what_they_call
     assert "documentation" not in model["operations"]["GetRecords"]
     assert "documentation" not in json.dumps(model)
     assert model["operations"]["GetRecords"]["input"] == {"shape": "GetRecordsInput"}
+
+
+def test_a_kinesis_client_keeps_a_connection_per_shard_reader(aws_env: None) -> None:
+    """Each shard reads on its own thread: with botocore's pool of 10 (or our former 50) a worker
+    holding hundreds of shards opened a new connection for most reads and logged "Connection
+    pool is full, discarding connection" (benchmarks/scale.py at 1,000 shards)."""
+    assert make_client("kinesis")._client_config.max_pool_connections >= 1000
+    assert make_client("dynamodb")._client_config.max_pool_connections == 50
