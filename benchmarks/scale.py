@@ -53,13 +53,38 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_results  # noqa: E402
 from vs_kcl import tree, tree_cpu, tree_rss_mb  # noqa: E402
 
-from streamworker.local import MotoServer  # noqa: E402
 from streamworker.local.servers import KinesisMock, free_port  # noqa: E402
 from tests.faultproxy import FaultProxy  # noqa: E402
 from tests.kcl import harness, multilang, multilang3  # noqa: E402
 
 APPS = Path(__file__).resolve().parent / "vs_kcl_apps"
 IDLE_MS = 1500  # KCL's default wait after an empty read, and streamworker's
+
+
+#: moto in a process of its own: in the benchmark's process it shares one GIL with the counting
+#: proxy and the table polling, and a thousand leases' renewals (150 a second) outran it.
+MOTO = """
+import sys, time
+from streamworker.local import MotoServer
+with MotoServer() as moto:
+    print(moto.endpoint, flush=True)
+    sys.stdin.read()
+"""
+
+
+class MotoProcess:
+    def __enter__(self) -> MotoProcess:
+        self.proc = subprocess.Popen([sys.executable, "-c", MOTO], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert self.proc.stdout is not None
+        self.endpoint = self.proc.stdout.readline().strip()
+        if not self.endpoint.startswith("http"):
+            raise RuntimeError("moto did not start")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
 
 
 class Servers:
@@ -107,7 +132,8 @@ class Worker:
     def __init__(self, s: Servers, variant: str, stream: str, app: str, name: str, kcl: dict[str, Path],
                  idle_ms: int = IDLE_MS) -> None:
         self.variant, self.name, self.metrics_port = variant, name, None
-        err = open(s.tmp / f"{app}-{name}.stderr", "w")
+        self.stderr = s.tmp / f"{app}-{name}.stderr"
+        err = open(self.stderr, "w")
         if variant == "sw-native":
             self.metrics_port = free_port()
             cmd = [sys.executable, "-m", "streamworker", "run", f"{APPS / 'noop_processor.py'}:NoopProcessor",
@@ -172,9 +198,10 @@ def threads(pid: int) -> int:
 def wait_until(cond: Any, timeout: float, what: str, fleet: list[Worker]) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
-        dead = [w.name for w in fleet if not w.alive()]
+        dead = [w for w in fleet if not w.alive()]
         if dead:
-            raise RuntimeError(f"{what}: worker {dead} exited")
+            tail = dead[0].stderr.read_text().strip().splitlines()[-3:]
+            raise RuntimeError(f"{what}: worker {dead[0].name} exited ({dead[0].proc.returncode}): {tail}")
         if time.monotonic() > deadline:
             raise TimeoutError(what)
         time.sleep(2.0)  # polling the table for the measurement (a consistent scan of it: not often)
@@ -323,7 +350,7 @@ def main() -> None:
     results: dict[str, Any] = {"shards": args.shards, "workers": args.workers, "failover_s": args.failover,
                                "idle_read_ms": IDLE_MS, "servers": "kinesis-mock + moto (stand-ins)",
                                "kcl": multilang3.KCL3_VERSION, "fleet": [], "one_worker": []}
-    with tempfile.TemporaryDirectory() as tmp, MotoServer() as moto, KinesisMock(shard_limit=limit) as km, \
+    with tempfile.TemporaryDirectory() as tmp, MotoProcess() as moto, KinesisMock(shard_limit=limit) as km, \
             FaultProxy(moto.endpoint) as proxy:
         s = Servers(km.endpoint, proxy.endpoint, proxy, Path(tmp), args.failover)
         for v in fleet_variants:

@@ -26,12 +26,21 @@ if TYPE_CHECKING:
 __all__ = ["ConsumerSettings", "ConsumerState", "ShardConsumer", "ShardProgress"]
 
 
+class _Wake:
+    """Put in a feed's queue to cut a waiting ``next`` short."""
+
+
 class PrefetchFeed:
-    """Reads ahead on a thread of its own; ``next`` waits up to 0.1 s for a batch."""
+    """Reads ahead on a thread of its own; ``next`` waits up to ``IDLE_WAIT`` for a batch, and
+    ``wake`` cuts that short."""
+
+    #: An idle shard's thread wakes this often (interval checkpoints, lease checks); it woke
+    #: every 0.1 s, which at a thousand idle shards was ten thousand wake-ups a second.
+    IDLE_WAIT = 1.0
 
     def __init__(self, shard_id: str, depth: int) -> None:
         self._shard_id = shard_id
-        self._queue: queue.Queue[Batch | BaseException] = queue.Queue(maxsize=max(1, depth))
+        self._queue: queue.Queue[Batch | BaseException | _Wake] = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()
 
     def start(self, reader: ShardReader) -> None:
@@ -39,15 +48,19 @@ class PrefetchFeed:
 
     def next(self) -> Batch | BaseException | None:
         try:
-            return self._queue.get(timeout=0.1)
+            item = self._queue.get(timeout=self.IDLE_WAIT)
         except queue.Empty:
             return None
+        return None if isinstance(item, _Wake) else item
 
     def stop(self) -> None:
         self._stop.set()
 
     def wake(self) -> None:
-        pass  # next() waits at most 0.1 s
+        try:
+            self._queue.put_nowait(_Wake())
+        except queue.Full:
+            pass  # batches are waiting: next() returns at once
 
     def _run(self, rd: ShardReader) -> None:
         def close_on_stop() -> None:

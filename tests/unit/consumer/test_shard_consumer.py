@@ -269,3 +269,32 @@ def test_a_consumer_told_its_lease_is_lost_neither_delivers_nor_checkpoints_thou
     assert c.join(5)
     assert p.delivered == ["1"] and leases.history("shard-1") == []
     assert len(refused) == 1 and type(refused[0]).__name__ == "LeaseLostError"
+
+
+def test_an_idle_prefetch_feeds_wait_is_ended_by_wake() -> None:
+    """An idle shard's thread waits long for a batch (it waited 0.1 s: a thousand idle shards
+    woke ten thousand times a second), so ``wake`` (a shutdown, a lost lease) must end the wait."""
+    from streamworker.consumer.shard_consumer import PrefetchFeed
+
+    class Silent:
+        def __init__(self) -> None:
+            self.closed = threading.Event()
+
+        def read(self) -> Any:
+            self.closed.wait()
+            raise StopReading()
+
+        def close(self) -> None:
+            self.closed.set()
+
+    assert PrefetchFeed.IDLE_WAIT >= 1.0
+    feed = PrefetchFeed("s", depth=2)
+    feed.IDLE_WAIT = 600.0  # only a wake can end this wait within the test
+    feed.start(Silent())
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(feed.next()))
+    waiter.start()
+    feed.wake()
+    waiter.join(60)
+    assert not waiter.is_alive() and got == [None]
+    feed.stop()
