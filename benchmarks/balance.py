@@ -78,7 +78,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--leases", type=int, default=200)
     ap.add_argument("--failover-time", type=float, default=10.0)
-    ap.add_argument("--steady-seconds", type=float, default=30.0, help="window for the cost figures")
+    ap.add_argument("--steady-seconds", type=float, default=None,
+                    help="window for the cost figures (default: 30 s or two steady scan periods if longer)")
     ap.add_argument("--steady-take-interval", type=float, default=None,
                     help="the workers' steady scan period (default: the product's, failover_time)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "balance.json"))
@@ -141,15 +142,16 @@ def main() -> None:
                     "acquisitions": acquisitions, "take_cycles": cycles, "minimum_moves": minimum_moves(prev, expected, len(keys)),
                     "split": dict(sorted(counts.items())), "records_per_s": dict(sorted(load.items()))}
 
-        steps = [step("start A", lambda: join("A"), {"A"}, 60)]
+        limit = max(60.0, 3 * args.failover_time)  # a step not even by then is reported as a failure
+        steps = [step("start A", lambda: join("A"), {"A"}, limit)]
         for name, expect in [("B", {"A", "B"}), ("C", {"A", "B", "C"}), ("D", {"A", "B", "C", "D"})]:
-            steps.append(step(f"join {name}", lambda n=name: join(n), expect, 60))
+            steps.append(step(f"join {name}", lambda n=name: join(n), expect, limit))
 
         # steady state: count DynamoDB calls of every worker over a window
         time.sleep(2 * args.failover_time / 3)  # let renewals settle into their rhythm (a measurement window)
         calls0 = {n: dict(f[2].calls) for n, f in fleet.items()}
         window_start = time.monotonic()
-        time.sleep(args.steady_seconds)
+        time.sleep(args.steady_seconds or max(30.0, 2 * (args.steady_take_interval or args.failover_time)))
         window = time.monotonic() - window_start
         ops: Counter[str] = Counter()
         for n, f in fleet.items():
@@ -173,8 +175,8 @@ def main() -> None:
 
         time.sleep(0.5)
         moves_during_steady = sum(len(f[1].history) for f in fleet.values()) - acquisitions_steady
-        steps.append(step("D leaves (SIGTERM)", lambda: leave_gracefully("D"), {"A", "B", "C"}, 60))
-        steps.append(step("C dies (kill -9)", lambda: kill("C"), {"A", "B"}, 60 + args.failover_time))
+        steps.append(step("D leaves (SIGTERM)", lambda: leave_gracefully("D"), {"A", "B", "C"}, limit))
+        steps.append(step("C dies (kill -9)", lambda: kill("C"), {"A", "B"}, limit + 2 * args.failover_time))
         for c, _, _ in fleet.values():
             c.stop()
 
