@@ -362,8 +362,12 @@ def main() -> None:
         s.failover = args.fleet_failover
         for v in fleet_variants:
             print(f"fleet of {args.workers} on {args.shards} shards: {v}", flush=True)
-            results["fleet"].append(fleet_run(s, v, args.shards, args.workers, args.idle, kcl,
-                                              args.fleet_idle_read_ms))
+            try:
+                results["fleet"].append(fleet_run(s, v, args.shards, args.workers, args.idle, kcl,
+                                                  args.fleet_idle_read_ms))
+            except (TimeoutError, RuntimeError) as exc:  # reported; the one-worker part still runs
+                print(f"  {v}: gave up: {exc}", flush=True)
+                results["fleet"].append({"variant": v, "gave_up": str(exc)})
         s.failover = args.failover
         for v in variants:
             print(f"one worker on {args.per_worker_shards} shards: {v}", flush=True)
@@ -373,6 +377,9 @@ def main() -> None:
                 print(f"  {v}: gave up: {exc}", flush=True)
     print()
     for f in results["fleet"]:
+        if "gave_up" in f:
+            print(f"{f['variant']:<12} fleet: gave up ({f['gave_up'][:200]})")
+            continue
         for st in f["steps"]:
             print(f"{f['variant']:<12} {st['step']:<12} {st['seconds']:>7.1f} s  {st['take_cycles']} take cycles  "
                   f"moves {st['lease_moves']} (minimum {st['minimum_moves']})  split {st['split']}")
