@@ -124,6 +124,19 @@ class RecordLog:
         return [int(e["data"]) for e in self.events("rec")]
 
 
+def twice_report(log: RecordLog) -> str:
+    """For an assertion message: which records came twice, where, and the lifecycle events of
+    those shards (a duplicate is only explained by what happened to its shard)."""
+    seen: dict[int, list[str]] = {}
+    for e in log.events("rec"):
+        seen.setdefault(int(e["data"]), []).append(f"{e['w']}:{e.get('shard')}")
+    twice = {d: where for d, where in seen.items() if len(where) > 1}
+    shards = {w.split(":", 1)[1] for where in twice.values() for w in where}
+    story = [f"{e['w']} {e['ev']} {e.get('shard')} {e.get('checkpoint', '')}".strip() for e in log.events()
+             if e["ev"] not in ("rec", "checkpointed") and e.get("shard") in shards]
+    return f"{len(twice)} twice, e.g. {sorted(twice.items())[:3]}; their shards' events: {story[:40]}"
+
+
 def running_shards(log: RecordLog, worker: str) -> set[str]:
     """Shards whose processor in ``worker`` has initialized and not ended."""
     active: set[str] = set()

@@ -10,7 +10,7 @@ import pytest
 
 from tests.integration.conftest import KafkaTopics, RecordLog, Workers
 
-from .conftest import KAFKA_GROUP_TIMING, running_shards, settled, wait_for
+from .conftest import KAFKA_GROUP_TIMING, running_shards, settled, twice_report, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +98,7 @@ def test_dynamodb_leases_for_kafka_with_commits_mirrored(kafka: KafkaTopics, aws
     wait_for(lambda: sum(v for v in kafka.committed(names["app"], topic).values() if v > 0) == 400, 30,
              "checkpoints mirrored to Kafka's committed offsets")
     data = log.data()
-    assert len(data) == len(set(data)) == 400
+    assert len(data) == len(set(data)) == 400, twice_report(log)
 
 
 def test_topic_pattern_picks_up_new_topics(kafka: KafkaTopics, names: dict[str, str], workers: Workers) -> None:
