@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import write_results  # noqa: E402
+from balance import minimum_moves  # noqa: E402
 from vs_kcl import tree, tree_cpu, tree_rss_mb  # noqa: E402
 
 from streamworker.local.servers import KinesisMock, free_port  # noqa: E402
@@ -206,14 +207,6 @@ def wait_until(cond: Any, timeout: float, what: str, fleet: list[Worker]) -> Non
         if time.monotonic() > deadline:
             raise TimeoutError(what)
         time.sleep(2.0)  # polling the table for the measurement (a consistent scan of it: not often)
-
-
-def minimum_moves(prev: dict[str, str | None], expected: set[str], n: int) -> int:
-    counts = Counter(v for v in prev.values() if v in expected)
-    base, extra = divmod(n, len(expected))
-    order = sorted(expected, key=lambda w: -counts.get(w, 0))
-    share = {w: base + (1 if i < extra else 0) for i, w in enumerate(order)}
-    return (n - sum(counts.values())) + sum(max(0, counts.get(w, 0) - share[w]) for w in expected)
 
 
 def fleet_run(s: Servers, variant: str, shards: int, workers: int, idle: float, kcl: dict[str, Path],

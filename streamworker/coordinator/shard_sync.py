@@ -66,7 +66,8 @@ class ShardSync:
             if any(key_prefix_of(le.lease_key) and key_prefix_of(le.lease_key) not in current
                    and stream_of(le.lease_key) not in unknown for le in leases):
                 return True  # the sweep times former streams' leases: it runs every sync while there are any
-        if self.cleanup and not listings:
-            return bool(self.coordinator.work_in([], self.initial_position, leases, cleanup=True))
-        return any(self.coordinator.work_in(shards, self.initial_position, leases, prefix=prefix,
-                                            cleanup=self.cleanup) for prefix, shards in listings)
+        if any(self.coordinator.work_in(shards, self.initial_position, leases, prefix=prefix, cleanup=False)
+               for prefix, shards in listings):
+            return True
+        # finished leases are looked for once over the table, not once per stream
+        return self.cleanup and self.coordinator.work_in([], self.initial_position, leases, cleanup=True)
