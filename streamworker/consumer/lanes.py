@@ -72,6 +72,10 @@ class InlineExecutor(concurrent.futures.Executor):
         return future
 
 
+class _NotStarted(Exception):
+    """A queued record found the lanes stopped (or the lease possibly gone) when its turn came."""
+
+
 @dataclass(frozen=True)
 class LaneCall:
     """A ``process_record`` attempt running on a lane: for hang reports."""
@@ -174,9 +178,11 @@ class KeyedDispatcher:
             self._lock.notify_all()
 
     def wait_drained(self, timeout: float) -> bool:
-        """Wait until every accepted record completed (or one keeps failing); False on timeout."""
+        """Wait until every accepted record completed (or one keeps failing, or the lanes stopped
+        themselves because the lease may be gone); False on timeout."""
         with self._lock:
-            return self._lock.wait_for(lambda: bool(self._blocked) or all(e.done for e in self._order), timeout)
+            return self._lock.wait_for(lambda: bool(self._blocked) or all(e.done for e in self._order)
+                                       or (self._stopped.is_set() and not self._running), timeout)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no lane runs (after ``stop``); False if ``timeout`` passed first."""
@@ -203,6 +209,12 @@ class KeyedDispatcher:
         future.add_done_callback(functools.partial(self._finished, entry))
 
     def _run(self, entry: Entry) -> None:
+        # a record waits in the executor's queue while more keys are ready than there are lanes:
+        # ask again when it really starts, or a worker whose lease lapsed meanwhile would go on
+        # through the queue while the next owner processes the shard
+        if self._stopped.is_set() or not self.may_start():
+            self._stopped.set()
+            raise _NotStarted
         backoff = Backoff(base=self.backoff_base, cap=30.0)
         key = entry.record.partition_key
         while True:
@@ -231,11 +243,12 @@ class KeyedDispatcher:
         key = entry.record.partition_key
         with self._lock:
             self._running.discard(key)
-            if future.exception() is None:
+            error = future.exception()
+            if error is None:
                 entry.done, entry.error = True, None
                 if not self._stopped.is_set() and self._queues.get(key):
                     self._start(key)
-            elif not self._stopped.is_set():
+            elif not isinstance(error, _NotStarted) and not self._stopped.is_set():
                 self._blocked[key] = entry  # its key waits for the error policy
             self._lock.notify_all()
         self.wake()

@@ -122,6 +122,40 @@ def test_stop_lets_running_records_finish_and_starts_no_more() -> None:
     d.close()
 
 
+def test_records_of_other_keys_queued_behind_busy_lanes_do_not_start_after_stop() -> None:
+    """More idle keys than lanes: their first records wait in the executor's queue. A stop (the
+    shard is ending, the lease is gone) must keep them from running, not only later records of a
+    key (the chaos run caught a worker processing a shard after its next owner had started)."""
+    gate = Gate()
+    gate.hold[0] = threading.Event()
+    d = KeyedDispatcher(gate, parallelism=1)
+    d.submit([rec(n, f"k{n}") for n in range(6)])  # six keys, one lane: 1..5 queue behind 0
+    wait_until(lambda: gate.started == [0])
+    d.stop()
+    gate.hold[0].set()
+    assert d.wait_idle(5)
+    assert gate.started == [0]
+    assert [e.record.sequence_number for e in d.completed()] == ["0"]
+    assert d.failure() is None  # records that never started are not failures
+    d.close()
+
+
+def test_a_queued_record_does_not_start_once_the_lease_may_be_gone() -> None:
+    gate = Gate()
+    gate.hold[0] = threading.Event()
+    lease_valid = threading.Event()
+    lease_valid.set()
+    d = KeyedDispatcher(gate, parallelism=1, may_start=lease_valid.is_set)
+    d.submit([rec(n, f"k{n}") for n in range(4)])
+    wait_until(lambda: gate.started == [0])
+    lease_valid.clear()  # e.g. not renewed within 80 % of the failover time; nobody called stop yet
+    gate.hold[0].set()
+    wait_until(lambda: d.running == 0)
+    assert gate.started == [0]
+    assert d.failure() is None
+    d.close()
+
+
 # -- the lifecycle, through the harness ---------------------------------------------------------
 
 class PerRecord(PerRecordProcessor):
@@ -205,3 +239,18 @@ def test_a_record_processor_with_process_record_still_runs_per_record_with_a_fut
         h.initialize()
     h.deliver(["1", "2", "3"])
     assert p.seen == [1, 2, 3] and "process_records" not in h.calls
+
+
+def test_a_graceful_drain_ends_when_the_lanes_stop_themselves_for_a_lapsed_lease() -> None:
+    gate = Gate()
+    gate.hold[0] = threading.Event()
+    lease_valid = threading.Event()
+    lease_valid.set()
+    d = KeyedDispatcher(gate, parallelism=1, may_start=lease_valid.is_set)
+    d.submit([rec(n, f"k{n}") for n in range(3)])
+    wait_until(lambda: gate.started == [0])
+    lease_valid.clear()
+    gate.hold[0].set()
+    assert d.wait_drained(5)  # not shutdown_timeout spent waiting for records that will never start
+    assert gate.started == [0]
+    d.close()
