@@ -63,14 +63,14 @@ def parse_provider(value: str) -> CredentialSpec | None:
     return None
 
 
-def session_for(spec: CredentialSpec | None, region: str | None = None) -> boto3.session.Session:
-    """A boto3 session with ``spec``'s credentials (refreshing ones for a role)."""
-    import boto3
-
-    from streamworker.aws.session import botocore_session, new_session, region_of
+def session_for(spec: CredentialSpec | None, region: str | None = None,
+                endpoint_url: str | None = None) -> boto3.session.Session:
+    """A boto3 session with ``spec``'s credentials (refreshing ones for a role); ``endpoint_url``
+    for its clients (not for the AssumeRole calls, which go to STS)."""
+    from streamworker.aws.session import botocore_session, new_session, region_of, session_over
 
     if spec is None or spec.role_arn is None:
-        return new_session(region, spec.profile if spec else None)
+        return new_session(region, spec.profile if spec else None, endpoint_url)
     from botocore.credentials import AssumeRoleCredentialFetcher, CredentialProvider, CredentialResolver
 
     source = botocore_session(spec.profile)  # its chain signs the AssumeRole calls
@@ -104,7 +104,7 @@ def session_for(spec: CredentialSpec | None, region: str | None = None) -> boto3
     if client_region:
         role.set_config_variable("region", client_region)
     role.register_component("credential_provider", CredentialResolver([_AssumedRole()]))
-    return boto3.session.Session(botocore_session=role)
+    return session_over(role, None, endpoint_url)
 
 
 def _session_name(name: str) -> str:

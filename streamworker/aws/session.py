@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import boto3
+import botocore.exceptions
 import botocore.loaders
 import botocore.session
 import botocore.utils
@@ -141,6 +142,13 @@ class _Session(botocore.session.Session):
 def botocore_session(profile: str | None = None) -> botocore.session.Session:
     """A botocore session that parses timestamps to UTC and fits refresh windows to lifetimes."""
     session = _Session(profile=profile)
+    try:
+        session.get_scoped_config()  # a profile that does not exist: one clear error now, not at the first call
+    except botocore.exceptions.ProfileNotFound as exc:
+        from streamworker.errors import ConfigError
+
+        raise ConfigError(f"{exc} in ~/.aws/config or ~/.aws/credentials (aws configure list-profiles shows "
+                          "them)") from None
     session.register_component("data_loader", _loader(session.get_config_variable("data_path")))
     session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
     return session
@@ -153,7 +161,31 @@ def region_of(session: botocore.session.Session, region: str | None = None) -> s
     return region or session.get_config_variable("region") or os.environ.get("AWS_REGION") or None
 
 
-def new_session(region: str | None = None, profile: str | None = None) -> boto3.session.Session:
-    """A boto3 session over ``botocore_session``: boto3's credential chain, region and endpoints."""
+class EndpointSession(boto3.session.Session):
+    """A boto3 session whose clients all go to ``endpoint_url`` unless a caller names another
+    (``--endpoint-url``: what ``AWS_ENDPOINT_URL`` does, from the command line)."""
+
+    def __init__(self, *, endpoint_url: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.endpoint_url = endpoint_url
+
+    def client(self, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("endpoint_url"):
+            kwargs["endpoint_url"] = self.endpoint_url
+        return super().client(*args, **kwargs)
+
+
+def session_over(core: botocore.session.Session, region: str | None = None,
+                 endpoint_url: str | None = None) -> boto3.session.Session:
+    """A boto3 session over the botocore session ``core`` (with ``endpoint_url`` for every client)."""
+    if endpoint_url:
+        return EndpointSession(botocore_session=core, region_name=region, endpoint_url=endpoint_url)
+    return boto3.session.Session(botocore_session=core, region_name=region)
+
+
+def new_session(region: str | None = None, profile: str | None = None,
+                endpoint_url: str | None = None) -> boto3.session.Session:
+    """A boto3 session over ``botocore_session``: boto3's credential chain, region and endpoints
+    (``profile``: a named profile of ~/.aws/config, as ``--profile`` / ``AWS_PROFILE`` choose one)."""
     core = botocore_session(profile)
-    return boto3.session.Session(botocore_session=core, region_name=region_of(core, region))
+    return session_over(core, region_of(core, region), endpoint_url)

@@ -89,15 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--failover-time", type=float, default=10.0, metavar="SECONDS",
                              help="dynamodb: the fleet's failover_time: a lease whose counter stands still this "
                                   "long is shown expired (default 10)")
-            cmd.add_argument("--count", type=int, help="refreshes before exiting (default: until Ctrl-C)")
+            cmd.add_argument("--count", type=_positive(int), metavar="N",
+                             help="print N times, --interval apart, then exit")
+            cmd.add_argument("--watch", action="store_true",
+                             help="refresh until Ctrl-C also when stdout is not a terminal (on a terminal that is "
+                                  "the default; piped or redirected, status prints once)")
             cmd.add_argument("--web", action="store_true",
                              help="serve the live status page for this application instead (until Ctrl-C)")
             cmd.add_argument("--port", type=int, default=0, help="--web: the port (default: a free one)")
             cmd.add_argument("--host", default="127.0.0.1", help="--web: the address (default 127.0.0.1)")
             cmd.add_argument("--no-open", action="store_true", help="--web: do not open a browser")
 
-    cp = sub.add_parser("checkpoint", help="set checkpoints: rewind or skip ahead, also while workers run")
-    cp.add_argument("action", choices=["set"])
+    # ACTION as a sub-command of its own: ``checkpoint set --help`` is set's help, not checkpoint's
+    cps = sub.add_parser("checkpoint", help="set checkpoints: rewind or skip ahead, also while workers run")
+    cp = cps.add_subparsers(dest="action", metavar="ACTION", required=True).add_parser(
+        "set", help="set the checkpoint of some shards (partitions), or of all",
+        description="Set checkpoints: processing resumes after --to (Kafka: at offset --to); also while workers run.")
     cp.add_argument("--application-name", required=True)
     cp.add_argument("--lease-table", help="default: the application name")
     _region_arg(cp)
@@ -114,8 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--topic", dest="topics", action="append", default=[], help="kafka-group: topic (repeatable)")
     cp.add_argument("--group-id", help="kafka-group: the group (default: the application name)")
 
-    dl = sub.add_parser("dead-letters", help="replay dead-lettered records onto a stream or topic")
-    dl.add_argument("action", choices=["replay"])
+    dls = sub.add_parser("dead-letters", help="replay dead-lettered records onto a stream or topic")
+    dl = dls.add_subparsers(dest="action", metavar="ACTION", required=True).add_parser(
+        "replay", help="put a dead-letter target's records back onto a stream or topic",
+        description="Put a dead-letter target's records back onto a stream or topic.")
     dl.add_argument("source", metavar="FILE|sqs:QUEUE", help="a file: or sqs: dead-letter target's records")
     dl.add_argument("--to", required=True, metavar="kinesis:STREAM|kafka:TOPIC")
     _region_arg(dl)
@@ -134,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--shards", type=_positive(int), default=4, metavar="N",
                       help="shards (Kafka: partitions) of the demo stream (default 4)")
     demo.add_argument("--source", choices=["kinesis", "kafka"], default="kinesis", help="(default kinesis)")
+    demo.add_argument("--log-level", default="WARNING", metavar="LEVEL",
+                      help="the workers' log beside the demo's story (default WARNING; INFO shows every lease and "
+                           "checkpoint event)")
+    demo.add_argument("--broker", choices=["auto", "apache-kafka", "tansu"], default="auto",
+                      help="--source kafka: Apache Kafka (needs Java 17+ and Maven; its jars are fetched once) or "
+                           "tansu, a Kafka-compatible stand-in (default auto: Apache Kafka where it can run)")
     p.commands = dict(sub.choices)  # type: ignore[attr-defined]
     return p
 
@@ -152,15 +167,20 @@ def _positive(kind: type[int] | type[float]) -> Any:
 
 
 def _region_arg(parser: argparse.ArgumentParser) -> None:
+    """--region, --profile and --endpoint-url, as the AWS CLI has them."""
     parser.add_argument("--region", help="the AWS region (default: AWS_DEFAULT_REGION, the profile's, then AWS_REGION)")
+    parser.add_argument("--profile", help="a named AWS profile (default: AWS_PROFILE, else boto3's default chain)")
+    parser.add_argument("--endpoint-url", metavar="URL",
+                        help="send the AWS calls here (a local server); default: AWS_ENDPOINT_URL[_SERVICE]")
 
 
 def _aws_client(args: argparse.Namespace, service: str) -> Any:
-    """A client for the commands besides run, in ``--region`` (or the environment's)."""
+    """A client for the commands besides run, with ``--region``, ``--profile`` and
+    ``--endpoint-url`` (or the environment's)."""
     from streamworker.aws.session import new_session
     from streamworker.coordinator.builder import make_client
 
-    return make_client(service, new_session(args.region))
+    return make_client(service, new_session(args.region, args.profile, args.endpoint_url))
 
 
 def _kafka_args(parser: argparse.ArgumentParser, when: str) -> None:
@@ -283,7 +303,15 @@ def _group_report(args: argparse.Namespace) -> int:
         return group_report.web_command(make_admin, args.application_name, group, args.topics, port=args.port,
                                         host=args.host, open_browser=not args.no_open)
     return group_report.status_command(make_admin(), group, args.topics, conf["bootstrap.servers"], args.interval,
-                                       args.count)
+                                       _refreshes(args))
+
+
+def _refreshes(args: argparse.Namespace) -> int | None:
+    """How many times ``status`` prints: ``--count``; else until Ctrl-C on a terminal or with
+    ``--watch``; else once (a pipe or a file would otherwise grow forever)."""
+    if args.count is not None:
+        return int(args.count)
+    return None if args.watch or sys.stdout.isatty() else 1
 
 
 def tune_gc(threshold: int | None) -> None:
@@ -345,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 return web_command(table, args.application_name, port=args.port, host=args.host,
                                    failover_time=args.failover_time, open_browser=not args.no_open)
-            return status_command(table, args.interval, args.count, failover_time=args.failover_time)
+            return status_command(table, args.interval, _refreshes(args), failover_time=args.failover_time)
         if args.command == "checkpoint":
             return _checkpoint(args)
         if args.command == "dead-letters":
@@ -365,8 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.source == "kafka":
                 from streamworker.cli.demo_kafka import run_kafka_demo
 
-                return run_kafka_demo(duration=args.duration, partitions=args.shards)
-            return run_demo(duration=args.duration, shards=args.shards)
+                return run_kafka_demo(duration=args.duration, partitions=args.shards, log_level=args.log_level,
+                                      broker_choice=args.broker)
+            return run_demo(duration=args.duration, shards=args.shards, log_level=args.log_level)
     except ConfigError as exc:
         sys.stderr.write(f"streamworker: configuration error: {exc}\n")
         return EXIT_USAGE

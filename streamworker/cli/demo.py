@@ -147,10 +147,10 @@ def _wait(cond: Any, timeout: float) -> bool:
     return False
 
 
-def run_demo(duration: float = 40.0, shards: int = 4) -> int:
+def run_demo(duration: float = 40.0, shards: int = 4, log_level: str = "WARNING") -> int:
     from streamworker.local import MotoServer
 
-    configure_logging("INFO", "console")
+    configure_logging(log_level, "console")
     server = MotoServer().start()
     # Point boto3 at the embedded server through its own settings, only in this process.
     os.environ.update({"AWS_ENDPOINT_URL": server.endpoint, "AWS_ACCESS_KEY_ID": "demo",

@@ -1,5 +1,6 @@
-"""``streamworker demo --source kafka``: the metrics demo on a local Kafka-compatible broker
-(tansu), with the consumer-group protocol deciding which worker owns which partition."""
+"""``streamworker demo --source kafka``: the metrics demo on a local broker (Apache Kafka where
+Java 17+ and Maven are on the PATH, else tansu, a Kafka-compatible stand-in), with the
+consumer-group protocol deciding which worker owns which partition."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import random
 import threading
 import time
+from typing import Any
 
 from streamworker.cli.demo import (
     HOSTS,
@@ -21,6 +23,7 @@ from streamworker.cli.demo import (
     _wait,
 )
 from streamworker.config import WorkerConfig
+from streamworker.errors import ConfigError
 from streamworker.ops.log import configure_logging
 from streamworker.records import InitialPosition
 from streamworker.worker import Worker
@@ -44,15 +47,33 @@ def _producer(bootstrap: str, stop: threading.Event, produced: list[int]) -> Non
         stop.wait(0.25)
 
 
-def run_kafka_demo(duration: float = 40.0, partitions: int = 4) -> int:
+def _start_broker(choice: str) -> Any:
+    """The broker ``choice`` names (``auto``: Apache Kafka where it can run), started; it says which."""
+    from streamworker.local import KafkaBroker
+    from streamworker.local.apache_kafka import KAFKA_VERSION, ApacheKafka, java_and_maven
+
+    if choice == "apache-kafka" or (choice == "auto" and java_and_maven()):
+        if not java_and_maven():
+            raise ConfigError("--broker apache-kafka needs Java 17+ and Maven on the PATH (or use --broker tansu)")
+        print(f"starting Apache Kafka {KAFKA_VERSION} (KRaft; its jars are fetched with Maven on first use)...",
+              flush=True)
+        kafka = ApacheKafka().start()
+        print(f"embedded Apache Kafka {KAFKA_VERSION} at {kafka.bootstrap}")
+        return kafka
+    broker = KafkaBroker().start()
+    why = "--broker tansu" if choice == "tansu" else "no Java 17+ and Maven here for Apache Kafka"
+    print(f"embedded Kafka-compatible broker at {broker.bootstrap}: tansu, a stand-in ({why})")
+    return broker
+
+
+def run_kafka_demo(duration: float = 40.0, partitions: int = 4, log_level: str = "WARNING",
+                   broker_choice: str = "auto") -> int:
     from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
     from streamworker.kafka import factory
-    from streamworker.local import KafkaBroker
 
-    configure_logging("INFO", "console")
-    broker = KafkaBroker().start()
-    print(f"embedded Kafka-compatible broker (tansu) at {broker.bootstrap}")
+    configure_logging(log_level, "console")
+    broker = _start_broker(broker_choice)
     admin = factory.admin({"bootstrap.servers": broker.bootstrap})
     admin.create_topics([NewTopic(TOPIC, num_partitions=partitions, replication_factor=1)])[TOPIC].result(15)
     del admin  # a client left open would log its lost connection when the broker stops

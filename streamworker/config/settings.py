@@ -71,6 +71,12 @@ class WorkerConfig(BaseSettings):
         ..., description="names the application: its lease table (DynamoDB) or consumer group (Kafka)")
     region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$", description=(
         "the AWS region (default: AWS_DEFAULT_REGION, the profile's, then AWS_REGION)"))
+    profile: str | None = Field(None, description=(
+        "a named profile of ~/.aws/config and ~/.aws/credentials, as the AWS CLI's --profile (default: AWS_PROFILE, "
+        "else boto3's default chain)"))
+    endpoint_url: str | None = Field(None, pattern=r"^https?://", description=(
+        "send every AWS call here (Kinesis, DynamoDB, DynamoDB Streams, CloudWatch), as the AWS CLI's "
+        "--endpoint-url; one service: AWS_ENDPOINT_URL_KINESIS / _DYNAMODB"))
     role_arn: str | None = Field(None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$",
                                  description="assume this IAM role for every AWS call (refreshed for the life of the process)")
     role_session_name: str = Field("streamworker", description="the assumed role's session name (CloudTrail shows it)")

@@ -231,14 +231,14 @@ def build(config: WorkerConfig, listener: LeaseListener, *, clock: Clock, client
         from streamworker.aws.credentials import CredentialSpec, session_for
 
         clients = replace(clients, session=session_for(CredentialSpec(
-            role_arn=config.role_arn, session_name=config.role_session_name, external_id=config.external_id),
-            config.region))
+            profile=config.profile, role_arn=config.role_arn, session_name=config.role_session_name,
+            external_id=config.external_id), config.region, config.endpoint_url))
     elif clients.session is None and (config.source != "kafka" or config.coordinator_kind == "dynamodb"):
         from streamworker.aws.session import new_session
 
         # one session for all of the worker's AWS clients: botocore keeps its endpoint data and
         # service models per session (two sessions cost ~7 MB more than one)
-        clients = replace(clients, session=new_session(config.region))
+        clients = replace(clients, session=new_session(config.region, config.profile, config.endpoint_url))
     if config.source == "kinesis":
         read = _kinesis(config, clients, clock, on_stream_retired)
     elif config.source == "dynamodb-streams":

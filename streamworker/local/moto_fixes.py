@@ -3,17 +3,67 @@
 KCL 1.x (and its MultiLangDaemon) writes checkpoints with the legacy ``Expected`` parameter,
 ``{"checkpoint": {"Value": {"S": "SHARD_END"}, "ComparisonOperator": "NE"}}``. DynamoDB compares
 ``Value`` with the operator; moto 5 reads ``Value`` as an equality test and refuses every KCL 1.x
-checkpoint with ConditionalCheckFailed. The fix is applied to moto in this process only, when a
-local moto server starts.
+checkpoint with ConditionalCheckFailed.
+
+A request signed for a region moto does not know (a typo, ``us-east-9``) failed inside moto with
+a KeyError: the client got an HTML 500 page and the server's terminal a 55-line traceback per
+retry. It now gets a one-line JSON error naming the region, as a client error (400).
+
+The fixes are applied to moto in this process only, when a local moto server starts.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import re
 from typing import Any
+
+#: The region and service of a SigV4 signature: ``Credential=KEY/DATE/REGION/SERVICE/aws4_request``.
+_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
 
 
 def apply() -> None:
-    """Make moto read ``Value`` + ``ComparisonOperator`` as DynamoDB does (idempotent)."""
+    """Apply both fixes (idempotent)."""
+    _read_expected_as_dynamodb_does()
+    _refuse_unknown_regions()
+
+
+def _refuse_unknown_regions() -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    original = DomainDispatcherApplication.__call__
+    if getattr(original, "streamworker_fix", False):
+        return
+
+    def call(self: Any, environ: dict[str, Any], start_response: Any) -> Any:
+        m = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        if m and not _known_region(*m.groups()):
+            region, service = m.groups()
+            body = json.dumps({"__type": "ValidationException",
+                               "message": f"the local server (moto) has no region {region!r} for {service}: "
+                                          f"use one of AWS's regions, e.g. us-east-1"}).encode()
+            start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.1"),
+                                               ("Content-Length", str(len(body)))])
+            return [body]
+        return original(self, environ, start_response)
+
+    call.streamworker_fix = True  # type: ignore[attr-defined]
+    DomainDispatcherApplication.__call__ = call  # type: ignore[method-assign]
+
+
+@functools.lru_cache(maxsize=256)
+def _known_region(region: str, service: str) -> bool:
+    """Whether botocore (and so moto, whose backends are per botocore region) knows ``region``."""
+    import boto3
+
+    session = boto3.session.Session()
+    regions = {r for p in session.get_available_partitions() for r in session.get_available_regions(service, p)}
+    return not regions or region in regions  # a service botocore lists no regions for: let moto decide
+
+
+def _read_expected_as_dynamodb_does() -> None:
+    """Make moto read ``Value`` + ``ComparisonOperator`` as DynamoDB does."""
     from moto.dynamodb import comparisons, models
     from moto.dynamodb.models import table
 

@@ -60,6 +60,8 @@ def _start_aws(stack: ExitStack, faithful: bool, out: TextIO) -> list[str]:
 
 
 def _start_kafka(stack: ExitStack, out: TextIO) -> list[str]:
+    # a Kafka consumer needs the client anyway, and the broker's readiness check uses it
+    require_extra("streamworker local kafka", "kafka", "confluent_kafka")
     from streamworker.local.apache_kafka import KAFKA_VERSION, ApacheKafka, java_and_maven
 
     broker: Any

@@ -110,3 +110,67 @@ def test_the_demo_runs_on_its_embedded_servers_and_hands_over(env: Any) -> None:
     r = run_cli("demo", "--duration", "12", env=env, timeout=120)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "all shards" in r.stdout and "after the takeover" in r.stdout
+    assert "[info" not in r.stdout + r.stderr  # the story alone; --log-level INFO adds the workers' log
+
+
+def test_the_kafka_demo_runs_on_apache_kafka_where_java_and_maven_are(env: Any) -> None:
+    from streamworker.local.apache_kafka import java_and_maven
+
+    if not java_and_maven():
+        pytest.skip("no Java 17+ and Maven here: the Kafka demo runs on tansu (test_the_kafka_demo_on_tansu)")
+    r = run_cli("demo", "--source", "kafka", "--duration", "12", env=env, timeout=240)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "embedded Apache Kafka 4." in r.stdout and "all partitions" in r.stdout
+
+
+def test_the_kafka_demo_on_tansu(env: Any) -> None:
+    r = run_cli("demo", "--source", "kafka", "--broker", "tansu", "--duration", "12", env=env, timeout=240)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "tansu, a stand-in (--broker tansu)" in r.stdout and "all partitions" in r.stdout
+
+
+def test_profile_and_endpoint_url_as_the_aws_cli_has_them(aws_env: dict[str, str], moto_server: Any,
+                                                           names: dict[str, str], tmp_path: Path) -> None:
+    """A user whose region and keys are in a named profile and whose endpoint is a local server:
+    ``--profile`` and ``--endpoint-url``, no AWS_* variable set, for ``run`` and the tools."""
+    import json
+    import os
+    import time
+
+    (tmp_path / "config").write_text("[profile local]\nregion = us-west-2\n")
+    (tmp_path / "credentials").write_text("[local]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_CONFIG_FILE=str(tmp_path / "config"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "credentials"),
+               RECORD_LOG=str(tmp_path / "records.jsonl"))
+    kinesis = boto3.client("kinesis", region_name="us-west-2")  # where the profile points
+    make_stream(kinesis, names["stream"], 1)
+    kinesis.put_record(StreamName=names["stream"], Data=b"via-profile", PartitionKey="k")
+    aws = ["--profile", "local", "--endpoint-url", moto_server.endpoint]
+    worker = subprocess.Popen([sys.executable, "-m", "streamworker", "run", PROCESSOR, "--stream", names["stream"],
+                               "--application-name", names["app"], "--initial-position", "TRIM_HORIZON", *aws],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        log = tmp_path / "records.jsonl"
+        deadline = time.monotonic() + 60
+        while not (log.exists() and "via-profile" in log.read_text()):
+            assert worker.poll() is None, worker.communicate()[1][-2000:]
+            assert time.monotonic() < deadline, "the record was not processed"
+            time.sleep(0.2)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    r = run_cli("leases", "--application-name", names["app"], "--json", *aws, env=env)
+    assert r.returncode == 0, r.stderr
+    (row,) = json.loads(r.stdout)["leases"]
+    assert row["shard"] == "shardId-000000000000" and row["checkpoint"] not in ("TRIM_HORIZON", ""), row
+    r = run_cli("leases", "--application-name", names["app"], "--profile", "nope", env=env)
+    assert r.returncode == 2 and "The config profile (nope) could not be found" in one_clear_line(r)
+
+
+def test_a_region_the_local_server_does_not_know_is_one_line_naming_it(env: Any, names: dict[str, str]) -> None:
+    """moto answered a region it has no backend for with an HTML 500 page (and printed a
+    traceback per retry); the user saw six lines of HTML."""
+    r = run_cli("run", PROCESSOR, "--stream", names["stream"], "--application-name", names["app"],
+                env={**env, "AWS_DEFAULT_REGION": "us-east-9"})
+    line = one_clear_line(r)
+    assert r.returncode == 1 and "has no region 'us-east-9' for kinesis" in line and "<html" not in line, line

@@ -295,6 +295,22 @@ def test_status_judges_expiry_as_the_coordinators_do(aws_env: dict[str, str], na
         live = run_cli("status", "--application-name", names["app"], "--count", "6", "--interval", "1",
                        "--failover-time", "3", env=aws_env).stdout
         assert "owned" in live and "expired" not in live.replace("(expired: counter still", "")
+        # piped, with neither --count nor --watch: printed once (a capture used to grow forever)
+        once = run_cli("status", "--application-name", names["app"], env=aws_env)
+        assert once.returncode == 0 and once.stdout.count("lease table") == 1, once.stdout + once.stderr
+        watch = subprocess.Popen([sys.executable, "-m", "streamworker", "status", "--application-name", names["app"],
+                                  "--watch", "--interval", "0.2"], env={**os.environ, **aws_env},
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            assert watch.stdout is not None
+            headers = 0
+            while headers < 3:  # --watch refreshes, piped or not
+                line = watch.stdout.readline()
+                assert line, "status --watch ended"
+                headers += line.startswith("lease table")
+        finally:
+            watch.kill()
+            watch.wait(10)
         w.proc.send_signal(signal.SIGKILL)
         w.proc.wait(10)
         dead = run_cli("status", "--application-name", names["app"], "--count", "5", "--interval", "1",

@@ -49,7 +49,9 @@ def test_a_plain_install_names_the_extra_a_command_needs(wheel: Path, tmp_path: 
     for argv, missing in ((["demo"], "streamworker demo needs the demo extra: pip install 'streamworker[demo]' "
                                      "(moto is not installed)"),
                           (["local", "aws"], "streamworker local aws needs the demo extra: pip install "
-                                             "'streamworker[demo]' (moto is not installed)")):
+                                             "'streamworker[demo]' (moto is not installed)"),
+                          (["local", "kafka"], "streamworker local kafka needs the kafka extra: pip install "
+                                               "'streamworker[kafka]' (confluent_kafka is not installed)")):
         done = subprocess.run([str(env_dir / "bin" / "streamworker"), *argv], capture_output=True, text=True, timeout=60,
                               env=env)
         assert (done.returncode, done.stderr) == (1, f"streamworker: error: {missing}\n")

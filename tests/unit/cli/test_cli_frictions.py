@@ -178,3 +178,27 @@ def test_a_pipe_closed_early_ends_quietly() -> None:
     done = subprocess.run(f"{sys.executable} -c \"{code}\" | head -1", shell=True, capture_output=True, text=True,
                           timeout=60)
     assert done.stdout == "row 0\n" and "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+def test_a_sub_commands_help_is_its_own(capsys: pytest.CaptureFixture[str]) -> None:
+    """``checkpoint set --help`` printed checkpoint's help; ``checkpoint --help`` ended its usage
+    line with ``{set}`` after every option."""
+    code, out, _ = run(capsys, "checkpoint", "set", "--help")
+    assert code == 0 and out.startswith("usage: streamworker checkpoint set ") and "--to" in out
+    code, out, _ = run(capsys, "checkpoint", "--help")
+    assert code == 0 and out.startswith("usage: streamworker checkpoint [-h] ACTION ...\n") and "--to" not in out
+    code, out, _ = run(capsys, "dead-letters", "replay", "--help")
+    assert code == 0 and out.startswith("usage: streamworker dead-letters replay ")
+    code, _, err = run(capsys, "checkpoint", "set", "--application-name", "app-1")
+    assert code == 2 and err.endswith("(see streamworker checkpoint set --help)\n"), err
+
+
+def test_status_prints_once_when_piped_unless_watch_or_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    assert cli._refreshes(argparse.Namespace(count=None, watch=False)) == 1
+    assert cli._refreshes(argparse.Namespace(count=None, watch=True)) is None
+    assert cli._refreshes(argparse.Namespace(count=3, watch=False)) == 3
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert cli._refreshes(argparse.Namespace(count=None, watch=False)) is None
