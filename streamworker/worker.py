@@ -176,7 +176,8 @@ class Worker:
         table that cannot be created or is run by KCL 3 in leader mode."""
         if self.config.metrics_port is not None:  # first: a port in use fails before any lease is taken
             try:
-                self._ops = OpsServer(self, self.metrics.registry, self.config.metrics_port, self.config.metrics_host)
+                self._ops = OpsServer(self, self.metrics.registry, self.config.metrics_port, self.config.metrics_host,
+                                      status_page=self.config.status_page)
             except OSError as exc:
                 raise StreamworkerError(f"cannot serve metrics on {self.config.metrics_host}:{self.config.metrics_port} "
                                         f"(metrics_port, --metrics-port): {exc.strerror or exc}") from None
@@ -196,7 +197,14 @@ class Worker:
         self._scheduler.start()
         if self._ops is not None:
             self._ops.start()
-            self._log.info("serving /metrics, /healthz and /readyz", port=self._ops.port)
+            host = self.config.metrics_host
+            where = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{self._ops.port}/"
+            if self.config.status_page:
+                self._log.info(f"status page at {where}; /metrics, /healthz and /readyz beside it",
+                               port=self._ops.port, host=host)
+            else:
+                self._log.info("serving /metrics, /healthz and /readyz (no status page)", port=self._ops.port,
+                               host=host)
         self._started = True
 
     def sync_shards(self) -> None:

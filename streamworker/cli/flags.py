@@ -52,7 +52,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "checkpoints and failures": (
         "checkpoint_interval", "checkpoint_every", "on_error", "dead_letter", "max_record_age",
         "dead_letter_max_consecutive", "dead_letter_max_ratio", "release_halted_after"),
-    "operations": ("metrics_port", "metrics_host", "gc_threshold", "log_level", "log_format"),
+    "operations": ("metrics_port", "metrics_host", "status_page", "gc_threshold", "log_level", "log_format"),
 }
 
 #: Settings whose flag is not simply ``--name`` (None: no flag of its own).

@@ -131,8 +131,14 @@ class WorkerConfig(BaseSettings):
         False, description="call process_records with empty batches too (KCL's callProcessRecordsEvenForEmptyRecordList)")
     multilang_protocol: Literal["v1", "v2"] = Field(
         "v2", description="--properties children: v2 (KCL 2.x/3.x, amazon-kclpy >= 2) or v1 (KCL 1.x, amazon-kclpy 1.x)")
-    metrics_port: int | None = Field(None, ge=0, le=65535, description="serve /metrics, /healthz, /readyz")
-    metrics_host: str = Field("0.0.0.0", description="the address the metrics port listens on")
+    metrics_port: int | None = Field(None, ge=0, le=65535, description=(
+        "serve /metrics (Prometheus), /healthz, /readyz and the status page at / on this port"))
+    metrics_host: str = Field("0.0.0.0", description=(
+        "the address the metrics port listens on (all interfaces, for a scraper on another host; 127.0.0.1: "
+        "this host only)"))
+    status_page: bool = Field(True, description=(
+        "serve the status page (/ and /status.json: the fleet's leases, owners and checkpoints) on the metrics "
+        "port; --no-status-page leaves /metrics, /healthz and /readyz"))
     gc_threshold: int | None = Field(
         50_000, ge=1, description="streamworker run: first threshold of Python's cyclic GC (off: leave the interpreter's)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log lines at this level and above")

@@ -1,5 +1,5 @@
 """``--metrics-port``: /metrics (Prometheus), /healthz (liveness), /readyz (readiness), and the
-live status page (``/`` and ``/status.json``, see web.py)."""
+live status page (``/`` and ``/status.json``, see web.py) unless ``status_page`` is off."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from streamworker.ops.view import WorkerView
 class OpsServer:
     """A small HTTP server on a daemon thread, bound to ``host:port`` (port 0 picks one)."""
 
-    def __init__(self, worker: WorkerView, registry: CollectorRegistry, port: int, host: str = "0.0.0.0") -> None:
+    def __init__(self, worker: WorkerView, registry: CollectorRegistry, port: int, host: str = "0.0.0.0", *,
+                 status_page: bool = True) -> None:
         worker_ref = worker
-        pages = web.routes(worker.status_document)
+        pages = web.routes(worker.status_document) if status_page else {}
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the http.server API

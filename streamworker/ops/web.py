@@ -1,4 +1,5 @@
-"""The live status page: ``/`` (one HTML file, plain JavaScript, no build step) and
+"""The live status page: ``/`` (one HTML file, its tables filled on the server, plain JavaScript
+refreshing them, no build step) and
 ``/status.json`` (what it shows, for scripts too), served by a worker's ops server or by
 ``streamworker status --web`` for any application from its lease table alone."""
 
@@ -8,20 +9,20 @@ import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from importlib import resources
 from typing import Any, TextIO
+
+from streamworker.ops import page
 
 #: path -> (content type, body maker)
 Routes = dict[str, tuple[str, Callable[[], bytes]]]
 
 
-def page() -> bytes:
-    return resources.files("streamworker.ops").joinpath("status.html").read_bytes()
-
-
 def routes(document: Callable[[], dict[str, Any]]) -> Routes:
-    return {"/": ("text/html; charset=utf-8", page),
-            "/index.html": ("text/html; charset=utf-8", page),
+    def html() -> bytes:
+        return page.render_or_empty(document)
+
+    return {"/": ("text/html; charset=utf-8", html),
+            "/index.html": ("text/html; charset=utf-8", html),
             "/status.json": ("application/json", lambda: json.dumps(document()).encode())}
 
 

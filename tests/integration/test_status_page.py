@@ -139,3 +139,37 @@ def test_status_web_for_an_application_with_no_table_is_one_line(names: dict[str
     done = subprocess.run([sys.executable, "-m", "streamworker", "status", "--web", "--no-open", "--application-name",
                            names["app"]], env={**os.environ, **aws_env}, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr) == (1, f"streamworker: error: lease table {names['app']!r} not found\n")
+
+
+def _get(url: str) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except OSError:
+        return 0, ""
+
+
+def test_the_page_holds_its_tables_without_javascript_and_can_be_turned_off(workers: Workers,
+                                                                          names: dict[str, str]) -> None:
+    """``curl http://host:port/`` returned an empty layout (the tables came from the script only)."""
+    kinesis = boto3.client("kinesis")
+    make_stream(kinesis, names["stream"], 2)
+    port_a, port_b = free_port(), free_port()
+    a = workers("A", extra=["--metrics-port", str(port_a), "--metrics-host", "127.0.0.1"])
+
+    def a_owns_both() -> bool:
+        status, html = _get(f"http://127.0.0.1:{port_a}/")
+        return status == 200 and len(re.findall(r'<tr data-shard="shardId-\d+" data-owner="A"', html)) == 2
+
+    wait_for(a_owns_both, 60, "A's two leases in the served HTML")
+    wait_for(lambda: "status page at http://127.0.0.1:" in a.stderr(), 10, "the startup line naming the page")
+    assert f"status page at http://127.0.0.1:{port_a}/" in a.stderr()
+    b = workers("B", extra=["--metrics-port", str(port_b), "--metrics-host", "127.0.0.1", "--no-status-page"])
+    wait_for(lambda: _get(f"http://127.0.0.1:{port_b}/metrics")[0] == 200, 60, "B's /metrics")
+    assert _get(f"http://127.0.0.1:{port_b}/")[0] == 404 and _get(f"http://127.0.0.1:{port_b}/status.json")[0] == 404
+    wait_for(lambda: "(no status page)" in b.stderr(), 10, "B's startup line")
