@@ -8,7 +8,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import structlog
 
 from streamworker.records import ChildShard, ExtendedSequenceNumber, Record
 
@@ -38,6 +40,10 @@ class InitializationInput:
     #: A prepared checkpoint a previous owner left uncommitted, if any.
     pending_checkpoint: ExtendedSequenceNumber | None = None
     stream: str = ""
+    #: A structlog logger bound to this shard (shard_id, worker_id, stream): its lines come out
+    #: whole, in the worker's format (JSON or console), where ``print()`` from shard threads
+    #: runs together. Keep it: ``self.log = initialization_input.log``.
+    log: Any = field(default_factory=lambda: structlog.get_logger("processor"), compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -195,7 +195,8 @@ class ShardLifecycle:
     def _initializing(self) -> float | None:
         if self._init_call is None:
             init = InitializationInput(shard_id=self.shard_id, extended_sequence_number=self.lease.checkpoint,
-                                       pending_checkpoint=self.lease.pending_checkpoint, stream=self.stream)
+                                       pending_checkpoint=self.lease.pending_checkpoint, stream=self.stream,
+                                       log=self._log)
             self._init_call = ProcessorCall("initialize", lambda: self._invoke(self.processor.initialize, init))
         try:
             wait = attempt(self._init_call, self.calls, retries=self.settings.processor_retries,

@@ -70,6 +70,20 @@ def test_the_example_metrics_processor() -> None:
     assert p.count["cpu"] == 2 and p.total["cpu"] == 6.0 and h.checkpoint == "3"
 
 
+def test_a_processor_logs_through_a_logger_bound_to_its_shard() -> None:
+    from structlog.testing import capture_logs
+
+    p = MetricsProcessor()
+    p.CHECKPOINT_EVERY = 0
+    h = ShardHarness(p, shard_id="shardId-000000000007")
+    with capture_logs() as logs:
+        h.initialize()
+        h.deliver([b'{"host": "a", "metric": "cpu", "value": 2}', b"not json"])
+    malformed = [e for e in logs if e["event"] == "skipping a malformed metric"]
+    assert len(malformed) == 1 and malformed[0]["shard_id"] == "shardId-000000000007", logs
+    assert any(e["event"] == "metric averages" and e["shard_id"] == "shardId-000000000007" for e in logs)
+
+
 class AsyncSumming(RecordProcessor):
     async def initialize(self, i: Any) -> None:
         self.total = 0
