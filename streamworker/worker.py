@@ -20,8 +20,11 @@ from streamworker.consumer.shard_consumer import ShardConsumer
 from streamworker.coordinator.builder import Clients, build, processor_name
 from streamworker.coordinator.scheduler import Scheduler
 from streamworker.errors import ConfigError, StreamworkerError
+from streamworker.kcl.metrics import KclMetrics
 from streamworker.leases.base import Coordinator, CoordinatorStats, ShardFigures
+from streamworker.leases.keys import key_prefix_of
 from streamworker.leases.lease import Lease
+from streamworker.ops.cloudwatch import CloudWatchPublisher
 from streamworker.ops.fleet import FleetView, LocalShard
 from streamworker.ops.hangs import HangDetector
 from streamworker.ops.metrics import attach as attach_metrics
@@ -132,6 +135,15 @@ class Worker:
                                     failover_time=config.failover_time, observer=self.worker_id,
                                     local=self._local_shards, clock=self._clock)
         attach_metrics(self.metrics, self)
+        self._cloudwatch: CloudWatchPublisher | None = None
+        if self._parts.cloudwatch is not None:
+            self.metrics.kcl = KclMetrics(level=config.metrics_level, dimensions=config.metrics_enabled_dimensions,
+                                          max_series=config.metrics_max_queue_size, worker_id=self.worker_id)
+            self._cloudwatch = CloudWatchPublisher(
+                self._parts.cloudwatch, config.metrics_namespace or config.application_name, self.metrics.kcl,
+                interval=config.metrics_buffer_time, sample=self._sample_kcl_metrics, log=self._log,
+                registry=self.metrics.registry)
+            self._kcl_marks = (0, 0)  # leases taken and lost at the last sample
         self._ops: OpsServer | None = None
         self._started = False
 
@@ -195,6 +207,10 @@ class Worker:
             self.kafka.start()  # assign() mode: the poll thread serves the partitions we lease
         self.coordinator.start()
         self._scheduler.start()
+        if self._cloudwatch is not None:
+            self._cloudwatch.start()
+            self._log.info("sending KCL's metrics to CloudWatch", namespace=self._cloudwatch.namespace,
+                           level=self.config.metrics_level, every=self.config.metrics_buffer_time)
         if self._ops is not None:
             self._ops.start()
             host = self.config.metrics_host
@@ -267,9 +283,37 @@ class Worker:
     def _stop_services(self) -> None:
         if self._parts.owns_kafka_poll and self.kafka is not None:
             self.kafka.stop()
+        if self._cloudwatch is not None:
+            self._cloudwatch.stop()  # one last send: the figures up to the stop
         if self._ops is not None:
             self._ops.stop()
         self._loop.stop()
+
+    def _sample_kcl_metrics(self, kcl: KclMetrics) -> None:
+        """The KCL metrics that are read rather than counted, once per send: leases held, taken
+        and lost (KCL's RenewAllLeases and TakeLeases cycles), MillisBehindLatest per shard and
+        for the application (KCL's ProcessTask and ApplicationTracker)."""
+        from streamworker.kcl import metrics as m
+
+        kcl.add(m.RENEW_ALL_LEASES, "CurrentLeases", self.held_count(), "Count", "SUMMARY")
+        stats = self.lease_stats()
+        if stats is not None:
+            taken, lost = self._kcl_marks
+            self._kcl_marks = (stats.taken, stats.lost)
+            kcl.add(m.RENEW_ALL_LEASES, "LostLeases", stats.lost - lost, "Count", "SUMMARY")
+            kcl.add(m.TAKE_LEASES, "TakenLeases", stats.taken - taken, "Count", "SUMMARY")
+        table = self._parts.lease_coordinator.recent_leases() if self._parts.lease_coordinator is not None else None
+        if table is not None:  # the take cycle's last scan, as KCL's taker counts them
+            owners = {le.lease_owner for le in table if le.lease_owner}
+            kcl.add(m.TAKE_LEASES, "NumWorkers", len(owners), "Count", "SUMMARY")
+            kcl.add(m.TAKE_LEASES, "TotalLeases", len(table), "Count", "DETAILED")
+        for c in self.consumers():
+            behind = c.progress.millis_behind_latest
+            if behind is not None:
+                stream_id = key_prefix_of(c.lease.lease_key).rstrip(":") or None
+                kcl.add(m.PROCESS_TASK, "MillisBehindLatest", behind, "Milliseconds", "SUMMARY",
+                        shard_id=c.shard_id, stream=stream_id)
+                kcl.add(m.APPLICATION_TRACKER, "MillisBehindLatest", behind, "Milliseconds", "SUMMARY")
 
     # -- status (ops.WorkerView) ---------------------------------------------------------------------
 

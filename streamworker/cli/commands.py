@@ -210,6 +210,10 @@ def _run(args: argparse.Namespace) -> int:
 
     for warning in props.warnings if props else ():
         structlog.get_logger("streamworker.properties").warning(warning)
+    if props is not None and not config.cloudwatch_metrics and config.metrics_level != "NONE":
+        structlog.get_logger("streamworker.properties").info(
+            "KCL sends its metrics to CloudWatch by default; streamworker sends them there under KCL's names with "
+            "--cloudwatch-metrics (metricsLevel NONE: none)", namespace=config.metrics_namespace or config.application_name)
     factory: Any
     if config.processor:
         factory = load_processor(config.processor)
@@ -232,12 +236,13 @@ def _run(args: argparse.Namespace) -> int:
         from streamworker.aws.credentials import session_for
 
         default = props.credentials.get("default")
-        if default is None and config.role_arn:
+        if default is None and (config.role_arn or config.profile):
             from streamworker.aws.credentials import CredentialSpec
 
-            default = CredentialSpec(role_arn=config.role_arn, session_name=config.role_session_name,
-                                     external_id=config.external_id)
-        session = session_for(default, props.region)  # Kinesis, and the dead-letter sinks
+            default = CredentialSpec(profile=config.profile, role_arn=config.role_arn,
+                                     session_name=config.role_session_name, external_id=config.external_id)
+        # Kinesis, CloudWatch and the dead-letter sinks
+        session = session_for(default, config.region or props.region, config.endpoint_url)
         if config.source == "kinesis":
             clients["kinesis_client"] = make_client("kinesis", session, props.kinesis_endpoint)
         dynamodb = props.credentials.get("dynamodb")  # KCL's AwsCredentialsProviderDynamoDB: its own

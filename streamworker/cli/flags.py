@@ -53,6 +53,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "checkpoint_interval", "checkpoint_every", "on_error", "dead_letter", "max_record_age",
         "dead_letter_max_consecutive", "dead_letter_max_ratio", "release_halted_after"),
     "operations": ("metrics_port", "metrics_host", "status_page", "gc_threshold", "log_level", "log_format"),
+    "KCL's metrics in CloudWatch": ("cloudwatch_metrics", "metrics_namespace", "metrics_level",
+                                    "metrics_enabled_dimensions", "metrics_buffer_time", "metrics_max_queue_size"),
 }
 
 #: Settings whose flag is not simply ``--name`` (None: no flag of its own).

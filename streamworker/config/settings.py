@@ -136,6 +136,21 @@ class WorkerConfig(BaseSettings):
     metrics_host: str = Field("0.0.0.0", description=(
         "the address the metrics port listens on (all interfaces, for a scraper on another host; 127.0.0.1: "
         "this host only)"))
+    cloudwatch_metrics: bool = Field(False, description=(
+        "also send KCL's metrics (RecordsProcessed, MillisBehindLatest, CurrentLeases, ...) to CloudWatch under "
+        "KCL's names and dimensions, so dashboards and alarms built on KCL keep working"))
+    metrics_namespace: str | None = Field(None, min_length=1, max_length=255, description=(
+        "--cloudwatch-metrics: the CloudWatch namespace (default: the application name, as KCL)"))
+    metrics_level: Literal["NONE", "SUMMARY", "DETAILED"] = Field("DETAILED", description=(
+        "--cloudwatch-metrics: KCL's metricsLevel: SUMMARY leaves out the per-call DETAILED ones"))
+    metrics_enabled_dimensions: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["Operation", "ShardId"], description=(
+            "--cloudwatch-metrics: KCL's metricsEnabledDimensions: Operation (always), ShardId, StreamId, "
+            "WorkerIdentifier, or ALL (comma-separated)"))
+    metrics_buffer_time: float = Field(10.0, gt=0, description=(
+        "--cloudwatch-metrics: seconds between sends (KCL's metricsBufferTimeMillis / 1000)"))
+    metrics_max_queue_size: int = Field(10000, ge=1, description=(
+        "--cloudwatch-metrics: distinct metric series held between sends; more are dropped (KCL's)"))
     status_page: bool = Field(True, description=(
         "serve the status page (/ and /status.json: the fleet's leases, owners and checkpoints) on the metrics "
         "port; --no-status-page leaves /metrics, /healthz and /readyz"))
@@ -165,12 +180,26 @@ class WorkerConfig(BaseSettings):
     def _gc_off(cls, v: Any) -> Any:
         return None if isinstance(v, str) and v.strip().lower() in ("", "off", "none") else v
 
-    @field_validator("topics", "streams", mode="before")
+    @field_validator("topics", "streams", "metrics_enabled_dimensions", mode="before")
     @classmethod
     def _split_topics(cls, v: Any) -> Any:
         if isinstance(v, str):
             return [t.strip() for t in v.split(",") if t.strip()]
         return v
+
+    @field_validator("metrics_enabled_dimensions", mode="after")
+    @classmethod
+    def _kcl_dimensions(cls, v: list[str]) -> list[str]:
+        known = ("Operation", "ShardId", "StreamId", "WorkerIdentifier", "ALL")
+        unknown = [d for d in v if d not in known]
+        if unknown:
+            raise ValueError(f"unknown dimension(s) {', '.join(unknown)}: KCL's are {', '.join(known)}")
+        return v
+
+    @field_validator("metrics_level", mode="before")
+    @classmethod
+    def _level_upper(cls, v: Any) -> Any:
+        return v.strip().upper() if isinstance(v, str) else v
 
     @field_validator("kafka_properties", "processors", mode="before")
     @classmethod

@@ -112,6 +112,8 @@ class WorkerParts:
     #: an unreachable endpoint, a lease table that cannot be created or is in KCL 3 leader mode).
     start_checks: list[Callable[[], object]]
     kinesis_sources: Callable[[], list[KinesisSource]]
+    #: A CloudWatch client for KCL's metrics (``cloudwatch_metrics``), else None.
+    cloudwatch: Any = None
 
     def source_for(self, lease: Lease) -> Source:
         if self.streams is not None:
@@ -318,7 +320,16 @@ def build(config: WorkerConfig, listener: LeaseListener, *, clock: Clock, client
         coordinator=coordinator, lease_coordinator=lease_coordinator, lineage=lease_coordinator,
         settings=settings, source=source, streams=streams, table=table, sync=sync, kafka=read.kafka,
         owns_kafka_poll=read.kafka is not None and config.coordinator_kind == "dynamodb",
-        start_checks=start_checks, kinesis_sources=kinesis_sources)
+        start_checks=start_checks, kinesis_sources=kinesis_sources,
+        cloudwatch=_cloudwatch(config, clients) if config.cloudwatch_metrics else None)
+
+
+def _cloudwatch(config: WorkerConfig, clients: Clients) -> Any:
+    """The client KCL's metrics go out through: the worker's session (its role, profile, region)."""
+    from streamworker.aws.session import new_session
+
+    return make_client("cloudwatch", clients.session or new_session(config.region, config.profile,
+                                                                     config.endpoint_url))
 
 
 def dead_letter_sink(config: WorkerConfig, kinesis: Any, session: boto3.session.Session | None

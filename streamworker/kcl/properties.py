@@ -75,12 +75,14 @@ _MILLIS = {
     "shardSyncIntervalMillis": "shard_sync_interval",
     "parentShardPollIntervalMillis": "parent_poll_interval",
     "shutdownGraceMillis": "shutdown_timeout",
+    "metricsBufferTimeMillis": "metrics_buffer_time",
 }
 _INTS = {
     "maxRecords": "max_records",
     "maxLeasesForWorker": "max_leases_for_worker",
     "maxLeasesToStealAtOneTime": "max_leases_to_steal_at_one_time",
     "maxPendingProcessRecordsInput": "max_pending_batches",
+    "metricsMaxQueueSize": "metrics_max_queue_size",
 }
 _STRINGS = {"applicationName": "application_name", "tableName": "lease_table", "leaseTableName": "lease_table",
             "workerId": "worker_id"}
@@ -98,12 +100,8 @@ _NOTHING_TO_DO = {
 #: Keys that are understood but not (yet) supported: each draws a warning naming it.
 _UNSUPPORTED = {
     "taskBackoffTimeMillis": "processor retries use processor_retries with their own backoff",
-    "metricsBufferTimeMillis": "CloudWatch metrics are not published",
-    "metricsMaxQueueSize": "CloudWatch metrics are not published",
-    "metricsLevel": "CloudWatch metrics are not published",
-    "metricsEnabledDimensions": "CloudWatch metrics are not published",
-    "AwsCredentialsProviderCloudWatch": "CloudWatch metrics are not published",
-    "AWSCredentialsProviderCloudWatch": "CloudWatch metrics are not published",
+    "AwsCredentialsProviderCloudWatch": "CloudWatch metrics are sent with the worker's credentials",
+    "AWSCredentialsProviderCloudWatch": "CloudWatch metrics are sent with the worker's credentials",
     "billingMode": "the lease table is created PAY_PER_REQUEST",
     "leaseTableDeletionProtectionEnabled": "set it on the table directly",
     "leaseTablePitrEnabled": "set it on the table directly",
@@ -119,7 +117,7 @@ _UNSUPPORTED = {
     "maxListShardsRetryAttempts": "ListShards is retried with jittered backoff",
     "kinesisClientConfig": "configure boto3 instead",
     "dynamoDbClientConfig": "configure boto3 instead",
-    "cloudWatchClientConfig": "CloudWatch metrics are not published",
+    "cloudWatchClientConfig": "configure boto3 instead",
     "logicalProcessingTimeoutMillis": "not supported",
     "initialLeaseTableReadCapacity": "the lease table is created PAY_PER_REQUEST",
     "initialLeaseTableWriteCapacity": "the lease table is created PAY_PER_REQUEST",
@@ -213,6 +211,12 @@ def load_properties(path: str | Path) -> KclProperties:
             s[_MILLIS[key]] = seconds
         elif key in _INTS:
             s[_INTS[key]] = int(_number(key, value))
+        elif key == "metricsLevel":
+            if value.strip().upper() not in ("NONE", "SUMMARY", "DETAILED"):
+                raise ConfigError(f"KCL property metricsLevel: expected NONE, SUMMARY or DETAILED, got {value!r}")
+            s["metrics_level"] = value.strip().upper()
+        elif key == "metricsEnabledDimensions":
+            s["metrics_enabled_dimensions"] = [d.strip() for d in re.split(r"[,|]", value) if d.strip()]
         elif key == "callProcessRecordsEvenForEmptyRecordList":
             s["call_process_records_even_for_empty_list"] = _bool(key, value)
         elif key == "cleanupLeasesUponShardCompletion":

@@ -75,14 +75,15 @@ streamName = s
 applicationName = app
 cleanupLeasesUponShardCompletion = false
 billingMode = PROVISIONED
-metricsLevel = DETAILED
+userAgent = my-app
+metricsLevel = SUMMARY
 RetrievalMode = FANOUT
 idleTimeBetweenReadsInMillis = 50
 someFutureKey = 1
 AwsCredentialsProvider = com.example.CustomProvider
 """))
     joined = "\n".join(props.warnings)
-    for key in ("billingMode", "metricsLevel",
+    for key in ("billingMode", "userAgent",
                 "idleTimeBetweenReadsInMillis=50", "unknown KCL property someFutureKey",
                 "AwsCredentialsProvider=com.example.CustomProvider"):
         assert key in joined
@@ -90,6 +91,7 @@ AwsCredentialsProvider = com.example.CustomProvider
     assert props.settings["idle_time_between_reads"] == 0.2
     assert props.settings["retrieval"] == "fanout"  # the properties ask for enhanced fan-out
     assert props.settings["cleanup_finished_leases"] is False  # supported: no warning
+    assert props.settings["metrics_level"] == "SUMMARY"  # supported since KCL's metrics go to CloudWatch
 
 
 def test_stream_arn_alone_is_used_and_bad_values_are_errors(tmp_path: Path) -> None:

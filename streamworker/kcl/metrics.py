@@ -1,0 +1,100 @@
+"""KCL's CloudWatch metrics, as KCL aggregates them: each data point is added under KCL's metric
+name and dimensions, points with the same name, dimensions and unit are folded into one
+statistic set (SampleCount, Sum, Minimum, Maximum) until the buffer is drained, which is what
+KCL's ``CloudWatchPublisherRunnable`` sends every ``metricsBufferTimeMillis``.
+
+``metricsLevel`` drops points above it (NONE < SUMMARY < DETAILED); ``metricsEnabledDimensions``
+keeps only the named dimensions besides ``Operation`` (always kept; ``ALL``: every one); at most
+``metricsMaxQueueSize`` distinct series are held between drains (KCL's queue bound), the rest
+dropped and counted.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+#: KCL's MetricsLevel, by rank.
+LEVELS = {"NONE": 0, "SUMMARY": 1, "DETAILED": 2}
+#: KCL's dimension names (MetricsUtil).
+OPERATION, SHARD_ID, STREAM_ID, WORKER_ID = "Operation", "ShardId", "StreamId", "WorkerIdentifier"
+#: KCL's MultiLangDaemon default for metricsEnabledDimensions (KinesisClientLibConfiguration).
+DEFAULT_DIMENSIONS = (OPERATION, SHARD_ID)
+
+# KCL's operations and metric names, where streamworker emits them
+PROCESS_TASK, APPLICATION_TRACKER = "ProcessTask", "ApplicationTracker"
+RENEW_ALL_LEASES, TAKE_LEASES = "RenewAllLeases", "TakeLeases"
+
+
+@dataclass
+class _Stat:
+    count: float
+    total: float
+    low: float
+    high: float
+
+
+class KclMetrics:
+    """A thread-safe buffer of KCL-named metric points (``add``), drained as CloudWatch
+    ``MetricData`` entries (``drain``)."""
+
+    def __init__(self, *, level: str = "DETAILED", dimensions: Iterable[str] = DEFAULT_DIMENSIONS,
+                 max_series: int = 10_000, worker_id: str = "") -> None:
+        if level.upper() not in LEVELS:
+            raise ValueError(f"metrics level {level!r}: one of {', '.join(LEVELS)}")
+        self.level = LEVELS[level.upper()]
+        wanted = set(dimensions)
+        self.all_dimensions = "ALL" in wanted
+        self.dimensions = wanted | {OPERATION}
+        self.max_series = max_series
+        self.worker_id = worker_id
+        #: Points dropped because ``max_series`` series were already held.
+        self.dropped = 0
+        self._series: dict[tuple[str, tuple[tuple[str, str], ...], str], _Stat] = {}
+        self._lock = threading.Lock()
+
+    def enabled(self, level: str) -> bool:
+        return self.level > 0 and LEVELS[level] <= self.level
+
+    def add(self, operation: str, name: str, value: float, unit: str, level: str, *, shard_id: str | None = None,
+            stream: str | None = None) -> None:
+        """One data point of ``name`` (KCL's) under ``operation``, at KCL's ``level`` for it."""
+        if not self.enabled(level):
+            return
+        dims = [(OPERATION, operation)]
+        for dim, dim_value in ((SHARD_ID, shard_id), (STREAM_ID, stream), (WORKER_ID, self.worker_id or None)):
+            if dim_value is not None and (self.all_dimensions or dim in self.dimensions):
+                dims.append((dim, dim_value))
+        key = (name, tuple(sorted(dims)), unit)
+        with self._lock:
+            stat = self._series.get(key)
+            if stat is None:
+                if len(self._series) >= self.max_series:
+                    self.dropped += 1
+                    return
+                self._series[key] = _Stat(1, value, value, value)
+                return
+            stat.count += 1
+            stat.total += value
+            stat.low = min(stat.low, value)
+            stat.high = max(stat.high, value)
+
+    def add_success_and_time(self, operation: str, success: bool, millis: float, level: str, *,
+                             prefix: str = "", shard_id: str | None = None, stream: str | None = None) -> None:
+        """KCL's ``addSuccessAndLatency``: ``[prefix.]Success`` (1 or 0) and ``[prefix.]Time``."""
+        dot = f"{prefix}." if prefix else ""
+        self.add(operation, f"{dot}Success", 1.0 if success else 0.0, "Count", level, shard_id=shard_id, stream=stream)
+        self.add(operation, f"{dot}Time", millis, "Milliseconds", level, shard_id=shard_id, stream=stream)
+
+    def drain(self, timestamp: datetime | None = None) -> list[dict[str, Any]]:
+        """Everything added since the last drain, as PutMetricData ``MetricData`` entries."""
+        with self._lock:
+            series, self._series = self._series, {}
+        when = timestamp or datetime.now(timezone.utc)
+        return [{"MetricName": name, "Dimensions": [{"Name": d, "Value": v} for d, v in dims], "Unit": unit,
+                 "Timestamp": when,
+                 "StatisticValues": {"SampleCount": s.count, "Sum": s.total, "Minimum": s.low, "Maximum": s.high}}
+                for (name, dims, unit), s in series.items()]
