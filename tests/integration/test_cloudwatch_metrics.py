@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import signal
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
-from .conftest import Workers, make_stream, produce, wait_for
+from streamworker.local import KinesisMock, MotoServer
+from tests.kcl import harness
+
+from .conftest import RecordLog, Workers, make_stream, produce, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -91,3 +95,45 @@ def test_a_namespace_level_and_dimensions_of_ones_own(workers: Workers, names: d
              30, "NumWorkers (SUMMARY)")
     sent = {m["MetricName"] for m in cloudwatch.list_metrics(Namespace=ns)["Metrics"]}
     assert {"CurrentLeases", "RecordsProcessed"} <= sent and "TotalLeases" not in sent  # DETAILED: left out
+
+
+def _series(cloudwatch: Any, namespace: str) -> set[tuple[str, str, tuple[str, ...]]]:
+    """(metric, Operation, dimension names) of every series in ``namespace``."""
+    out = set()
+    for page in cloudwatch.get_paginator("list_metrics").paginate(Namespace=namespace):
+        for m in page["Metrics"]:
+            dims = {d["Name"]: d["Value"] for d in m["Dimensions"]}
+            out.add((m["MetricName"], dims.get("Operation", ""), tuple(sorted(dims))))
+    return out
+
+
+@pytest.mark.skipif(not harness.available(), reason="needs Java (javac) and Maven for KCL Java")
+def test_the_series_are_the_ones_kcl_java_publishes(workers: Workers, names: dict[str, str], kinesis_mock: KinesisMock,
+                                                     moto_server: MotoServer, tmp_path: Path,
+                                                     aws_env: dict[str, str]) -> None:
+    """KCL Java 2.x (its own CloudWatch publisher, the MultiLangDaemon's default dimensions) and
+    streamworker on a stream each: every series streamworker sends, KCL sends too, with the same
+    metric name, Operation and dimension names."""
+    kinesis = boto3.client("kinesis", endpoint_url=kinesis_mock.endpoint)
+    cloudwatch = boto3.client("cloudwatch")
+    kcl_app, sw_app = f"kcl-{names['app']}", f"sw-{names['app']}"
+    for stream in (f"kcl-{names['stream']}", f"sw-{names['stream']}"):
+        make_stream(kinesis, stream, 2)
+        produce(kinesis, stream, 0, 40)
+    log = RecordLog(tmp_path / "records.jsonl")
+    java = harness.KclWorker(harness.install(harness.KCL_VERSION), f"kcl-{names['stream']}", kcl_app, "kcl-1",
+                             log.path, kinesis_mock.endpoint, moto_server.endpoint, tmp_path / "kcl.stderr",
+                             cloudwatch_buffer_ms=1000)
+    try:
+        sw = Workers({"stream": f"sw-{names['stream']}", "app": sw_app},
+                     {**aws_env, "AWS_ENDPOINT_URL_KINESIS": kinesis_mock.endpoint}, tmp_path)
+        sw("sw-1", extra=["--cloudwatch-metrics", "--metrics-buffer-time", "1"])
+        expected = {"RecordsProcessed", "MillisBehindLatest", "CurrentLeases", "TakenLeases", "NumWorkers"}
+        wait_for(lambda: expected <= {s[0] for s in _series(cloudwatch, sw_app)}, 60, "streamworker's series")
+        wait_for(lambda: expected <= {s[0] for s in _series(cloudwatch, kcl_app)}, 120, "KCL's series")
+        ours, kcls = _series(cloudwatch, sw_app), _series(cloudwatch, kcl_app)
+        assert ours - kcls == set(), f"sent by streamworker, not by KCL: {sorted(ours - kcls)}; KCL's: {sorted(kcls)}"
+    finally:
+        java.stop()
+        for w in sw.started if "sw" in locals() else []:
+            w.stop()

@@ -45,6 +45,7 @@ import software.amazon.kinesis.lifecycle.events.LeaseLostInput;
 import software.amazon.kinesis.lifecycle.events.ProcessRecordsInput;
 import software.amazon.kinesis.lifecycle.events.ShardEndedInput;
 import software.amazon.kinesis.lifecycle.events.ShutdownRequestedInput;
+import software.amazon.kinesis.metrics.MetricsConfig;
 import software.amazon.kinesis.metrics.NullMetricsFactory;
 import software.amazon.kinesis.processor.FormerStreamsLeasesDeletionStrategy;
 import software.amazon.kinesis.processor.MultiStreamTracker;
@@ -171,7 +172,7 @@ public class KclHarness {
                 cb.leaseManagementConfig().failoverTimeMillis(Long.parseLong(System.getProperty("failover", "10000")))
                         .shardSyncIntervalMillis(5000),
                 cb.lifecycleConfig(),
-                cb.metricsConfig().metricsFactory(new NullMetricsFactory()),
+                metrics(cb),
                 cb.processorConfig(),
                 retrieval(cb, kinesis, multiStream ? null : stream));
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
@@ -188,6 +189,17 @@ public class KclHarness {
             }
         }));
         scheduler.run();
+    }
+
+    /** No metrics, unless -DcloudWatchMetrics=BUFFER_MS: KCL's own CloudWatch publisher, with the
+     *  MultiLangDaemon's default dimensions (Operation, ShardId), every BUFFER_MS. */
+    static MetricsConfig metrics(ConfigsBuilder cb) {
+        String buffer = System.getProperty("cloudWatchMetrics");
+        if (buffer == null) {
+            return cb.metricsConfig().metricsFactory(new NullMetricsFactory());
+        }
+        return cb.metricsConfig().metricsBufferTimeMillis(Long.parseLong(buffer))
+                .metricsEnabledDimensions(new java.util.HashSet<>(java.util.Arrays.asList("Operation", "ShardId")));
     }
 
     /** Polling from TRIM_HORIZON (multi-stream: each StreamConfig carries its own position). */

@@ -97,9 +97,12 @@ class KclWorker(JavaProcess):
     def __init__(self, home: Path, stream: str, app: str, worker_id: str, record_log: Path, kinesis_url: str,
                  dynamodb_url: str, stderr: Path, failover_ms: int = 10000, client_version: str | None = None,
                  quiet: bool = False, max_records: int | None = None, idle_ms: int | None = None, jvm: tuple[str, ...] = ("-Xmx384m", "-XX:+UseSerialGC",
-                                                              "-XX:TieredStopAtLevel=1")) -> None:
+                                                              "-XX:TieredStopAtLevel=1"),
+                 cloudwatch_buffer_ms: int | None = None) -> None:
         classes = classes_dir(home)
         extra = [f"-DclientVersion={client_version}"] if client_version else []
+        if cloudwatch_buffer_ms:  # KCL's own CloudWatch metrics, to the DynamoDB endpoint's server (moto)
+            extra.append(f"-DcloudWatchMetrics={cloudwatch_buffer_ms}")
         if quiet:
             extra.append("-Dquiet=true")
         if max_records:
