@@ -121,12 +121,12 @@ def test_the_series_are_the_ones_kcl_java_publishes(workers: Workers, names: dic
         make_stream(kinesis, stream, 2)
         produce(kinesis, stream, 0, 40)
     log = RecordLog(tmp_path / "records.jsonl")
+    sw = Workers({"stream": f"sw-{names['stream']}", "app": sw_app},
+                 {**aws_env, "AWS_ENDPOINT_URL_KINESIS": kinesis_mock.endpoint}, tmp_path)
     java = harness.KclWorker(harness.install(harness.KCL_VERSION), f"kcl-{names['stream']}", kcl_app, "kcl-1",
                              log.path, kinesis_mock.endpoint, moto_server.endpoint, tmp_path / "kcl.stderr",
                              cloudwatch_buffer_ms=1000)
     try:
-        sw = Workers({"stream": f"sw-{names['stream']}", "app": sw_app},
-                     {**aws_env, "AWS_ENDPOINT_URL_KINESIS": kinesis_mock.endpoint}, tmp_path)
         sw("sw-1", extra=["--cloudwatch-metrics", "--metrics-buffer-time", "1"])
         expected = {"RecordsProcessed", "MillisBehindLatest", "CurrentLeases", "TakenLeases", "NumWorkers"}
         wait_for(lambda: expected <= {s[0] for s in _series(cloudwatch, sw_app)}, 60, "streamworker's series")
@@ -135,5 +135,5 @@ def test_the_series_are_the_ones_kcl_java_publishes(workers: Workers, names: dic
         assert ours - kcls == set(), f"sent by streamworker, not by KCL: {sorted(ours - kcls)}; KCL's: {sorted(kcls)}"
     finally:
         java.stop()
-        for w in sw.started if "sw" in locals() else []:
+        for w in sw.started:
             w.stop()
