@@ -20,13 +20,13 @@ from streamworker.consumer.shard_consumer import ShardConsumer
 from streamworker.coordinator.builder import Clients, build, processor_name
 from streamworker.coordinator.scheduler import Scheduler
 from streamworker.errors import ConfigError, StreamworkerError
-from streamworker.kcl.metrics import KclMetrics
 from streamworker.leases.base import Coordinator, CoordinatorStats, ShardFigures
 from streamworker.leases.keys import key_prefix_of
 from streamworker.leases.lease import Lease
 from streamworker.ops.cloudwatch import CloudWatchPublisher
 from streamworker.ops.fleet import FleetView, LocalShard
 from streamworker.ops.hangs import HangDetector
+from streamworker.ops.kcl_metrics import KclMetrics, process_task
 from streamworker.ops.metrics import attach as attach_metrics
 from streamworker.ops.server import OpsServer
 from streamworker.processor import RecordProcessor
@@ -137,10 +137,11 @@ class Worker:
         attach_metrics(self.metrics, self)
         self._cloudwatch: CloudWatchPublisher | None = None
         if self._parts.cloudwatch is not None:
-            self.metrics.kcl = KclMetrics(level=config.metrics_level, dimensions=config.metrics_enabled_dimensions,
-                                          max_series=config.metrics_max_queue_size, worker_id=self.worker_id)
+            kcl = KclMetrics(level=config.metrics_level, dimensions=config.metrics_enabled_dimensions,
+                             max_series=config.metrics_max_queue_size, worker_id=self.worker_id)
+            self.metrics.on_batch = process_task(kcl)
             self._cloudwatch = CloudWatchPublisher(
-                self._parts.cloudwatch, config.metrics_namespace or config.application_name, self.metrics.kcl,
+                self._parts.cloudwatch, config.metrics_namespace or config.application_name, kcl,
                 interval=config.metrics_buffer_time, sample=self._sample_kcl_metrics, log=self._log,
                 registry=self.metrics.registry)
             self._kcl_marks = (0, 0)  # leases taken and lost at the last sample
@@ -293,7 +294,7 @@ class Worker:
         """The KCL metrics that are read rather than counted, once per send: leases held, taken
         and lost (KCL's RenewAllLeases and TakeLeases cycles), MillisBehindLatest per shard and
         for the application (KCL's ProcessTask and ApplicationTracker)."""
-        from streamworker.kcl import metrics as m
+        from streamworker.ops import kcl_metrics as m
 
         kcl.add(m.RENEW_ALL_LEASES, "CurrentLeases", self.held_count(), "Count", "SUMMARY")
         stats = self.lease_stats()

@@ -4,14 +4,25 @@ process-global state); what /metrics serves adds gauges read from the worker whe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from streamworker.checkpoint.store import CheckpointStore, TimedStore
 
-if TYPE_CHECKING:
-    from streamworker.kcl.metrics import KclMetrics
+
+@dataclass(frozen=True)
+class BatchFigures:
+    """One processed batch (or, per key, one completed run of records), for a listener."""
+
+    shard_id: str
+    #: ``account:stream:creationEpoch`` in a multi-stream worker, else None.
+    stream_id: str | None
+    records: int
+    size: int
+    seconds: float
+    ok: bool = True
 
 _LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -38,8 +49,9 @@ class WorkerMetrics:
                                      ["shard"], registry=r)
         self.hung = Counter("streamworker_processor_hangs", "Processor calls that exceeded the hang timeout",
                             ["shard"], registry=r)
-        #: KCL's metrics for CloudWatch (``cloudwatch_metrics``), added to per batch as KCL's ProcessTask does.
-        self.kcl: KclMetrics | None = None
+        #: Told of every batch processed and every processor call that raised (KCL's CloudWatch
+        #: metrics listen here, ``cloudwatch_metrics``); on the shard's thread, so it must be quick.
+        self.on_batch: Callable[[BatchFigures], None] | None = None
 
 
 class ShardMeters:
@@ -57,7 +69,7 @@ class ShardMeters:
                  stream_id: str | None = None) -> None:
         self._children = None if metrics is None else (
             metrics.process_seconds.labels(label), metrics.records.labels(label), metrics.bytes.labels(label))
-        self._kcl = None if metrics is None else metrics.kcl
+        self._on_batch = None if metrics is None else metrics.on_batch
         self._shard_id, self._stream_id = shard_id or label, stream_id
 
     def processed(self, records: int, size: int, seconds: float) -> None:
@@ -66,24 +78,10 @@ class ShardMeters:
             latency.observe(seconds)
             count.inc(records)
             nbytes.inc(size)
-        if self._kcl is not None:
-            self._kcl_processed(self._kcl, records, size, seconds * 1000.0)
+        if self._on_batch is not None:
+            self._on_batch(BatchFigures(self._shard_id, self._stream_id, records, size, seconds))
 
     def failed(self) -> None:
-        """A processor call raised: KCL's ProcessTask ``Success`` 0 (the Prometheus side counts it elsewhere)."""
-        if self._kcl is not None:
-            from streamworker.kcl import metrics as m
-
-            self._kcl.add(m.PROCESS_TASK, "Success", 0.0, "Count", "SUMMARY", shard_id=self._shard_id,
-                          stream=self._stream_id)
-
-    def _kcl_processed(self, kcl: KclMetrics, records: int, size: int, millis: float) -> None:
-        """KCL's ProcessTask metrics for one batch (levels as KCL 2.x/3.x emit them)."""
-        from streamworker.kcl import metrics as m
-
-        shard, stream = self._shard_id, self._stream_id
-        kcl.add(m.PROCESS_TASK, "RecordsProcessed", records, "Count", "SUMMARY", shard_id=shard, stream=stream)
-        kcl.add(m.PROCESS_TASK, "DataBytesProcessed", size, "Bytes", "SUMMARY", shard_id=shard, stream=stream)
-        kcl.add(m.PROCESS_TASK, "RecordProcessor.processRecords.Time", millis, "Milliseconds", "SUMMARY",
-                shard_id=shard, stream=stream)
-        kcl.add_success_and_time(m.PROCESS_TASK, True, millis, "SUMMARY", shard_id=shard, stream=stream)
+        """A processor call raised (the Prometheus side counts it in the lifecycle)."""
+        if self._on_batch is not None:
+            self._on_batch(BatchFigures(self._shard_id, self._stream_id, 0, 0, 0.0, ok=False))

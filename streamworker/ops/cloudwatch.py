@@ -1,4 +1,4 @@
-"""``--cloudwatch-metrics``: KCL's metrics (``streamworker.kcl.metrics``) sent to CloudWatch every
+"""``--cloudwatch-metrics``: KCL's metrics (``streamworker.ops.kcl_metrics``) sent to CloudWatch every
 ``metrics_buffer_time`` with PutMetricData, as KCL's publisher does, so a team's dashboards and
 alarms on KCL's names keep working. Before each send, ``sample`` adds the points that are read
 rather than counted (leases held, MillisBehindLatest per shard).
@@ -17,7 +17,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
-from streamworker.kcl.metrics import KclMetrics
+from streamworker.ops.kcl_metrics import KclMetrics
 
 #: Datums per PutMetricData call: CloudWatch's limit (KCL sends 20, its limit when KCL was
 #: written; a thousand shards' metrics then took hundreds of calls every 10 s, at $0.01 per 1,000).

@@ -72,7 +72,7 @@ def test_several_streams_per_stream_processors_and_a_stream_pattern(tmp_path: Pa
     assert not WorkerConfig.load({"application_name": "app", "stream": "one"}).multi_stream
     with pytest.raises(ConfigError, match="stream_pattern"):
         WorkerConfig.load({"application_name": "app", "stream_pattern": "("})
-    from streamworker.cli.commands import build_parser
+    from streamworker.cli.parser import build_parser
 
     args = build_parser().parse_args(["run", "app:P", "--application-name", "app", "--stream", "s1", "--stream", "s2",
                                       "--processor-for", "s2=other:P"])

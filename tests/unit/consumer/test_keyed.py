@@ -140,16 +140,24 @@ def test_records_of_other_keys_queued_behind_busy_lanes_do_not_start_after_stop(
     d.close()
 
 
-def test_a_queued_record_does_not_start_once_the_lease_may_be_gone() -> None:
+def lapsing_lease(keys: int) -> tuple[Gate, KeyedDispatcher]:
+    """One lane; ``keys`` records of different keys, the first running, the rest queued behind
+    it, when the lease lapses (not renewed within 80 % of the failover time; nobody called stop
+    yet); then the first record completes."""
     gate = Gate()
     gate.hold[0] = threading.Event()
     lease_valid = threading.Event()
     lease_valid.set()
     d = KeyedDispatcher(gate, parallelism=1, may_start=lease_valid.is_set)
-    d.submit([rec(n, f"k{n}") for n in range(4)])
+    d.submit([rec(n, f"k{n}") for n in range(keys)])
     wait_until(lambda: gate.started == [0])
-    lease_valid.clear()  # e.g. not renewed within 80 % of the failover time; nobody called stop yet
+    lease_valid.clear()
     gate.hold[0].set()
+    return gate, d
+
+
+def test_a_queued_record_does_not_start_once_the_lease_may_be_gone() -> None:
+    gate, d = lapsing_lease(4)
     wait_until(lambda: d.running == 0)
     assert gate.started == [0]
     assert d.failure() is None
@@ -242,15 +250,7 @@ def test_a_record_processor_with_process_record_still_runs_per_record_with_a_fut
 
 
 def test_a_graceful_drain_ends_when_the_lanes_stop_themselves_for_a_lapsed_lease() -> None:
-    gate = Gate()
-    gate.hold[0] = threading.Event()
-    lease_valid = threading.Event()
-    lease_valid.set()
-    d = KeyedDispatcher(gate, parallelism=1, may_start=lease_valid.is_set)
-    d.submit([rec(n, f"k{n}") for n in range(3)])
-    wait_until(lambda: gate.started == [0])
-    lease_valid.clear()
-    gate.hold[0].set()
+    gate, d = lapsing_lease(3)
     assert d.wait_drained(5)  # not shutdown_timeout spent waiting for records that will never start
     assert gate.started == [0]
     d.close()

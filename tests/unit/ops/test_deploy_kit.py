@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from streamworker.cli import commands as cli
+from streamworker.cli import parser as cli
 from streamworker.config import WorkerConfig, check_environment
 from streamworker.consumer.meters import WorkerMetrics
 from streamworker.leases.base import CoordinatorStats

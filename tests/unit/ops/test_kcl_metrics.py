@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from streamworker.kcl.metrics import KclMetrics
 from streamworker.kcl.properties import load_properties
 from streamworker.ops.cloudwatch import BATCH, CloudWatchPublisher
+from streamworker.ops.kcl_metrics import KclMetrics
 
 
 def series(data: list[dict[str, Any]]) -> dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, float]]:

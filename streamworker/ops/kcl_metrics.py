@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from streamworker.consumer.meters import BatchFigures
+
 #: KCL's MetricsLevel, by rank.
 LEVELS = {"NONE": 0, "SUMMARY": 1, "DETAILED": 2}
 #: KCL's dimension names (MetricsUtil).
@@ -98,3 +100,21 @@ class KclMetrics:
                  "Timestamp": when,
                  "StatisticValues": {"SampleCount": s.count, "Sum": s.total, "Minimum": s.low, "Maximum": s.high}}
                 for (name, dims, unit), s in series.items()]
+
+
+def process_task(kcl: KclMetrics) -> Any:
+    """A ``WorkerMetrics.on_batch`` listener: KCL's ProcessTask metrics for each batch processed
+    (levels as KCL 2.x/3.x emit them), ``Success`` 0 for a processor call that raised."""
+
+    def on_batch(b: BatchFigures) -> None:
+        where: dict[str, Any] = {"shard_id": b.shard_id, "stream": b.stream_id}
+        if not b.ok:
+            kcl.add(PROCESS_TASK, "Success", 0.0, "Count", "SUMMARY", **where)
+            return
+        millis = b.seconds * 1000.0
+        kcl.add(PROCESS_TASK, "RecordsProcessed", b.records, "Count", "SUMMARY", **where)
+        kcl.add(PROCESS_TASK, "DataBytesProcessed", b.size, "Bytes", "SUMMARY", **where)
+        kcl.add(PROCESS_TASK, "RecordProcessor.processRecords.Time", millis, "Milliseconds", "SUMMARY", **where)
+        kcl.add_success_and_time(PROCESS_TASK, True, millis, "SUMMARY", **where)
+
+    return on_batch
