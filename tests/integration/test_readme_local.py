@@ -137,3 +137,29 @@ def test_no_region_anywhere_is_one_line_and_exit_2(tmp_path: Path) -> None:
                             "--application-name", "my-app", *flags], env={**env, **extra_env}, cwd=tmp_path,
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 1 and "region" not in r.stderr and "127.0.0.1:9" in r.stderr, r.stderr
+
+
+def test_a_region_the_local_server_lacks_is_one_line_on_each_side(tmp_path: Path) -> None:
+    """A typo'd region against ``streamworker local aws``: the user saw six lines ending in moto's
+    HTML 500 page, and the server's terminal a 55-line traceback per retry."""
+    (tmp_path / "my_app.py").write_text(readme_processor())
+    local = subprocess.Popen([sys.executable, "-m", "streamworker", "local", "aws"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=clean_env(), cwd=tmp_path)
+    try:
+        assert local.stdout is not None
+        printed = ""
+        while "Ctrl-C stops" not in printed:
+            line = local.stdout.readline()
+            assert line, f"streamworker local exited: {printed}"
+            printed += line
+        env = {**pasted(printed, clean_env()), "AWS_REGION": "us-east-9", "AWS_DEFAULT_REGION": "us-east-9"}
+        done = subprocess.run([sys.executable, "-m", "streamworker", "run", "my_app:Totals", "--stream", "s1",
+                               "--application-name", "typo-app"], env=env, capture_output=True, text=True,
+                              timeout=60, cwd=tmp_path)
+        lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+        assert done.returncode == 1 and len(lines) == 1, done.stderr
+        assert "has no region 'us-east-9' for kinesis" in lines[0] and "<html" not in lines[0]
+    finally:
+        local.send_signal(signal.SIGINT)
+        out, err = local.communicate(timeout=30)
+    assert "Traceback" not in out + err and "Error on request" not in out + err, (out + err)[-3000:]

@@ -154,8 +154,8 @@ def _get(url: str) -> tuple[int, str]:
         return 0, ""
 
 
-def test_the_page_holds_its_tables_without_javascript_and_can_be_turned_off(workers: Workers,
-                                                                          names: dict[str, str]) -> None:
+def test_the_page_holds_its_tables_without_javascript_and_can_be_turned_off(workers: Workers, names: dict[str, str],
+                                                                          browser: Any) -> None:
     """``curl http://host:port/`` returned an empty layout (the tables came from the script only)."""
     kinesis = boto3.client("kinesis")
     make_stream(kinesis, names["stream"], 2)
@@ -167,6 +167,10 @@ def test_the_page_holds_its_tables_without_javascript_and_can_be_turned_off(work
         return status == 200 and len(re.findall(r'<tr data-shard="shardId-\d+" data-owner="A"', html)) == 2
 
     wait_for(a_owns_both, 60, "A's two leases in the served HTML")
+    scriptless = browser.context.browser.new_context(java_script_enabled=False).new_page()
+    scriptless.goto(f"http://127.0.0.1:{port_a}/")
+    assert sorted(rows(scriptless).values()) == [("A", "owned"), ("A", "owned")]  # Chromium, scripts off
+    assert scriptless.text_content("#observer") == "A"
     wait_for(lambda: "status page at http://127.0.0.1:" in a.stderr(), 10, "the startup line naming the page")
     assert f"status page at http://127.0.0.1:{port_a}/" in a.stderr()
     b = workers("B", extra=["--metrics-port", str(port_b), "--metrics-host", "127.0.0.1", "--no-status-page"])
