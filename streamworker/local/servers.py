@@ -50,18 +50,60 @@ def _wait_http(url: str, deadline: float, proc: subprocess.Popen[bytes] | None =
     raise TimeoutError(f"{url} not ready")
 
 
+class PortTaken(RuntimeError):
+    """The port ``free_port`` gave was taken by another process before the server bound it."""
+
+
+def _listening_inodes(port: int) -> set[str] | None:
+    """The socket inodes listening on 127.0.0.1/any ``port`` (Linux's /proc); None elsewhere."""
+    inodes: set[str] = set()
+    try:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                    inodes.add(fields[9])
+    except (OSError, IndexError, ValueError):
+        return None
+    return inodes
+
+
+def _owns_port(pid: int, port: int) -> bool | None:
+    """Whether process ``pid`` is the one listening on ``port``; None if this system cannot tell."""
+    inodes = _listening_inodes(port)
+    if inodes is None:
+        return None
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    targets = set()
+    for fd in names:
+        with contextlib.suppress(OSError):  # closed meanwhile (the listing's own descriptor, for one)
+            targets.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return any(f"socket:[{inode}]" in targets for inode in inodes)
+
+
 def _wait_port(proc: subprocess.Popen[bytes], port: int, name: str, stop: Any, timeout: float = 30) -> None:
     """Wait until ``proc`` accepts connections on ``port``; raise (after ``stop()``) if it exits
-    or the deadline passes."""
+    or the deadline passes, and ``PortTaken`` if another process answers there: ``free_port``
+    gives a port nobody holds at that moment, and another test run's server may take it first
+    (a kinesis-mock that could not bind looked ready through another process's listener, which
+    later went away: every call then met "connection refused")."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{name} exited with status {proc.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
+                pass
         except OSError:
             time.sleep(0.05)
+            continue
+        if _owns_port(proc.pid, port) is not False:
+            return
+        stop()
+        raise PortTaken(f"{name}: port {port} was taken by another process")
     stop()
     raise TimeoutError(f"{name} did not start")
 
@@ -156,6 +198,17 @@ class KinesisMock:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> KinesisMock:
+        for attempt in range(3):
+            try:
+                return self._start()
+            except PortTaken:
+                if attempt == 2:
+                    raise
+                self.port, self.tls_port = free_port(), free_port()
+                self.endpoint = f"http://127.0.0.1:{self.port}"
+        raise AssertionError("unreachable")
+
+    def _start(self) -> KinesisMock:
         pkg = install_kinesis_local()
         preload = Path(__file__).with_name("bind_loopback.js")
         env = {**os.environ, "KINESIS_MOCK_PLAIN_PORT": str(self.port),
