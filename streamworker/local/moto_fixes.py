@@ -9,6 +9,11 @@ A request signed for a region moto does not know (a typo, ``us-east-9``) failed 
 a KeyError: the client got an HTML 500 page and the server's terminal a 55-line traceback per
 retry. It now gets a one-line JSON error naming the region, as a client error (400).
 
+moto's threaded server checks a write's condition and writes in two steps, with no lock: two
+workers taking the same free lease at once could both succeed (both processed the shard until one
+checkpoint was refused), which DynamoDB never allows (an item's conditional writes are atomic).
+Its item reads and writes are now serialized.
+
 The fixes are applied to moto in this process only, when a local moto server starts.
 """
 
@@ -17,6 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import threading
 from typing import Any
 
 #: The region and service of a SigV4 signature: ``Credential=KEY/DATE/REGION/SERVICE/aws4_request``.
@@ -24,9 +30,33 @@ _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
 
 
 def apply() -> None:
-    """Apply both fixes (idempotent)."""
+    """Apply the fixes (idempotent)."""
     _read_expected_as_dynamodb_does()
     _refuse_unknown_regions()
+    _atomic_item_operations()
+
+
+#: DynamoDB's item operations that read or write items, serialized by one lock (moto is in-process
+#: and GIL-bound: the lock costs nothing a server of this size notices).
+_ITEM_OPERATIONS = ("put_item", "update_item", "delete_item", "get_item", "query", "scan", "batch_get_item",
+                    "batch_write_item", "transact_write_items", "transact_get_items")
+_ITEMS_LOCK = threading.RLock()
+
+
+def _atomic_item_operations() -> None:
+    from moto.dynamodb.models import DynamoDBBackend
+
+    for name in _ITEM_OPERATIONS:
+        original = getattr(DynamoDBBackend, name, None)
+        if original is None or getattr(original, "streamworker_fix", False):
+            continue
+
+        def serialized(self: Any, *args: Any, __original: Any = original, **kwargs: Any) -> Any:
+            with _ITEMS_LOCK:
+                return __original(self, *args, **kwargs)
+
+        serialized.streamworker_fix = True  # type: ignore[attr-defined]
+        setattr(DynamoDBBackend, name, serialized)
 
 
 def _refuse_unknown_regions() -> None:
