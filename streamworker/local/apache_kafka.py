@@ -20,7 +20,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from streamworker.local.servers import _wait_port, cache_dir, cache_lock, dies_with_this_process, free_port
+from streamworker.local.servers import (
+    PortTaken,
+    _wait_port,
+    cache_dir,
+    cache_lock,
+    dies_with_this_process,
+    free_port,
+)
 
 KAFKA_VERSION = "4.1.1"
 SLF4J_VERSION = "1.7.36"  # the slf4j-api Kafka 4.1 brings: a binding of the same line
@@ -77,20 +84,26 @@ class ApacheKafka:
     def __init__(self, log_dir: str | Path | None = None, *, port: int | None = None,
                  properties: dict[str, str] | None = None, version: str = KAFKA_VERSION,
                  heap: str = "512m", sasl_users: dict[str, str] | None = None) -> None:
-        self.port = port or free_port()
-        self.controller_port = free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
         #: With ``sasl_users``: a SASL_PLAINTEXT listener at ``sasl_bootstrap`` offering
         #: SCRAM-SHA-256 (those users) and OAUTHBEARER (the broker's unsecured-JWT mode).
         self.sasl_users = dict(sasl_users or {})
-        self.sasl_port = free_port() if self.sasl_users else None
-        self.sasl_bootstrap = f"127.0.0.1:{self.sasl_port}" if self.sasl_port else None
+        # ports chosen here may be taken by another process before the broker binds them: the
+        # first start then tries new ones; a port given, or a restart, keeps its port
+        self._may_move = port is None
+        self._ports(port)
         self._tmp = None if log_dir is not None else tempfile.TemporaryDirectory(prefix="sw-kafka-")
         self.log_dir = Path(log_dir if log_dir is not None else self._tmp.name)  # type: ignore[union-attr]
         self.properties = dict(properties or {})
         self.version = version
         self.heap = heap
         self._proc: subprocess.Popen[bytes] | None = None
+
+    def _ports(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.controller_port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.sasl_port = free_port() if self.sasl_users else None
+        self.sasl_bootstrap = f"127.0.0.1:{self.sasl_port}" if self.sasl_port else None
 
     def server_properties(self) -> str:
         listeners = f"PLAINTEXT://127.0.0.1:{self.port}"
@@ -140,6 +153,18 @@ class ApacheKafka:
                 "-cp", f"{jars}/*", *args]
 
     def start(self, timeout: float = 90.0) -> ApacheKafka:
+        for attempt in range(3):
+            try:
+                self._start(timeout)
+                self._may_move = False  # started: a restart comes back on the same port
+                return self
+            except PortTaken:
+                if attempt == 2 or not self._may_move:
+                    raise
+                self._ports()
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> None:
         jars = install_apache_kafka(self.version)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         config = self.log_dir / "server.properties"
@@ -158,7 +183,6 @@ class ApacheKafka:
                                       stdout=log,
                                       stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_ready(timeout)
-        return self
 
     def _wait_ready(self, timeout: float) -> None:
         """Until the broker answers a metadata request (the port alone opens before it serves)."""

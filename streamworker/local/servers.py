@@ -260,8 +260,22 @@ class KafkaBroker:
         self.storage = storage
         self.s3_endpoint = s3_endpoint
         self._proc: subprocess.Popen[bytes] | None = None
+        self._may_move = port is None  # a port chosen here, not yet started on: another may be tried
 
     def start(self) -> KafkaBroker:
+        for attempt in range(3):
+            try:
+                self._start()
+                self._may_move = False
+                return self
+            except PortTaken:
+                if attempt == 2 or not self._may_move:
+                    raise
+                self.port = free_port()
+                self.bootstrap = f"127.0.0.1:{self.port}"
+        raise AssertionError("unreachable")
+
+    def _start(self) -> None:
         url = f"tcp://127.0.0.1:{self.port}"
         env = dict(os.environ)
         if self.s3_endpoint:
@@ -274,7 +288,6 @@ class KafkaBroker:
                                     "--advertised-listener-url", url, "--storage-engine", self.storage]),
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_port(self._proc, self.port, "tansu", self.stop, timeout=20)
-        return self
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

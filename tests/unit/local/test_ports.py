@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -29,3 +30,30 @@ def test_a_port_another_process_listens_on_is_not_taken_for_the_servers() -> Non
         finally:
             server.kill()
             server.wait(5)
+
+
+@pytest.mark.parametrize("server", ["tansu", "apache-kafka"])
+def test_a_broker_whose_chosen_port_was_taken_starts_on_another(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamworker.local.apache_kafka import ApacheKafka
+    from streamworker.local.servers import KafkaBroker
+
+    cls: Any = KafkaBroker if server == "tansu" else ApacheKafka
+    tried: list[int] = []
+
+    def start_once(self: Any, *args: Any) -> None:
+        tried.append(self.port)
+        if len(tried) == 1:
+            raise PortTaken("taken")
+
+    monkeypatch.setattr(cls, "_start", start_once)
+    broker = cls()
+    assert broker.start() is broker
+    assert len(tried) == 2 and tried[0] != tried[1] and broker.bootstrap == f"127.0.0.1:{tried[1]}"
+    tried.clear()  # started once: a restart keeps its port, and says so if it cannot have it
+    with pytest.raises(PortTaken):
+        broker.start()
+    assert len(tried) == 1
+    given = cls(port=tried[0])  # a port given is the port
+    tried.clear()
+    with pytest.raises(PortTaken):
+        given.start()
