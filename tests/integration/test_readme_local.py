@@ -59,18 +59,24 @@ def pasted(exports: str, env: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def ready_lines(local: subprocess.Popen[str]) -> str:
+    """What ``streamworker local`` printed up to its "Ctrl-C stops" line (it is ready then)."""
+    assert local.stdout is not None
+    printed = ""
+    while "Ctrl-C stops" not in printed:
+        line = local.stdout.readline()
+        assert line, f"streamworker local exited: {printed}"
+        printed += line
+    return printed
+
+
 def test_the_readme_local_section_runs_as_written(tmp_path: Path) -> None:
     (tmp_path / "my_app.py").write_text(readme_processor())
     local = subprocess.Popen([sys.executable, "-m", "streamworker", "local", "aws"], stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, text=True, env=clean_env(), cwd=tmp_path)
     worker = None
     try:
-        assert local.stdout is not None
-        printed = ""
-        while "Ctrl-C stops" not in printed:
-            line = local.stdout.readline()
-            assert line, f"streamworker local exited: {printed}"
-            printed += line
+        printed = ready_lines(local)
         env = pasted(printed, clean_env())
         assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "us-east-1", printed
         def boto3_does(code: str) -> None:
@@ -146,12 +152,7 @@ def test_a_region_the_local_server_lacks_is_one_line_on_each_side(tmp_path: Path
     local = subprocess.Popen([sys.executable, "-m", "streamworker", "local", "aws"], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=clean_env(), cwd=tmp_path)
     try:
-        assert local.stdout is not None
-        printed = ""
-        while "Ctrl-C stops" not in printed:
-            line = local.stdout.readline()
-            assert line, f"streamworker local exited: {printed}"
-            printed += line
+        printed = ready_lines(local)
         env = {**pasted(printed, clean_env()), "AWS_REGION": "us-east-9", "AWS_DEFAULT_REGION": "us-east-9"}
         done = subprocess.run([sys.executable, "-m", "streamworker", "run", "my_app:Totals", "--stream", "s1",
                                "--application-name", "typo-app"], env=env, capture_output=True, text=True,
