@@ -21,12 +21,11 @@ from streamworker.coordinator.builder import Clients, build, processor_name
 from streamworker.coordinator.scheduler import Scheduler
 from streamworker.errors import ConfigError, StreamworkerError
 from streamworker.leases.base import Coordinator, CoordinatorStats, ShardFigures
-from streamworker.leases.keys import key_prefix_of
 from streamworker.leases.lease import Lease
 from streamworker.ops.cloudwatch import CloudWatchPublisher
 from streamworker.ops.fleet import FleetView, LocalShard
 from streamworker.ops.hangs import HangDetector
-from streamworker.ops.kcl_metrics import KclMetrics, process_task
+from streamworker.ops.kcl_metrics import KclMetrics, WorkerSampler, process_task
 from streamworker.ops.metrics import attach as attach_metrics
 from streamworker.ops.server import OpsServer
 from streamworker.processor import RecordProcessor
@@ -142,9 +141,8 @@ class Worker:
             self.metrics.on_batch = process_task(kcl)
             self._cloudwatch = CloudWatchPublisher(
                 self._parts.cloudwatch, config.metrics_namespace or config.application_name, kcl,
-                interval=config.metrics_buffer_time, sample=self._sample_kcl_metrics, log=self._log,
+                interval=config.metrics_buffer_time, sample=WorkerSampler(self, self._recent_leases), log=self._log,
                 registry=self.metrics.registry)
-            self._kcl_marks = (0, 0)  # leases taken and lost at the last sample
         self._ops: OpsServer | None = None
         self._started = False
 
@@ -290,32 +288,6 @@ class Worker:
             self._ops.stop()
         self._loop.stop()
 
-    def _sample_kcl_metrics(self, kcl: KclMetrics) -> None:
-        """The KCL metrics that are read rather than counted, once per send: leases held, taken
-        and lost (KCL's RenewAllLeases and TakeLeases cycles), MillisBehindLatest per shard and
-        for the application (KCL's ProcessTask and ApplicationTracker)."""
-        from streamworker.ops import kcl_metrics as m
-
-        kcl.add(m.RENEW_ALL_LEASES, "CurrentLeases", self.held_count(), "Count", "SUMMARY")
-        stats = self.lease_stats()
-        if stats is not None:
-            taken, lost = self._kcl_marks
-            self._kcl_marks = (stats.taken, stats.lost)
-            kcl.add(m.RENEW_ALL_LEASES, "LostLeases", stats.lost - lost, "Count", "SUMMARY")
-            kcl.add(m.TAKE_LEASES, "TakenLeases", stats.taken - taken, "Count", "SUMMARY")
-        table = self._parts.lease_coordinator.recent_leases() if self._parts.lease_coordinator is not None else None
-        if table is not None:  # the take cycle's last scan, as KCL's taker counts them
-            owners = {le.lease_owner for le in table if le.lease_owner}
-            kcl.add(m.TAKE_LEASES, "NumWorkers", len(owners), "Count", "SUMMARY")
-            kcl.add(m.TAKE_LEASES, "TotalLeases", len(table), "Count", "DETAILED")
-        for c in self.consumers():
-            behind = c.progress.millis_behind_latest
-            if behind is not None:
-                stream_id = key_prefix_of(c.lease.lease_key).rstrip(":") or None
-                kcl.add(m.PROCESS_TASK, "MillisBehindLatest", behind, "Milliseconds", "SUMMARY",
-                        shard_id=c.shard_id, stream=stream_id)
-                kcl.add(m.APPLICATION_TRACKER, "MillisBehindLatest", behind, "Milliseconds", "SUMMARY")
-
     # -- status (ops.WorkerView) ---------------------------------------------------------------------
 
     def _figures_of(self, lease_key: str) -> ShardFigures | None:
@@ -323,6 +295,11 @@ class Worker:
         if c is None:
             return None
         return ShardFigures(c.progress.records, c.progress.millis_behind_latest, c.progress.bytes)
+
+    def _recent_leases(self) -> list[Lease] | None:
+        """The lease table as the take cycle last scanned it (lease tables only)."""
+        lc = self._parts.lease_coordinator
+        return lc.recent_leases() if lc is not None else None
 
     def consumers(self) -> list[ShardConsumer]:
         return self._scheduler.consumers()

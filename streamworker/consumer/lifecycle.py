@@ -42,7 +42,7 @@ from streamworker.consumer.progress import BatchFeed, ConsumerSettings, Consumer
 from streamworker.dead_letter.shard import ShardDeadLetters
 from streamworker.errors import CheckpointError, ShardEndNotCheckpointedError
 from streamworker.leases.base import LeaseAccess, ShardLineage
-from streamworker.leases.keys import key_prefix_of
+from streamworker.leases.keys import stream_identifier_of
 from streamworker.leases.lease import Lease
 from streamworker.processor import (
     ChildShard,
@@ -90,7 +90,7 @@ class ShardLifecycle:
         self._children: tuple[ChildShard, ...] = ()
         self._log = log.bind(shard_id=self.shard_id, worker_id=settings.worker_id, stream=stream)
         self.meters = ShardMeters(metrics, label, shard_id=self.shard_id,
-                                  stream_id=key_prefix_of(lease.lease_key).rstrip(":") or None)
+                                  stream_id=stream_identifier_of(lease.lease_key))
         self.calls = ShardCalls(self.interrupted, clock.monotonic, self._log, self._count_failure)
         self.dead_letters = ShardDeadLetters.for_shard(settings, self.shard_id, clock, self._log, metrics, label)
         # straight down: validation (the tracker), timing, the coordinator (which fences by holding)

@@ -31,6 +31,12 @@ def key_prefix_of(lease_key: str) -> str:
     return ":".join(parts[:3]) + ":" if parts else ""
 
 
+def stream_identifier_of(lease_key: str) -> str | None:
+    """KCL's serialized StreamIdentifier (``account:stream:creationEpoch``) of a multi-stream
+    lease key, else None (its CloudWatch ``StreamId`` dimension)."""
+    return key_prefix_of(lease_key).rstrip(":") or None
+
+
 def stream_prefix(account: str, stream: str, creation_epoch: int | str) -> str:
     """The key prefix of a stream's leases in a multi-stream table."""
     return f"{account}:{stream}:{creation_epoch}:"

@@ -12,12 +12,17 @@ dropped and counted.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamworker.consumer.meters import BatchFigures
+from streamworker.leases.keys import stream_identifier_of
+
+if TYPE_CHECKING:
+    from streamworker.leases.lease import Lease
+    from streamworker.ops.view import WorkerView
 
 #: KCL's MetricsLevel, by rank.
 LEVELS = {"NONE": 0, "SUMMARY": 1, "DETAILED": 2}
@@ -118,3 +123,35 @@ def process_task(kcl: KclMetrics) -> Any:
         kcl.add_success_and_time(PROCESS_TASK, True, millis, "SUMMARY", **where)
 
     return on_batch
+
+
+class WorkerSampler:
+    """The KCL metrics that are read rather than counted, once per send: leases held, taken and
+    lost (KCL's RenewAllLeases and TakeLeases cycles), workers and leases in the take cycle's
+    last scan, and MillisBehindLatest per shard and for the application (KCL's ProcessTask and
+    ApplicationTracker)."""
+
+    def __init__(self, worker: WorkerView, recent_leases: Callable[[], list[Lease] | None]) -> None:
+        self.worker, self.recent_leases = worker, recent_leases
+        self._marks = (0, 0)  # leases taken and lost at the last sample
+
+    def __call__(self, kcl: KclMetrics) -> None:
+        w = self.worker
+        kcl.add(RENEW_ALL_LEASES, "CurrentLeases", w.held_count(), "Count", "SUMMARY")
+        stats = w.lease_stats()
+        if stats is not None:
+            taken, lost = self._marks
+            self._marks = (stats.taken, stats.lost)
+            kcl.add(RENEW_ALL_LEASES, "LostLeases", stats.lost - lost, "Count", "SUMMARY")
+            kcl.add(TAKE_LEASES, "TakenLeases", stats.taken - taken, "Count", "SUMMARY")
+        table = self.recent_leases()
+        if table is not None:
+            kcl.add(TAKE_LEASES, "NumWorkers", len({le.lease_owner for le in table if le.lease_owner}), "Count",
+                    "SUMMARY")
+            kcl.add(TAKE_LEASES, "TotalLeases", len(table), "Count", "DETAILED")
+        for c in w.consumers():
+            behind = c.progress.millis_behind_latest
+            if behind is not None:
+                kcl.add(PROCESS_TASK, "MillisBehindLatest", behind, "Milliseconds", "SUMMARY",
+                        shard_id=c.shard_id, stream=stream_identifier_of(c.lease.lease_key))
+                kcl.add(APPLICATION_TRACKER, "MillisBehindLatest", behind, "Milliseconds", "SUMMARY")
