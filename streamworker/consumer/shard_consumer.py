@@ -42,8 +42,15 @@ class PrefetchFeed:
         self._shard_id = shard_id
         self._queue: queue.Queue[Batch | BaseException | _Wake] = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()
+        self._reader: ShardReader | None = None
+        self._lock = threading.Lock()
 
     def start(self, reader: ShardReader) -> None:
+        with self._lock:
+            if self._stop.is_set():
+                reader.close()
+                return
+            self._reader = reader
         threading.Thread(target=self._run, args=(reader,), name=f"read-{self._shard_id}", daemon=True).start()
 
     def next(self) -> Batch | BaseException | None:
@@ -54,7 +61,15 @@ class PrefetchFeed:
         return None if isinstance(item, _Wake) else item
 
     def stop(self) -> None:
-        self._stop.set()
+        """Stop reading: the reader is closed here, on the caller's thread, so a read blocked
+        in it ends (every reader's ``close`` only sets a flag or closes a socket). It was closed
+        by a third thread per shard that waited for the stop: a thousand threads at a thousand
+        shards for one call each."""
+        with self._lock:
+            already, reader = self._stop.is_set(), self._reader
+            self._stop.set()
+        if reader is not None and not already:
+            reader.close()
 
     def wake(self) -> None:
         try:
@@ -63,11 +78,6 @@ class PrefetchFeed:
             pass  # batches are waiting: next() returns at once
 
     def _run(self, rd: ShardReader) -> None:
-        def close_on_stop() -> None:
-            self._stop.wait()
-            rd.close()
-
-        threading.Thread(target=close_on_stop, daemon=True).start()
         try:
             while not self._stop.is_set():
                 batch = rd.read()

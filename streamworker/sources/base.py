@@ -58,7 +58,10 @@ class ShardReader(Protocol):
 
     def read(self) -> Batch: ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """End reading: a ``read`` blocked on another thread raises StopReading soon after.
+        Called from another thread than ``read``'s; must not block."""
+        ...
 
 
 class Source(Protocol):

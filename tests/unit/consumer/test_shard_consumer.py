@@ -298,3 +298,48 @@ def test_an_idle_prefetch_feeds_wait_is_ended_by_wake() -> None:
     waiter.join(60)
     assert not waiter.is_alive() and got == [None]
     feed.stop()
+
+
+def test_a_prefetch_feed_runs_one_thread_and_its_stop_closes_the_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader is closed by ``stop`` itself (there was a third thread per shard waiting to
+    close it); a stop before the start closes the reader without reading."""
+    from streamworker.consumer import shard_consumer
+    from streamworker.consumer.shard_consumer import PrefetchFeed
+
+    started: list[threading.Thread] = []
+
+    class Counted(threading.Thread):
+        def start(self) -> None:
+            started.append(self)
+            super().start()
+
+    monkeypatch.setattr(shard_consumer.threading, "Thread", Counted)
+
+    class Blocking:
+        def __init__(self) -> None:
+            self.closed = threading.Event()
+            self.reading = threading.Event()
+
+        def read(self) -> Any:
+            self.reading.set()
+            self.closed.wait()
+            raise StopReading()
+
+        def close(self) -> None:
+            self.closed.set()
+
+    feed = PrefetchFeed("s", depth=2)
+    reader = Blocking()
+    feed.start(reader)
+    assert reader.reading.wait(30)
+    assert [t.name for t in started] == ["read-s"]
+    feed.stop()
+    assert reader.closed.is_set()
+    started[0].join(30)
+    assert not started[0].is_alive()
+
+    late, unread = PrefetchFeed("t", depth=2), Blocking()
+    late.stop()
+    late.start(unread)
+    assert unread.closed.is_set() and not unread.reading.is_set()
+    assert [t.name for t in started] == ["read-s"]
