@@ -98,6 +98,9 @@ class CoordinatorStats:
     cycle_failures: int = 0
     #: Take cycles completed (scan, take, steal): how many cycles a fleet change took to settle.
     take_cycles: int = 0
+    #: A gauge, not a counter: how long past its due time the latest renewal of the last renew
+    #: cycle completed (seconds). Beyond half the slack the worker takes no more leases.
+    renewal_delay: float = 0.0
 
 
 class Coordinator(LeaseAccess, Protocol):

@@ -38,6 +38,10 @@ class _WorkerCollector(Collector):
                 family = CounterMetricFamily(f"streamworker_leases_{name}", doc)
                 family.add_metric([], getattr(stats, attr))  # a field of CoordinatorStats
                 yield family
+            delay = GaugeMetricFamily("streamworker_lease_renewal_delay_seconds",
+                                      "How long past its due time the last renew cycle's latest renewal completed")
+            delay.add_metric([], stats.renewal_delay)
+            yield delay
         behind = GaugeMetricFamily("streamworker_millis_behind_latest", "Kinesis MillisBehindLatest", labels=["shard"])
         lag = GaugeMetricFamily("streamworker_consumer_lag", "Kafka records not yet processed", labels=["shard"])
         halted = GaugeMetricFamily("streamworker_shards_halted", "Shards stopped by the error policy")

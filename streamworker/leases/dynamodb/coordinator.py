@@ -84,7 +84,7 @@ class DynamoDBCoordinator:
         self.taker = Taker(table, self.held, self.scope, worker_id, self.clock, failover_time=failover_time,
                            take_interval=take_interval, steady_take_interval=steady_take_interval,
                            max_leases=max_leases, max_steal=max_steal, rng=rng or random.Random(),
-                           on_acquired=self._acquired, log=self._log)
+                           on_acquired=self._acquired, log=self._log, renewals_late=lambda: self.renewer.late)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._renew_wake = threading.Event()

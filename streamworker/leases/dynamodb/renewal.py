@@ -22,6 +22,11 @@ RENEW_THREADS = 20
 
 #: The weight of the newest measurement in KCL 3's throughput average (LeaseStatsRecorder's alpha).
 KBPS_ALPHA = 0.5
+#: Renewals completing later than this fraction of the slack (a lease is given up at 80 % of the
+#: failover time, renewed every third of it) mean the worker cannot renew what it holds in time.
+LATE_FRACTION = 0.5
+#: The "renewals are late" warning is logged at most this often (seconds).
+LATE_WARNING_EVERY = 60.0
 
 
 class Renewer:
@@ -37,6 +42,20 @@ class Renewer:
         self._pool: ThreadPoolExecutor | None = None
         #: The last transient failure, for health.
         self.last_error: str | None = None
+        #: How long past its due time the latest renewal of the last cycle completed (seconds).
+        self.delay = 0.0
+        self._late_warned: float | None = None
+
+    @property
+    def late_after(self) -> float:
+        """A renewal delay beyond this says the worker holds more than it can renew in time."""
+        return LATE_FRACTION * (self.failover_time * VALIDITY_FRACTION - self.interval)
+
+    @property
+    def late(self) -> bool:
+        """The last cycle's renewals completed late (CPU-bound, or a slow table): the taker takes
+        no more leases until they are on time again, or the worker would lose what it holds."""
+        return self.delay > self.late_after
 
     def renew_all(self) -> bool:
         """Renew every lease that is due, in parallel; return True if a transient failure asks
@@ -52,17 +71,35 @@ class Renewer:
                 continue  # a checkpoint wrote the lease recently: that write renewed it
             due.append((key, h, now))
         if len(due) <= 1:
-            return any([self._renew_one(*d) for d in due])
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(RENEW_THREADS, thread_name_prefix="lease-renew")
-        futures = [self._pool.submit(self._renew_one, *d) for d in due]
-        return any([f.result() for f in futures])  # all of them, so a fatal error surfaces
+            results = [self._renew_one(*d) for d in due]
+        else:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(RENEW_THREADS, thread_name_prefix="lease-renew")
+            futures = [self._pool.submit(self._renew_one, *d) for d in due]
+            results = [f.result() for f in futures]  # all of them, so a fatal error surfaces
+        if due:
+            self._note_delay(max((delay for _, delay in results), default=0.0), len(due))
+        return any(retry for retry, _ in results)
 
-    def _renew_one(self, key: str, h: HeldLease, started: float) -> bool:
-        """Renew one lease; True if it failed transiently (kept, retried soon)."""
+    def _note_delay(self, delay: float, renewed: int) -> None:
+        self.delay = self.held.stats.renewal_delay = delay
+        if not self.late:
+            return
+        now = self.clock.monotonic()
+        if self._late_warned is None or now - self._late_warned >= LATE_WARNING_EVERY:
+            self._late_warned = now
+            self._log.warning("lease renewals are running late: this worker holds more leases than it renews in "
+                              "time (CPU-bound, or a slow lease table); it takes no more until they are on time",
+                              late_by=round(delay, 2), leases_held=len(self.held.keys()), renewed=renewed,
+                              given_up_at=round(self.failover_time * VALIDITY_FRACTION - self.interval, 2))
+
+    def _renew_one(self, key: str, h: HeldLease, started: float) -> tuple[bool, float]:
+        """Renew one lease; (True if it failed transiently (kept, retried soon), how long past
+        its due time the renewal completed)."""
         with h.lock:
             if self.held.get(key) is not h:
-                return False  # released or lost meanwhile
+                return False, 0.0  # released or lost meanwhile
+            due = h.last_renewed + self.interval
             try:
                 rate, behind, kbps = self._figures(key, h, started)
                 for _ in range(2):
@@ -72,7 +109,7 @@ class Renewer:
                                                    records_per_second=rate, millis_behind_latest=behind,
                                                    throughput_kbps=kbps)
                         h.last_renewed = started
-                        return False
+                        return False, max(0.0, self.clock.monotonic() - due)
                     except LeaseConflict:
                         if not self.held.resolve_conflict(h):
                             raise
@@ -83,9 +120,9 @@ class Renewer:
                 self.last_error = str(exc)
                 self._log.warning("lease renewal failed; keeping the lease and retrying",
                                   shard_id=h.lease.shard_id, error=str(exc))
-                return True
+                return True, 0.0
         self.held.drop(key, "taken by another worker (its counter moved)")
-        return False
+        return False, 0.0
 
     def next_renewal(self) -> float:
         """When the next held lease falls due for renewal (a renewal per lease every

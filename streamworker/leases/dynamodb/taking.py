@@ -29,7 +29,8 @@ class Taker:
     def __init__(self, table: LeaseTable, held: HeldLeases, scope: LeaseScope, worker_id: str, clock: Clock, *,
                  failover_time: float, take_interval: float, steady_take_interval: float | None,
                  max_leases: int | None, max_steal: int | None, rng: random.Random,
-                 on_acquired: Callable[[Lease, float], None], log: Any) -> None:
+                 on_acquired: Callable[[Lease, float], None], log: Any,
+                 renewals_late: Callable[[], bool] = lambda: False) -> None:
         self.table, self.held, self.scope, self.worker_id, self.clock = table, held, scope, worker_id, clock
         self.failover_time = failover_time
         self.take_interval = take_interval
@@ -42,6 +43,9 @@ class Taker:
                                         else steady_take_interval)
         self.max_leases, self.max_steal, self._rng = max_leases, max_steal, rng
         self._on_acquired, self._log = on_acquired, log
+        #: True while this worker's renewals complete late: it takes and steals nothing more
+        #: (more leases would make it lose the ones it holds, and their shards churn).
+        self.renewals_late = renewals_late
         self.taking = True
         self._tracker = ExpiryTracker(failover_time)
         self._last_view: frozenset[tuple[str, str | None, str | None]] = frozenset()
@@ -91,6 +95,8 @@ class Taker:
                     lease.lease_key, now):
                 ours.append(lease)
         self._parallel([functools.partial(self._try_take, le) for le in ours])
+        if self.renewals_late():
+            return next_cycle
         plan = plan_takes(
             [le for le in leases if le.lease_key not in held] + [self._held_view(k, by_key) for k in held],
             self.worker_id, expired, max_leases=self.max_leases, max_steal=self.max_steal, rng=self._rng,
