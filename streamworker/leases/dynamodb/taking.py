@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from streamworker.clock import Clock
-from streamworker.leases.dynamodb.balancing import ExpiryTracker, eligible, plan_takes
+from streamworker.leases.dynamodb.balancing import ExpiryTracker, TakePlan, eligible, plan_takes
 from streamworker.leases.dynamodb.held import HeldLeases
 from streamworker.leases.dynamodb.scope import LeaseScope
 from streamworker.leases.dynamodb.table import LeaseConflict, LeaseTable
@@ -43,8 +43,9 @@ class Taker:
                                         else steady_take_interval)
         self.max_leases, self.max_steal, self._rng = max_leases, max_steal, rng
         self._on_acquired, self._log = on_acquired, log
-        #: True while this worker's renewals complete late: it takes and steals nothing more
-        #: (more leases would make it lose the ones it holds, and their shards churn).
+        #: True while this worker's renewals complete late: it steals nothing and takes only
+        #: leases left free for a while (more leases would make it lose the ones it holds, and
+        #: their shards churn; none is left without a worker for it).
         self.renewals_late = renewals_late
         self.taking = True
         self._tracker = ExpiryTracker(failover_time)
@@ -95,13 +96,17 @@ class Taker:
                     lease.lease_key, now):
                 ours.append(lease)
         self._parallel([functools.partial(self._try_take, le) for le in ours])
-        if self.renewals_late():
-            return next_cycle
+        unclaimed = self._unclaimed(leases, expired, now)
         plan = plan_takes(
             [le for le in leases if le.lease_key not in held] + [self._held_view(k, by_key) for k in held],
             self.worker_id, expired, max_leases=self.max_leases, max_steal=self.max_steal, rng=self._rng,
-            unclaimed=self._unclaimed(leases, expired, now),
+            unclaimed=unclaimed,
         )
+        if self.renewals_late():
+            # Renewals complete late: steal nothing, and take only leases nobody else has taken
+            # for a while (left to workers with time to spare first, never left unprocessed).
+            plan = TakePlan(take=tuple(le for le in plan.take if le.lease_key in unclaimed), target=plan.target,
+                            workers=plan.workers)
         self._parallel([functools.partial(self._try_take, le)
                         for le in plan.take if le.lease_owner != self.worker_id and not self.held.held_off(le.lease_key, now)])
         self._parallel([functools.partial(self._request_handoff, le, plan.target, plan.workers)

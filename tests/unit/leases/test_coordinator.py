@@ -189,10 +189,11 @@ def test_one_failed_renewal_does_not_drop_a_lease(fleet: Any, monkeypatch: pytes
     assert len(a.held_keys()) == 4 and ev_a.lost == []
 
 
-def test_late_renewals_are_told_and_stop_the_worker_taking_more(fleet: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_late_renewals_are_told_and_hold_the_worker_back(fleet: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker whose renewals complete late (CPU-bound at a thousand shards, a slow table)
-    says so (a warning, ``streamworker_lease_renewal_delay_seconds``) and takes nothing more
-    until they are on time: more leases would make it lose those it holds, and churn."""
+    says so (a warning, ``streamworker_lease_renewal_delay_seconds``) and takes only leases
+    nobody else has taken for a while (more leases would make it lose those it holds, and
+    churn; none is left without a worker), until its renewals are on time again."""
     import threading
 
     from structlog.testing import capture_logs
@@ -201,29 +202,42 @@ def test_late_renewals_are_told_and_stop_the_worker_taking_more(fleet: Any, monk
     a.take_cycle()
     assert len(a.held_keys()) == 4
     a.ensure_leases([ShardInfo(f"shardId-{i}") for i in range(8)], InitialPosition.TRIM_HORIZON)
-    real, once = a.table.renew, threading.Lock()
+    real = a.table.renew
+    gate = {"slow": threading.Lock()}
 
     def slow(*args: Any, **kw: Any) -> Any:
-        if once.acquire(blocking=False):
-            clock.advance(3.0)  # the first renewal completes 3 s late: the rest after it
+        if gate["slow"].acquire(blocking=False):
+            clock.advance(3.0)  # the cycle's first renewal completes 3 s late: the rest after it
         return real(*args, **kw)
 
-    monkeypatch.setattr(a.table, "renew", slow)
-    clock.advance(a.renew_interval)
-    with capture_logs() as logs:
+    def late_cycle() -> None:
+        gate["slow"] = threading.Lock()
+        clock.advance(a.next_renewal() - clock.monotonic())
         a.renew_all()
+
+    monkeypatch.setattr(a.table, "renew", slow)
+    with capture_logs() as logs:
+        late_cycle()
     assert a.stats.renewal_delay == pytest.approx(3.0, abs=0.01) and a.renewer.late
     late = [e for e in logs if e["event"].startswith("lease renewals are running late")]
     assert len(late) == 1 and late[0]["log_level"] == "warning" and late[0]["leases_held"] == 4
+    first_seen = clock.monotonic()
     a.take_cycle()
-    assert len(a.held_keys()) == 4 and ev_a.lost == []  # the four free leases are left alone
+    assert len(a.held_keys()) == 4  # the four free leases are left to workers with time to spare
+    while clock.monotonic() - first_seen < a.taker.steady_take_interval + a.taker.take_interval:
+        late_cycle()
+        assert a.renewer.late
+        a.take_cycle()
+        if clock.monotonic() - first_seen < FAILOVER / 2:
+            assert len(a.held_keys()) == 4
+    late_cycle()
+    a.take_cycle()
+    assert len(a.held_keys()) == 8 and ev_a.lost == []  # nobody took them: never left unprocessed
 
     monkeypatch.setattr(a.table, "renew", real)
     clock.advance(a.next_renewal() - clock.monotonic())  # renewed when due, at once
     a.renew_all()
-    assert a.stats.renewal_delay < 0.01 and not a.renewer.late
-    a.take_cycle()
-    assert len(a.held_keys()) == 8
+    assert a.stats.renewal_delay < 0.5 and not a.renewer.late
 
 
 def test_released_leases_are_taken_without_waiting(fleet: Any) -> None:
