@@ -1,10 +1,13 @@
 """Lease balancing and DynamoDB cost at scale.
 
-200 leases in one lease table on a local DynamoDB (moto). Coordinators (the DynamoDB lease
-logic of a worker, with a stand-in for its shard consumers that finishes a handoff 50 ms after
-it is asked) join one by one, 1 -> 4, then one leaves gracefully and one is killed (4 -> 2).
-For each step: seconds until the split is even (within one lease, no handoff pending), lease
-moves, and whether any lease moved back. Then, at steady state, DynamoDB operations and
+200 leases in one lease table on a local DynamoDB (moto in this process, or ``--server
+dynalite``, a Node.js stand-in in a process of its own that answers a write in about a
+millisecond, as DynamoDB does). Coordinators (the DynamoDB lease logic of a worker, with a
+stand-in for its shard consumers that finishes a handoff 50 ms after it is asked) join one by
+one, 1 -> 4, then one leaves gracefully and one is killed (4 -> 2). For each step: seconds until
+the split is even (within one lease, no handoff pending), the take cycles it took (the most any
+worker ran, and of those the ones that took or stole a lease), lease moves, and whether any
+lease moved back. Then, at steady state, DynamoDB operations and
 capacity units per lease per minute, next to KCL's (a renewal per lease every failover/3, a full
 consistent Scan per worker every 2 x (failover + epsilon)).
 
@@ -30,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import write_results  # noqa: E402
+from _node_standins import NodeServer  # noqa: E402
 
 from streamworker.leases.base import ShardFigures  # noqa: E402
 from streamworker.leases.dynamodb.coordinator import DynamoDBCoordinator  # noqa: E402
@@ -82,18 +86,22 @@ def main() -> None:
                     help="window for the cost figures (default: 30 s or two steady scan periods if longer)")
     ap.add_argument("--steady-take-interval", type=float, default=None,
                     help="the workers' steady scan period (default: the product's, failover_time)")
+    ap.add_argument("--server", choices=("moto", "dynalite"), default="moto",
+                    help="the local DynamoDB: moto (in this process, one operation at a time) or dynalite "
+                         "(a Node.js process of its own, about a millisecond a write)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "balance.json"))
     args = ap.parse_args()
     rng = random.Random(1)
     keys = [f"shardId-{i:012}" for i in range(args.leases)]
     rates = {k: (2000.0 if rng.random() < 0.05 else 100.0) for k in keys}
 
-    with MotoServer() as moto:
+    with (MotoServer() if args.server == "moto" else NodeServer("dynalite")) as moto:
         session = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="x", region_name="us-east-1")
         table_name = "balance-bench"
         admin = LeaseTable(session.client("dynamodb", endpoint_url=moto.endpoint), table_name)
         admin.ensure_table()
         fleet: dict[str, tuple[DynamoDBCoordinator, FakeConsumers, LeaseTable]] = {}
+        moving: Counter[str] = Counter()  # take cycles that took or stole, per worker
 
         def join(name: str) -> None:
             consumers = FakeConsumers(rates)
@@ -101,6 +109,17 @@ def main() -> None:
             c = DynamoDBCoordinator(table, name, consumers, failover_time=args.failover_time,
                                     steady_take_interval=args.steady_take_interval, figures_of=consumers.figures_of)
             consumers.coordinator = c
+            cycle = c.taker.cycle
+
+            def counted() -> float:
+                """A take cycle, counted as moving leases if it took or asked for one."""
+                before = (c.stats.taken, c.stats.stolen)
+                due = cycle()
+                if (c.stats.taken, c.stats.stolen) != before:
+                    moving[name] += 1
+                return due
+
+            c.taker.cycle = counted  # type: ignore[method-assign]
             if not fleet:
                 c.ensure_leases([ShardInfo(k) for k in keys], InitialPosition.TRIM_HORIZON)
             fleet[name] = (c, consumers, table)
@@ -124,6 +143,7 @@ def main() -> None:
         def step(label: str, action: Any, expected: set[str], timeout: float) -> dict[str, Any]:
             before = {n: len(f[1].history) for n, f in fleet.items()}
             cycles_before = {n: f[0].stats.take_cycles for n, f in fleet.items()}
+            moving_before = Counter(moving)
             prev = owners()
             t0 = time.monotonic()
             action()
@@ -136,10 +156,11 @@ def main() -> None:
             moved = [k for k in keys if after[k] != prev.get(k)]
             acquisitions = sum(len(f[1].history) - before.get(n, 0) for n, f in fleet.items())
             cycles = max(f[0].stats.take_cycles - cycles_before.get(n, 0) for n, f in fleet.items())
+            rounds = max(moving[n] - moving_before[n] for n in fleet)
             counts = Counter(after.values())
             load = {w: round(sum(rates[k] for k, o in after.items() if o == w)) for w in counts}
             return {"step": label, "seconds": round(took, 2), "lease_moves": len(moved),
-                    "acquisitions": acquisitions, "take_cycles": cycles, "minimum_moves": minimum_moves(prev, expected, len(keys)),
+                    "acquisitions": acquisitions, "take_cycles": cycles, "moving_cycles": rounds, "minimum_moves": minimum_moves(prev, expected, len(keys)),
                     "split": dict(sorted(counts.items())), "records_per_s": dict(sorted(load.items()))}
 
         limit = max(60.0, 3 * args.failover_time)  # a step not even by then is reported as a failure
@@ -180,11 +201,11 @@ def main() -> None:
         for c, _, _ in fleet.values():
             c.stop()
 
-    results = {"leases": len(keys), "failover_time_s": args.failover_time,
+    results = {"leases": len(keys), "server": args.server, "failover_time_s": args.failover_time,
                "steady_take_interval_s": args.steady_take_interval or args.failover_time, "steps": steps,
                "steady_state": {**cost, "lease_moves": moves_during_steady, "window_s": round(window, 1)}}
     for s in steps:
-        print(f"{s['step']:<20} {s['seconds']:>6.2f} s  {s['take_cycles']:>2} take cycles  moves {s['lease_moves']:>3} "
+        print(f"{s['step']:<20} {s['seconds']:>6.2f} s  {s['take_cycles']:>2} take cycles ({s['moving_cycles']} moving)  moves {s['lease_moves']:>3} "
               f"(minimum {s['minimum_moves']:>3})  split {s['split']}  records/s {s['records_per_s']}")
     print("steady state, per lease per minute:")
     for k, v in cost.items():

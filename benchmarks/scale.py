@@ -1,28 +1,31 @@
 """A thousand shards: lease spread, takeover and the idle cost of a worker, beside KCL 3.5.1.
 
-Two parts, on kinesis-mock (its shard limit raised) and moto, both stand-ins:
+Two parts, on stand-ins:
 
-1. **The fleet** (``--fleet-variants``, default streamworker): one stream of ``--shards`` (1,000)
-   idle shards, ``streamworker run`` workers joining one at a time, 1 -> ``--workers`` (4), then
-   one killed with SIGKILL. For each step: seconds until the lease table is even (within one
-   lease, no handoff open) and every worker holds what the table says it owns (its
-   ``streamworker_leases_held`` metric), the take cycles that took (the most any worker ran,
-   from ``streamworker_leases_take_cycles_total``), and lease moves against the minimum. With
-   all workers running and idle: CPU, RSS and threads per worker and the fleet's DynamoDB calls
-   per lease per minute (an HTTP proxy in front of DynamoDB counts them).
-2. **One worker holding ``--per-worker-shards`` (250) idle shards**, each variant alone on a
-   stream of that many shards, after every lease is its own: CPU (whole process tree), RSS,
-   threads, processes, DynamoDB calls per minute. Variants: ``sw-native`` (``streamworker run``,
-   a Python processor), ``kcl-java`` (KCL 3.5.1's Scheduler in its default mode with a Java
-   no-op processor, tests/kcl/KclHarness.java), ``kcl35-multilang`` (KCL 3.5.1's
-   MultiLangDaemon, a Python child per shard running amazon-kclpy 3.2.0's sample; needs AWS's
-   daemon sources beside the project, else skipped with the reason).
+1. **The fleet** (``--fleet-variants``, default streamworker), on kinesalite and dynalite
+   (``--fleet-servers node``; ``mock``: kinesis-mock and moto, which do not serve it on 2 cores):
+   one stream of ``--shards`` (1,000) idle shards, ``streamworker run`` workers joining one at a
+   time, 1 -> ``--workers`` (4), then one killed with SIGKILL. For each step: seconds until the
+   lease table is even (within one lease, no handoff open) and every worker holds what the table
+   says it owns (its ``streamworker_leases_held`` metric), each worker's take cycles (from
+   ``streamworker_leases_take_cycles_total``; the step's figure is the most any worker ran), and
+   lease moves against the minimum. With all workers running and idle: CPU, RSS and threads per
+   worker and the fleet's DynamoDB calls per lease per minute (a counting proxy in front of
+   DynamoDB: ``count_proxy.js`` for the fleet, ``tests/faultproxy.py`` otherwise).
+2. **One worker holding ``--per-worker-shards`` (250) idle shards**, on kinesis-mock (its shard
+   limit raised) and moto, each variant alone on a stream of that many shards, after every lease
+   is its own: CPU (whole process tree), RSS, threads, processes, DynamoDB calls per minute.
+   Variants: ``sw-native`` (``streamworker run``, a Python processor), ``kcl-java`` (KCL 3.5.1's
+   Scheduler in its default mode with a Java no-op processor, tests/kcl/KclHarness.java),
+   ``kcl35-multilang`` (KCL 3.5.1's MultiLangDaemon, a Python child per shard running
+   amazon-kclpy 3.2.0's sample; needs AWS's daemon sources beside the project, else skipped with
+   the reason).
 
 In the one-worker part every kind reads an idle shard every 1.5 s (KCL's
-``idleTimeBetweenReadsInMillis`` default, streamworker's ``idle_time_between_reads``); the fleet
-reads every ``--fleet-idle-read-ms`` (10 s) with a failover time of ``--fleet-failover`` (60 s):
-a thousand shards read every 1.5 s are more than kinesis-mock serves on 2 cores, and a thousand
-leases renewed every 3-10 s more than moto does. The one-worker part uses ``--failover`` (10 s).
+``idleTimeBetweenReadsInMillis`` default, streamworker's ``idle_time_between_reads``) with a
+failover time of ``--failover`` (10 s); the fleet reads every ``--fleet-idle-read-ms`` (10 s:
+four workers and the stand-ins on 2 cores do not keep up with 667 reads a second) with a
+failover time of ``--fleet-failover`` (10 s). ``--logs DIR`` keeps the workers' logs, at INFO.
 
     .venv/bin/python benchmarks/scale.py [--shards 1000] [--workers 4] [--per-worker-shards 250]
 
@@ -52,6 +55,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import write_results  # noqa: E402
+from _node_standins import CountingProxy, NodeServer  # noqa: E402
 from balance import minimum_moves  # noqa: E402
 from vs_kcl import tree, tree_cpu, tree_rss_mb  # noqa: E402
 
@@ -92,9 +96,11 @@ class MotoProcess:
 class Servers:
     """kinesis-mock, moto and the counting proxy, with the environment every worker gets."""
 
-    def __init__(self, kinesis_url: str, dynamodb_url: str, proxy: FaultProxy, tmp: Path, failover: float) -> None:
+    def __init__(self, kinesis_url: str, dynamodb_url: str, proxy: FaultProxy | CountingProxy, tmp: Path,
+                 failover: float) -> None:
         self.kinesis_url, self.dynamodb_url, self.proxy, self.tmp = kinesis_url, dynamodb_url, proxy, tmp
         self.failover = failover
+        self.log_level = "WARNING"
         self.env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                     "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_KINESIS": kinesis_url,
                     "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_url, "STREAMWORKER_LOG_FORMAT": "json",
@@ -141,7 +147,7 @@ class Worker:
             cmd = [sys.executable, "-m", "streamworker", "run", f"{APPS / 'noop_processor.py'}:NoopProcessor",
                    "--stream", stream, "--initial-position", "TRIM_HORIZON", "--failover-time", str(s.failover),
                    "--application-name", app, "--worker-id", name, "--metrics-port", str(self.metrics_port),
-                   "--metrics-host", "127.0.0.1", "--log-level", "WARNING",
+                   "--metrics-host", "127.0.0.1", "--log-level", s.log_level,
                    "--idle-time-between-reads", str(idle_ms / 1000)]
             self.proc = subprocess.Popen(cmd, env=s.env, stdout=subprocess.DEVNULL, stderr=err)
         elif variant == "kcl-java":
@@ -235,10 +241,10 @@ def fleet_run(s: Servers, variant: str, shards: int, workers: int, idle: float, 
         wait_until(even, timeout, f"{variant} {label}: an even spread", fleet)
         took = time.monotonic() - t0
         after = s.owners(app)
-        cycles = [(w.metric("streamworker_leases_take_cycles_total") or 0.0) - cycles0.get(w.name, 0.0)
-                  for w in fleet if w.metrics_port is not None]
+        cycles = {w.name: int((w.metric("streamworker_leases_take_cycles_total") or 0.0) - cycles0.get(w.name, 0.0))
+                  for w in fleet if w.metrics_port is not None}
         res = {"step": label, "seconds": round(took, 1),
-               "take_cycles": int(max(cycles)) if cycles else None,
+               "take_cycles": max(cycles.values()) if cycles else None, "take_cycles_by_worker": cycles,
                "lease_moves": sum(1 for k, v in after.items() if prev.get(k) != v),
                "minimum_moves": minimum_moves(prev, {w.name for w in fleet}, shards),
                "split": dict(sorted(Counter(after.values()).items()))}
@@ -270,16 +276,16 @@ def fleet_run(s: Servers, variant: str, shards: int, workers: int, idle: float, 
 def idle_figures(s: Servers, fleet: list[Worker], idle: float, leases: int) -> dict[str, Any]:
     """CPU, RSS, threads per worker and DynamoDB calls over ``idle`` seconds of idle shards."""
     cpu0 = {w.name: tree_cpu(w.proc.pid) for w in fleet}
-    calls0, t0 = sum(s.proxy.calls.values()), time.monotonic()
-    by_op0 = Counter(s.proxy.calls)
+    by_op0, t0 = Counter(s.proxy.calls), time.monotonic()
+    calls0 = sum(by_op0.values())
     rss_peak = {w.name: 0.0 for w in fleet}
     while time.monotonic() - t0 < idle:
         time.sleep(1.0)
         for w in fleet:
             rss_peak[w.name] = max(rss_peak[w.name], tree_rss_mb(w.proc.pid))
     window = time.monotonic() - t0
-    calls = sum(s.proxy.calls.values()) - calls0
     by_op = Counter(s.proxy.calls)
+    calls = sum(by_op.values()) - calls0
     by_op.subtract(by_op0)
     return {
         "window_s": round(window, 1),
@@ -311,6 +317,25 @@ def per_worker_run(s: Servers, variant: str, shards: int, idle: float, kcl: dict
         w.stop()
 
 
+def logs_dir(logs: str | None, tmp: str) -> Path:
+    if logs is None:
+        return Path(tmp)
+    Path(logs).mkdir(parents=True, exist_ok=True)
+    return Path(logs)
+
+
+def run_fleets(s: Servers, fleet_variants: list[str], args: argparse.Namespace, kcl: dict[str, Path],
+               results: dict[str, Any]) -> None:
+    for v in fleet_variants:
+        print(f"fleet of {args.workers} on {args.shards} shards: {v}", flush=True)
+        try:
+            results["fleet"].append(fleet_run(s, v, args.shards, args.workers, args.idle, kcl,
+                                              args.fleet_idle_read_ms))
+        except (TimeoutError, RuntimeError) as exc:  # reported; the one-worker part still runs
+            print(f"  {v}: gave up: {exc}", flush=True)
+            results["fleet"].append({"variant": v, "gave_up": str(exc)})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shards", type=int, default=1000)
@@ -319,15 +344,19 @@ def main() -> None:
     ap.add_argument("--failover", type=float, default=10.0)
     ap.add_argument("--idle", type=float, default=60.0, help="seconds of the idle window")
     ap.add_argument("--fleet-variants", default="sw-native")
-    ap.add_argument("--fleet-failover", type=float, default=60.0,
-                    help="the fleet's failover time: at 10-30 s a worker holding a thousand leases renews "
-                         "50-150 a second, more than moto answers in time on 2 cores (leases lost to late "
-                         "renewals; on DynamoDB a renewal takes milliseconds)")
+    ap.add_argument("--fleet-servers", choices=("node", "mock"), default="node",
+                    help="the fleet's stand-ins: kinesalite and dynalite (node), or kinesis-mock and moto (mock), "
+                         "which do not serve a thousand shards on 2 cores")
+    ap.add_argument("--fleet-failover", type=float, default=10.0,
+                    help="the fleet's failover time (on kinesis-mock and moto, 60 s: a thousand leases renewed "
+                         "every 3 s are more than moto answers in time on 2 cores)")
     ap.add_argument("--fleet-idle-read-ms", type=int, default=10000,
-                    help="the fleet's wait after an empty read: a thousand shards read every 1.5 s are more "
-                         "than kinesis-mock serves on 2 cores (reads time out after 30 s)")
+                    help="the fleet's wait after an empty read: a thousand shards read every 1.5 s (667 "
+                         "GetRecords a second) are more than four workers and the stand-ins get from 2 cores")
     ap.add_argument("--variants", default="sw-native,kcl-java,kcl35-multilang",
                     help="the one-worker comparison's variants")
+    ap.add_argument("--logs", default=None,
+                    help="keep the workers' logs (streamworker's at INFO) in this folder instead of a temporary one")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale.json"))
     args = ap.parse_args()
     kcl: dict[str, Path] = {}
@@ -349,18 +378,19 @@ def main() -> None:
                                "fleet_failover_s": args.fleet_failover, "fleet_idle_read_ms": args.fleet_idle_read_ms,
                                "idle_read_ms": IDLE_MS, "servers": "kinesis-mock + moto (stand-ins)",
                                "kcl": multilang3.KCL3_VERSION, "fleet": [], "one_worker": []}
+    if fleet_variants and args.fleet_servers == "node":
+        results["fleet_servers"] = "kinesalite + dynalite (stand-ins)"
+        with tempfile.TemporaryDirectory() as tmp, NodeServer("kinesalite", shard_limit=limit) as kl, \
+                NodeServer("dynalite") as dl, CountingProxy(dl.endpoint) as proxy:
+            s = Servers(kl.endpoint, proxy.endpoint, proxy, logs_dir(args.logs, tmp), args.fleet_failover)
+            s.log_level = "INFO" if args.logs else "WARNING"
+            run_fleets(s, fleet_variants, args, kcl, results)
     with tempfile.TemporaryDirectory() as tmp, MotoProcess() as moto, KinesisMock(shard_limit=limit) as km, \
             FaultProxy(moto.endpoint) as proxy:
-        s = Servers(km.endpoint, proxy.endpoint, proxy, Path(tmp), args.failover)
-        s.failover = args.fleet_failover
-        for v in fleet_variants:
-            print(f"fleet of {args.workers} on {args.shards} shards: {v}", flush=True)
-            try:
-                results["fleet"].append(fleet_run(s, v, args.shards, args.workers, args.idle, kcl,
-                                                  args.fleet_idle_read_ms))
-            except (TimeoutError, RuntimeError) as exc:  # reported; the one-worker part still runs
-                print(f"  {v}: gave up: {exc}", flush=True)
-                results["fleet"].append({"variant": v, "gave_up": str(exc)})
+        s = Servers(km.endpoint, proxy.endpoint, proxy, logs_dir(args.logs, tmp), args.fleet_failover)
+        if args.fleet_servers == "mock":
+            results["fleet_servers"] = results["servers"]
+            run_fleets(s, fleet_variants, args, kcl, results)
         s.failover = args.failover
         for v in variants:
             print(f"one worker on {args.per_worker_shards} shards: {v}", flush=True)
