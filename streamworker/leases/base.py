@@ -99,7 +99,7 @@ class CoordinatorStats:
     #: Take cycles completed (scan, take, steal): how many cycles a fleet change took to settle.
     take_cycles: int = 0
     #: A gauge, not a counter: how long past its due time the latest renewal of the last renew
-    #: cycle completed (seconds). Beyond half the slack the worker takes no more leases.
+    #: cycle completed (seconds). Beyond half the slack the worker holds back (steals none).
     renewal_delay: float = 0.0
 
 

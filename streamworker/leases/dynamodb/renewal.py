@@ -53,8 +53,9 @@ class Renewer:
 
     @property
     def late(self) -> bool:
-        """The last cycle's renewals completed late (CPU-bound, or a slow table): the taker takes
-        no more leases until they are on time again, or the worker would lose what it holds."""
+        """The last cycle's renewals completed late (CPU-bound, or a slow table): until they are
+        on time again the taker steals none and takes only leases nobody else has taken, or the
+        worker would lose what it holds."""
         return self.delay > self.late_after
 
     def renew_all(self) -> bool:
@@ -77,7 +78,7 @@ class Renewer:
                 self._pool = ThreadPoolExecutor(RENEW_THREADS, thread_name_prefix="lease-renew")
             futures = [self._pool.submit(self._renew_one, *d) for d in due]
             results = [f.result() for f in futures]  # all of them, so a fatal error surfaces
-        if due:
+        if due or not self.held.keys():  # holding nothing, nothing can be late
             self._note_delay(max((delay for _, delay in results), default=0.0), len(due))
         return any(retry for retry, _ in results)
 
@@ -89,7 +90,8 @@ class Renewer:
         if self._late_warned is None or now - self._late_warned >= LATE_WARNING_EVERY:
             self._late_warned = now
             self._log.warning("lease renewals are running late: this worker holds more leases than it renews in "
-                              "time (CPU-bound, or a slow lease table); it takes no more until they are on time",
+                              "time (CPU-bound, or a slow lease table); until they are on time it steals none and takes "
+                              "only leases nobody else has taken",
                               late_by=round(delay, 2), leases_held=len(self.held.keys()), renewed=renewed,
                               given_up_at=round(self.failover_time * VALIDITY_FRACTION - self.interval, 2))
 

@@ -240,6 +240,27 @@ def test_late_renewals_are_told_and_hold_the_worker_back(fleet: Any, monkeypatch
     assert a.stats.renewal_delay < 0.5 and not a.renewer.late
 
 
+def test_a_worker_holding_nothing_is_never_late(fleet: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Late renewals, then every lease given up: the next cycle has nothing to renew, and the
+    worker must not stay held back by a delay no lease of its has any more."""
+    clock, (a, _), _ = fleet
+    a.take_cycle()
+    real = a.table.renew
+
+    def slow(*args: Any, **kw: Any) -> Any:
+        clock.advance(1.0)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(a.table, "renew", slow)
+    clock.advance(a.renew_interval)
+    a.renew_all()
+    assert a.renewer.late
+    for key in a.held_keys():
+        a.release(held(a, key))
+    a.renew_all()
+    assert not a.renewer.late and a.stats.renewal_delay == 0.0
+
+
 def test_released_leases_are_taken_without_waiting(fleet: Any) -> None:
     clock, (a, _), (b, ev_b) = fleet
     a.take_cycle()
