@@ -303,7 +303,6 @@ def test_an_idle_prefetch_feeds_wait_is_ended_by_wake() -> None:
 def test_a_prefetch_feed_runs_one_thread_and_its_stop_closes_the_reader(monkeypatch: pytest.MonkeyPatch) -> None:
     """The reader is closed by ``stop`` itself (there was a third thread per shard waiting to
     close it); a stop before the start closes the reader without reading."""
-    from streamworker.consumer import shard_consumer
     from streamworker.consumer.shard_consumer import PrefetchFeed
 
     started: list[threading.Thread] = []
@@ -313,7 +312,7 @@ def test_a_prefetch_feed_runs_one_thread_and_its_stop_closes_the_reader(monkeypa
             started.append(self)
             super().start()
 
-    monkeypatch.setattr(shard_consumer.threading, "Thread", Counted)
+    monkeypatch.setattr("streamworker.consumer.shard_consumer.threading.Thread", Counted)
 
     class Blocking:
         def __init__(self) -> None:
