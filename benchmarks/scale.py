@@ -35,6 +35,7 @@ Writes benchmarks/results/scale.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import signal
@@ -216,7 +217,7 @@ def wait_until(cond: Any, timeout: float, what: str, fleet: list[Worker]) -> Non
 
 
 def fleet_run(s: Servers, variant: str, shards: int, workers: int, idle: float, kcl: dict[str, Path],
-              idle_ms: int) -> dict[str, Any]:
+              idle_ms: int, step_timeout: float = 600.0) -> dict[str, Any]:
     stream = s.stream(shards)
     app = f"scale-{variant}-{uuid.uuid4().hex[:6]}"
     fleet: list[Worker] = []
@@ -256,7 +257,7 @@ def fleet_run(s: Servers, variant: str, shards: int, workers: int, idle: float, 
 
     try:
         for i in range(workers):
-            step("start w1" if i == 0 else f"join w{i + 1}", join, 600)
+            step("start w1" if i == 0 else f"join w{i + 1}", join, step_timeout)
         time.sleep(2 * s.failover)  # settle into the steady rhythm (outside the window)
         per_worker = idle_figures(s, fleet, idle, shards)
         victim = fleet[-1]
@@ -265,7 +266,7 @@ def fleet_run(s: Servers, variant: str, shards: int, workers: int, idle: float, 
             victim.stop(signal.SIGKILL)
             fleet.remove(victim)
 
-        step(f"kill -9 {victim.name}", kill, 600)
+        step(f"kill -9 {victim.name}", kill, step_timeout)
         return {"variant": variant, "shards": shards, "workers": workers, "idle_read_ms": idle_ms, "steps": steps,
                 "idle": per_worker}
     finally:
@@ -330,7 +331,7 @@ def run_fleets(s: Servers, fleet_variants: list[str], args: argparse.Namespace, 
         print(f"fleet of {args.workers} on {args.shards} shards: {v}", flush=True)
         try:
             results["fleet"].append(fleet_run(s, v, args.shards, args.workers, args.idle, kcl,
-                                              args.fleet_idle_read_ms))
+                                              args.fleet_idle_read_ms, args.step_timeout))
         except (TimeoutError, RuntimeError) as exc:  # reported; the one-worker part still runs
             print(f"  {v}: gave up: {exc}", flush=True)
             results["fleet"].append({"variant": v, "gave_up": str(exc)})
@@ -344,15 +345,18 @@ def main() -> None:
     ap.add_argument("--failover", type=float, default=10.0)
     ap.add_argument("--idle", type=float, default=60.0, help="seconds of the idle window")
     ap.add_argument("--fleet-variants", default="sw-native")
-    ap.add_argument("--fleet-servers", choices=("node", "mock"), default="node",
-                    help="the fleet's stand-ins: kinesalite and dynalite (node), or kinesis-mock and moto (mock), "
-                         "which do not serve a thousand shards on 2 cores")
+    ap.add_argument("--fleet-servers", choices=("node", "kinesalite-moto", "mock"), default="node",
+                    help="the fleet's stand-ins: kinesalite and dynalite (node); kinesalite and moto (for KCL 3.5.1, "
+                         "whose owner index dynalite refuses); or kinesis-mock and moto (mock), which do not serve "
+                         "a thousand shards on 2 cores")
     ap.add_argument("--fleet-failover", type=float, default=10.0,
                     help="the fleet's failover time (on kinesis-mock and moto, 60 s: a thousand leases renewed "
                          "every 3 s are more than moto answers in time on 2 cores)")
     ap.add_argument("--fleet-idle-read-ms", type=int, default=10000,
                     help="the fleet's wait after an empty read: a thousand shards read every 1.5 s (667 "
                          "GetRecords a second) are more than four workers and the stand-ins get from 2 cores")
+    ap.add_argument("--step-timeout", type=float, default=600.0,
+                    help="seconds a fleet step may take to even out before the variant is given up")
     ap.add_argument("--variants", default="sw-native,kcl-java,kcl35-multilang",
                     help="the one-worker comparison's variants")
     ap.add_argument("--logs", default=None,
@@ -378,10 +382,17 @@ def main() -> None:
                                "fleet_failover_s": args.fleet_failover, "fleet_idle_read_ms": args.fleet_idle_read_ms,
                                "idle_read_ms": IDLE_MS, "servers": "kinesis-mock + moto (stand-ins)",
                                "kcl": multilang3.KCL3_VERSION, "fleet": [], "one_worker": []}
-    if fleet_variants and args.fleet_servers == "node":
-        results["fleet_servers"] = "kinesalite + dynalite (stand-ins)"
-        with tempfile.TemporaryDirectory() as tmp, NodeServer("kinesalite", shard_limit=limit) as kl, \
-                NodeServer("dynalite") as dl, CountingProxy(dl.endpoint) as proxy:
+    if fleet_variants and args.fleet_servers != "mock":
+        with contextlib.ExitStack() as stack:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory())
+            kl = stack.enter_context(NodeServer("kinesalite", shard_limit=limit))
+            if args.fleet_servers == "node":
+                results["fleet_servers"] = "kinesalite + dynalite (stand-ins)"
+                ddb = stack.enter_context(NodeServer("dynalite")).endpoint
+            else:
+                results["fleet_servers"] = "kinesalite + moto (stand-ins)"
+                ddb = stack.enter_context(MotoProcess()).endpoint
+            proxy = stack.enter_context(CountingProxy(ddb))
             s = Servers(kl.endpoint, proxy.endpoint, proxy, logs_dir(args.logs, tmp), args.fleet_failover)
             s.log_level = "INFO" if args.logs else "WARNING"
             run_fleets(s, fleet_variants, args, kcl, results)
