@@ -222,13 +222,17 @@ def fleet_run(s: Servers, variant: str, shards: int, workers: int, idle: float, 
     app = f"scale-{variant}-{uuid.uuid4().hex[:6]}"
     fleet: list[Worker] = []
     steps: list[dict[str, Any]] = []
+    # streamworker evens out by count (within one lease); KCL 3's leader balances utilisation
+    # within a variance and leaves counts apart (487 / 513 of 1,000 idle shards): its steps end
+    # within a tenth of a worker's share.
+    spread = 1 if variant == "sw-native" else max(1, shards // workers // 10)
 
     def even() -> bool:
         o = s.owners(app)
         if len(o) < shards or any(v is None for v in o.values()):
             return False
         counts = Counter(o.values())
-        if set(counts) != {w.name for w in fleet} or max(counts.values()) - min(counts.values()) > 1:
+        if set(counts) != {w.name for w in fleet} or max(counts.values()) - min(counts.values()) > spread:
             return False
         # and running: each streamworker holds what the table says it owns
         return all(w.metric("streamworker_leases_held") in (None, counts[w.name]) for w in fleet
@@ -267,7 +271,8 @@ def fleet_run(s: Servers, variant: str, shards: int, workers: int, idle: float, 
             fleet.remove(victim)
 
         step(f"kill -9 {victim.name}", kill, step_timeout)
-        return {"variant": variant, "shards": shards, "workers": workers, "idle_read_ms": idle_ms, "steps": steps,
+        return {"variant": variant, "shards": shards, "workers": workers, "idle_read_ms": idle_ms,
+                "even_within_leases": spread, "steps": steps,
                 "idle": per_worker}
     finally:
         for w in fleet:
