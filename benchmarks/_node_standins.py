@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from streamworker.local.servers import (
-    PortTaken,
     _wait_port,
     cache_dir,
     cache_lock,
     dies_with_this_process,
     free_port,
+    start_on_free_ports,
 )
 
 KINESALITE_VERSION = "3.3.3"
@@ -63,24 +63,21 @@ class NodeServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> NodeServer:
-        exe = install() / self.kind
-        for attempt in range(3):
-            args = ["node", "-r", str(Path(__file__).with_name("survive_resets.js")), str(exe), "--port",
-                    str(self.port)]
-            if self.kind == "kinesalite":
-                args += ["--shardLimit", str(self.shard_limit), "--createStreamMs", "0"]
-            else:
-                args += ["--host", "127.0.0.1", "--createTableMs", "0", "--updateTableMs", "0"]
-            self._proc = subprocess.Popen(dies_with_this_process(args), stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL)
-            try:
-                _wait_port(self._proc, self.port, self.kind, self.stop)
-                return self
-            except PortTaken:
-                if attempt == 2:
-                    raise
-                self.port = free_port()
-        raise AssertionError("unreachable")
+        start_on_free_ports(self._start, self._new_port)
+        return self
+
+    def _new_port(self) -> None:
+        self.port = free_port()
+
+    def _start(self) -> None:
+        args = ["node", "-r", str(Path(__file__).with_name("survive_resets.js")), str(install() / self.kind),
+                "--port", str(self.port)]
+        if self.kind == "kinesalite":
+            args += ["--shardLimit", str(self.shard_limit), "--createStreamMs", "0"]
+        else:
+            args += ["--host", "127.0.0.1", "--createTableMs", "0", "--updateTableMs", "0"]
+        self._proc = subprocess.Popen(dies_with_this_process(args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_port(self._proc, self.port, self.kind, self.stop)
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from streamworker.local.servers import (
-    PortTaken,
     _wait_port,
     cache_dir,
     cache_lock,
     dies_with_this_process,
     free_port,
+    start_on_free_ports,
 )
 
 KAFKA_VERSION = "4.1.1"
@@ -153,16 +153,9 @@ class ApacheKafka:
                 "-cp", f"{jars}/*", *args]
 
     def start(self, timeout: float = 90.0) -> ApacheKafka:
-        for attempt in range(3):
-            try:
-                self._start(timeout)
-                self._may_move = False  # started: a restart comes back on the same port
-                return self
-            except PortTaken:
-                if attempt == 2 or not self._may_move:
-                    raise
-                self._ports()
-        raise AssertionError("unreachable")
+        start_on_free_ports(lambda: self._start(timeout), self._ports if self._may_move else None)
+        self._may_move = False  # started: a restart comes back on the same port
+        return self
 
     def _start(self, timeout: float) -> None:
         jars = install_apache_kafka(self.version)

@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,20 @@ def _wait_http(url: str, deadline: float, proc: subprocess.Popen[bytes] | None =
 
 class PortTaken(RuntimeError):
     """The port ``free_port`` gave was taken by another process before the server bound it."""
+
+
+def start_on_free_ports(start: Callable[[], None], new_ports: Callable[[], None] | None, attempts: int = 3) -> None:
+    """``start()``; when another process took one of its ports first (``PortTaken``), call
+    ``new_ports()`` and start again, up to ``attempts`` times. ``new_ports`` None: the ports were
+    given (or the server ran on them before), so they are never moved."""
+    for attempt in range(attempts):
+        try:
+            start()
+            return
+        except PortTaken:
+            if new_ports is None or attempt == attempts - 1:
+                raise
+            new_ports()
 
 
 def _listening_inodes(port: int) -> set[str] | None:
@@ -198,17 +212,14 @@ class KinesisMock:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> KinesisMock:
-        for attempt in range(3):
-            try:
-                return self._start()
-            except PortTaken:
-                if attempt == 2:
-                    raise
-                self.port, self.tls_port = free_port(), free_port()
-                self.endpoint = f"http://127.0.0.1:{self.port}"
-        raise AssertionError("unreachable")
+        def new_ports() -> None:
+            self.port, self.tls_port = free_port(), free_port()
+            self.endpoint = f"http://127.0.0.1:{self.port}"
 
-    def _start(self) -> KinesisMock:
+        start_on_free_ports(self._start, new_ports)
+        return self
+
+    def _start(self) -> None:
         pkg = install_kinesis_local()
         preload = Path(__file__).with_name("bind_loopback.js")
         env = {**os.environ, "KINESIS_MOCK_PLAIN_PORT": str(self.port),
@@ -220,7 +231,6 @@ class KinesisMock:
         self._proc = subprocess.Popen(dies_with_this_process(["node", "-r", str(preload), str(pkg / "main.js")]), env=env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_port(self._proc, self.port, "kinesis-mock", self.stop)
-        return self
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
@@ -263,17 +273,13 @@ class KafkaBroker:
         self._may_move = port is None  # a port chosen here, not yet started on: another may be tried
 
     def start(self) -> KafkaBroker:
-        for attempt in range(3):
-            try:
-                self._start()
-                self._may_move = False
-                return self
-            except PortTaken:
-                if attempt == 2 or not self._may_move:
-                    raise
-                self.port = free_port()
-                self.bootstrap = f"127.0.0.1:{self.port}"
-        raise AssertionError("unreachable")
+        def new_port() -> None:
+            self.port = free_port()
+            self.bootstrap = f"127.0.0.1:{self.port}"
+
+        start_on_free_ports(self._start, new_port if self._may_move else None)
+        self._may_move = False  # started: a restart comes back on the same port
+        return self
 
     def _start(self) -> None:
         url = f"tcp://127.0.0.1:{self.port}"

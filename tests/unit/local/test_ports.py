@@ -57,3 +57,29 @@ def test_a_broker_whose_chosen_port_was_taken_starts_on_another(server: str, mon
     tried.clear()
     with pytest.raises(PortTaken):
         given.start()
+
+
+def test_kinesis_mock_moves_to_new_ports_and_gives_up_after_three(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamworker.local.servers import KinesisMock
+
+    tried: list[tuple[int, int]] = []
+
+    def taken(self: Any) -> None:
+        tried.append((self.port, self.tls_port))
+        if len(tried) < 3:
+            raise PortTaken("taken")
+
+    monkeypatch.setattr(KinesisMock, "_start", taken)
+    km = KinesisMock()
+    assert km.start() is km
+    assert len(set(tried)) == 3 and km.endpoint == f"http://127.0.0.1:{tried[-1][0]}"
+    tried.clear()
+
+    def always_taken(self: Any) -> None:
+        tried.append((self.port, self.tls_port))
+        raise PortTaken("taken")
+
+    monkeypatch.setattr(KinesisMock, "_start", always_taken)
+    with pytest.raises(PortTaken):
+        KinesisMock().start()
+    assert len(tried) == 3
