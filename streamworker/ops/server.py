@@ -4,11 +4,12 @@ live status page (``/`` and ``/status.json``, see web.py) unless ``status_page``
 from __future__ import annotations
 
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from streamworker.ops import web
+from streamworker.ops.http import QuietHTTPServer
 from streamworker.ops.view import WorkerView
 
 
@@ -45,8 +46,7 @@ class OpsServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass  # probes every few seconds are not news
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
+        self._server = QuietHTTPServer((host, port), Handler)
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="ops-http", daemon=True)
 
