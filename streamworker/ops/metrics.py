@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -17,6 +18,28 @@ if TYPE_CHECKING:
 def attach(metrics: WorkerMetrics, worker: WorkerView) -> None:
     """Add the gauges read from ``worker`` to the registry /metrics serves."""
     metrics.registry.register(_WorkerCollector(worker))
+
+
+def render(registry: Collector) -> bytes:
+    """``registry`` in Prometheus' text format, without the ``_created`` series.
+
+    prometheus_client adds a ``<name>_created`` gauge beside every counter and histogram (per
+    label set): the Prometheus text format has no use for it, KCL exports none, and at a thousand
+    shards it was half of /metrics (10,064 lines, 821 kB, 0.10 s of the GIL a scrape, against
+    5,048, 360 kB and 0.07 s without). Turning it off in prometheus_client is process-global, so
+    it is dropped here."""
+    return generate_latest(_WithoutCreated(registry))
+
+
+class _WithoutCreated(Collector):
+    def __init__(self, inner: Collector) -> None:
+        self.inner = inner
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.inner.collect():
+            kept = Metric(family.name, family.documentation, family.type, family.unit)
+            kept.samples = [s for s in family.samples if not s.name.endswith("_created")]
+            yield kept
 
 
 class _WorkerCollector(Collector):

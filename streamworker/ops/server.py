@@ -6,10 +6,11 @@ from __future__ import annotations
 import threading
 from http.server import BaseHTTPRequestHandler
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from streamworker.ops import web
 from streamworker.ops.http import QuietHTTPServer
+from streamworker.ops.metrics import render
 from streamworker.ops.view import WorkerView
 
 
@@ -28,7 +29,7 @@ class OpsServer:
                     web.answer(self, 200, route[0], route[1]())
                     return
                 if self.path.startswith("/metrics"):
-                    body, status, ctype = generate_latest(registry), 200, CONTENT_TYPE_LATEST
+                    body, status, ctype = render(registry), 200, CONTENT_TYPE_LATEST
                 elif self.path.startswith("/healthz"):
                     ok, why = worker_ref.healthy()
                     body, status, ctype = why.encode() + b"\n", 200 if ok else 503, "text/plain"
