@@ -102,6 +102,7 @@ def main() -> None:
         admin.ensure_table()
         fleet: dict[str, tuple[DynamoDBCoordinator, FakeConsumers, LeaseTable]] = {}
         moving: Counter[str] = Counter()  # take cycles that took or stole, per worker
+        gone: dict[str, tuple[DynamoDBCoordinator, FakeConsumers, LeaseTable]] = {}  # workers that left
 
         def join(name: str) -> None:
             consumers = FakeConsumers(rates)
@@ -144,6 +145,7 @@ def main() -> None:
             before = {n: len(f[1].history) for n, f in fleet.items()}
             cycles_before = {n: f[0].stats.take_cycles for n, f in fleet.items()}
             moving_before = Counter(moving)
+            calls_before = {n: dict(f[2].calls) for n, f in fleet.items()}
             prev = owners()
             t0 = time.monotonic()
             action()
@@ -157,11 +159,15 @@ def main() -> None:
             acquisitions = sum(len(f[1].history) - before.get(n, 0) for n, f in fleet.items())
             cycles = max(f[0].stats.take_cycles - cycles_before.get(n, 0) for n, f in fleet.items())
             rounds = max(moving[n] - moving_before[n] for n in fleet)
+            calls: Counter[str] = Counter()  # the step's DynamoDB calls, the workers that left included
+            for n, f in {**gone, **fleet}.items():
+                for op, v in f[2].calls.items():
+                    calls[op] += v - calls_before.get(n, {}).get(op, 0)
             counts = Counter(after.values())
             load = {w: round(sum(rates[k] for k, o in after.items() if o == w)) for w in counts}
             return {"step": label, "seconds": round(took, 2), "lease_moves": len(moved),
                     "acquisitions": acquisitions, "take_cycles": cycles, "moving_cycles": rounds, "minimum_moves": minimum_moves(prev, expected, len(keys)),
-                    "split": dict(sorted(counts.items())), "records_per_s": dict(sorted(load.items()))}
+                    "calls": dict(sorted(calls.items())), "split": dict(sorted(counts.items())), "records_per_s": dict(sorted(load.items()))}
 
         limit = max(60.0, 3 * args.failover_time)  # a step not even by then is reported as a failure
         steps = [step("start A", lambda: join("A"), {"A"}, limit)]
@@ -183,7 +189,8 @@ def main() -> None:
         acquisitions_steady = sum(len(f[1].history) for f in fleet.values())
 
         def leave_gracefully(name: str) -> None:
-            c = fleet.pop(name)[0]
+            gone[name] = fleet.pop(name)
+            c = gone[name][0]
             c.stop_taking()
             for key in c.held_keys():
                 held = c.holding(key)
@@ -192,7 +199,8 @@ def main() -> None:
             c.stop()
 
         def kill(name: str) -> None:
-            fleet.pop(name)[0].stop()  # no release: its leases expire
+            gone[name] = fleet.pop(name)
+            gone[name][0].stop()  # no release: its leases expire
 
         time.sleep(0.5)
         moves_during_steady = sum(len(f[1].history) for f in fleet.values()) - acquisitions_steady
@@ -206,7 +214,7 @@ def main() -> None:
                "steady_state": {**cost, "lease_moves": moves_during_steady, "window_s": round(window, 1)}}
     for s in steps:
         print(f"{s['step']:<20} {s['seconds']:>6.2f} s  {s['take_cycles']:>2} take cycles ({s['moving_cycles']} moving)  moves {s['lease_moves']:>3} "
-              f"(minimum {s['minimum_moves']:>3})  split {s['split']}  records/s {s['records_per_s']}")
+              f"(minimum {s['minimum_moves']:>3})  GetItem {s['calls'].get('GetItem', 0):>3}  split {s['split']}  records/s {s['records_per_s']}")
     print("steady state, per lease per minute:")
     for k, v in cost.items():
         print(f"  {k:<40} {v}")

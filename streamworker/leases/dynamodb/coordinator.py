@@ -322,8 +322,8 @@ class DynamoDBCoordinator:
                         h.lease = write(h.lease.lease_counter, h.handing_off)
                         h.last_renewed = started
                         return h.lease
-                    except LeaseConflict:
-                        if attempt == 1 or not self.held.resolve_conflict(h):
+                    except LeaseConflict as conflict:
+                        if attempt == 1 or not self.held.resolve_conflict(h, conflict):
                             raise
             except LeaseConflict:
                 pass

@@ -3,11 +3,21 @@ worker cannot use at all."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from streamworker.errors import StreamworkerError
 
 
 class LeaseConflict(StreamworkerError):
-    """A conditional write failed: someone else changed the lease."""
+    """A conditional write failed: someone else changed the lease.
+
+    ``current``: the row as the table saw it when it refused the write (DynamoDB's
+    ``ReturnValuesOnConditionCheckFailure``), None where the table did not send it (a missing
+    row, stand-ins that ignore the parameter)."""
+
+    def __init__(self, op: str, current: dict[str, Any] | None = None) -> None:
+        super().__init__(op)
+        self.current = current
 
 
 class LeaseTableUnavailable(StreamworkerError):

@@ -10,7 +10,7 @@ from typing import Any
 
 from streamworker.clock import Clock
 from streamworker.leases.base import CoordinatorStats, LeaseListener
-from streamworker.leases.dynamodb.table import LeaseTable
+from streamworker.leases.dynamodb.table import LeaseConflict, LeaseTable
 from streamworker.leases.lease import Lease, MalformedLease
 
 #: A holder stops using a lease this fraction of the failover time after its last successful
@@ -114,11 +114,11 @@ class HeldLeases:
             self._log.warning("lease lost", shard_id=h.lease.shard_id, lease_key=lease_key, reason=why)
             self.listener.lease_lost(lease_key)
 
-    def resolve_conflict(self, h: HeldLease) -> bool:
-        """After a failed conditional write: True if we still hold the lease (and ``h`` is
-        refreshed), False if it is gone. Must be called with ``h.lock`` held."""
+    def resolve_conflict(self, h: HeldLease, conflict: LeaseConflict) -> bool:
+        """After ``conflict`` refused a conditional write: True if we still hold the lease (and
+        ``h`` is refreshed), False if it is gone. Must be called with ``h.lock`` held."""
         try:
-            current = self.table.get(h.lease.lease_key)
+            current = self.table.after_conflict(conflict, h.lease.lease_key)
         except MalformedLease:
             return False  # reported by the table; a row nobody can read is nobody's
         if current is None:

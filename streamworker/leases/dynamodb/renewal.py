@@ -112,8 +112,8 @@ class Renewer:
                                                    throughput_kbps=kbps)
                         h.last_renewed = started
                         return False, max(0.0, self.clock.monotonic() - due)
-                    except LeaseConflict:
-                        if not self.held.resolve_conflict(h):
+                    except LeaseConflict as conflict:
+                        if not self.held.resolve_conflict(h, conflict):
                             raise
             except LeaseConflict:
                 pass

@@ -70,8 +70,8 @@ def _write(table: LeaseTable, lease: Lease, to: ExtendedSequenceNumber, ts: floa
         try:
             table.set_checkpoint(current, to, ts)
             return True
-        except LeaseConflict:  # renewed (or taken) since it was read: read it again and retry
-            fresh = table.get(current.lease_key)
+        except LeaseConflict as conflict:  # renewed (or taken) since it was read: retry on the row as it is
+            fresh = table.after_conflict(conflict, current.lease_key)
             if fresh is None:
                 raise StreamworkerError(f"lease {lease.lease_key!r} was deleted meanwhile") from None
             current = fresh

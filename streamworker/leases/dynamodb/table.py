@@ -1,24 +1,25 @@
 """DynamoDB I/O for the KCL lease table. Every mutation is conditional on the lease counter.
 
-A write that fails its condition raises ``LeaseConflict``; transient faults (throttling, 5xx,
+A write that fails its condition raises ``LeaseConflict``, carrying the row as the table saw it
+(``after_conflict`` reads it where the table sends none); transient faults (throttling, 5xx,
 timeouts, refused connections, credentials that cannot be had for a moment) are retried with
 jittered backoff for up to ``retry_deadline`` seconds and then raise ``LeaseTableUnavailable``.
 A refused permission raises ``LeaseTableAccessDenied`` and a table that is gone
-``LeaseTableMissing``: retrying those helps nobody. The caller decides what a conflict means.
+``LeaseTableMissing``: retrying those helps nobody (``calls.py``). The caller decides what a
+conflict means.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import botocore.exceptions
 import structlog
 
-from streamworker.aws.errors import denied_message, describe, error_code, is_denied, is_transient
-from streamworker.backoff import Backoff
+from streamworker.aws.errors import error_code
 from streamworker.clock import Clock, SystemClock
+from streamworker.leases.dynamodb.calls import TableCalls
 from streamworker.leases.dynamodb.errors import (
     LeaseConflict,
     LeaseTableAccessDenied,
@@ -61,14 +62,7 @@ __all__ = ["LeaseConflict", "LeaseTable", "LeaseTableAccessDenied", "LeaseTableF
 
 log = structlog.get_logger("streamworker.lease_table")
 
-
 T = TypeVar("T")
-
-#: The DynamoDB API call behind each of our operations (for error messages).
-_API = {"Renew": "UpdateItem", "Take": "UpdateItem", "Handoff": "UpdateItem", "Checkpoint": "UpdateItem",
-        "PrepareCheckpoint": "UpdateItem", "SetChildShards": "UpdateItem", "Release": "UpdateItem",
-        "MarkHalted": "UpdateItem", "Scan": "Scan", "GetItem": "GetItem", "PutItem": "PutItem",
-        "DeleteItem": "DeleteItem"}
 
 
 class LeaseTable:
@@ -78,14 +72,12 @@ class LeaseTable:
                  clock: Clock | None = None) -> None:
         self.client = client
         self.table_name = table_name
-        self.retry_deadline = retry_deadline
-        self._clock = clock or SystemClock()
+        self._call = TableCalls(table_name, retry_deadline, clock or SystemClock())
         #: Rows of the last scan that could not be read, by lease key: the problem.
         self.malformed: dict[str, str] = {}
         self._reported: set[tuple[str, str]] = set()
         #: Count of DynamoDB calls by operation, for the cost figures.
-        self.calls: dict[str, int] = {}
-        self._calls_lock = threading.Lock()
+        self.calls = self._call.counts
         #: KCL 3.5's rows of the last scan that are not leases: its workers (the worker id of
         #: each WORKER_METRIC_STATS row, with the wall-clock second it last reported) and the
         #: leader lock (owner and record version), None when no leader row is present.
@@ -94,33 +86,7 @@ class LeaseTable:
 
     def call(self, op: str, fn: Callable[[], T]) -> T:
         """One DynamoDB call (counted), with the errors and retries the module describes."""
-        backoff = Backoff(base=0.05, cap=1.0)
-        deadline = self._clock.monotonic() + self.retry_deadline
-        while True:
-            with self._calls_lock:
-                self.calls[op] = self.calls.get(op, 0) + 1
-            try:
-                return fn()
-            except Exception as exc:
-                code = error_code(exc)
-                if code == "ConditionalCheckFailedException":
-                    raise LeaseConflict(op) from None
-                api = _API.get(op, op)
-                if is_denied(exc):
-                    raise LeaseTableAccessDenied(
-                        f"lease table {self.table_name!r}: "
-                        f"{denied_message(exc, 'dynamodb', api, f'table/{self.table_name}')}") from None
-                if code == "ResourceNotFoundException":
-                    raise LeaseTableMissing(f"lease table {self.table_name!r} does not exist ({api}: {exc})") from None
-                if not is_transient(exc):
-                    raise
-                err: BaseException = exc
-            delay = backoff.next_delay()
-            if self._clock.monotonic() + delay > deadline:
-                raise LeaseTableUnavailable(
-                    f"lease table {self.table_name!r}: {op} failed: {describe(err)}: {str(err)[:200]}"
-                ) from None
-            self._clock.sleep(delay)
+        return self._call(op, fn)
 
     # -- table -----------------------------------------------------------------------------
 
@@ -190,6 +156,17 @@ class LeaseTable:
             self._reported.add((exc.lease_key, exc.problem))
             log.error(str(exc), table=self.table_name, lease_key=exc.lease_key)
 
+    def after_conflict(self, conflict: LeaseConflict, lease_key: str) -> Lease | None:
+        """The lease as it is after ``conflict`` refused a write to it: the row the refusal
+        carried, else read (a GetItem) where the table did not send one. Raises MalformedLease."""
+        if conflict.current is None:
+            return self.get(lease_key)
+        try:
+            return lease_from_item(conflict.current)
+        except MalformedLease as exc:
+            self._report(exc)
+            raise
+
     def get(self, lease_key: str) -> Lease | None:
         resp = self.call("GetItem", lambda: self.client.get_item(
             TableName=self.table_name, Key={LEASE_KEY: {"S": lease_key}}, ConsistentRead=True))
@@ -225,6 +202,9 @@ class LeaseTable:
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
             ReturnValues="ALL_NEW",
+            # the row back with a refusal, at no read cost: no GetItem to learn whether a
+            # refused renewal was a handoff request or the lease lost
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
         ))
         return dict(resp.get("Attributes", {}))
 
