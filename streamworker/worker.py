@@ -67,6 +67,11 @@ class Worker:
     ``start()`` returns once the lease table and the stream are checked; ``request_shutdown()``
     begins a graceful stop (processors get ``shutdown_requested``, leases are released) and
     ``wait()`` returns when it is complete.
+
+    Clients given here (tests, embedding applications) are used as they are: a Kinesis client
+    needs ``max_pool_connections`` of at least the shards the worker holds (each reads on a
+    thread of its own); lease renewals and takes use at most half a DynamoDB client's pool at
+    once. Without them the worker builds its own (2,000 and 50 connections).
     """
 
     def __init__(

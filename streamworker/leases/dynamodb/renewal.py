@@ -75,7 +75,8 @@ class Renewer:
             results = [self._renew_one(*d) for d in due]
         else:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(RENEW_THREADS, thread_name_prefix="lease-renew")
+                self._pool = ThreadPoolExecutor(self.table.parallel_calls(RENEW_THREADS),
+                                                thread_name_prefix="lease-renew")
             futures = [self._pool.submit(self._renew_one, *d) for d in due]
             results = [f.result() for f in futures]  # all of them, so a fatal error surfaces
         if due or not self.held.keys():  # holding nothing, nothing can be late

@@ -84,6 +84,19 @@ class LeaseTable:
         self.kcl3_workers: dict[str, float | None] = {}
         self.kcl3_leader: tuple[str, str] | None = None
 
+    def parallel_calls(self, wanted: int) -> int:
+        """How many calls to make at once: ``wanted``, or half the client's connection pool if
+        that is less. A client passed to ``Worker`` keeps botocore's 10 connections: 20 renewal
+        threads opened and discarded one connection per renewal beyond them (a TLS handshake
+        each on AWS, and urllib3's "Connection pool is full" warning); half is left to the
+        shards' checkpoints and the taker."""
+        config: Any = getattr(getattr(self.client, "meta", None), "config", None)
+        try:
+            pool = int(config.max_pool_connections)
+        except (AttributeError, TypeError, ValueError):
+            return wanted
+        return max(1, min(wanted, pool // 2))
+
     def call(self, op: str, fn: Callable[[], T]) -> T:
         """One DynamoDB call (counted), with the errors and retries the module describes."""
         return self._call(op, fn)

@@ -139,7 +139,8 @@ class Taker:
             for w in writes:
                 w()
             return
-        with ThreadPoolExecutor(min(PARALLEL_WRITES, len(writes)), thread_name_prefix="lease-write") as pool:
+        with ThreadPoolExecutor(min(self.table.parallel_calls(PARALLEL_WRITES), len(writes)),
+                                thread_name_prefix="lease-write") as pool:
             for f in [pool.submit(w) for w in writes]:
                 f.result()
 

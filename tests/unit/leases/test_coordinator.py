@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
+import boto3
+import botocore.config
 import pytest
 
 from streamworker.clock import FakeClock
@@ -153,6 +157,46 @@ def test_a_refused_renewal_learns_why_from_the_refusal(fleet: Any, table_sends_r
         assert key in a.held_keys() and (now.lease_owner, now.checkpoint_owner) == ("B", "A")
         assert now.lease_counter == counters[key] + 1
     assert taken_by_c not in a.held_keys() and row(table, taken_by_c).lease_owner == "C"
+
+
+def test_renewals_keep_within_a_callers_connection_pool(table: LeaseTable) -> None:
+    """A client passed to Worker keeps botocore's 10 connections; 20 renewals at once opened and
+    discarded a connection per renewal beyond them. Renewals run at most half the pool at once
+    (and that many: a slow table must not make the last lease in line expire)."""
+    client = boto3.client("dynamodb", config=botocore.config.Config(max_pool_connections=10))
+    clock = FakeClock()
+    c = DynamoDBCoordinator(LeaseTable(client, table.table_name, clock=clock), "A", Events(),
+                            failover_time=FAILOVER, clock=clock)
+    c.ensure_leases([ShardInfo(f"shardId-{i}") for i in range(30)], InitialPosition.TRIM_HORIZON)
+    c.take_cycle()
+    assert len(c.held_keys()) == 30
+    update_item = client.update_item
+    lock, calls, in_flight, most = threading.Lock(), [0], [0], [0]
+    five_at_once = threading.Barrier(5, timeout=30)  # the first five wait for each other: 5 run at once
+
+    def counted(**kwargs: Any) -> Any:
+        with lock:
+            first_five = calls[0] < 5
+            calls[0] += 1
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        try:
+            if first_five:
+                try:
+                    five_at_once.wait()
+                except threading.BrokenBarrierError:
+                    pass  # fewer than five at once: asserted below
+            time.sleep(0.01)  # a round trip, so that calls overlap as they do against DynamoDB
+            return update_item(**kwargs)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    client.update_item = counted  # type: ignore[method-assign]
+    clock.advance(c.renew_interval)
+    c.renew_all()
+    assert not five_at_once.broken and most[0] == 5
+    assert len(c.held_keys()) == 30 and c.stats.renew_failures == 0
 
 
 def row_keys(coordinator: Any) -> list[str]:
