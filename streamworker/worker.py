@@ -71,7 +71,9 @@ class Worker:
     Clients given here (tests, embedding applications) are used as they are: a Kinesis client
     needs ``max_pool_connections`` of at least the shards the worker holds (each reads on a
     thread of its own); lease renewals and takes use at most half a DynamoDB client's pool at
-    once. Without them the worker builds its own (2,000 and 50 connections).
+    once. Without them the worker builds its own (2,000 and 50 connections), which also parse
+    a record's arrival time to UTC in 0.6 us; a client given keeps botocore's parser, 9.6 us a
+    record (about a tenth of the read path's CPU).
     """
 
     def __init__(
