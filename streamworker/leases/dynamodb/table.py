@@ -88,8 +88,8 @@ class LeaseTable:
         """How many calls to make at once: ``wanted``, or half the client's connection pool if
         that is less. A client passed to ``Worker`` keeps botocore's 10 connections: 20 renewal
         threads opened and discarded one connection per renewal beyond them (a TLS handshake
-        each on AWS, and urllib3's "Connection pool is full" warning); half is left to the
-        shards' checkpoints and the taker."""
+        each on AWS, and urllib3's "Connection pool is full" warning). The renewer and the
+        taker each use at most half, so together they stay within the pool."""
         config: Any = getattr(getattr(self.client, "meta", None), "config", None)
         try:
             pool = int(config.max_pool_connections)
