@@ -3,7 +3,9 @@
 Two parts, on stand-ins:
 
 1. **The fleet** (``--fleet-variants``, default streamworker), on kinesalite and dynalite
-   (``--fleet-servers node``; ``mock``: kinesis-mock and moto, which do not serve it on 2 cores):
+   (``--fleet-servers node``, where KCL 3.5.1's lease table and owner index are made for it, as
+   dynalite refuses the index KCL adds; ``kinesalite-moto``; ``mock``: kinesis-mock and moto,
+   which do not serve it on 2 cores):
    one stream of ``--shards`` (1,000) idle shards, ``streamworker run`` workers joining one at a
    time, 1 -> ``--workers`` (4), then one killed with SIGKILL. For each step: seconds until the
    lease table is even (within one lease, no handoff open) and every worker holds what the table
@@ -102,6 +104,8 @@ class Servers:
         self.kinesis_url, self.dynamodb_url, self.proxy, self.tmp = kinesis_url, dynamodb_url, proxy, tmp
         self.failover = failover
         self.log_level = "WARNING"
+        #: dynalite: KCL 3's lease table is made for it (see precreate_kcl3_lease_table).
+        self.precreate_kcl3_tables = False
         self.env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                     "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_KINESIS": kinesis_url,
                     "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_url, "STREAMWORKER_LOG_FORMAT": "json",
@@ -259,6 +263,9 @@ def fleet_run(s: Servers, variant: str, shards: int, workers: int, idle: float, 
     def join() -> None:
         fleet.append(Worker(s, variant, stream, app, f"w{len(fleet) + 1}", kcl, idle_ms))
 
+    if variant != "sw-native" and s.precreate_kcl3_tables:
+        precreate_kcl3_lease_table(s.ddb, app)
+
     try:
         for i in range(workers):
             step("start w1" if i == 0 else f"join w{i + 1}", join, step_timeout)
@@ -277,6 +284,25 @@ def fleet_run(s: Servers, variant: str, shards: int, workers: int, idle: float, 
     finally:
         for w in fleet:
             w.stop()
+
+
+def precreate_kcl3_lease_table(ddb: Any, table: str) -> None:
+    """KCL 3's lease table with its owner index, made before KCL starts: KCL adds the index as an
+    on-demand GSI (no ProvisionedThroughput), which DynamoDB accepts and dynalite refuses; KCL
+    leaves an index that exists as it is. Provisioned, as dynalite's GSIs must be (dynalite
+    throttles nothing)."""
+    throughput = {"ReadCapacityUnits": 10000, "WriteCapacityUnits": 10000}
+    ddb.create_table(
+        TableName=table, BillingMode="PROVISIONED", ProvisionedThroughput=throughput,
+        AttributeDefinitions=[{"AttributeName": "leaseKey", "AttributeType": "S"},
+                              {"AttributeName": "leaseOwner", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "leaseKey", "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=[{"IndexName": "LeaseOwnerToLeaseKeyIndex",
+                                 "KeySchema": [{"AttributeName": "leaseOwner", "KeyType": "HASH"},
+                                               {"AttributeName": "leaseKey", "KeyType": "RANGE"}],
+                                 "Projection": {"ProjectionType": "KEYS_ONLY"},
+                                 "ProvisionedThroughput": throughput}])
+    ddb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120})
 
 
 def idle_figures(s: Servers, fleet: list[Worker], idle: float, leases: int) -> dict[str, Any]:
@@ -351,9 +377,9 @@ def main() -> None:
     ap.add_argument("--idle", type=float, default=60.0, help="seconds of the idle window")
     ap.add_argument("--fleet-variants", default="sw-native")
     ap.add_argument("--fleet-servers", choices=("node", "kinesalite-moto", "mock"), default="node",
-                    help="the fleet's stand-ins: kinesalite and dynalite (node); kinesalite and moto (for KCL 3.5.1, "
-                         "whose owner index dynalite refuses); or kinesis-mock and moto (mock), which do not serve "
-                         "a thousand shards on 2 cores")
+                    help="the fleet's stand-ins: kinesalite and dynalite (node; KCL 3.5.1's lease table is made for "
+                         "it, as dynalite refuses the owner index KCL adds); kinesalite and moto; or kinesis-mock and "
+                         "moto (mock), which do not serve a thousand shards on 2 cores")
     ap.add_argument("--fleet-failover", type=float, default=10.0,
                     help="the fleet's failover time (on kinesis-mock and moto, 60 s: a thousand leases renewed "
                          "every 3 s are more than moto answers in time on 2 cores)")
@@ -400,6 +426,7 @@ def main() -> None:
             proxy = stack.enter_context(CountingProxy(ddb))
             s = Servers(kl.endpoint, proxy.endpoint, proxy, logs_dir(args.logs, tmp), args.fleet_failover)
             s.log_level = "INFO" if args.logs else "WARNING"
+            s.precreate_kcl3_tables = args.fleet_servers == "node"
             run_fleets(s, fleet_variants, args, kcl, results)
     with tempfile.TemporaryDirectory() as tmp, MotoProcess() as moto, KinesisMock(shard_limit=limit) as km, \
             FaultProxy(moto.endpoint) as proxy:
