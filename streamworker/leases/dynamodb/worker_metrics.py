@@ -6,7 +6,8 @@ decimals; -1 when no sample could be taken) after the last 10 such averages, wit
 range (the utilisation a worker should stay under: 100 %) and the time of the report. The row is
 ``WORKER_METRIC_STATS`` in the lease table (KCL 3.5, keyed ``leaseKey`` = the worker id), or an
 item of ``<app>-WorkerMetricStats`` (KCL 3.0–3.4, keyed ``wid``). A worker with no metric (no
-platform KCL recognises) reports empty maps, which KCL's leader reads as "balance by lease count".
+platform KCL recognises) reports empty maps, which KCL's leader reads as "balance by throughput"
+(``WorkerMetricStats.isUsingDefaultWorkerMetric``): idle shards are then never moved.
 """
 
 from __future__ import annotations
