@@ -83,6 +83,8 @@ class LeaseTable:
         #: leader lock (owner and record version), None when no leader row is present.
         self.kcl3_workers: dict[str, float | None] = {}
         self.kcl3_leader: tuple[str, str] | None = None
+        #: Ask for the row with a refused write (off once an endpoint refuses the parameter).
+        self._row_on_refusal = True
 
     def parallel_calls(self, wanted: int) -> int:
         """How many calls to make at once: ``wanted``, or half the client's connection pool if
@@ -207,18 +209,26 @@ class LeaseTable:
                 names: dict[str, str], values: dict[str, Any]) -> dict[str, Any]:
         names = {"#c": LEASE_COUNTER, **names}
         values = {":c": {"N": str(counter)}, ":c1": {"N": str(counter + 1)}, **values}
-        resp = self.call(op, lambda: self.client.update_item(
-            TableName=self.table_name,
-            Key={LEASE_KEY: {"S": lease_key}},
-            UpdateExpression=update,
-            ConditionExpression=f"#c = :c AND ({condition})" if condition else "#c = :c",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-            ReturnValues="ALL_NEW",
+        request: dict[str, Any] = {
+            "TableName": self.table_name, "Key": {LEASE_KEY: {"S": lease_key}}, "UpdateExpression": update,
+            "ConditionExpression": f"#c = :c AND ({condition})" if condition else "#c = :c",
+            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values, "ReturnValues": "ALL_NEW"}
+        if self._row_on_refusal:
             # the row back with a refusal, at no read cost: no GetItem to learn whether a
             # refused renewal was a handoff request or the lease lost
-            ReturnValuesOnConditionCheckFailure="ALL_OLD",
-        ))
+            request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        try:
+            resp = self.call(op, lambda: self.client.update_item(**request))
+        except botocore.exceptions.ClientError as exc:
+            if not (self._row_on_refusal and error_code(exc) == "ValidationException"
+                    and "ReturnValuesOnConditionCheckFailure" in str(exc)):
+                raise
+            # an endpoint that predates the parameter (DynamoDB itself has it since 2023)
+            self._row_on_refusal = False
+            log.warning("the lease table's endpoint refuses ReturnValuesOnConditionCheckFailure; a refused "
+                        "write now reads the row instead (a GetItem)", table=self.table_name, error=str(exc)[:200])
+            request.pop("ReturnValuesOnConditionCheckFailure")
+            resp = self.call(op, lambda: self.client.update_item(**request))
         return dict(resp.get("Attributes", {}))
 
     @staticmethod
