@@ -11,6 +11,7 @@ conflict means.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -85,6 +86,7 @@ class LeaseTable:
         self.kcl3_leader: tuple[str, str] | None = None
         #: Ask for the row with a refused write (off once an endpoint refuses the parameter).
         self._row_on_refusal = True
+        self._row_on_refusal_lock = threading.Lock()
 
     def parallel_calls(self, wanted: int) -> int:
         """How many calls to make at once: ``wanted``, or half the client's connection pool if
@@ -220,13 +222,17 @@ class LeaseTable:
         try:
             resp = self.call(op, lambda: self.client.update_item(**request))
         except botocore.exceptions.ClientError as exc:
-            if not (self._row_on_refusal and error_code(exc) == "ValidationException"
+            # an endpoint that predates the parameter (DynamoDB itself has it since 2023); the
+            # request's own parameter, not the flag: writes in flight at once all meet it
+            if not ("ReturnValuesOnConditionCheckFailure" in request and error_code(exc) == "ValidationException"
                     and "ReturnValuesOnConditionCheckFailure" in str(exc)):
                 raise
-            # an endpoint that predates the parameter (DynamoDB itself has it since 2023)
-            self._row_on_refusal = False
-            log.warning("the lease table's endpoint refuses ReturnValuesOnConditionCheckFailure; a refused "
-                        "write now reads the row instead (a GetItem)", table=self.table_name, error=str(exc)[:200])
+            with self._row_on_refusal_lock:
+                first, self._row_on_refusal = self._row_on_refusal, False
+            if first:
+                log.warning("the lease table's endpoint refuses ReturnValuesOnConditionCheckFailure; a refused "
+                            "write now reads the row instead (a GetItem)", table=self.table_name,
+                            error=str(exc)[:200])
             request.pop("ReturnValuesOnConditionCheckFailure")
             resp = self.call(op, lambda: self.client.update_item(**request))
         return dict(resp.get("Attributes", {}))

@@ -138,9 +138,16 @@ def test_a_refused_renewal_learns_why_from_the_refusal(fleet: Any, endpoint: str
     table = a.table
     table_sends_row = endpoint == "dynamodb"
     update_item = table.client.update_item
+    refusals, lock = [0], threading.Lock()
+    two_at_once = threading.Barrier(2, timeout=10)  # the take cycle's parallel writes meet the refusal together
 
     def without_row(**kwargs: Any) -> Any:
         if "ReturnValuesOnConditionCheckFailure" in kwargs and endpoint == "predates-the-parameter":
+            with lock:
+                refusals[0] += 1
+                first_two = refusals[0] <= 2
+            if first_two:
+                two_at_once.wait()
             raise botocore.exceptions.ClientError(
                 {"Error": {"Code": "ValidationException",
                            "Message": "Unexpected field: ReturnValuesOnConditionCheckFailure"}}, "UpdateItem")
