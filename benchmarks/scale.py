@@ -19,7 +19,8 @@ Two parts, on stand-ins:
    is its own: CPU (whole process tree), RSS, threads, processes, DynamoDB calls per minute.
    Variants: ``sw-native`` (``streamworker run``, a Python processor), ``kcl-java`` (KCL 3.5.1's
    Scheduler in its default mode with a Java no-op processor, tests/kcl/KclHarness.java),
-   ``kcl35-multilang`` (KCL 3.5.1's MultiLangDaemon, a Python child per shard running
+   ``kcl-java-count`` (the same with KCL 3.5's ``LEASE_COUNT_BASED`` lease assignment: without a
+   CPU metric, off EC2 and EKS, KCL's default balances idle shards not at all), ``kcl35-multilang`` (KCL 3.5.1's MultiLangDaemon, a Python child per shard running
    amazon-kclpy 3.2.0's sample; needs AWS's daemon sources beside the project, else skipped with
    the reason).
 
@@ -155,11 +156,12 @@ class Worker:
                    "--metrics-host", "127.0.0.1", "--log-level", s.log_level,
                    "--idle-time-between-reads", str(idle_ms / 1000)]
             self.proc = subprocess.Popen(cmd, env=s.env, stdout=subprocess.DEVNULL, stderr=err)
-        elif variant == "kcl-java":
+        elif variant in ("kcl-java", "kcl-java-count"):
             self.proc = harness.KclWorker(kcl["java"], stream, app, name, Path(os.devnull), s.kinesis_url,
                                           s.dynamodb_url, s.tmp / f"{app}-{name}.stderr", quiet=True,
                                           failover_ms=int(s.failover * 1000), client_version="3X",
-                                          idle_ms=idle_ms, jvm=("-Xmx512m",)).proc
+                                          idle_ms=idle_ms, jvm=("-Xmx512m",),
+                                          lease_assignment="LEASE_COUNT_BASED" if variant == "kcl-java-count" else None).proc
         elif variant == "kcl35-multilang":
             env = {**s.env, "RECORD_LOG": os.devnull, "QUIET": "1", "WORKER_NAME": name,
                    "PYTHONPATH": multilang.child_pythonpath(kcl["kclpy3"])}
@@ -397,7 +399,7 @@ def main() -> None:
     kcl: dict[str, Path] = {}
     variants = [v for v in args.variants.split(",") if v]
     fleet_variants = [v for v in args.fleet_variants.split(",") if v]
-    if "kcl-java" in variants + fleet_variants:
+    if {"kcl-java", "kcl-java-count"} & set(variants + fleet_variants):
         kcl["java"] = harness.install(multilang3.KCL3_VERSION)
     if "kcl35-multilang" in variants + fleet_variants:
         why = multilang3.unavailable()

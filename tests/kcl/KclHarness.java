@@ -9,6 +9,8 @@
 // reflection, so one source compiles against 2.x too). -Dquiet=true logs one "batch" event per
 // batch instead of one "rec" per record (for benchmarks); -DmaxRecords=N sets GetRecords' limit;
 // -DidleMillis=N the wait after an empty read (200 ms unless set; KCL's default is 1500).
+// -DleaseAssignment=LEASE_COUNT_BASED|WORKER_UTILIZATION_AWARE sets KCL 3.5's
+// LeaseManagementConfig.leaseAssignmentStrategy (by reflection: older KCLs have none).
 // STREAM may be a comma-separated list: KCL's multi-stream mode (a MultiStreamTracker, lease keys
 // account:stream:creationEpoch:shardId), each event naming its stream.
 
@@ -40,6 +42,7 @@ import software.amazon.kinesis.common.StreamConfig;
 import software.amazon.kinesis.common.StreamIdentifier;
 import software.amazon.kinesis.coordinator.CoordinatorConfig;
 import software.amazon.kinesis.coordinator.Scheduler;
+import software.amazon.kinesis.leases.LeaseManagementConfig;
 import software.amazon.kinesis.lifecycle.events.InitializationInput;
 import software.amazon.kinesis.lifecycle.events.LeaseLostInput;
 import software.amazon.kinesis.lifecycle.events.ProcessRecordsInput;
@@ -166,11 +169,17 @@ public class KclHarness {
         if (clientVersion != null) {
             setClientVersion(coordinator, clientVersion);
         }
+        LeaseManagementConfig leases = cb.leaseManagementConfig()
+                .failoverTimeMillis(Long.parseLong(System.getProperty("failover", "10000")))
+                .shardSyncIntervalMillis(5000);
+        String assignment = System.getProperty("leaseAssignment");
+        if (assignment != null) {
+            setLeaseAssignment(leases, assignment);
+        }
         Scheduler scheduler = new Scheduler(
                 cb.checkpointConfig(),
                 coordinator,
-                cb.leaseManagementConfig().failoverTimeMillis(Long.parseLong(System.getProperty("failover", "10000")))
-                        .shardSyncIntervalMillis(5000),
+                leases,
                 cb.lifecycleConfig(),
                 metrics(cb),
                 cb.processorConfig(),
@@ -234,6 +243,13 @@ public class KclHarness {
                 return new FormerStreamsLeasesDeletionStrategy.NoLeaseDeletionStrategy();
             }
         };
+    }
+
+    @SuppressWarnings({"unchecked", "rawtypes"})
+    static void setLeaseAssignment(LeaseManagementConfig leases, String strategy) throws Exception {
+        Class enumClass = Class.forName("software.amazon.kinesis.leases.LeaseAssignmentStrategy");
+        LeaseManagementConfig.class.getMethod("leaseAssignmentStrategy", enumClass)
+                .invoke(leases, Enum.valueOf(enumClass, strategy));
     }
 
     @SuppressWarnings({"unchecked", "rawtypes"})

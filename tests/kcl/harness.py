@@ -98,9 +98,11 @@ class KclWorker(JavaProcess):
                  dynamodb_url: str, stderr: Path, failover_ms: int = 10000, client_version: str | None = None,
                  quiet: bool = False, max_records: int | None = None, idle_ms: int | None = None, jvm: tuple[str, ...] = ("-Xmx384m", "-XX:+UseSerialGC",
                                                               "-XX:TieredStopAtLevel=1"),
-                 cloudwatch_buffer_ms: int | None = None) -> None:
+                 cloudwatch_buffer_ms: int | None = None, lease_assignment: str | None = None) -> None:
         classes = classes_dir(home)
         extra = [f"-DclientVersion={client_version}"] if client_version else []
+        if lease_assignment:  # KCL 3.5's leaseAssignmentStrategy: LEASE_COUNT_BASED or WORKER_UTILIZATION_AWARE
+            extra.append(f"-DleaseAssignment={lease_assignment}")
         if cloudwatch_buffer_ms:  # KCL's own CloudWatch metrics, to the DynamoDB endpoint's server (moto)
             extra.append(f"-DcloudWatchMetrics={cloudwatch_buffer_ms}")
         if quiet:
