@@ -20,9 +20,9 @@ Two parts, on stand-ins:
    Variants: ``sw-native`` (``streamworker run``, a Python processor), ``kcl-java`` (KCL 3.5.1's
    Scheduler in its default mode with a Java no-op processor, tests/kcl/KclHarness.java),
    ``kcl-java-count`` (the same with KCL 3.5's ``LEASE_COUNT_BASED`` lease assignment: without a
-   CPU metric, off EC2, ECS and EKS, KCL's default balances idle shards not at all), ``kcl35-multilang`` (KCL 3.5.1's MultiLangDaemon, a Python child per shard running
-   amazon-kclpy 3.2.0's sample; needs AWS's daemon sources beside the project, else skipped with
-   the reason).
+   CPU metric, off EC2, ECS and EKS, KCL's default balances idle shards not at all),
+   ``kcl35-multilang`` (KCL 3.5.1's MultiLangDaemon, a Python child per shard running amazon-kclpy
+   3.2.0's sample; needs AWS's daemon sources beside the project, else skipped with the reason).
 
 In the one-worker part every kind reads an idle shard every 1.5 s (KCL's
 ``idleTimeBetweenReadsInMillis`` default, streamworker's ``idle_time_between_reads``) with a
