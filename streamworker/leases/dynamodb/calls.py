@@ -1,5 +1,6 @@
 """One DynamoDB call to the lease table: counted, retried while the fault is transient, and its
-error mapped to what the lease layer raises (see ``table.py``)."""
+error mapped to what the lease layer raises (see ``table.py``); an update asks for the row back
+with a refusal where the endpoint allows it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import botocore.exceptions
+import structlog
 
 from streamworker.aws.errors import denied_message, describe, error_code, is_denied, is_transient
 from streamworker.backoff import Backoff
@@ -20,6 +22,8 @@ from streamworker.leases.dynamodb.errors import (
 )
 
 T = TypeVar("T")
+
+log = structlog.get_logger("streamworker.lease_table")
 
 #: The DynamoDB API call behind each of our operations (for error messages).
 _API = {"Renew": "UpdateItem", "Take": "UpdateItem", "Handoff": "UpdateItem", "Checkpoint": "UpdateItem",
@@ -35,6 +39,30 @@ class TableCalls:
         self.table_name, self.retry_deadline, self.clock = table_name, retry_deadline, clock
         self.counts: dict[str, int] = {}
         self._lock = threading.Lock()
+        #: Ask for the row with a refused update (off once an endpoint refuses the parameter).
+        self._row_on_refusal = True
+
+    def update_item(self, op: str, client: Any, request: dict[str, Any]) -> dict[str, Any]:
+        """``client.update_item(**request)`` as ``op``; a refusal carries the row where the
+        endpoint sends it (``ReturnValuesOnConditionCheckFailure``: no read units, no GetItem to
+        learn whether a refused renewal was a handoff request or the lease lost)."""
+        if not self._row_on_refusal:
+            return self(op, lambda: client.update_item(**request))
+        asked = {**request, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+        try:
+            return self(op, lambda: client.update_item(**asked))
+        except botocore.exceptions.ClientError as exc:
+            # an endpoint that predates the parameter (DynamoDB has it since 2023); decided on
+            # this request's parameter, not the flag: writes in flight at once all meet it
+            if error_code(exc) != "ValidationException" or "ReturnValuesOnConditionCheckFailure" not in str(exc):
+                raise
+            with self._lock:
+                first, self._row_on_refusal = self._row_on_refusal, False
+            if first:
+                log.warning("the lease table's endpoint refuses ReturnValuesOnConditionCheckFailure; a refused "
+                            "write now reads the row instead (a GetItem)", table=self.table_name,
+                            error=str(exc)[:200])
+            return self(op, lambda: client.update_item(**request))
 
     def __call__(self, op: str, fn: Callable[[], T]) -> T:
         backoff = Backoff(base=0.05, cap=1.0)

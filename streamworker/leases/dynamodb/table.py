@@ -11,7 +11,6 @@ conflict means.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -84,9 +83,6 @@ class LeaseTable:
         #: leader lock (owner and record version), None when no leader row is present.
         self.kcl3_workers: dict[str, float | None] = {}
         self.kcl3_leader: tuple[str, str] | None = None
-        #: Ask for the row with a refused write (off once an endpoint refuses the parameter).
-        self._row_on_refusal = True
-        self._row_on_refusal_lock = threading.Lock()
 
     def parallel_calls(self, wanted: int) -> int:
         """How many calls to make at once: ``wanted``, or half the client's connection pool if
@@ -215,27 +211,7 @@ class LeaseTable:
             "TableName": self.table_name, "Key": {LEASE_KEY: {"S": lease_key}}, "UpdateExpression": update,
             "ConditionExpression": f"#c = :c AND ({condition})" if condition else "#c = :c",
             "ExpressionAttributeNames": names, "ExpressionAttributeValues": values, "ReturnValues": "ALL_NEW"}
-        if self._row_on_refusal:
-            # the row back with a refusal, at no read cost: no GetItem to learn whether a
-            # refused renewal was a handoff request or the lease lost
-            request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-        try:
-            resp = self.call(op, lambda: self.client.update_item(**request))
-        except botocore.exceptions.ClientError as exc:
-            # an endpoint that predates the parameter (DynamoDB itself has it since 2023); the
-            # request's own parameter, not the flag: writes in flight at once all meet it
-            if not ("ReturnValuesOnConditionCheckFailure" in request and error_code(exc) == "ValidationException"
-                    and "ReturnValuesOnConditionCheckFailure" in str(exc)):
-                raise
-            with self._row_on_refusal_lock:
-                first, self._row_on_refusal = self._row_on_refusal, False
-            if first:
-                log.warning("the lease table's endpoint refuses ReturnValuesOnConditionCheckFailure; a refused "
-                            "write now reads the row instead (a GetItem)", table=self.table_name,
-                            error=str(exc)[:200])
-            request.pop("ReturnValuesOnConditionCheckFailure")
-            resp = self.call(op, lambda: self.client.update_item(**request))
-        return dict(resp.get("Attributes", {}))
+        return dict(self._call.update_item(op, self.client, request).get("Attributes", {}))
 
     @staticmethod
     def _holder_condition(as_checkpoint_owner: bool) -> tuple[str, dict[str, str]]:
