@@ -202,7 +202,12 @@ def test_forty_idle_leases_survive_400_ms_of_latency_per_call(aws_env: dict[str,
             # the defect's mark: one renewal at a time through the proxy; the fix: many at once
             assert proxy.in_flight_at_most("UpdateItem", since) >= 10
             slowest = max(b - a for op, a, b in proxy.spans if op == "UpdateItem" and a >= since)
-            if slowest < 8.0 - 10 / 3:  # answered within the validity left after a renewal is due
+            # A lease stays valid 8 s after its renewal began. A renew cycle waits for its slowest
+            # call S, and 40 leases on 20 threads take two calls in line: a lease renewed at t is
+            # renewed again by t + max(2S, 10/3) + 2S, within 8 s for any S up to 2 s. (Up to
+            # 8 - 10/3 s, the bound this test had, a run under double load lost leases at S = 4.4 s
+            # with every call answered: the slack is the cycle's, not one call's.)
+            if slowest <= 2.0:
                 assert set(held) == {40} and w.coordinator.stats.lost == 0, (held, slowest)
                 # every lease renewed about every 3.3 s (300 in all); one after another, 16 s a round: 62
                 assert proxy.calls["UpdateItem"] - renewals >= 160
