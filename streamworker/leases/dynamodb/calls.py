@@ -27,7 +27,7 @@ log = structlog.get_logger("streamworker.lease_table")
 
 #: The DynamoDB API call behind each of our operations (for error messages).
 _API = {"Renew": "UpdateItem", "Take": "UpdateItem", "Handoff": "UpdateItem", "Checkpoint": "UpdateItem",
-        "PrepareCheckpoint": "UpdateItem", "SetChildShards": "UpdateItem", "Release": "UpdateItem",
+        "SetCheckpoint": "UpdateItem", "PrepareCheckpoint": "UpdateItem", "SetChildShards": "UpdateItem", "Release": "UpdateItem",
         "MarkHalted": "UpdateItem", "Scan": "Scan", "GetItem": "GetItem", "PutItem": "PutItem",
         "DeleteItem": "DeleteItem"}
 

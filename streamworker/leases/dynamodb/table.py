@@ -172,20 +172,16 @@ class LeaseTable:
     def after_conflict(self, conflict: LeaseConflict, lease_key: str) -> Lease | None:
         """The lease as it is after ``conflict`` refused a write to it: the row the refusal
         carried, else read (a GetItem) where the table did not send one. Raises MalformedLease."""
-        if conflict.current is None:
-            return self.get(lease_key)
-        try:
-            return lease_from_item(conflict.current)
-        except MalformedLease as exc:
-            self._report(exc)
-            raise
+        return self.get(lease_key) if conflict.current is None else self._lease(conflict.current)
 
     def get(self, lease_key: str) -> Lease | None:
         resp = self.call("GetItem", lambda: self.client.get_item(
             TableName=self.table_name, Key={LEASE_KEY: {"S": lease_key}}, ConsistentRead=True))
         item = resp.get("Item")
-        if not item:
-            return None
+        return self._lease(item) if item else None
+
+    def _lease(self, item: dict[str, Any]) -> Lease:
+        """A row read back, its problem reported once if it is not a lease (MalformedLease)."""
         try:
             return lease_from_item(item)
         except MalformedLease as exc:
